@@ -1,0 +1,3 @@
+module github.com/llmtap/llmtap
+
+go 1.22

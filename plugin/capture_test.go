@@ -1,0 +1,215 @@
+package llmtap
+
+import (
+	"bytes"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestCaptureWriter(t *testing.T) {
+	tests := []struct {
+		desc        string
+		maxResponse int
+		maxWrites   int
+		kinds       []string
+		header      map[string]string
+		status      int // 0: no explicit WriteHeader
+		writes      []string
+
+		wantStatus    int
+		wantFlushed   bool
+		wantHead      string
+		wantTail      string
+		wantTailOff   int64
+		wantTrunc     bool
+		wantEnds      []int64
+		wantDropped   int
+		wantNotCapted string
+	}{
+		{
+			desc:   "small json fits whole, not flushed",
+			header: map[string]string{"Content-Type": "application/json", "Content-Length": "13"},
+			status: 200, writes: []string{`{"a":1,`, `"b":2}`},
+			maxResponse: 64, maxWrites: 10,
+			wantStatus: 200, wantHead: `{"a":1,"b":2}`, wantEnds: []int64{7, 13},
+		},
+		{
+			desc:        "sse is flushed after every write",
+			header:      map[string]string{"Content-Type": "text/event-stream"},
+			writes:      []string{"data: 1\n\n", "data: 2\n\n", "data: [DONE]\n\n"},
+			maxResponse: 1024, maxWrites: 10,
+			wantStatus: 200, wantFlushed: true, wantHead: "data: 1\n\ndata: 2\n\ndata: [DONE]\n\n", wantEnds: []int64{9, 18, 32},
+		},
+		{
+			desc:   "no content length is flushed",
+			header: map[string]string{"Content-Type": "application/octet-stream"},
+			status: 201, writes: []string{"ab", "cd"},
+			maxResponse: 64, maxWrites: 10, kinds: []string{"other"},
+			wantStatus: 201, wantFlushed: true, wantHead: "abcd", wantEnds: []int64{2, 4},
+		},
+		{
+			desc:        "head and tail when the middle is cut",
+			header:      map[string]string{"Content-Type": "text/event-stream"},
+			writes:      []string{"0123", "4567", "89ab", "cdef", "ghij", "klmn", "op"},
+			maxResponse: 8, maxWrites: 10,
+			wantStatus: 200, wantFlushed: true, wantHead: "0123", wantTail: "mnop", wantTailOff: 22, wantTrunc: true,
+			wantEnds: []int64{4, 8, 12, 16, 20, 24, 26},
+		},
+		{
+			desc:        "exact fit: head and tail contiguous",
+			header:      map[string]string{"Content-Type": "text/plain", "Content-Length": "8"},
+			writes:      []string{"abcdefgh"},
+			maxResponse: 8, maxWrites: 10,
+			wantStatus: 200, wantHead: "abcd", wantTail: "efgh", wantTailOff: 4, wantEnds: []int64{8},
+		},
+		{
+			desc:        "one large write keeps the last tail bytes",
+			header:      map[string]string{"Content-Type": "text/plain", "Content-Length": "26"},
+			writes:      []string{"abcdefghijklmnopqrstuvwxyz"},
+			maxResponse: 6, maxWrites: 10,
+			wantStatus: 200, wantHead: "abc", wantTail: "xyz", wantTailOff: 23, wantTrunc: true, wantEnds: []int64{26},
+		},
+		{
+			desc:        "audio is counted, not captured",
+			header:      map[string]string{"Content-Type": "audio/wav"},
+			writes:      []string{"RIFF", "data"},
+			maxResponse: 64, maxWrites: 10,
+			wantStatus: 200, wantFlushed: true, wantEnds: []int64{4, 8}, wantNotCapted: "audio",
+		},
+		{
+			desc:        "writes past the bound keep the final one",
+			header:      map[string]string{"Content-Type": "text/event-stream"},
+			writes:      []string{"a", "b", "c", "d", "e"},
+			maxResponse: 64, maxWrites: 3,
+			wantStatus: 200, wantFlushed: true, wantHead: "abcde", wantEnds: []int64{1, 2, 5}, wantDropped: 2,
+		},
+		{
+			desc:   "error status",
+			header: map[string]string{"Content-Type": "application/json", "Content-Length": "2"},
+			status: 503, writes: []string{"{}"},
+			maxResponse: 64, maxWrites: 10,
+			wantStatus: 503, wantHead: "{}", wantEnds: []int64{2},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.desc, func(t *testing.T) {
+			kinds := tt.kinds
+			if kinds == nil {
+				kinds = []string{"json", "sse", "ndjson", "text"}
+			}
+			s := testSettings(t, "", func(c *Config) {
+				c.MaxResponseBodyBytes = tt.maxResponse
+				c.MaxWrites = tt.maxWrites
+				c.CaptureBodies = kinds
+			})
+			fr := httptest.NewRecorder()
+			cw := &captureWriter{rw: fr, start: time.Now(), set: s}
+			for k, v := range tt.header {
+				cw.Header().Set(k, v)
+			}
+			if tt.status != 0 {
+				cw.WriteHeader(tt.status)
+			}
+			var all bytes.Buffer
+			for _, w := range tt.writes {
+				n, err := cw.Write([]byte(w))
+				if err != nil || n != len(w) {
+					t.Fatalf("Write = %d, %v", n, err)
+				}
+				all.WriteString(w)
+			}
+			var r Record
+			cw.fill(&r)
+
+			if got := fr.Body.String(); got != all.String() {
+				t.Errorf("client got %q, want %q", got, all.String())
+			}
+			if r.Status != tt.wantStatus || fr.Code != tt.wantStatus {
+				t.Errorf("status record %d client %d, want %d", r.Status, fr.Code, tt.wantStatus)
+			}
+			// Per-write flushing is proven on a real server by TestStreamingArrivesEventByEvent.
+			if fr.Flushed != tt.wantFlushed || r.Streaming != tt.wantFlushed {
+				t.Errorf("flushed %v streaming %v, want %v", fr.Flushed, r.Streaming, tt.wantFlushed)
+			}
+			if r.ResponseBytes != int64(all.Len()) {
+				t.Errorf("bytes %d, want %d", r.ResponseBytes, all.Len())
+			}
+			if string(r.ResponseHead) != tt.wantHead || string(r.ResponseTail) != tt.wantTail || r.ResponseTailOffset != tt.wantTailOff {
+				t.Errorf("head %q tail %q@%d, want %q %q@%d", r.ResponseHead, r.ResponseTail, r.ResponseTailOffset, tt.wantHead, tt.wantTail, tt.wantTailOff)
+			}
+			if r.ResponseTruncated != tt.wantTrunc {
+				t.Errorf("truncated %v, want %v", r.ResponseTruncated, tt.wantTrunc)
+			}
+			if r.BodyNotCaptured != tt.wantNotCapted {
+				t.Errorf("body not captured %q, want %q", r.BodyNotCaptured, tt.wantNotCapted)
+			}
+			if !equalInts(r.WriteEnds, tt.wantEnds) || r.WritesDropped != tt.wantDropped {
+				t.Errorf("write ends %v dropped %d, want %v %d", r.WriteEnds, r.WritesDropped, tt.wantEnds, tt.wantDropped)
+			}
+			if len(r.WriteUs) != len(r.WriteEnds) {
+				t.Fatalf("%d write times for %d writes", len(r.WriteUs), len(r.WriteEnds))
+			}
+			for i := 1; i < len(r.WriteUs); i++ {
+				if r.WriteUs[i] < r.WriteUs[i-1] || r.WriteUs[i-1] < r.HeaderUs {
+					t.Errorf("write times not ordered: header %d writes %v", r.HeaderUs, r.WriteUs)
+				}
+			}
+		})
+	}
+}
+
+// TestCaptureTimeOffsets checks write times against real elapsed time.
+func TestCaptureTimeOffsets(t *testing.T) {
+	s := testSettings(t, "", nil)
+	fr := httptest.NewRecorder()
+	start := time.Now()
+	cw := &captureWriter{rw: fr, start: start, set: s}
+	cw.Header().Set("Content-Type", "text/event-stream")
+	time.Sleep(30 * time.Millisecond)
+	_, _ = cw.Write([]byte("data: a\n\n"))
+	time.Sleep(30 * time.Millisecond)
+	_, _ = cw.Write([]byte("data: b\n\n"))
+	var r Record
+	cw.fill(&r)
+	if r.WriteUs[0] < 30000 || r.WriteUs[1]-r.WriteUs[0] < 30000 {
+		t.Errorf("write times %v us, want the first at >= 30000 and 30000 apart", r.WriteUs)
+	}
+	if now := time.Since(start).Microseconds(); r.WriteUs[1] > now {
+		t.Errorf("write time %d after now %d", r.WriteUs[1], now)
+	}
+}
+
+func TestCaptureInformationalStatus(t *testing.T) {
+	s := testSettings(t, "", nil)
+	fr := httptest.NewRecorder()
+	cw := &captureWriter{rw: fr, start: time.Now(), set: s}
+	cw.WriteHeader(http.StatusEarlyHints)
+	cw.WriteHeader(http.StatusOK)
+	var r Record
+	cw.fill(&r)
+	if r.Status != http.StatusOK {
+		t.Errorf("status %d, want the final 200", r.Status)
+	}
+}
+
+func TestHijackUnsupported(t *testing.T) {
+	cw := &captureWriter{rw: httptest.NewRecorder(), start: time.Now(), set: testSettings(t, "", nil)}
+	if _, _, err := cw.Hijack(); err == nil || !strings.Contains(err.Error(), "cannot hijack") {
+		t.Errorf("Hijack error %v", err)
+	}
+}
+
+func equalInts(a, b []int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

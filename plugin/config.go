@@ -1,0 +1,199 @@
+package llmtap
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Config is the plugin's configuration, as written in Traefik's dynamic
+// configuration (field names are matched case-insensitively). The defaults
+// from CreateConfig work as they are.
+type Config struct {
+	// CollectorURL is the collector's base URL; records are POSTed to
+	// CollectorURL + "/v1/records". Empty turns recording off: the plugin
+	// then only sets request ids.
+	CollectorURL string `json:"collectorURL,omitempty"`
+	// CollectorToken is sent as a bearer token to the collector.
+	CollectorToken string `json:"collectorToken,omitempty"`
+	// Route names the route in records; empty means the middleware's name.
+	Route string `json:"route,omitempty"`
+	// TenantHeader is the request header that names the tenant. When it is
+	// empty or absent from a request, the tenant is a short hash of the
+	// request's API key, else Tenant.
+	TenantHeader string `json:"tenantHeader,omitempty"`
+	// Tenant is the tenant of requests that name none.
+	Tenant string `json:"tenant,omitempty"`
+	// MaxRequestBodyBytes bounds the captured head of each request body.
+	MaxRequestBodyBytes int `json:"maxRequestBodyBytes,omitempty"`
+	// MaxResponseBodyBytes bounds the captured response body: the first half
+	// is its head, the second half its tail.
+	MaxResponseBodyBytes int `json:"maxResponseBodyBytes,omitempty"`
+	// MaxWrites bounds the response writes whose offset and time are listed.
+	MaxWrites int `json:"maxWrites,omitempty"`
+	// CaptureBodies lists the content kinds whose bodies are captured:
+	// json, sse, ndjson, text, audio, other. Audio is off by default.
+	CaptureBodies []string `json:"captureBodies,omitempty"`
+	// QueueSize bounds the records waiting to be sent; past it records are
+	// dropped and counted, never waited for.
+	QueueSize int `json:"queueSize,omitempty"`
+	// BatchSize is the most records sent in one POST.
+	BatchSize int `json:"batchSize,omitempty"`
+	// FlushInterval is the longest a record waits for its batch to fill.
+	FlushInterval string `json:"flushInterval,omitempty"`
+	// SendTimeout bounds one POST to the collector.
+	SendTimeout string `json:"sendTimeout,omitempty"`
+}
+
+// CreateConfig returns the default configuration.
+func CreateConfig() *Config {
+	return &Config{
+		CollectorURL:         "http://127.0.0.1:7480",
+		TenantHeader:         "X-Tenant-ID",
+		MaxRequestBodyBytes:  64 << 10,
+		MaxResponseBodyBytes: 256 << 10,
+		MaxWrites:            4096,
+		CaptureBodies:        []string{"json", "sse", "ndjson", "text"},
+		QueueSize:            8192,
+		BatchSize:            256,
+		FlushInterval:        "1s",
+		SendTimeout:          "5s",
+	}
+}
+
+// Content kinds, as bits of a kindSet.
+const (
+	kindJSON = 1 << iota
+	kindSSE
+	kindNDJSON
+	kindText
+	kindAudio
+	kindOther
+)
+
+var kindNames = map[string]int{
+	"json": kindJSON, "sse": kindSSE, "ndjson": kindNDJSON,
+	"text": kindText, "audio": kindAudio, "other": kindOther,
+}
+
+// settings is a validated Config, prepared once in New.
+type settings struct {
+	route         string
+	tenantHeader  string
+	tenant        string
+	maxReqBody    int
+	respHead      int
+	respTail      int
+	maxWrites     int
+	captureKinds  int
+	recordsURL    string // empty: recording off
+	token         string
+	queueSize     int
+	batchSize     int
+	flushInterval time.Duration
+	sendTimeout   time.Duration
+}
+
+// validate checks every field and returns the prepared settings, or an error
+// naming the first bad field and its value.
+func (c *Config) validate(name string) (*settings, error) {
+	s := &settings{
+		route:        c.Route,
+		tenantHeader: c.TenantHeader,
+		tenant:       c.Tenant,
+		token:        c.CollectorToken,
+		maxReqBody:   c.MaxRequestBodyBytes,
+		maxWrites:    c.MaxWrites,
+		queueSize:    c.QueueSize,
+		batchSize:    c.BatchSize,
+	}
+	if s.route == "" {
+		s.route = name
+	}
+	if c.CollectorURL != "" {
+		u, err := url.Parse(c.CollectorURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("collectorURL %q: want an absolute http or https URL such as http://collector:7480", c.CollectorURL)
+		}
+		s.recordsURL = strings.TrimSuffix(c.CollectorURL, "/") + RecordsPath
+	}
+	if err := nonNegative("maxRequestBodyBytes", c.MaxRequestBodyBytes); err != nil {
+		return nil, err
+	}
+	if err := nonNegative("maxResponseBodyBytes", c.MaxResponseBodyBytes); err != nil {
+		return nil, err
+	}
+	s.respHead = c.MaxResponseBodyBytes / 2
+	s.respTail = c.MaxResponseBodyBytes - s.respHead
+	if err := nonNegative("maxWrites", c.MaxWrites); err != nil {
+		return nil, err
+	}
+	if c.QueueSize < 1 {
+		return nil, fmt.Errorf("queueSize %d: want at least 1", c.QueueSize)
+	}
+	if c.BatchSize < 1 {
+		return nil, fmt.Errorf("batchSize %d: want at least 1", c.BatchSize)
+	}
+	for _, k := range c.CaptureBodies {
+		bit, ok := kindNames[strings.ToLower(strings.TrimSpace(k))]
+		if !ok {
+			return nil, fmt.Errorf("captureBodies %q: unknown content kind, want json, sse, ndjson, text, audio or other", k)
+		}
+		s.captureKinds |= bit
+	}
+	var err error
+	if s.flushInterval, err = positiveDuration("flushInterval", c.FlushInterval); err != nil {
+		return nil, err
+	}
+	if s.sendTimeout, err = positiveDuration("sendTimeout", c.SendTimeout); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func nonNegative(field string, v int) error {
+	if v < 0 {
+		return fmt.Errorf("%s %d: must not be negative", field, v)
+	}
+	return nil
+}
+
+func positiveDuration(field, v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%s %q: want a positive duration such as 500ms or 2s", field, v)
+	}
+	return d, nil
+}
+
+// contentKind classifies a Content-Type header value.
+func contentKind(ct string) int {
+	if i := strings.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	ct = strings.ToLower(strings.TrimSpace(ct))
+	switch {
+	case ct == "text/event-stream":
+		return kindSSE
+	case ct == "application/x-ndjson" || ct == "application/ndjson" || ct == "application/jsonl":
+		return kindNDJSON
+	case ct == "application/json" || strings.HasSuffix(ct, "+json"):
+		return kindJSON
+	case strings.HasPrefix(ct, "text/"):
+		return kindText
+	case strings.HasPrefix(ct, "audio/"):
+		return kindAudio
+	}
+	return kindOther
+}
+
+// kindName is the name of a single content kind bit.
+func kindName(kind int) string {
+	for n, b := range kindNames {
+		if b == kind {
+			return n
+		}
+	}
+	return "other"
+}

@@ -1,0 +1,137 @@
+package llmtap
+
+import (
+	"bufio"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+)
+
+// collectorStub is an in-process collector: it decodes gzip NDJSON batches
+// the way the real one does and keeps what it received.
+type collectorStub struct {
+	srv *httptest.Server
+
+	mu      sync.Mutex
+	batches [][]Record
+	dropped []string // Llmtap-Dropped header of each batch
+	auth    []string
+	status  int // answer; 0 means 202
+	hold    chan struct{}
+}
+
+func newCollectorStub(t *testing.T) *collectorStub {
+	c := &collectorStub{}
+	c.srv = httptest.NewServer(http.HandlerFunc(c.serve))
+	t.Cleanup(func() { c.srv.Close() })
+	return c
+}
+
+func (c *collectorStub) serve(w http.ResponseWriter, r *http.Request) {
+	if c.hold != nil {
+		<-c.hold
+	}
+	c.mu.Lock()
+	status := c.status
+	c.mu.Unlock()
+	if status != 0 {
+		w.WriteHeader(status)
+		return
+	}
+	zr, err := gzip.NewReader(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	var batch []Record
+	sc := bufio.NewScanner(zr)
+	sc.Buffer(make([]byte, 0, 1<<20), 16<<20)
+	for sc.Scan() {
+		var rec Record
+		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		batch = append(batch, rec)
+	}
+	c.mu.Lock()
+	c.batches = append(c.batches, batch)
+	c.dropped = append(c.dropped, r.Header.Get(HeaderDropped))
+	c.auth = append(c.auth, r.Header.Get("Authorization"))
+	c.mu.Unlock()
+	w.WriteHeader(http.StatusAccepted)
+}
+
+func (c *collectorStub) setStatus(code int) {
+	c.mu.Lock()
+	c.status = code
+	c.mu.Unlock()
+}
+
+// records waits until n records arrived and returns them all.
+func (c *collectorStub) records(t *testing.T, n int) []Record {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c.mu.Lock()
+		var all []Record
+		for _, b := range c.batches {
+			all = append(all, b...)
+		}
+		c.mu.Unlock()
+		if len(all) >= n {
+			return all
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("collector got %d records, want %d", len(all), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// testSettings returns validated defaults pointing at url, changed by change.
+func testSettings(t *testing.T, url string, change func(c *Config)) *settings {
+	t.Helper()
+	c := CreateConfig()
+	c.CollectorURL = url
+	c.FlushInterval = "20ms"
+	if change != nil {
+		change(c)
+	}
+	s, err := c.validate("test-route")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// startSender runs a sender owned by the test: it is stopped, and its queue
+// drained, when the test ends.
+func startSender(t *testing.T, s *settings) *sender {
+	t.Helper()
+	sd := newSender(s, discardLogger())
+	sd.backoff = time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	go sd.run(ctx)
+	t.Cleanup(func() {
+		cancel()
+		<-sd.done
+	})
+	return sd
+}
+
+// tapped serves handler behind the middleware on a real HTTP server.
+func tapped(t *testing.T, s *settings, sd *sender, handler http.Handler) *httptest.Server {
+	t.Helper()
+	// Assigned to the interface first: Yaegi wraps an interpreted type for the
+	// standard library only when it is converted to an interface it knows.
+	var h http.Handler = newMiddleware(handler, s, sd)
+	srv := httptest.NewServer(h)
+	t.Cleanup(func() { srv.Close() })
+	return srv
+}

@@ -1,0 +1,120 @@
+package llmtap
+
+// The wire format between the plugin and the collector. It is defined once,
+// here, and the collector decodes these same types: change a field only with
+// a new RecordVersion.
+
+// RecordVersion is the version of Record's wire format. The collector refuses
+// a record whose version it does not know instead of guessing its meaning.
+const RecordVersion = 1
+
+const (
+	// RecordsPath is the collector's ingest endpoint, relative to its base URL.
+	// It takes gzip-compressed NDJSON: one Record per line.
+	RecordsPath = "/v1/records"
+
+	// HeaderDropped, on a batch POST, carries how many records this sender
+	// lost (queue full, or a batch the collector never acknowledged) since
+	// its last acknowledged batch, so that losses are counted, not silent.
+	HeaderDropped = "Llmtap-Dropped"
+
+	// HeaderRequestID is reused when the client sends it, made otherwise,
+	// passed upstream and returned to the client.
+	HeaderRequestID = "X-Request-Id"
+)
+
+// Outcomes of a proxied request, as the plugin saw them.
+const (
+	// OutcomeCompleted: the response ended normally with a status below 400.
+	OutcomeCompleted = "completed"
+	// OutcomeUpstreamError: the response ended with a status of 400 or more
+	// (from the upstream, or from Traefik when the upstream failed).
+	OutcomeUpstreamError = "upstream_error"
+	// OutcomeClientCancelled: the client went away (the request's context
+	// ended) before the response was complete; the upstream request is
+	// cancelled with it.
+	OutcomeClientCancelled = "client_cancelled"
+)
+
+// Tenant sources: where Record.Tenant came from.
+const (
+	TenantFromHeader = "header"  // the configured tenant header
+	TenantFromAPIKey = "api_key" // a short hash of the API key, never the key
+	TenantFromStatic = "static"  // the router's configured tenant
+)
+
+// Record is what the plugin sends for each proxied request. It carries raw
+// observations only (bytes and their timing); the collector derives the facts
+// (SSE events, time to first token, usage, error classes) from them.
+//
+// Time offsets are microseconds from StartUnixUs, the moment the request
+// reached the plugin. Byte offsets count response body bytes from 0.
+type Record struct {
+	// V is RecordVersion when the record was made.
+	V int `json:"v"`
+	// RequestID is the request's X-Request-Id (the client's, or one the plugin made).
+	RequestID string `json:"request_id"`
+	// StartUnixUs is when the request reached the plugin, in microseconds since the Unix epoch.
+	StartUnixUs int64 `json:"start_unix_us"`
+	// Route is the configured route name (by default the middleware's name).
+	Route string `json:"route"`
+	// Tenant identifies who sent the request; empty when unknown.
+	Tenant string `json:"tenant,omitempty"`
+	// TenantSource is one of the TenantFrom* constants, empty when Tenant is.
+	TenantSource string `json:"tenant_source,omitempty"`
+
+	// Method, Host and Path describe the request (the query string is not kept: it may hold keys).
+	Method string `json:"method"`
+	Host   string `json:"host"`
+	Path   string `json:"path"`
+	// UserAgent is the client's User-Agent header.
+	UserAgent string `json:"user_agent,omitempty"`
+	// RequestContentType is the request's Content-Type header.
+	RequestContentType string `json:"request_content_type,omitempty"`
+	// RequestBytes counts the request body bytes read by the upstream side.
+	RequestBytes int64 `json:"request_bytes"`
+	// RequestBody is the head of the request body, when its content kind is captured.
+	RequestBody []byte `json:"request_body,omitempty"`
+	// RequestTruncated is set when RequestBody holds less than the whole body.
+	RequestTruncated bool `json:"request_truncated,omitempty"`
+
+	// Status is the response status code (101 for a protocol upgrade, 0 if none was written).
+	Status int `json:"status"`
+	// Outcome is one of the Outcome* constants.
+	Outcome string `json:"outcome"`
+	// ResponseContentType is the response's Content-Type header.
+	ResponseContentType string `json:"response_content_type,omitempty"`
+	// Streaming is set when the plugin flushed each write to the client
+	// (event streams, NDJSON, and bodies without a Content-Length).
+	Streaming bool `json:"streaming,omitempty"`
+	// ResponseBytes counts the response body bytes written to the client.
+	ResponseBytes int64 `json:"response_bytes"`
+	// ResponseHead holds the first bytes of the response body: the whole
+	// body when it fits, else its first half-limit.
+	ResponseHead []byte `json:"response_head,omitempty"`
+	// ResponseTail holds the body's last bytes from ResponseTailOffset on,
+	// so a final usage event survives when the middle is cut. When
+	// ResponseTailOffset equals len(ResponseHead), head and tail are contiguous.
+	ResponseTail []byte `json:"response_tail,omitempty"`
+	// ResponseTailOffset is the body offset of ResponseTail's first byte.
+	ResponseTailOffset int64 `json:"response_tail_offset,omitempty"`
+	// ResponseTruncated is set when head and tail together miss part of the body.
+	ResponseTruncated bool `json:"response_truncated,omitempty"`
+	// BodyNotCaptured names the content kind whose body was deliberately not
+	// captured (e.g. "audio"); byte counts and write timing are kept anyway.
+	BodyNotCaptured string `json:"body_not_captured,omitempty"`
+
+	// HeaderUs is when the response status and headers were written.
+	HeaderUs int64 `json:"header_us"`
+	// WriteEnds[i] is the body offset just after write i; WriteUs[i] is when
+	// that write reached the client. The first write is the time to first
+	// byte. At most the configured number of writes are listed: past it the
+	// last slot keeps moving to the latest write, so the final write is
+	// always present, and WritesDropped counts the ones left out.
+	WriteEnds []int64 `json:"write_ends,omitempty"`
+	WriteUs   []int64 `json:"write_us,omitempty"`
+	// WritesDropped counts writes not listed in WriteEnds/WriteUs.
+	WritesDropped int `json:"writes_dropped,omitempty"`
+	// DurationUs is when the plugin saw the response end.
+	DurationUs int64 `json:"duration_us"`
+}

@@ -1,0 +1,165 @@
+package llmtap
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"testing"
+	"testing/iotest"
+	"time"
+)
+
+func TestRequestID(t *testing.T) {
+	uuid7 := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+	tests := []struct {
+		desc     string
+		incoming string
+		wantSame bool
+	}{
+		{desc: "reuses the client's id", incoming: "abc-123", wantSame: true},
+		{desc: "makes one when absent"},
+		{desc: "replaces an oversized id", incoming: strings.Repeat("x", maxIDLen+1)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.desc, func(t *testing.T) {
+			h := http.Header{}
+			if tt.incoming != "" {
+				h.Set(HeaderRequestID, tt.incoming)
+			}
+			id, made := requestID(h, time.Now())
+			if tt.wantSame {
+				if id != tt.incoming || made {
+					t.Errorf("id %q made %v, want %q reused", id, made, tt.incoming)
+				}
+				return
+			}
+			if !made || !uuid7.MatchString(id) {
+				t.Errorf("id %q made %v, want a new UUIDv7", id, made)
+			}
+		})
+	}
+}
+
+func TestRequestIDsAreTimeOrderedAndUnique(t *testing.T) {
+	a, _ := requestID(http.Header{}, time.UnixMilli(1700000000000))
+	b, _ := requestID(http.Header{}, time.UnixMilli(1700000000001))
+	c, _ := requestID(http.Header{}, time.UnixMilli(1700000000001))
+	if !(a < b) || b == c {
+		t.Errorf("ids %s %s %s: want ordered by time and distinct", a, b, c)
+	}
+	if !strings.HasPrefix(a, "018bcfe5-6800-7") {
+		t.Errorf("id %s does not start with the millisecond timestamp 018bcfe56800", a)
+	}
+}
+
+func TestTenantOf(t *testing.T) {
+	// want: printf %s "$key" | sha256sum | cut -c1-12
+	const key = "sk-live-SECRET-0123456789"
+	tests := []struct {
+		desc       string
+		header     string // configured tenant header
+		static     string
+		reqHeaders map[string]string
+		want       string
+		wantSource string
+	}{
+		{desc: "tenant header wins", header: "X-Tenant-ID", reqHeaders: map[string]string{"X-Tenant-Id": "acme", "Authorization": "Bearer " + key}, want: "acme", wantSource: TenantFromHeader},
+		{desc: "custom header", header: "X-Team", reqHeaders: map[string]string{"X-Team": "ml"}, want: "ml", wantSource: TenantFromHeader},
+		{desc: "long header cut", header: "X-Tenant-ID", reqHeaders: map[string]string{"X-Tenant-ID": strings.Repeat("t", 500)}, want: strings.Repeat("t", maxIDLen), wantSource: TenantFromHeader},
+		{desc: "bearer key hashed", header: "X-Tenant-ID", reqHeaders: map[string]string{"Authorization": "Bearer " + key}, want: "key-2e088dda7c69", wantSource: TenantFromAPIKey},
+		{desc: "bearer any case", header: "X-Tenant-ID", reqHeaders: map[string]string{"Authorization": "bearer " + key}, want: "key-2e088dda7c69", wantSource: TenantFromAPIKey},
+		{desc: "anthropic key", reqHeaders: map[string]string{"X-Api-Key": key}, want: "key-2e088dda7c69", wantSource: TenantFromAPIKey},
+		{desc: "azure key", reqHeaders: map[string]string{"Api-Key": key}, want: "key-2e088dda7c69", wantSource: TenantFromAPIKey},
+		{desc: "basic auth is no api key", static: "team-a", reqHeaders: map[string]string{"Authorization": "Basic dXNlcjpwYXNz"}, want: "team-a", wantSource: TenantFromStatic},
+		{desc: "static fallback", header: "X-Tenant-ID", static: "team-a", want: "team-a", wantSource: TenantFromStatic},
+		{desc: "unknown", header: "X-Tenant-ID"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.desc, func(t *testing.T) {
+			h := http.Header{}
+			for k, v := range tt.reqHeaders {
+				h.Set(k, v)
+			}
+			s := &settings{tenantHeader: tt.header, tenant: tt.static}
+			got, source := tenantOf(h, s)
+			if got != tt.want || source != tt.wantSource {
+				t.Errorf("tenant %q from %q, want %q from %q", got, source, tt.want, tt.wantSource)
+			}
+			if strings.Contains(got, "SECRET") {
+				t.Errorf("tenant %q leaks the key", got)
+			}
+		})
+	}
+}
+
+func TestRequestBodyCapture(t *testing.T) {
+	small := `{"model":"gpt-4o","stream":true}`
+	big := strings.Repeat("0123456789", 1000)
+	tests := []struct {
+		desc      string
+		body      string
+		chunked   bool // unknown length
+		ct        string
+		limit     int
+		wantBody  string
+		wantTrunc bool
+	}{
+		{desc: "small json read whole", body: small, ct: "application/json", limit: 1024, wantBody: small},
+		{desc: "large body head", body: big, ct: "text/plain", limit: 100, wantBody: big[:100], wantTrunc: true},
+		{desc: "chunked body head", body: big, chunked: true, ct: "application/json", limit: 50, wantBody: big[:50], wantTrunc: true},
+		{desc: "chunked body fits", body: small, chunked: true, ct: "application/json", limit: 1024, wantBody: small},
+		{desc: "kind not captured", body: small, ct: "audio/wav", limit: 1024},
+		{desc: "no body", ct: "application/json", limit: 1024},
+	}
+	for _, tt := range tests {
+		t.Run(tt.desc, func(t *testing.T) {
+			col := newCollectorStub(t)
+			s := testSettings(t, col.srv.URL, func(c *Config) { c.MaxRequestBodyBytes = tt.limit })
+			sd := startSender(t, s)
+			var upstreamGot []byte
+			srv := tapped(t, s, sd, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				upstreamGot, _ = io.ReadAll(r.Body)
+				w.WriteHeader(http.StatusNoContent)
+			}))
+			var body io.Reader = strings.NewReader(tt.body)
+			if tt.chunked {
+				body = io.MultiReader(strings.NewReader(tt.body)) // hides the length
+			}
+			req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/chat/completions?key=secret", body)
+			req.Header.Set("Content-Type", tt.ct)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = resp.Body.Close()
+			if string(upstreamGot) != tt.body {
+				t.Fatalf("upstream got %d bytes, want the whole %d unchanged", len(upstreamGot), len(tt.body))
+			}
+			r := col.records(t, 1)[0]
+			if string(r.RequestBody) != tt.wantBody || r.RequestTruncated != tt.wantTrunc {
+				t.Errorf("captured %q truncated %v, want %q %v", r.RequestBody, r.RequestTruncated, tt.wantBody, tt.wantTrunc)
+			}
+			if r.RequestBytes != int64(len(tt.body)) {
+				t.Errorf("request bytes %d, want %d", r.RequestBytes, len(tt.body))
+			}
+			if r.Path != "/v1/chat/completions" || r.Method != http.MethodPost {
+				t.Errorf("method %q path %q", r.Method, r.Path)
+			}
+		})
+	}
+}
+
+func TestBrokenSmallBodyStaysShort(t *testing.T) {
+	s := testSettings(t, "", nil)
+	req := httptest.NewRequest(http.MethodPost, "/", io.MultiReader(strings.NewReader("ab"), iotest.ErrReader(io.ErrUnexpectedEOF)))
+	req.ContentLength = 10
+	_, head := captureRequest(req, s)
+	got, err := io.ReadAll(req.Body)
+	// The upstream side gets 2 of the 10 announced bytes and fails the request.
+	if string(head) != "ab" || !bytes.Equal(got, []byte("ab")) || err != nil {
+		t.Errorf("head %q upstream %q err %v", head, got, err)
+	}
+}

@@ -1,0 +1,242 @@
+package llmtap
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// senders is the plugin's one package-level registry. Traefik calls New for
+// every router and again on every configuration reload, and never tells the
+// old instance it is gone; so senders are shared by their settings, and a
+// reload that keeps the collector settings keeps the same sender and
+// goroutine instead of leaking one per New. A sender whose settings are no
+// longer used only holds a parked goroutine.
+var senders = struct {
+	sync.Mutex
+	m map[string]*sender
+}{m: map[string]*sender{}}
+
+func senderFor(s *settings) *sender {
+	key := fmt.Sprintf("%s|%s|%d|%d|%s|%s", s.recordsURL, s.token, s.queueSize, s.batchSize, s.flushInterval, s.sendTimeout)
+	senders.Lock()
+	defer senders.Unlock()
+	if sd, ok := senders.m[key]; ok {
+		return sd
+	}
+	sd := newSender(s, slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	go sd.run(context.Background())
+	senders.m[key] = sd
+	return sd
+}
+
+// sendAttempts is how often one batch is tried before it counts as dropped.
+const sendAttempts = 3
+
+// sender ships records to the collector: a bounded queue that never blocks
+// the request, drained by one goroutine into gzip NDJSON batches.
+type sender struct {
+	url       string
+	token     string
+	queue     chan *Record
+	batchSize int
+	interval  time.Duration
+	client    *http.Client
+	log       *slog.Logger
+	backoff   time.Duration
+
+	dropped int64 // records lost since the last acknowledged batch (atomic)
+	sent    int64 // records acknowledged by the collector (atomic)
+	done    chan struct{}
+
+	lastLog    time.Time // owned by the run goroutine
+	suppressed int
+}
+
+func newSender(s *settings, log *slog.Logger) *sender {
+	return &sender{
+		url:       s.recordsURL,
+		token:     s.token,
+		queue:     make(chan *Record, s.queueSize),
+		batchSize: s.batchSize,
+		interval:  s.flushInterval,
+		client: &http.Client{
+			Timeout:   s.sendTimeout,
+			Transport: &http.Transport{MaxIdleConnsPerHost: 2, IdleConnTimeout: time.Minute},
+		},
+		log:     log,
+		backoff: 200 * time.Millisecond,
+		done:    make(chan struct{}),
+	}
+}
+
+// enqueue hands a record to the sender without ever waiting: when the queue
+// is full the record is dropped and counted.
+func (sd *sender) enqueue(r *Record) {
+	select {
+	case sd.queue <- r:
+	default:
+		atomic.AddInt64(&sd.dropped, 1)
+	}
+}
+
+// run sends batches until ctx ends, then sends what is queued and returns.
+// A panic is logged and the loop restarted: a panic in a plugin goroutine
+// would take all of Traefik down.
+func (sd *sender) run(ctx context.Context) {
+	defer func() {
+		if p := recover(); p != nil {
+			sd.log.Error("llmtap: sender panicked, restarting", "panic", fmt.Sprint(p))
+			go sd.run(ctx)
+			return
+		}
+		close(sd.done)
+	}()
+	batch := make([]*Record, 0, sd.batchSize)
+	for {
+		select {
+		case r := <-sd.queue:
+			batch = append(batch[:0], r)
+		case <-ctx.Done():
+			sd.drain(batch[:0])
+			return
+		}
+		if !sd.fill(ctx, &batch) {
+			sd.drain(batch)
+			return
+		}
+		sd.send(ctx, batch)
+	}
+}
+
+// fill adds queued records to the batch until it is full or the flush
+// interval has passed; it reports false when ctx ended meanwhile.
+func (sd *sender) fill(ctx context.Context, batch *[]*Record) bool {
+	timer := time.NewTimer(sd.interval)
+	defer timer.Stop()
+	for len(*batch) < sd.batchSize {
+		select {
+		case r := <-sd.queue:
+			*batch = append(*batch, r)
+		case <-timer.C:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
+}
+
+// drain sends the batch and everything still queued, each batch with the
+// client's own timeout: this is the shutdown path, ctx is already over.
+func (sd *sender) drain(batch []*Record) {
+	for {
+		for len(batch) < sd.batchSize && len(sd.queue) > 0 {
+			batch = append(batch, <-sd.queue)
+		}
+		if len(batch) == 0 {
+			return
+		}
+		sd.send(context.Background(), batch)
+		batch = batch[:0]
+	}
+}
+
+// send posts one batch, retrying with backoff; a batch that cannot be
+// delivered is counted as dropped and reported with the next one.
+func (sd *sender) send(ctx context.Context, batch []*Record) {
+	body, err := encodeBatch(batch)
+	if err != nil {
+		atomic.AddInt64(&sd.dropped, int64(len(batch)))
+		sd.logf("llmtap: encode batch", err)
+		return
+	}
+	wait := sd.backoff
+	for attempt := 1; ; attempt++ {
+		dropped := atomic.LoadInt64(&sd.dropped)
+		err = sd.post(ctx, body, dropped)
+		if err == nil {
+			atomic.AddInt64(&sd.dropped, -dropped)
+			atomic.AddInt64(&sd.sent, int64(len(batch)))
+			return
+		}
+		if attempt == sendAttempts || ctx.Err() != nil {
+			break
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
+		wait *= 2
+	}
+	atomic.AddInt64(&sd.dropped, int64(len(batch)))
+	sd.logf(fmt.Sprintf("llmtap: %d records not delivered to %s", len(batch), sd.url), err)
+}
+
+func (sd *sender) post(ctx context.Context, body []byte, dropped int64) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, sd.url, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("build request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/x-ndjson")
+	req.Header.Set("Content-Encoding", "gzip")
+	if sd.token != "" {
+		req.Header.Set("Authorization", "Bearer "+sd.token)
+	}
+	if dropped > 0 {
+		req.Header.Set(HeaderDropped, strconv.FormatInt(dropped, 10))
+	}
+	resp, err := sd.client.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	_ = resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("collector answered %s", resp.Status)
+	}
+	return nil
+}
+
+func encodeBatch(batch []*Record) ([]byte, error) {
+	var buf bytes.Buffer
+	zw, err := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	if err != nil {
+		return nil, err
+	}
+	enc := json.NewEncoder(zw)
+	for _, r := range batch {
+		if err := enc.Encode(r); err != nil {
+			return nil, fmt.Errorf("record %s: %w", r.RequestID, err)
+		}
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// logf logs to stderr (Traefik shows a plugin's stderr at ERROR level), at
+// most once every 10 s, saying how many lines it held back.
+func (sd *sender) logf(msg string, err error) {
+	now := time.Now()
+	if now.Sub(sd.lastLog) < 10*time.Second {
+		sd.suppressed++
+		return
+	}
+	sd.log.Error(msg, "err", err, "suppressed", sd.suppressed, "dropped_pending", atomic.LoadInt64(&sd.dropped))
+	sd.lastLog = now
+	sd.suppressed = 0
+}

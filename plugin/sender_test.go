@@ -1,0 +1,169 @@
+package llmtap
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func rec(i int) *Record { return &Record{V: RecordVersion, RequestID: fmt.Sprintf("r%d", i)} }
+
+func TestSenderBatches(t *testing.T) {
+	tests := []struct {
+		desc      string
+		batchSize int
+		records   int
+		want      []int // batch sizes, in order
+	}{
+		{desc: "by size then by interval", batchSize: 3, records: 7, want: []int{3, 3, 1}},
+		{desc: "one partial batch by interval", batchSize: 100, records: 5, want: []int{5}},
+		{desc: "exact batches", batchSize: 2, records: 4, want: []int{2, 2}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.desc, func(t *testing.T) {
+			col := newCollectorStub(t)
+			s := testSettings(t, col.srv.URL, func(c *Config) {
+				c.BatchSize = tt.batchSize
+				c.FlushInterval = "100ms"
+				c.CollectorToken = "tok"
+			})
+			sd := newSender(s, discardLogger())
+			// Queue everything before the sender starts, so batches fill by size.
+			for i := 0; i < tt.records; i++ {
+				sd.enqueue(rec(i))
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer func() { cancel(); <-sd.done }()
+			go sd.run(ctx)
+
+			all := col.records(t, tt.records)
+			col.mu.Lock()
+			defer col.mu.Unlock()
+			if len(col.batches) != len(tt.want) {
+				t.Fatalf("%d batches, want %d", len(col.batches), len(tt.want))
+			}
+			for i, b := range col.batches {
+				if len(b) != tt.want[i] {
+					t.Errorf("batch %d has %d records, want %d", i, len(b), tt.want[i])
+				}
+				if col.auth[i] != "Bearer tok" {
+					t.Errorf("batch %d auth %q", i, col.auth[i])
+				}
+			}
+			for i, r := range all {
+				if r.RequestID != fmt.Sprintf("r%d", i) || r.V != RecordVersion {
+					t.Errorf("record %d is %+v", i, r)
+				}
+			}
+		})
+	}
+}
+
+func TestSenderCountsDroppedRecords(t *testing.T) {
+	col := newCollectorStub(t)
+	s := testSettings(t, col.srv.URL, func(c *Config) {
+		c.QueueSize = 2
+		c.BatchSize = 10
+	})
+	sd := newSender(s, discardLogger())
+	for i := 0; i < 5; i++ {
+		sd.enqueue(rec(i)) // the queue holds 2: 3 are dropped, at once
+	}
+	if got := atomic.LoadInt64(&sd.dropped); got != 3 {
+		t.Fatalf("dropped %d, want 3", got)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer func() { cancel(); <-sd.done }()
+	go sd.run(ctx)
+	col.records(t, 2)
+	sd.enqueue(rec(5))
+	col.records(t, 3)
+
+	col.mu.Lock()
+	defer col.mu.Unlock()
+	if col.dropped[0] != "3" {
+		t.Errorf("first batch reports %q dropped, want 3", col.dropped[0])
+	}
+	if col.dropped[1] != "" {
+		t.Errorf("second batch reports %q dropped, want none: the count was acknowledged", col.dropped[1])
+	}
+}
+
+func TestSenderFailedBatchIsCountedAndReported(t *testing.T) {
+	col := newCollectorStub(t)
+	col.setStatus(http.StatusServiceUnavailable)
+	s := testSettings(t, col.srv.URL, func(c *Config) { c.BatchSize = 2 })
+	sd := startSender(t, s)
+	sd.enqueue(rec(0))
+	sd.enqueue(rec(1))
+	deadline := time.Now().Add(5 * time.Second)
+	for atomic.LoadInt64(&sd.dropped) != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("dropped %d after a refused batch, want 2", atomic.LoadInt64(&sd.dropped))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	col.setStatus(0)
+	sd.enqueue(rec(2))
+	col.records(t, 1)
+	col.mu.Lock()
+	defer col.mu.Unlock()
+	if col.dropped[0] != "2" {
+		t.Errorf("next batch reports %q dropped, want 2", col.dropped[0])
+	}
+}
+
+func TestEnqueueNeverBlocks(t *testing.T) {
+	col := newCollectorStub(t)
+	col.hold = make(chan struct{}) // the collector hangs
+	defer close(col.hold)
+	s := testSettings(t, col.srv.URL, func(c *Config) {
+		c.QueueSize = 4
+		c.BatchSize = 1
+		c.SendTimeout = "50ms"
+	})
+	sd := startSender(t, s)
+	// An enqueue that waited for the hung collector would never return here;
+	// one that does not wait drops all but the few the queue and batch hold.
+	for i := 0; i < 1000; i++ {
+		sd.enqueue(rec(i))
+	}
+	if got := atomic.LoadInt64(&sd.dropped); got < 990 {
+		t.Errorf("dropped %d, want nearly all", got)
+	}
+}
+
+func TestSenderDrainsOnStop(t *testing.T) {
+	col := newCollectorStub(t)
+	s := testSettings(t, col.srv.URL, func(c *Config) {
+		c.BatchSize = 1000
+		c.FlushInterval = "1h"
+	})
+	sd := newSender(s, discardLogger())
+	ctx, cancel := context.WithCancel(context.Background())
+	go sd.run(ctx)
+	for i := 0; i < 5; i++ {
+		sd.enqueue(rec(i))
+	}
+	time.Sleep(20 * time.Millisecond)
+	cancel()
+	<-sd.done
+	if got := len(col.records(t, 5)); got != 5 {
+		t.Errorf("%d records after stop, want 5", got)
+	}
+}
+
+func TestSenderRegistrySharesByConfig(t *testing.T) {
+	a := testSettings(t, "http://127.0.0.1:1/registry-test", nil)
+	b := testSettings(t, "http://127.0.0.1:1/registry-test", nil)
+	c := testSettings(t, "http://127.0.0.1:1/registry-test", func(c *Config) { c.BatchSize = 7 })
+	if senderFor(a) != senderFor(b) {
+		t.Error("same settings got two senders: a reload would leak a goroutine")
+	}
+	if senderFor(a) == senderFor(c) {
+		t.Error("different settings share a sender")
+	}
+}

@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
+# Runs Debian's ClickHouse 18.16 server as a plain background process (not a
+# system service) on loopback, with a config of our own and every file under
+# $LLMTAP_RUN/clickhouse, so tests never touch /etc or /var/lib.
+#   scripts/clickhouse.sh start|stop|status
+# Ports: CLICKHOUSE_TCP_PORT (native, default 19000), CLICKHOUSE_HTTP_PORT
+# (default 18123).
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
+
+TCP_PORT=${CLICKHOUSE_TCP_PORT:-19000}
+HTTP_PORT=${CLICKHOUSE_HTTP_PORT:-18123}
+mkdir -p "$LLMTAP_RUN/clickhouse"
+# The server resolves relative paths against its own cwd: use absolute ones.
+DIR=$(cd "$LLMTAP_RUN/clickhouse" && pwd)
+PIDFILE=$DIR/pid
+EXE=$(command -v clickhouse-server || true)
+
+ping_http() { curl -sf --max-time 2 "http://127.0.0.1:$HTTP_PORT/ping" >/dev/null; }
+
+# up_or_gone: stops the start-up wait early when the server has died.
+up_or_gone() { ping_http || ! pid_of "$PIDFILE" "$EXE" >/dev/null; }
+
+write_config() {
+	local d
+	d=$(xml_escape "$DIR")
+	# 18.16 wants <yandex> as the root element; users_config is read
+	# relative to this file's folder.
+	cat >"$DIR/config.xml" <<EOF
+<?xml version="1.0"?>
+<yandex>
+    <logger>
+        <level>information</level>
+        <log>$d/server.log</log>
+        <errorlog>$d/error.log</errorlog>
+        <size>10M</size>
+        <count>2</count>
+    </logger>
+    <listen_host>127.0.0.1</listen_host>
+    <tcp_port>$TCP_PORT</tcp_port>
+    <http_port>$HTTP_PORT</http_port>
+    <path>$d/data/</path>
+    <tmp_path>$d/tmp/</tmp_path>
+    <user_files_path>$d/user_files/</user_files_path>
+    <format_schema_path>$d/format_schemas/</format_schema_path>
+    <users_config>users.xml</users_config>
+    <default_profile>default</default_profile>
+    <default_database>default</default_database>
+    <timezone>UTC</timezone>
+    <!-- The stock config reserves 5 GiB of mark cache and 8 GiB of
+         uncompressed cache: too much for a 2-core test machine. -->
+    <mark_cache_size>268435456</mark_cache_size>
+    <uncompressed_cache_size>268435456</uncompressed_cache_size>
+    <max_concurrent_queries>100</max_concurrent_queries>
+</yandex>
+EOF
+	# LowCardinality(String) is still experimental in 18.16: the default
+	# profile turns it on so every session can use it.
+	cat >"$DIR/users.xml" <<'EOF'
+<?xml version="1.0"?>
+<yandex>
+    <profiles>
+        <default>
+            <allow_experimental_low_cardinality_type>1</allow_experimental_low_cardinality_type>
+        </default>
+    </profiles>
+    <users>
+        <default>
+            <password></password>
+            <networks>
+                <ip>::1</ip>
+                <ip>127.0.0.1</ip>
+            </networks>
+            <profile>default</profile>
+            <quota>default</quota>
+        </default>
+    </users>
+    <quotas>
+        <default>
+            <interval>
+                <duration>3600</duration>
+                <queries>0</queries>
+                <errors>0</errors>
+                <result_rows>0</result_rows>
+                <read_rows>0</read_rows>
+                <execution_time>0</execution_time>
+            </interval>
+        </default>
+    </quotas>
+</yandex>
+EOF
+}
+
+start() {
+	local pid port why
+	if pid=$(pid_of "$PIDFILE" "$EXE"); then
+		log "clickhouse already running (pid $pid)"
+		return 0
+	fi
+	[ -n "$EXE" ] || die "clickhouse-server not found: run scripts/install.sh"
+	command -v curl >/dev/null || die "curl not found: run scripts/install.sh"
+	rm -f "$PIDFILE"
+	# Fail clearly rather than have the ping below answered by someone else.
+	for port in "$TCP_PORT" "$HTTP_PORT"; do
+		! port_in_use "$port" || die "clickhouse: port 127.0.0.1:$port is already in use"
+	done
+	mkdir -p "$DIR/data" "$DIR/tmp" "$DIR/user_files" "$DIR/format_schemas"
+	write_config
+	# Fresh logs of errors, so a failure below shows this attempt's only.
+	: >"$DIR/error.log"
+	: >"$DIR/stdout.log"
+	# 18.16 has no "clickhouse server" multi-tool; the server binary takes
+	# the config path and stays in the foreground without --daemon.
+	"$EXE" --config-file="$DIR/config.xml" </dev/null >>"$DIR/stdout.log" 2>&1 &
+	echo $! >"$PIDFILE"
+	wait_for 30 up_or_gone || true
+	why=
+	if ! pid_of "$PIDFILE" "$EXE" >/dev/null; then
+		why="exited during start-up"
+	elif ! ping_http; then
+		why="did not answer on 127.0.0.1:$HTTP_PORT within 30 s"
+	fi
+	if [ -n "$why" ]; then
+		log "clickhouse $why; last errors:"
+		tail -n 20 "$DIR/error.log" "$DIR/stdout.log" >&2 2>/dev/null || true
+		log "logs: $DIR/error.log $DIR/server.log $DIR/stdout.log"
+		stop_pid_file "$PIDFILE" "$EXE"
+		exit 1
+	fi
+	log "clickhouse running (pid $(cat "$PIDFILE"), tcp 127.0.0.1:$TCP_PORT, http 127.0.0.1:$HTTP_PORT)"
+}
+
+# conf KEY: the value of <KEY> in the config the server was started with.
+conf() { sed -n "s:.*<$1>\(.*\)</$1>.*:\1:p" "$DIR/config.xml" 2>/dev/null; }
+
+stop() {
+	if ! pid_of "$PIDFILE" "$EXE" >/dev/null; then
+		rm -f "$PIDFILE"
+		log "clickhouse not running"
+		return 0
+	fi
+	stop_pid_file "$PIDFILE" "$EXE"
+	log "clickhouse stopped"
+}
+
+status() {
+	local pid
+	if pid=$(pid_of "$PIDFILE" "$EXE"); then
+		echo "clickhouse running (pid $pid, tcp $(conf tcp_port), http $(conf http_port), dir $DIR)"
+	else
+		echo "clickhouse not running"
+		return 3
+	fi
+}
+
+case ${1:-} in
+start) start ;;
+stop) stop ;;
+status) status ;;
+*) die "usage: $0 start|stop|status" ;;
+esac
