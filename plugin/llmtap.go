@@ -53,37 +53,62 @@ func (m *Middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 		return
 	}
 
-	bh, reqBody := captureRequest(req, m.set)
-	cw := &captureWriter{rw: rw, start: start, set: m.set}
-	m.next.ServeHTTP(cw, req)
+	t := &tap{start: start, id: id, req: req}
+	t.body, t.reqBody = captureRequest(req, m.set)
+	t.cw = &captureWriter{rw: rw, start: start, set: m.set}
+	defer m.finish(t)
+	m.next.ServeHTTP(t.cw, req)
+	t.returned = true
+}
 
+// tap is one request's observation in progress.
+type tap struct {
+	start   time.Time
+	id      string
+	req     *http.Request
+	cw      *captureWriter
+	body    *bodyHead // the request body's capture when read in flight
+	reqBody []byte    // or the whole small body, read up front
+	// returned is set when the next handler returned instead of panicking.
+	returned bool
+}
+
+// finish builds and queues the record. It is deferred so that a request
+// that ends in a panic is recorded too: Go's reverse proxy panics with
+// http.ErrAbortHandler when a streamed body breaks off, on purpose. finish
+// does not recover: under Yaegi a re-panicked value is no longer
+// http.ErrAbortHandler, and Traefik would log every abort as an error.
+func (m *Middleware) finish(t *tap) {
+	req := t.req
 	r := &Record{
 		V:                  RecordVersion,
-		RequestID:          id,
-		StartUnixUs:        start.UnixMicro(),
+		RequestID:          t.id,
+		StartUnixUs:        t.start.UnixMicro(),
 		Route:              m.set.route,
 		Method:             req.Method,
 		Host:               req.Host,
 		Path:               req.URL.Path,
 		UserAgent:          req.UserAgent(),
 		RequestContentType: req.Header.Get("Content-Type"),
-		DurationUs:         time.Since(start).Microseconds(),
+		DurationUs:         time.Since(t.start).Microseconds(),
 	}
 	r.Tenant, r.TenantSource = tenantOf(req.Header, m.set)
 	keepReq := m.set.captureKinds&contentKind(r.RequestContentType) != 0
-	if bh != nil {
-		bh.fill(r, keepReq)
+	if t.body != nil {
+		t.body.fill(r, keepReq)
 	} else {
-		r.RequestBytes = int64(len(reqBody))
+		r.RequestBytes = int64(len(t.reqBody))
 		if keepReq {
-			r.RequestBody = reqBody
+			r.RequestBody = t.reqBody
 		}
 	}
-	cw.fill(r)
+	t.cw.fill(r)
 	switch {
 	case req.Context().Err() != nil:
 		r.Outcome = OutcomeClientCancelled
-	case cw.status >= 400:
+	case !t.returned:
+		r.Outcome = OutcomeAborted
+	case r.Status >= 400:
 		r.Outcome = OutcomeUpstreamError
 	default:
 		r.Outcome = OutcomeCompleted

@@ -42,6 +42,15 @@ func TestRecordOfEachOutcome(t *testing.T) {
 			wantStatus: 400, wantOutcome: OutcomeUpstreamError, wantBytes: 4,
 		},
 		{
+			desc: "broken off mid-body",
+			handler: func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "text/event-stream")
+				_, _ = io.WriteString(w, "data: 1\n\n")
+				panic(http.ErrAbortHandler) // what the reverse proxy does
+			},
+			wantStatus: 200, wantOutcome: OutcomeAborted, wantBytes: 9,
+		},
+		{
 			desc:       "no body",
 			handler:    func(w http.ResponseWriter, r *http.Request) {},
 			wantStatus: 0, wantOutcome: OutcomeCompleted,
@@ -58,7 +67,7 @@ func TestRecordOfEachOutcome(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, _ = io.Copy(io.Discard, resp.Body)
+			_, _ = io.Copy(io.Discard, resp.Body) // errors for the broken body
 			_ = resp.Body.Close()
 			r := col.records(t, 1)[0]
 			if r.Status != tt.wantStatus || r.Outcome != tt.wantOutcome || r.ResponseBytes != tt.wantBytes {

@@ -34,6 +34,9 @@ const (
 	// ended) before the response was complete; the upstream request is
 	// cancelled with it.
 	OutcomeClientCancelled = "client_cancelled"
+	// OutcomeAborted: the response broke off while the client was still
+	// there, typically the upstream connection failing mid-body.
+	OutcomeAborted = "aborted"
 )
 
 // Tenant sources: where Record.Tenant came from.
