@@ -5,60 +5,106 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 )
 
-// captureWriter observes a response on its way to the client: status, byte
-// count, the offset and time of every write, and a bounded head and tail of
-// the body. It never holds bytes back: each Write goes straight to the writer
-// Traefik handed us, and streaming responses are flushed after every write,
-// because under Yaegi Traefik sees only Header/Write/WriteHeader(/Hijack) on
-// this type and never calls its Flush. Modeled on Traefik's capture
-// middleware. Not safe for concurrent use, like any ResponseWriter.
+// captureWriter observes one request and its response on the way to the
+// client: status, byte count, the offset and time of every write, and a
+// bounded head and tail of the body. It never holds bytes back: each Write
+// goes straight to the writer Traefik handed us, and streaming responses are
+// flushed after every write, because under Yaegi Traefik sees only
+// Header/Write/WriteHeader(/Hijack) on this type and never calls its Flush.
+// Modeled on Traefik's capture middleware.
+//
+// Its methods are the hot path, interpreted for every request and write.
+// Measured under Yaegi v0.16 (tools/yaegibench), every call is dear: a
+// standard-library call costs about 0.25 µs, a call into an interpreted
+// function 0.3 µs or more, a compiled caller's call into one of these
+// methods over 1 µs, while a field update costs a few ns. So the methods
+// fill the wire record in place (rec), keep the common paths inline, and
+// leave everything that can wait to the sender's goroutine.
 type captureWriter struct {
 	rw      http.ResponseWriter
+	h       http.Header  // rw.Header(), fetched once
 	flusher http.Flusher // set for streaming responses only
-	start   time.Time
 	set     *settings
+	req     *http.Request
+	start   time.Time
 
-	status   int
-	headerUs int64
+	// rec is the wire record, filled as the request goes; record completes
+	// it. A pointer: under Yaegi every expression that reads a struct-valued
+	// field gets a copy of the whole struct allocated at each call.
+	rec *Record
+
+	// request body: the whole small body read up front, or its capture in flight
+	reqBody  []byte
+	bodyHead *bodyHead
+
 	kind     int
 	capture  bool // body bytes are kept for this response
-	bytes    int64
+	returned bool // the next handler returned instead of panicking
 
 	head       []byte
 	tail       []byte
 	tailOffset int64
-
-	writeEnds     []int64
-	writeUs       []int64
-	writesDropped int
 }
 
-func (c *captureWriter) Header() http.Header { return c.rw.Header() }
+func (c *captureWriter) Header() http.Header { return c.h }
 
-// WriteHeader decides, once, whether the response streams and whether its
-// body is captured.
+// WriteHeader passes the status on; the first final status also decides
+// whether the response streams and whether its body is captured.
+//
+// Under Yaegi every call allocates every slot its function has, whatever
+// branch runs: the methods here stay small and call out for the work done
+// once per response or only in rare cases.
 func (c *captureWriter) WriteHeader(code int) {
-	if c.status != 0 || (code >= 100 && code < 200 && code != http.StatusSwitchingProtocols) {
-		// A repeated call, or an informational 1xx: passed on, not the final status.
-		c.rw.WriteHeader(code)
-		return
-	}
-	c.status = code
-	c.headerUs = time.Since(c.start).Microseconds()
-	h := c.rw.Header()
-	c.kind = contentKind(h.Get("Content-Type"))
-	c.capture = c.set.captureKinds&c.kind != 0
-	if c.kind == kindSSE || c.kind == kindNDJSON || h.Get("Content-Length") == "" {
-		c.flusher, _ = c.rw.(http.Flusher)
+	if c.rec.Status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
+		respond(c, code)
 	}
 	c.rw.WriteHeader(code)
 }
 
+// respond handles the final status: it sets the request id the client
+// gets and classifies the response.
+func respond(c *captureWriter, code int) {
+	r := c.rec
+	r.Status = code
+	r.HeaderNs = int64(time.Since(c.start))
+	h := c.h
+	if up := h[HeaderRequestID]; len(up) > 0 {
+		upstreamID(r, up[0])
+	}
+	h[HeaderRequestID] = []string{r.RequestID}
+	if v := h["Content-Type"]; len(v) > 0 {
+		r.ResponseContentType = v[0]
+	}
+	kind, known := commonKinds[r.ResponseContentType]
+	if !known {
+		kind = contentKind(r.ResponseContentType)
+	}
+	c.kind = kind
+	c.capture = c.set.captureKinds&kind != 0
+	if kind == kindSSE || kind == kindNDJSON || len(h["Content-Length"]) == 0 {
+		streaming(c)
+	}
+}
+
+// upstreamID keeps the upstream's own request id when it differs from ours.
+func upstreamID(r *Record, id string) {
+	if id != r.RequestID {
+		r.UpstreamRequestID = id
+	}
+}
+
+// streaming sets the response up to be flushed after every write.
+func streaming(c *captureWriter) {
+	c.flusher, _ = c.rw.(http.Flusher)
+	c.rec.Streaming = c.flusher != nil
+}
+
 func (c *captureWriter) Write(p []byte) (int, error) {
-	if c.status == 0 {
+	if c.rec.Status == 0 {
 		c.WriteHeader(http.StatusOK)
 	}
 	n, err := c.rw.Write(p)
@@ -66,28 +112,40 @@ func (c *captureWriter) Write(p []byte) (int, error) {
 		c.flusher.Flush()
 	}
 	if n > 0 {
-		c.observe(p[:n])
+		wrote(c, p[:n])
 	}
 	return n, err
 }
 
-// observe records one write that reached the client.
-func (c *captureWriter) observe(p []byte) {
-	c.bytes += int64(len(p))
-	if len(c.writeEnds) < c.set.maxWrites {
-		c.writeEnds = append(c.writeEnds, c.bytes)
-		c.writeUs = append(c.writeUs, time.Since(c.start).Microseconds())
-	} else if c.set.maxWrites > 0 {
-		// Keep the final write in the last slot; the ones it replaces are counted.
-		c.writeEnds[c.set.maxWrites-1] = c.bytes
-		c.writeUs[c.set.maxWrites-1] = time.Since(c.start).Microseconds()
-		c.writesDropped++
+// wrote records one write that reached the client.
+func wrote(c *captureWriter, p []byte) {
+	r := c.rec
+	r.ResponseBytes += int64(len(p))
+	if len(r.WriteEnds) < c.set.maxWrites {
+		r.WriteEnds = append(r.WriteEnds, r.ResponseBytes)
+		r.WriteNs = append(r.WriteNs, int64(time.Since(c.start)))
 	} else {
-		c.writesDropped++
+		lateWrite(c)
 	}
-	if !c.capture {
-		return
+	if c.capture {
+		captureBody(c, p)
 	}
+}
+
+// lateWrite records a write past the bound: the last slot keeps moving to
+// the latest write, so the final one is always listed.
+func lateWrite(c *captureWriter) {
+	r := c.rec
+	r.WritesDropped++
+	if last := c.set.maxWrites - 1; last >= 0 {
+		r.WriteEnds[last] = r.ResponseBytes
+		r.WriteNs[last] = int64(time.Since(c.start))
+	}
+}
+
+// captureBody keeps the body's head, then a tail that is trimmed only once
+// it holds twice its limit, which keeps the copying amortized.
+func captureBody(c *captureWriter, p []byte) {
 	if room := c.set.respHead - len(c.head); room > 0 {
 		if room > len(p) {
 			room = len(p)
@@ -96,23 +154,16 @@ func (c *captureWriter) observe(p []byte) {
 		p = p[room:]
 		c.tailOffset = int64(len(c.head))
 	}
-	c.keepTail(p)
-}
-
-// keepTail appends p to the tail and keeps it bounded; trimming only once
-// the tail holds twice its limit keeps the copying amortized.
-func (c *captureWriter) keepTail(p []byte) {
-	limit := c.set.respTail
-	if len(p) == 0 || limit == 0 {
+	if len(p) == 0 || c.set.respTail == 0 {
 		return
 	}
 	c.tail = append(c.tail, p...)
-	if len(c.tail) >= 2*limit {
-		c.trimTail()
+	if len(c.tail) >= 2*c.set.respTail {
+		trimTail(c)
 	}
 }
 
-func (c *captureWriter) trimTail() {
+func trimTail(c *captureWriter) {
 	if extra := len(c.tail) - c.set.respTail; extra > 0 {
 		c.tail = c.tail[:copy(c.tail, c.tail[extra:])]
 		c.tailOffset += int64(extra)
@@ -121,7 +172,7 @@ func (c *captureWriter) trimTail() {
 
 // Flush lets compiled callers flush through the capture writer.
 func (c *captureWriter) Flush() {
-	if c.status == 0 {
+	if c.rec.Status == 0 {
 		c.WriteHeader(http.StatusOK)
 	}
 	if f, ok := c.rw.(http.Flusher); ok {
@@ -136,34 +187,126 @@ func (c *captureWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if !ok {
 		return nil, nil, fmt.Errorf("llmtap: %T cannot hijack the connection", c.rw)
 	}
-	if c.status == 0 {
-		c.status = http.StatusSwitchingProtocols
-		c.headerUs = time.Since(c.start).Microseconds()
+	if c.rec.Status == 0 {
+		c.rec.Status = http.StatusSwitchingProtocols
+		c.rec.HeaderNs = int64(time.Since(c.start))
+		// The proxy writes the upgrade response from these headers itself.
+		c.h[HeaderRequestID] = []string{c.rec.RequestID}
 	}
 	return h.Hijack()
 }
 
-// fill copies what was observed into the record.
-func (c *captureWriter) fill(r *Record) {
-	r.Status = c.status
-	r.HeaderUs = c.headerUs
-	r.ResponseContentType = c.rw.Header().Get("Content-Type")
-	r.Streaming = c.flusher != nil
-	r.ResponseBytes = c.bytes
-	r.WriteEnds = c.writeEnds
-	r.WriteUs = c.writeUs
-	r.WritesDropped = c.writesDropped
+// finish notes how the request ended and hands the observation to the
+// sender, which completes the record off the request path, without ever
+// waiting: when the queue is full the observation is dropped and counted.
+//
+// ServeHTTP defers it, so that a request that ends in a panic is recorded
+// too: Go's reverse proxy panics with http.ErrAbortHandler when a streamed
+// body breaks off. It does not recover: under Yaegi a re-panicked value is
+// no longer http.ErrAbortHandler, and Traefik would log every abort as an
+// error. The sender is an argument, not a field: a captureWriter referring to
+// the sender, whose queue holds captureWriters, would be a recursive type,
+// which Yaegi v0.16 fails to build at run time.
+func finish(sd *sender, c *captureWriter) {
+	c.rec.DurationNs = int64(time.Since(c.start))
+	// The context is read only when the request may have been cut short:
+	// two calls spared on every plain response.
+	if !c.returned || c.rec.Status >= 400 || c.rec.Status == 0 || c.rec.Streaming {
+		outcome(c)
+	}
+	// The response is over: do not keep it alive. Separate statements,
+	// because Yaegi v0.16 fails on `c.rw, c.flusher = nil, nil`.
+	c.rw = nil
+	c.flusher = nil
+	select {
+	case sd.queue <- c:
+	default:
+		atomic.AddInt64(&sd.dropped, 1)
+	}
+}
+
+// outcome tells a client that went away from an upstream that failed;
+// Record.Outcome is OutcomeCompleted otherwise.
+func outcome(c *captureWriter) {
+	switch {
+	case c.req.Context().Err() != nil:
+		c.rec.Outcome = OutcomeClientCancelled
+	case !c.returned:
+		c.rec.Outcome = OutcomeAborted
+	case c.rec.Status >= 400:
+		c.rec.Outcome = OutcomeUpstreamError
+	}
+}
+
+// record completes the wire record of a finished observation. It runs in
+// the sender's goroutine. keys caches tenants by credential header value
+// and belongs to that goroutine (nil: no cache).
+func record(c *captureWriter, keys map[string]string) *Record {
+	req := c.req
+	h := req.Header
+	r := c.rec
+	if r.Outcome == "" {
+		r.Outcome = OutcomeCompleted
+	}
+	r.StartUnixNs = c.start.UnixNano()
+	r.Route = c.set.route
+	r.Method = req.Method
+	r.Host = req.Host
+	r.Path = req.URL.Path
+	r.RequestBytes = int64(len(c.reqBody))
+	if v := h["User-Agent"]; len(v) > 0 {
+		r.UserAgent = v[0]
+	}
+	if v := h["Content-Type"]; len(v) > 0 {
+		r.RequestContentType = v[0]
+	}
+
+	if v := h[c.set.tenantHeader]; len(v) > 0 && v[0] != "" && c.set.tenantHeader != "" {
+		r.Tenant, r.TenantSource = v[0], TenantFromHeader
+		if len(r.Tenant) > maxIDLen {
+			r.Tenant = r.Tenant[:maxIDLen]
+		}
+	} else if cred := credential(h); cred != "" {
+		t, ok := keys[cred]
+		if !ok {
+			t = keyTenant(cred)
+			if keys != nil && len(keys) < maxKeyCache {
+				keys[cred] = t
+			}
+		}
+		if t != "" {
+			r.Tenant, r.TenantSource = t, TenantFromAPIKey
+		}
+	}
+	if r.Tenant == "" && c.set.tenant != "" {
+		r.Tenant, r.TenantSource = c.set.tenant, TenantFromStatic
+	}
+
+	kind, known := commonKinds[r.RequestContentType]
+	if !known {
+		kind = contentKind(r.RequestContentType)
+	}
+	keepReq := c.set.captureKinds&kind != 0
+	if c.bodyHead != nil {
+		c.bodyHead.fill(r, keepReq)
+	} else if keepReq {
+		r.RequestBody = c.reqBody
+	}
+
 	if !c.capture {
-		if c.bytes > 0 {
+		if r.ResponseBytes > 0 {
 			r.BodyNotCaptured = kindName(c.kind)
 		}
-		return
+		return r
 	}
-	c.trimTail()
+	if len(c.tail) > c.set.respTail {
+		trimTail(c)
+	}
 	r.ResponseHead = c.head
-	r.ResponseTail = c.tail
 	if len(c.tail) > 0 {
+		r.ResponseTail = c.tail
 		r.ResponseTailOffset = c.tailOffset
+		r.ResponseTruncated = int64(len(c.head)+len(c.tail)) < r.ResponseBytes
 	}
-	r.ResponseTruncated = int64(len(c.head)+len(c.tail)) < c.bytes
+	return r
 }

@@ -106,7 +106,8 @@ func TestCaptureWriter(t *testing.T) {
 				c.CaptureBodies = kinds
 			})
 			fr := httptest.NewRecorder()
-			cw := &captureWriter{rw: fr, start: time.Now(), set: s}
+			cw := &captureWriter{rw: fr, h: fr.Header(), req: httptest.NewRequest(http.MethodGet, "/", nil), start: time.Now(), set: s, rec: &Record{}}
+			cw.rec.RequestID = "id-1"
 			for k, v := range tt.header {
 				cw.Header().Set(k, v)
 			}
@@ -121,11 +122,14 @@ func TestCaptureWriter(t *testing.T) {
 				}
 				all.WriteString(w)
 			}
-			var r Record
-			cw.fill(&r)
+			cw.returned = true
+			r := observed(t, cw)
 
 			if got := fr.Body.String(); got != all.String() {
 				t.Errorf("client got %q, want %q", got, all.String())
+			}
+			if fr.Header().Get(HeaderRequestID) != "id-1" {
+				t.Errorf("client got request id %q", fr.Header().Get(HeaderRequestID))
 			}
 			if r.Status != tt.wantStatus || fr.Code != tt.wantStatus {
 				t.Errorf("status record %d client %d, want %d", r.Status, fr.Code, tt.wantStatus)
@@ -149,12 +153,12 @@ func TestCaptureWriter(t *testing.T) {
 			if !equalInts(r.WriteEnds, tt.wantEnds) || r.WritesDropped != tt.wantDropped {
 				t.Errorf("write ends %v dropped %d, want %v %d", r.WriteEnds, r.WritesDropped, tt.wantEnds, tt.wantDropped)
 			}
-			if len(r.WriteUs) != len(r.WriteEnds) {
-				t.Fatalf("%d write times for %d writes", len(r.WriteUs), len(r.WriteEnds))
+			if len(r.WriteNs) != len(r.WriteEnds) {
+				t.Fatalf("%d write times for %d writes", len(r.WriteNs), len(r.WriteEnds))
 			}
-			for i := 1; i < len(r.WriteUs); i++ {
-				if r.WriteUs[i] < r.WriteUs[i-1] || r.WriteUs[i-1] < r.HeaderUs {
-					t.Errorf("write times not ordered: header %d writes %v", r.HeaderUs, r.WriteUs)
+			for i := 1; i < len(r.WriteNs); i++ {
+				if r.WriteNs[i] < r.WriteNs[i-1] || r.WriteNs[i-1] < r.HeaderNs {
+					t.Errorf("write times not ordered: header %d writes %v", r.HeaderNs, r.WriteNs)
 				}
 			}
 		})
@@ -166,37 +170,38 @@ func TestCaptureTimeOffsets(t *testing.T) {
 	s := testSettings(t, "", nil)
 	fr := httptest.NewRecorder()
 	start := time.Now()
-	cw := &captureWriter{rw: fr, start: start, set: s}
+	cw := &captureWriter{rw: fr, h: fr.Header(), req: httptest.NewRequest(http.MethodGet, "/", nil), start: start, set: s, rec: &Record{}}
 	cw.Header().Set("Content-Type", "text/event-stream")
 	time.Sleep(30 * time.Millisecond)
 	_, _ = cw.Write([]byte("data: a\n\n"))
 	time.Sleep(30 * time.Millisecond)
 	_, _ = cw.Write([]byte("data: b\n\n"))
-	var r Record
-	cw.fill(&r)
-	if r.WriteUs[0] < 30000 || r.WriteUs[1]-r.WriteUs[0] < 30000 {
-		t.Errorf("write times %v us, want the first at >= 30000 and 30000 apart", r.WriteUs)
+	cw.returned = true
+	r := observed(t, cw)
+	ms30 := int64(30 * time.Millisecond)
+	if r.WriteNs[0] < ms30 || r.WriteNs[1]-r.WriteNs[0] < ms30 {
+		t.Errorf("write times %v ns, want the first at >= 30ms and 30ms apart", r.WriteNs)
 	}
-	if now := time.Since(start).Microseconds(); r.WriteUs[1] > now {
-		t.Errorf("write time %d after now %d", r.WriteUs[1], now)
+	if now := int64(time.Since(start)); r.WriteNs[1] > now {
+		t.Errorf("write time %d after now %d", r.WriteNs[1], now)
 	}
 }
 
 func TestCaptureInformationalStatus(t *testing.T) {
 	s := testSettings(t, "", nil)
 	fr := httptest.NewRecorder()
-	cw := &captureWriter{rw: fr, start: time.Now(), set: s}
+	cw := &captureWriter{rw: fr, h: fr.Header(), req: httptest.NewRequest(http.MethodGet, "/", nil), start: time.Now(), set: s, rec: &Record{}}
 	cw.WriteHeader(http.StatusEarlyHints)
 	cw.WriteHeader(http.StatusOK)
-	var r Record
-	cw.fill(&r)
+	cw.returned = true
+	r := observed(t, cw)
 	if r.Status != http.StatusOK {
 		t.Errorf("status %d, want the final 200", r.Status)
 	}
 }
 
 func TestHijackUnsupported(t *testing.T) {
-	cw := &captureWriter{rw: httptest.NewRecorder(), start: time.Now(), set: testSettings(t, "", nil)}
+	cw := &captureWriter{rw: httptest.NewRecorder(), start: time.Now(), set: testSettings(t, "", nil), rec: &Record{}}
 	if _, _, err := cw.Hijack(); err == nil || !strings.Contains(err.Error(), "cannot hijack") {
 		t.Errorf("Hijack error %v", err)
 	}
@@ -212,4 +217,18 @@ func equalInts(a, b []int64) bool {
 		}
 	}
 	return true
+}
+
+// observed finishes an observation as ServeHTTP does and returns its record.
+func observed(t *testing.T, c *captureWriter) *Record {
+	t.Helper()
+	sd := newSender(testSettings(t, "http://127.0.0.1:1", nil), discardLogger())
+	finish(sd, c)
+	select {
+	case got := <-sd.queue:
+		return record(got, nil)
+	default:
+		t.Fatal("finish queued nothing")
+		return nil
+	}
 }

@@ -2,6 +2,7 @@ package llmtap
 
 import (
 	"fmt"
+	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -100,7 +101,7 @@ type settings struct {
 func (c *Config) validate(name string) (*settings, error) {
 	s := &settings{
 		route:        c.Route,
-		tenantHeader: c.TenantHeader,
+		tenantHeader: http.CanonicalHeaderKey(c.TenantHeader),
 		tenant:       c.Tenant,
 		token:        c.CollectorToken,
 		maxReqBody:   c.MaxRequestBodyBytes,
@@ -165,6 +166,26 @@ func positiveDuration(field, v string) (time.Duration, error) {
 		return 0, fmt.Errorf("%s %q: want a positive duration such as 500ms or 2s", field, v)
 	}
 	return d, nil
+}
+
+// commonKinds spares the parsing of the most frequent Content-Type values.
+// It is only read after package initialization.
+var commonKinds = map[string]int{
+	"":                                 kindOther,
+	"application/json":                 kindJSON,
+	"application/json; charset=utf-8":  kindJSON,
+	"text/event-stream":                kindSSE,
+	"text/event-stream; charset=utf-8": kindSSE,
+	"application/x-ndjson":             kindNDJSON,
+	"audio/mpeg":                       kindAudio,
+	"audio/wav":                        kindAudio,
+	"audio/pcm":                        kindAudio,
+	"audio/ogg":                        kindAudio,
+	"audio/opus":                       kindAudio,
+	"audio/aac":                        kindAudio,
+	"audio/flac":                       kindAudio,
+	"text/plain; charset=utf-8":        kindText,
+	"application/octet-stream":         kindOther,
 }
 
 // contentKind classifies a Content-Type header value.

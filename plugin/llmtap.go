@@ -12,6 +12,8 @@ package llmtap
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"net/http"
 	"time"
 )
@@ -20,7 +22,7 @@ import (
 type Middleware struct {
 	next   http.Handler
 	set    *settings
-	sender *sender // nil when recording is off
+	sender *sender
 }
 
 // New validates the configuration and prepares the middleware. It does no
@@ -30,88 +32,50 @@ func New(_ context.Context, next http.Handler, config *Config, name string) (htt
 	if err != nil {
 		return nil, err
 	}
-	var sd *sender
-	if s.recordsURL != "" {
-		sd = senderFor(s)
+	if s.recordsURL == "" {
+		return &idOnly{next: next}, nil
 	}
-	return newMiddleware(next, s, sd), nil
-}
-
-func newMiddleware(next http.Handler, s *settings, sd *sender) *Middleware {
-	return &Middleware{next: next, set: s, sender: sd}
+	return &Middleware{next: next, set: s, sender: senderFor(s)}, nil
 }
 
 func (m *Middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
-	start := time.Now()
-	id, made := requestID(req.Header, start)
-	if made {
+	c := &captureWriter{rw: rw, h: rw.Header(), req: req, set: m.set, start: time.Now(), rec: &Record{V: RecordVersion}}
+	if v := req.Header[HeaderRequestID]; len(v) > 0 && len(v[0]) <= maxIDLen {
+		c.rec.RequestID = v[0]
+	} else {
+		newID(c, req)
+	}
+	if req.ContentLength != 0 && req.Body != nil {
+		captureRequest(c, req)
+	}
+	defer finish(m.sender, c)
+	m.next.ServeHTTP(c, req)
+	c.returned = true
+	if c.rec.Status == 0 {
+		// Nothing was written: the server sends the response after we return.
+		c.h[HeaderRequestID] = []string{c.rec.RequestID}
+	}
+}
+
+// newID gives the request a new id, 128 random bits, and passes it upstream.
+func newID(c *captureWriter, req *http.Request) {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	c.rec.RequestID = hex.EncodeToString(b)
+	req.Header[HeaderRequestID] = []string{c.rec.RequestID}
+}
+
+// idOnly is the handler when recording is off: it only sets request ids.
+type idOnly struct{ next http.Handler }
+
+func (m *idOnly) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
+	id := req.Header.Get(HeaderRequestID)
+	if id == "" || len(id) > maxIDLen {
+		b := make([]byte, 16)
+		_, _ = rand.Read(b)
+		id = hex.EncodeToString(b)
 		req.Header.Set(HeaderRequestID, id)
 	}
 	rw.Header().Set(HeaderRequestID, id)
-	if m.sender == nil {
-		m.next.ServeHTTP(rw, req)
-		return
-	}
-
-	t := &tap{start: start, id: id, req: req}
-	t.body, t.reqBody = captureRequest(req, m.set)
-	t.cw = &captureWriter{rw: rw, start: start, set: m.set}
-	defer m.finish(t)
-	m.next.ServeHTTP(t.cw, req)
-	t.returned = true
-}
-
-// tap is one request's observation in progress.
-type tap struct {
-	start   time.Time
-	id      string
-	req     *http.Request
-	cw      *captureWriter
-	body    *bodyHead // the request body's capture when read in flight
-	reqBody []byte    // or the whole small body, read up front
-	// returned is set when the next handler returned instead of panicking.
-	returned bool
-}
-
-// finish builds and queues the record. It is deferred so that a request
-// that ends in a panic is recorded too: Go's reverse proxy panics with
-// http.ErrAbortHandler when a streamed body breaks off, on purpose. finish
-// does not recover: under Yaegi a re-panicked value is no longer
-// http.ErrAbortHandler, and Traefik would log every abort as an error.
-func (m *Middleware) finish(t *tap) {
-	req := t.req
-	r := &Record{
-		V:                  RecordVersion,
-		RequestID:          t.id,
-		StartUnixUs:        t.start.UnixMicro(),
-		Route:              m.set.route,
-		Method:             req.Method,
-		Host:               req.Host,
-		Path:               req.URL.Path,
-		UserAgent:          req.UserAgent(),
-		RequestContentType: req.Header.Get("Content-Type"),
-		DurationUs:         time.Since(t.start).Microseconds(),
-	}
-	r.Tenant, r.TenantSource = tenantOf(req.Header, m.set)
-	keepReq := m.set.captureKinds&contentKind(r.RequestContentType) != 0
-	if t.body != nil {
-		t.body.fill(r, keepReq)
-	} else {
-		r.RequestBytes = int64(len(t.reqBody))
-		if keepReq {
-			r.RequestBody = t.reqBody
-		}
-	}
-	t.cw.fill(r)
-	switch {
-	case req.Context().Err() != nil:
-		r.Outcome = OutcomeClientCancelled
-	case !t.returned:
-		r.Outcome = OutcomeAborted
-	case r.Status >= 400:
-		r.Outcome = OutcomeUpstreamError
-	default:
-		r.Outcome = OutcomeCompleted
-	}
-	m.sender.enqueue(r)
+	m.next.ServeHTTP(rw, req)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -82,8 +83,8 @@ func TestRecordOfEachOutcome(t *testing.T) {
 			if r.Path != "/v1/models" {
 				t.Errorf("path %q, want no query string", r.Path)
 			}
-			if r.StartUnixUs <= 0 || r.DurationUs < 0 {
-				t.Errorf("start %d duration %d", r.StartUnixUs, r.DurationUs)
+			if r.StartUnixNs <= 0 || r.DurationNs < 0 {
+				t.Errorf("start %d duration %d", r.StartUnixNs, r.DurationNs)
 			}
 		})
 	}
@@ -106,6 +107,9 @@ func TestRequestIDPassedUpstreamAndBack(t *testing.T) {
 		}
 		_ = resp.Body.Close()
 		got := resp.Header.Get(HeaderRequestID)
+		if incoming == "" && !regexp.MustCompile(`^[0-9a-f]{32}$`).MatchString(got) {
+			t.Errorf("made id %q, want 32 hex digits", got)
+		}
 		if got == "" || got != upstreamID || (incoming != "" && got != incoming) {
 			t.Errorf("incoming %q: upstream saw %q, client got %q", incoming, upstreamID, got)
 		}
@@ -155,11 +159,11 @@ func TestStreamingArrivesEventByEvent(t *testing.T) {
 		}
 	}
 	r := col.records(t, 1)[0]
-	if !r.Streaming || len(r.WriteUs) != 4 || r.WriteEnds[3] != r.ResponseBytes {
-		t.Errorf("streaming %v writes %v ends %v bytes %d", r.Streaming, r.WriteUs, r.WriteEnds, r.ResponseBytes)
+	if !r.Streaming || len(r.WriteNs) != 4 || r.WriteEnds[3] != r.ResponseBytes {
+		t.Errorf("streaming %v writes %v ends %v bytes %d", r.Streaming, r.WriteNs, r.WriteEnds, r.ResponseBytes)
 	}
-	if r.WriteUs[3]-r.WriteUs[0] < int64(3*gap/time.Microsecond)*9/10 {
-		t.Errorf("write times %v do not span the 3 gaps of %v", r.WriteUs, gap)
+	if r.WriteNs[3]-r.WriteNs[0] < int64(3*gap)*9/10 {
+		t.Errorf("write times %v do not span the 3 gaps of %v", r.WriteNs, gap)
 	}
 }
 

@@ -50,15 +50,20 @@ const (
 // observations only (bytes and their timing); the collector derives the facts
 // (SSE events, time to first token, usage, error classes) from them.
 //
-// Time offsets are microseconds from StartUnixUs, the moment the request
-// reached the plugin. Byte offsets count response body bytes from 0.
+// Times are nanoseconds: StartUnixNs since the Unix epoch, every *Ns offset
+// from StartUnixNs, the moment the request reached the plugin (the plugin
+// stores monotonic clock readings as they are, the cheapest thing to do in
+// interpreted code). Byte offsets count response body bytes from 0.
 type Record struct {
 	// V is RecordVersion when the record was made.
 	V int `json:"v"`
 	// RequestID is the request's X-Request-Id (the client's, or one the plugin made).
 	RequestID string `json:"request_id"`
-	// StartUnixUs is when the request reached the plugin, in microseconds since the Unix epoch.
-	StartUnixUs int64 `json:"start_unix_us"`
+	// UpstreamRequestID is the X-Request-Id the upstream answered with, when
+	// it differs (OpenAI sends its own); the client gets RequestID.
+	UpstreamRequestID string `json:"upstream_request_id,omitempty"`
+	// StartUnixNs is when the request reached the plugin.
+	StartUnixNs int64 `json:"start_unix_ns"`
 	// Route is the configured route name (by default the middleware's name).
 	Route string `json:"route"`
 	// Tenant identifies who sent the request; empty when unknown.
@@ -107,17 +112,17 @@ type Record struct {
 	// captured (e.g. "audio"); byte counts and write timing are kept anyway.
 	BodyNotCaptured string `json:"body_not_captured,omitempty"`
 
-	// HeaderUs is when the response status and headers were written.
-	HeaderUs int64 `json:"header_us"`
-	// WriteEnds[i] is the body offset just after write i; WriteUs[i] is when
+	// HeaderNs is when the response status and headers were written.
+	HeaderNs int64 `json:"header_ns"`
+	// WriteEnds[i] is the body offset just after write i; WriteNs[i] is when
 	// that write reached the client. The first write is the time to first
 	// byte. At most the configured number of writes are listed: past it the
 	// last slot keeps moving to the latest write, so the final write is
 	// always present, and WritesDropped counts the ones left out.
 	WriteEnds []int64 `json:"write_ends,omitempty"`
-	WriteUs   []int64 `json:"write_us,omitempty"`
-	// WritesDropped counts writes not listed in WriteEnds/WriteUs.
+	WriteNs   []int64 `json:"write_ns,omitempty"`
+	// WritesDropped counts writes not listed in WriteEnds/WriteNs.
 	WritesDropped int `json:"writes_dropped,omitempty"`
-	// DurationUs is when the plugin saw the response end.
-	DurationUs int64 `json:"duration_us"`
+	// DurationNs is when the plugin saw the response end.
+	DurationNs int64 `json:"duration_ns"`
 }

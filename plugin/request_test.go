@@ -5,55 +5,10 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"regexp"
 	"strings"
 	"testing"
 	"testing/iotest"
-	"time"
 )
-
-func TestRequestID(t *testing.T) {
-	uuid7 := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
-	tests := []struct {
-		desc     string
-		incoming string
-		wantSame bool
-	}{
-		{desc: "reuses the client's id", incoming: "abc-123", wantSame: true},
-		{desc: "makes one when absent"},
-		{desc: "replaces an oversized id", incoming: strings.Repeat("x", maxIDLen+1)},
-	}
-	for _, tt := range tests {
-		t.Run(tt.desc, func(t *testing.T) {
-			h := http.Header{}
-			if tt.incoming != "" {
-				h.Set(HeaderRequestID, tt.incoming)
-			}
-			id, made := requestID(h, time.Now())
-			if tt.wantSame {
-				if id != tt.incoming || made {
-					t.Errorf("id %q made %v, want %q reused", id, made, tt.incoming)
-				}
-				return
-			}
-			if !made || !uuid7.MatchString(id) {
-				t.Errorf("id %q made %v, want a new UUIDv7", id, made)
-			}
-		})
-	}
-}
-
-func TestRequestIDsAreTimeOrderedAndUnique(t *testing.T) {
-	a, _ := requestID(http.Header{}, time.UnixMilli(1700000000000))
-	b, _ := requestID(http.Header{}, time.UnixMilli(1700000000001))
-	c, _ := requestID(http.Header{}, time.UnixMilli(1700000000001))
-	if !(a < b) || b == c {
-		t.Errorf("ids %s %s %s: want ordered by time and distinct", a, b, c)
-	}
-	if !strings.HasPrefix(a, "018bcfe5-6800-7") {
-		t.Errorf("id %s does not start with the millisecond timestamp 018bcfe56800", a)
-	}
-}
 
 func TestTenantOf(t *testing.T) {
 	// want: printf %s "$key" | sha256sum | cut -c1-12
@@ -73,6 +28,7 @@ func TestTenantOf(t *testing.T) {
 		{desc: "bearer any case", header: "X-Tenant-ID", reqHeaders: map[string]string{"Authorization": "bearer " + key}, want: "key-2e088dda7c69", wantSource: TenantFromAPIKey},
 		{desc: "anthropic key", reqHeaders: map[string]string{"X-Api-Key": key}, want: "key-2e088dda7c69", wantSource: TenantFromAPIKey},
 		{desc: "azure key", reqHeaders: map[string]string{"Api-Key": key}, want: "key-2e088dda7c69", wantSource: TenantFromAPIKey},
+		{desc: "bearer without key", static: "team-a", reqHeaders: map[string]string{"Authorization": "Bearer "}, want: "team-a", wantSource: TenantFromStatic},
 		{desc: "basic auth is no api key", static: "team-a", reqHeaders: map[string]string{"Authorization": "Basic dXNlcjpwYXNz"}, want: "team-a", wantSource: TenantFromStatic},
 		{desc: "static fallback", header: "X-Tenant-ID", static: "team-a", want: "team-a", wantSource: TenantFromStatic},
 		{desc: "unknown", header: "X-Tenant-ID"},
@@ -83,11 +39,17 @@ func TestTenantOf(t *testing.T) {
 			for k, v := range tt.reqHeaders {
 				h.Set(k, v)
 			}
-			s := &settings{tenantHeader: tt.header, tenant: tt.static}
-			got, source := tenantOf(h, s)
-			if got != tt.want || source != tt.wantSource {
-				t.Errorf("tenant %q from %q, want %q from %q", got, source, tt.want, tt.wantSource)
+			s := &settings{tenantHeader: http.CanonicalHeaderKey(tt.header), tenant: tt.static}
+			req := httptest.NewRequest(http.MethodGet, "/", nil)
+			req.Header = h
+			keys := map[string]string{}
+			for i := 0; i < 2; i++ { // the second time from the cache
+				r := record(&captureWriter{req: req, set: s, rec: &Record{}}, keys)
+				if r.Tenant != tt.want || r.TenantSource != tt.wantSource {
+					t.Errorf("round %d: tenant %q from %q, want %q from %q", i, r.Tenant, r.TenantSource, tt.want, tt.wantSource)
+				}
 			}
+			got := record(&captureWriter{req: req, set: s, rec: &Record{}}, nil).Tenant
 			if strings.Contains(got, "SECRET") {
 				t.Errorf("tenant %q leaks the key", got)
 			}
@@ -156,7 +118,9 @@ func TestBrokenSmallBodyStaysShort(t *testing.T) {
 	s := testSettings(t, "", nil)
 	req := httptest.NewRequest(http.MethodPost, "/", io.MultiReader(strings.NewReader("ab"), iotest.ErrReader(io.ErrUnexpectedEOF)))
 	req.ContentLength = 10
-	_, head := captureRequest(req, s)
+	c := &captureWriter{set: s, rec: &Record{}}
+	captureRequest(c, req)
+	head := c.reqBody
 	got, err := io.ReadAll(req.Body)
 	// The upstream side gets 2 of the 10 announced bytes and fails the request.
 	if string(head) != "ab" || !bytes.Equal(got, []byte("ab")) || err != nil {

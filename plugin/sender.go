@@ -48,7 +48,7 @@ const sendAttempts = 3
 type sender struct {
 	url       string
 	token     string
-	queue     chan *Record
+	queue     chan *captureWriter
 	batchSize int
 	interval  time.Duration
 	client    *http.Client
@@ -59,7 +59,11 @@ type sender struct {
 	sent    int64 // records acknowledged by the collector (atomic)
 	done    chan struct{}
 
-	lastLog    time.Time // owned by the run goroutine
+	// Owned by the run goroutine:
+	keys       map[string]string // credential -> tenant
+	buf        bytes.Buffer
+	zw         *gzip.Writer
+	lastLog    time.Time
 	suppressed int
 }
 
@@ -67,7 +71,8 @@ func newSender(s *settings, log *slog.Logger) *sender {
 	return &sender{
 		url:       s.recordsURL,
 		token:     s.token,
-		queue:     make(chan *Record, s.queueSize),
+		queue:     make(chan *captureWriter, s.queueSize),
+		keys:      map[string]string{},
 		batchSize: s.batchSize,
 		interval:  s.flushInterval,
 		client: &http.Client{
@@ -77,16 +82,6 @@ func newSender(s *settings, log *slog.Logger) *sender {
 		log:     log,
 		backoff: 200 * time.Millisecond,
 		done:    make(chan struct{}),
-	}
-}
-
-// enqueue hands a record to the sender without ever waiting: when the queue
-// is full the record is dropped and counted.
-func (sd *sender) enqueue(r *Record) {
-	select {
-	case sd.queue <- r:
-	default:
-		atomic.AddInt64(&sd.dropped, 1)
 	}
 }
 
@@ -102,7 +97,7 @@ func (sd *sender) run(ctx context.Context) {
 		}
 		close(sd.done)
 	}()
-	batch := make([]*Record, 0, sd.batchSize)
+	batch := make([]*captureWriter, 0, sd.batchSize)
 	for {
 		select {
 		case r := <-sd.queue:
@@ -121,7 +116,7 @@ func (sd *sender) run(ctx context.Context) {
 
 // fill adds queued records to the batch until it is full or the flush
 // interval has passed; it reports false when ctx ended meanwhile.
-func (sd *sender) fill(ctx context.Context, batch *[]*Record) bool {
+func (sd *sender) fill(ctx context.Context, batch *[]*captureWriter) bool {
 	timer := time.NewTimer(sd.interval)
 	defer timer.Stop()
 	for len(*batch) < sd.batchSize {
@@ -139,7 +134,7 @@ func (sd *sender) fill(ctx context.Context, batch *[]*Record) bool {
 
 // drain sends the batch and everything still queued, each batch with the
 // client's own timeout: this is the shutdown path, ctx is already over.
-func (sd *sender) drain(batch []*Record) {
+func (sd *sender) drain(batch []*captureWriter) {
 	for {
 		for len(batch) < sd.batchSize && len(sd.queue) > 0 {
 			batch = append(batch, <-sd.queue)
@@ -154,8 +149,8 @@ func (sd *sender) drain(batch []*Record) {
 
 // send posts one batch, retrying with backoff; a batch that cannot be
 // delivered is counted as dropped and reported with the next one.
-func (sd *sender) send(ctx context.Context, batch []*Record) {
-	body, err := encodeBatch(batch)
+func (sd *sender) send(ctx context.Context, batch []*captureWriter) {
+	err := sd.encode(batch)
 	if err != nil {
 		atomic.AddInt64(&sd.dropped, int64(len(batch)))
 		sd.logf("llmtap: encode batch", err)
@@ -164,7 +159,7 @@ func (sd *sender) send(ctx context.Context, batch []*Record) {
 	wait := sd.backoff
 	for attempt := 1; ; attempt++ {
 		dropped := atomic.LoadInt64(&sd.dropped)
-		err = sd.post(ctx, body, dropped)
+		err = sd.post(ctx, sd.buf.Bytes(), dropped)
 		if err == nil {
 			atomic.AddInt64(&sd.dropped, -dropped)
 			atomic.AddInt64(&sd.sent, int64(len(batch)))
@@ -210,22 +205,27 @@ func (sd *sender) post(ctx context.Context, body []byte, dropped int64) error {
 	return nil
 }
 
-func encodeBatch(batch []*Record) ([]byte, error) {
-	var buf bytes.Buffer
-	zw, err := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
-	if err != nil {
-		return nil, err
+// encode turns a batch of observations into gzip-compressed NDJSON
+// records in sd.buf. The buffer and the gzip writer are reused from batch
+// to batch: a new gzip writer allocates about 1 MB.
+func (sd *sender) encode(batch []*captureWriter) error {
+	sd.buf.Reset()
+	if sd.zw == nil {
+		zw, err := gzip.NewWriterLevel(&sd.buf, gzip.BestSpeed)
+		if err != nil {
+			return err
+		}
+		sd.zw = zw
+	} else {
+		sd.zw.Reset(&sd.buf)
 	}
-	enc := json.NewEncoder(zw)
-	for _, r := range batch {
-		if err := enc.Encode(r); err != nil {
-			return nil, fmt.Errorf("record %s: %w", r.RequestID, err)
+	enc := json.NewEncoder(sd.zw)
+	for _, c := range batch {
+		if err := enc.Encode(record(c, sd.keys)); err != nil {
+			return fmt.Errorf("record %s: %w", c.rec.RequestID, err)
 		}
 	}
-	if err := zw.Close(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
+	return sd.zw.Close()
 }
 
 // logf logs to stderr (Traefik shows a plugin's stderr at ERROR level), at

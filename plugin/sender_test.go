@@ -4,12 +4,18 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"sync/atomic"
 	"testing"
 	"time"
 )
 
-func rec(i int) *Record { return &Record{V: RecordVersion, RequestID: fmt.Sprintf("r%d", i)} }
+// obs is a finished observation of request i.
+func obs(i int) *captureWriter {
+	c := &captureWriter{req: httptest.NewRequest(http.MethodGet, "/", nil), set: &settings{}, rec: &Record{V: RecordVersion}}
+	c.rec.RequestID = fmt.Sprintf("r%d", i)
+	return c
+}
 
 func TestSenderBatches(t *testing.T) {
 	tests := []struct {
@@ -33,7 +39,7 @@ func TestSenderBatches(t *testing.T) {
 			sd := newSender(s, discardLogger())
 			// Queue everything before the sender starts, so batches fill by size.
 			for i := 0; i < tt.records; i++ {
-				sd.enqueue(rec(i))
+				finish(sd, obs(i))
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer func() { cancel(); <-sd.done }()
@@ -70,7 +76,7 @@ func TestSenderCountsDroppedRecords(t *testing.T) {
 	})
 	sd := newSender(s, discardLogger())
 	for i := 0; i < 5; i++ {
-		sd.enqueue(rec(i)) // the queue holds 2: 3 are dropped, at once
+		finish(sd, obs(i)) // the queue holds 2: 3 are dropped, at once
 	}
 	if got := atomic.LoadInt64(&sd.dropped); got != 3 {
 		t.Fatalf("dropped %d, want 3", got)
@@ -79,7 +85,7 @@ func TestSenderCountsDroppedRecords(t *testing.T) {
 	defer func() { cancel(); <-sd.done }()
 	go sd.run(ctx)
 	col.records(t, 2)
-	sd.enqueue(rec(5))
+	finish(sd, obs(5))
 	col.records(t, 3)
 
 	col.mu.Lock()
@@ -97,8 +103,8 @@ func TestSenderFailedBatchIsCountedAndReported(t *testing.T) {
 	col.setStatus(http.StatusServiceUnavailable)
 	s := testSettings(t, col.srv.URL, func(c *Config) { c.BatchSize = 2 })
 	sd := startSender(t, s)
-	sd.enqueue(rec(0))
-	sd.enqueue(rec(1))
+	finish(sd, obs(0))
+	finish(sd, obs(1))
 	deadline := time.Now().Add(5 * time.Second)
 	for atomic.LoadInt64(&sd.dropped) != 2 {
 		if time.Now().After(deadline) {
@@ -107,7 +113,7 @@ func TestSenderFailedBatchIsCountedAndReported(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	col.setStatus(0)
-	sd.enqueue(rec(2))
+	finish(sd, obs(2))
 	col.records(t, 1)
 	col.mu.Lock()
 	defer col.mu.Unlock()
@@ -129,7 +135,7 @@ func TestEnqueueNeverBlocks(t *testing.T) {
 	// An enqueue that waited for the hung collector would never return here;
 	// one that does not wait drops all but the few the queue and batch hold.
 	for i := 0; i < 1000; i++ {
-		sd.enqueue(rec(i))
+		finish(sd, obs(i))
 	}
 	if got := atomic.LoadInt64(&sd.dropped); got < 990 {
 		t.Errorf("dropped %d, want nearly all", got)
@@ -146,7 +152,7 @@ func TestSenderDrainsOnStop(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	go sd.run(ctx)
 	for i := 0; i < 5; i++ {
-		sd.enqueue(rec(i))
+		finish(sd, obs(i))
 	}
 	time.Sleep(20 * time.Millisecond)
 	cancel()

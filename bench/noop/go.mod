@@ -1,0 +1,3 @@
+module github.com/llmtap/noop
+
+go 1.22

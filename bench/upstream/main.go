@@ -1,0 +1,78 @@
+// Command upstream is the benchmark's upstream and collector sink: a small
+// JSON endpoint, an SSE endpoint that streams a short completion, and
+// POST /v1/records that accepts the plugin's batches and counts records.
+package main
+
+import (
+	"bufio"
+	"compress/gzip"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+)
+
+const jsonBody = `{"id":"chatcmpl-bench","object":"chat.completion","model":"bench","choices":[{"index":0,"message":{"role":"assistant","content":"Hello there!"},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":3,"total_tokens":12}}`
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:18900", "listen address")
+	events := flag.Int("events", 10, "SSE events per streamed response")
+	flag.Parse()
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+
+	var records, dropped atomic.Int64
+	mux := http.NewServeMux()
+	mux.HandleFunc("/json", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", strconv.Itoa(len(jsonBody)))
+		_, _ = io.WriteString(w, jsonBody)
+	})
+	mux.HandleFunc("/sse", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "text/event-stream")
+		f := w.(http.Flusher)
+		for i := 0; i < *events; i++ {
+			_, _ = fmt.Fprintf(w, "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"tok%d \"}}]}\n\n", i)
+			f.Flush()
+		}
+		_, _ = io.WriteString(w, "data: [DONE]\n\n")
+	})
+	mux.HandleFunc("POST /v1/records", func(w http.ResponseWriter, r *http.Request) {
+		zr, err := gzip.NewReader(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		sc := bufio.NewScanner(zr)
+		sc.Buffer(nil, 64<<20)
+		for sc.Scan() {
+			records.Add(1)
+		}
+		if n, err := strconv.ParseInt(r.Header.Get("Llmtap-Dropped"), 10, 64); err == nil {
+			dropped.Add(n)
+		}
+		w.WriteHeader(http.StatusAccepted)
+	})
+	mux.HandleFunc("GET /v1/records/count", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%d %d\n", records.Load(), dropped.Load())
+	})
+
+	srv := &http.Server{Addr: *addr, Handler: mux}
+	go func() {
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+		<-sig
+		_ = srv.Close()
+	}()
+	if err := srv.ListenAndServe(); err != nil && err != http.ErrServerClosed {
+		log.Error("upstream", "err", err)
+		os.Exit(1)
+	}
+}
