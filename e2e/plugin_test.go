@@ -66,8 +66,8 @@ func TestStreamsArriveEventByEvent(t *testing.T) {
 			if rec.Status != 200 || rec.Outcome != llmtap.OutcomeCompleted || !rec.Streaming || rec.Route != "e2e" {
 				t.Errorf("record status %d outcome %q streaming %v route %q", rec.Status, rec.Outcome, rec.Streaming, rec.Route)
 			}
-			if len(rec.WriteUs) != streamEvents || rec.WriteEnds[len(rec.WriteEnds)-1] != rec.ResponseBytes {
-				t.Fatalf("record writes %v ends %v bytes %d, want %d writes", rec.WriteUs, rec.WriteEnds, rec.ResponseBytes, streamEvents)
+			if len(rec.WriteNs) != streamEvents || rec.WriteEnds[len(rec.WriteEnds)-1] != rec.ResponseBytes {
+				t.Fatalf("record writes %v ends %v bytes %d, want %d writes", rec.WriteNs, rec.WriteEnds, rec.ResponseBytes, streamEvents)
 			}
 			if int64(len(rec.ResponseHead)) != rec.ResponseBytes || rec.ResponseTruncated {
 				t.Errorf("captured %d of %d bytes", len(rec.ResponseHead), rec.ResponseBytes)
@@ -88,12 +88,12 @@ func TestStreamsArriveEventByEvent(t *testing.T) {
 				t.Errorf("write ends %v do not fall on the %d event boundaries of %q", rec.WriteEnds, streamEvents, rec.ResponseHead)
 			}
 			// The recorded time to first byte matches what the client saw.
-			ttfb := time.Duration(rec.WriteUs[0]) * time.Microsecond
+			ttfb := time.Duration(rec.WriteNs[0])
 			t.Logf("record: time to first byte %v, client saw %v", ttfb, timing["tap.test"][0])
 			if d := absDur(ttfb - timing["tap.test"][0]); d > 20*time.Millisecond {
 				t.Errorf("recorded first byte at %v, client saw it at %v", ttfb, timing["tap.test"][0])
 			}
-			gap := time.Duration(rec.WriteUs[streamEvents-1]-rec.WriteUs[0]) * time.Microsecond
+			gap := time.Duration(rec.WriteNs[streamEvents-1] - rec.WriteNs[0])
 			if want := (streamEvents - 1) * streamGap; absDur(gap-want) > 20*time.Millisecond {
 				t.Errorf("recorded first-to-last write %v, want about %v", gap, want)
 			}
@@ -149,8 +149,8 @@ func TestJSONKeepsHeadersAndLength(t *testing.T) {
 	if rec.Status != 200 || rec.ResponseBytes != int64(len(tapBody)) || string(rec.ResponseHead) != string(tapBody) || rec.Streaming {
 		t.Errorf("record status %d bytes %d head %q streaming %v", rec.Status, rec.ResponseBytes, rec.ResponseHead, rec.Streaming)
 	}
-	if len(rec.WriteUs) == 0 || rec.WriteUs[0] < rec.HeaderUs || rec.DurationUs < rec.WriteUs[len(rec.WriteUs)-1] {
-		t.Errorf("times: header %d writes %v duration %d", rec.HeaderUs, rec.WriteUs, rec.DurationUs)
+	if len(rec.WriteNs) == 0 || rec.WriteNs[0] < rec.HeaderNs || rec.DurationNs < rec.WriteNs[len(rec.WriteNs)-1] {
+		t.Errorf("times: header %d writes %v duration %d", rec.HeaderNs, rec.WriteNs, rec.DurationNs)
 	}
 }
 
