@@ -13,7 +13,7 @@ const (
 	// It takes gzip-compressed NDJSON: one Record per line.
 	RecordsPath = "/v1/records"
 
-	// HeaderDropped, on a batch POST, carries how many records this sender
+	// HeaderDropped is set on a batch POST to how many records the sender
 	// lost (queue full, or a batch the collector never acknowledged) since
 	// its last acknowledged batch, so that losses are counted, not silent.
 	HeaderDropped = "Llmtap-Dropped"

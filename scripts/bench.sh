@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # make bench: throughput and latency through the real Traefik, three routes
 # to the same upstream in the same run: bare (no plugin), noop (a Yaegi
 # plugin that only calls next: the floor any plugin pays) and llmtap.
@@ -78,6 +79,7 @@ measure() {
 }
 
 for route in bare noop tap; do
+	wait_for 30 curl -sf -o /dev/null -H "Host: $route.test" "$base/json" || die "route $route does not answer; logs in $LLMTAP_RUN/traefik"
 	for path in /json /sse; do
 		curl -sf -o /dev/null -H "Host: $route.test" "$base$path" || die "route $route $path does not answer"
 		wrk -t1 -c"$CONNS" -d2s -H "Host: $route.test" "$base$path" >/dev/null

@@ -2,7 +2,7 @@
 # shellcheck source-path=SCRIPTDIR
 # Installs the Debian packages that the real-infrastructure tests run:
 # ClickHouse 18.16 server and client, Redis, Prometheus (for promtool), wrk,
-# and curl (the ClickHouse start-up check). Idempotent: a package whose
+# curl (the ClickHouse start-up check) and shellcheck (make lint). Idempotent: a package whose
 # command is already there is skipped, and apt-get update runs only when
 # something is missing. Works as root or through sudo.
 # shellcheck source=lib.sh
@@ -17,6 +17,7 @@ declare -A PACKAGES=(
 	[promtool]=prometheus
 	[wrk]=wrk
 	[curl]=curl
+	[shellcheck]=shellcheck
 )
 
 missing=()

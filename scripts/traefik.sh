@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # Runs the real Traefik with our plugins loaded from plugins-local, as users
 # load them:  scripts/traefik.sh start DYNAMIC.yml | stop | status
 # The plugin sources are copied from the checkout at each start (Traefik
@@ -31,8 +32,11 @@ start() {
 	local bin
 	bin=$("$ROOT/scripts/traefik-build.sh")
 	mkdir -p "$dir"
-	# shellcheck disable=SC2046
-	install_plugin "$ROOT" github.com/llmtap/llmtap .traefik.yml go.mod $(cd "$ROOT" && ls plugin/*.go | grep -v _test.go)
+	local srcs=() f
+	for f in "$ROOT"/plugin/*.go; do
+		[[ $f == *_test.go ]] || srcs+=("plugin/${f##*/}")
+	done
+	install_plugin "$ROOT" github.com/llmtap/llmtap .traefik.yml go.mod "${srcs[@]}"
 	install_plugin "$ROOT/bench/noop" github.com/llmtap/noop .traefik.yml go.mod noop.go
 	cat >"$dir/traefik.yml" <<YAML
 global:

@@ -1,9 +1,13 @@
-// Command upstream is the benchmark's upstream and collector sink: a small
-// JSON endpoint, an SSE endpoint that streams a short completion, and
-// POST /v1/records that accepts the plugin's batches and counts records.
+// Command upstream is the benchmark's and the demo's mock LLM upstream and
+// collector sink: a small JSON endpoint, an SSE endpoint that streams a
+// short completion, and POST /v1/records that accepts the plugin's batches,
+// counts the records and, with -print, prints one line per record.
 package main
 
 import (
+	"encoding/json"
+	"time"
+
 	"bufio"
 	"compress/gzip"
 	"flag"
@@ -16,6 +20,8 @@ import (
 	"strconv"
 	"sync/atomic"
 	"syscall"
+
+	llmtap "github.com/llmtap/llmtap/plugin"
 )
 
 const jsonBody = `{"id":"chatcmpl-bench","object":"chat.completion","model":"bench","choices":[{"index":0,"message":{"role":"assistant","content":"Hello there!"},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":3,"total_tokens":12}}`
@@ -23,6 +29,8 @@ const jsonBody = `{"id":"chatcmpl-bench","object":"chat.completion","model":"ben
 func main() {
 	addr := flag.String("addr", "127.0.0.1:18900", "listen address")
 	events := flag.Int("events", 10, "SSE events per streamed response")
+	gap := flag.Duration("gap", 0, "pause between SSE events")
+	printRecords := flag.Bool("print", false, "print one line per record received")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 
@@ -39,6 +47,9 @@ func main() {
 		w.Header().Set("Content-Type", "text/event-stream")
 		f := w.(http.Flusher)
 		for i := 0; i < *events; i++ {
+			if i > 0 && *gap > 0 {
+				time.Sleep(*gap)
+			}
 			_, _ = fmt.Fprintf(w, "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"tok%d \"}}]}\n\n", i)
 			f.Flush()
 		}
@@ -54,6 +65,9 @@ func main() {
 		sc.Buffer(nil, 64<<20)
 		for sc.Scan() {
 			records.Add(1)
+			if *printRecords {
+				printRecord(sc.Bytes())
+			}
 		}
 		if n, err := strconv.ParseInt(r.Header.Get("Llmtap-Dropped"), 10, 64); err == nil {
 			dropped.Add(n)
@@ -75,4 +89,20 @@ func main() {
 		log.Error("upstream", "err", err)
 		os.Exit(1)
 	}
+}
+
+// printRecord shows what the plugin observed, the way the collector will
+// receive it.
+func printRecord(line []byte) {
+	var r llmtap.Record
+	if err := json.Unmarshal(line, &r); err != nil {
+		fmt.Printf("bad record: %v\n", err)
+		return
+	}
+	ttfb := "-"
+	if len(r.WriteNs) > 0 {
+		ttfb = fmt.Sprintf("%.1fms", float64(r.WriteNs[0])/1e6)
+	}
+	fmt.Printf("%-32s %-6s %-4s %-22s tenant=%-18s status=%d %-16s bytes=%-5d writes=%-3d first_byte=%-7s duration=%.1fms\n",
+		r.RequestID, r.Route, r.Method, r.Path, r.Tenant, r.Status, r.Outcome, r.ResponseBytes, len(r.WriteNs), ttfb, float64(r.DurationNs)/1e6)
 }

@@ -1,0 +1,54 @@
+# llmtap: a Traefik plugin that observes LLM traffic, and its collector.
+# `make demo` and `make test` work on a fresh Debian machine: the scripts
+# install what they need (see scripts/).
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+GO ?= go
+
+.PHONY: all build test test-unit test-yaegi test-infra test-e2e lint bench demo clean
+
+all: build
+
+## build: compile and vet every package of the plugin's module
+build:
+	$(GO) build ./...
+	$(GO) vet ./...
+
+## test: unit tests (compiled and under Yaegi), the real servers, and the
+## plugin inside a real Traefik
+test: test-unit test-yaegi test-infra test-e2e
+
+test-unit:
+	$(GO) test -race -count=1 ./...
+
+test-yaegi:
+	scripts/yaegi-test.sh
+
+test-infra:
+	scripts/test-infra.sh
+
+test-e2e:
+	TRAEFIK_BIN=$$(scripts/traefik-build.sh) $(GO) test -tags e2e -count=1 -v ./e2e 2>&1 | \
+		grep -v '^=== RUN'
+
+## lint: golangci-lint (pinned) on every module, shellcheck on the scripts
+lint:
+	@gl=$$(scripts/tools.sh golangci-lint); \
+	for mod in . tools/yaegibench bench/noop; do (cd $$mod && $$gl run ./...); done
+	@scripts/install.sh
+	shellcheck -x scripts/*.sh .ci/run
+
+## bench: throughput and latency through the real Traefik (bare, noop, llmtap)
+## and the plugin's per-request cost under Yaegi
+bench:
+	cd tools/yaegibench && $(GO) test -run '^$$' -bench . -benchtime 20000x -count 3
+	scripts/bench.sh
+
+## demo: Traefik with the plugin in front of a mock LLM upstream; prints the
+## records the plugin sends
+demo:
+	scripts/demo.sh
+
+clean:
+	rm -rf bin .run
