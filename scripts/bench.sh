@@ -9,6 +9,8 @@
 source "$(dirname "$0")/lib.sh"
 
 DURATION=${BENCH_DURATION:-8s}
+RATE=${BENCH_RATE:-1000}
+RATE_DURATION=${BENCH_RATE_DURATION:-5s}
 CONNS=${BENCH_CONNECTIONS:-32}
 ROUNDS=${BENCH_ROUNDS:-2}
 export LLMTAP_RUN=$LLMTAP_RUN/bench
@@ -19,6 +21,7 @@ UPSTREAM_PORT=${UPSTREAM_PORT:-$(free_port)}
 "$ROOT/scripts/traefik-build.sh" >/dev/null
 mkdir -p "$LLMTAP_RUN" "$LLMTAP_BIN"
 go build -o "$LLMTAP_BIN/bench-upstream" "$ROOT/bench/upstream"
+go build -o "$LLMTAP_BIN/bench-load" "$ROOT/bench/load"
 
 upstream_pid=
 cleanup() {
@@ -115,6 +118,32 @@ for path in /json /sse; do
 		'BEGIN { printf "%-7s throughput llmtap/bare %.2f  llmtap/noop %.2f  noop/bare %.2f   added p99 vs bare %+.3f ms, vs noop %+.3f ms\n",
 			p, tap / bare, tap / noop, noop / bare, (t99 - b99) / n, (t99 - n99) / n }'
 done
+
+# Latency below saturation: a fixed rate, open loop.
+declare -A f50 f99
+for path in /json /sse; do
+	for ((round = 1; round <= ROUNDS; round++)); do
+		for route in bare noop tap; do
+			read -r n errs a _ b _ < <("$LLMTAP_BIN/bench-load" -url "$base$path" -host "$route.test" -rate "$RATE" -duration "$RATE_DURATION")
+			[ "$errs" = 0 ] || die "$errs errors at $RATE req/s on $route $path"
+			log "$path $route round $round at $RATE req/s: $n requests, p50 ${a} ms, p99 ${b} ms"
+			f50[$path $route]=$(awk -v x="${f50[$path $route]:-0}" -v y="$a" 'BEGIN {print x + y}')
+			f99[$path $route]=$(awk -v x="${f99[$path $route]:-0}" -v y="$b" 'BEGIN {print x + y}')
+		done
+	done
+done
+echo
+echo "Latency at a fixed $RATE req/s for $RATE_DURATION (open loop), mean of $ROUNDS rounds"
+printf '%-7s %-6s %9s %9s\n' path route p50_ms p99_ms
+for path in /json /sse; do
+	for route in bare noop tap; do
+		awk -v p="$path" -v rt="$route" -v n="$ROUNDS" -v a="${f50[$path $route]}" -v b="${f99[$path $route]}" \
+			'BEGIN { printf "%-7s %-6s %9.3f %9.3f\n", p, rt, a / n, b / n }'
+	done
+	awk -v p="$path" -v n="$ROUNDS" -v b50="${f50[$path bare]}" -v t50="${f50[$path tap]}" -v b99="${f99[$path bare]}" -v n99="${f99[$path noop]}" -v t99="${f99[$path tap]}" \
+		'BEGIN { printf "%-7s llmtap adds p50 %+.3f ms, p99 %+.3f ms vs bare (%+.3f ms vs noop)\n", p, (t50 - b50) / n, (t99 - b99) / n, (t99 - n99) / n }'
+done
+echo
 sleep 2 # the plugin's sender flushes every second
 read -r recorded dropped < <(curl -sf "http://127.0.0.1:$UPSTREAM_PORT/v1/records/count")
 echo "records received by the collector sink: $recorded (reported dropped: $dropped)"

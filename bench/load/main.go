@@ -1,0 +1,105 @@
+// Command load sends requests at a fixed rate (open loop, so a slow server
+// cannot slow the load down and hide its own latency) and prints latency
+// percentiles: the added latency of a middleware is only meaningful below
+// saturation, where wrk's closed loop measures queueing instead.
+//
+//	load -url http://127.0.0.1:8080/json -host tap.test -rate 1000 -duration 5s
+//
+// Output, one line: requests errors p50_ms p90_ms p99_ms max_ms.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"sort"
+	"sync"
+	"time"
+)
+
+func main() {
+	url := flag.String("url", "", "target URL (loopback only)")
+	host := flag.String("host", "", "Host header")
+	rate := flag.Int("rate", 1000, "requests per second")
+	duration := flag.Duration("duration", 5*time.Second, "how long to send")
+	maxInflight := flag.Int("max-inflight", 512, "requests in flight at most; past it a tick counts as an error")
+	flag.Parse()
+	if *url == "" || *rate <= 0 {
+		fmt.Fprintln(os.Stderr, "load: -url and a positive -rate are required")
+		os.Exit(2)
+	}
+	client := &http.Client{
+		Timeout:   10 * time.Second,
+		Transport: &http.Transport{MaxIdleConnsPerHost: *maxInflight, DisableCompression: true},
+	}
+
+	var (
+		mu        sync.Mutex
+		latencies []time.Duration
+		errors    int
+		wg        sync.WaitGroup
+	)
+	inflight := make(chan struct{}, *maxInflight)
+	tick := time.NewTicker(time.Second / time.Duration(*rate))
+	defer tick.Stop()
+	end := time.After(*duration)
+	for sending := true; sending; {
+		select {
+		case <-end:
+			sending = false
+		case <-tick.C:
+			select {
+			case inflight <- struct{}{}:
+			default:
+				mu.Lock()
+				errors++
+				mu.Unlock()
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer func() { <-inflight; wg.Done() }()
+				d, err := one(client, *url, *host)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					errors++
+					return
+				}
+				latencies = append(latencies, d)
+			}()
+		}
+	}
+	wg.Wait()
+	if len(latencies) == 0 {
+		fmt.Fprintln(os.Stderr, "load: no request succeeded")
+		os.Exit(1)
+	}
+	sort.Slice(latencies, func(i, j int) bool { return latencies[i] < latencies[j] })
+	pct := func(p float64) float64 {
+		return float64(latencies[int(p*float64(len(latencies)-1))]) / 1e6
+	}
+	fmt.Printf("%d %d %.3f %.3f %.3f %.3f\n", len(latencies), errors, pct(0.50), pct(0.90), pct(0.99), pct(1))
+}
+
+// one sends a request and reads the whole response.
+func one(client *http.Client, url, host string) (time.Duration, error) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Host = host
+	start := time.Now()
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("status %s", resp.Status)
+	}
+	return time.Since(start), err
+}
