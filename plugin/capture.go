@@ -53,22 +53,15 @@ type captureWriter struct {
 func (c *captureWriter) Header() http.Header { return c.h }
 
 // WriteHeader passes the status on; the first final status also decides
-// whether the response streams and whether its body is captured.
-//
-// Under Yaegi every call allocates every slot its function has, whatever
-// branch runs: the methods here stay small and call out for the work done
-// once per response or only in rare cases.
+// whether the response streams and whether its body is captured, and sets
+// the request id the client gets.
 func (c *captureWriter) WriteHeader(code int) {
-	if c.rec.Status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
-		respond(c, code)
-	}
-	c.rw.WriteHeader(code)
-}
-
-// respond handles the final status: it sets the request id the client
-// gets and classifies the response.
-func respond(c *captureWriter, code int) {
 	r := c.rec
+	if r.Status != 0 || (code < 200 && code != http.StatusSwitchingProtocols) {
+		// A repeated call, or an informational 1xx: not the final status.
+		c.rw.WriteHeader(code)
+		return
+	}
 	r.Status = code
 	r.HeaderNs = int64(time.Since(c.start))
 	h := c.h
@@ -88,6 +81,7 @@ func respond(c *captureWriter, code int) {
 	if kind == kindSSE || kind == kindNDJSON || len(h["Content-Length"]) == 0 {
 		streaming(c)
 	}
+	c.rw.WriteHeader(code)
 }
 
 // upstreamID keeps the upstream's own request id when it differs from ours.
@@ -104,23 +98,18 @@ func streaming(c *captureWriter) {
 }
 
 func (c *captureWriter) Write(p []byte) (int, error) {
-	if c.rec.Status == 0 {
+	r := c.rec
+	if r.Status == 0 {
 		c.WriteHeader(http.StatusOK)
 	}
 	n, err := c.rw.Write(p)
 	if c.flusher != nil {
 		c.flusher.Flush()
 	}
-	if n > 0 {
-		wrote(c, p[:n])
+	if n <= 0 {
+		return n, err
 	}
-	return n, err
-}
-
-// wrote records one write that reached the client.
-func wrote(c *captureWriter, p []byte) {
-	r := c.rec
-	r.ResponseBytes += int64(len(p))
+	r.ResponseBytes += int64(n)
 	if len(r.WriteEnds) < c.set.maxWrites {
 		r.WriteEnds = append(r.WriteEnds, r.ResponseBytes)
 		r.WriteNs = append(r.WriteNs, int64(time.Since(c.start)))
@@ -128,8 +117,14 @@ func wrote(c *captureWriter, p []byte) {
 		lateWrite(c)
 	}
 	if c.capture {
-		captureBody(c, p)
+		if len(c.head)+n <= c.set.respHead {
+			c.head = append(c.head, p[:n]...)
+			c.tailOffset = int64(len(c.head))
+		} else {
+			captureBody(c, p[:n])
+		}
 	}
+	return n, err
 }
 
 // lateWrite records a write past the bound: the last slot keeps moving to
@@ -208,11 +203,19 @@ func (c *captureWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // the sender, whose queue holds captureWriters, would be a recursive type,
 // which Yaegi v0.16 fails to build at run time.
 func finish(sd *sender, c *captureWriter) {
-	c.rec.DurationNs = int64(time.Since(c.start))
+	r := c.rec
+	r.DurationNs = int64(time.Since(c.start))
 	// The context is read only when the request may have been cut short:
 	// two calls spared on every plain response.
-	if !c.returned || c.rec.Status >= 400 || c.rec.Status == 0 || c.rec.Streaming {
-		outcome(c)
+	if !c.returned || r.Status >= 400 || r.Status == 0 || r.Streaming {
+		switch {
+		case c.req.Context().Err() != nil:
+			r.Outcome = OutcomeClientCancelled
+		case !c.returned:
+			r.Outcome = OutcomeAborted
+		case r.Status >= 400:
+			r.Outcome = OutcomeUpstreamError
+		}
 	}
 	// The response is over: do not keep it alive. Separate statements,
 	// because Yaegi v0.16 fails on `c.rw, c.flusher = nil, nil`.
@@ -222,19 +225,6 @@ func finish(sd *sender, c *captureWriter) {
 	case sd.queue <- c:
 	default:
 		atomic.AddInt64(&sd.dropped, 1)
-	}
-}
-
-// outcome tells a client that went away from an upstream that failed;
-// Record.Outcome is OutcomeCompleted otherwise.
-func outcome(c *captureWriter) {
-	switch {
-	case c.req.Context().Err() != nil:
-		c.rec.Outcome = OutcomeClientCancelled
-	case !c.returned:
-		c.rec.Outcome = OutcomeAborted
-	case c.rec.Status >= 400:
-		c.rec.Outcome = OutcomeUpstreamError
 	}
 }
 

@@ -1,0 +1,72 @@
+package llmtap
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+)
+
+// The cost benchmarks run compiled with `go test -bench` and interpreted
+// with `scripts/yaegi-test.sh -bench . -benchmem`, where they show what each
+// piece of the hot path costs as Traefik runs it.
+
+func benchObservation(b *testing.B) (*captureWriter, *settings) {
+	c := CreateConfig()
+	c.CollectorURL = "http://127.0.0.1:1"
+	s, err := c.validate("bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	req := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", nil)
+	req.Header.Set("Authorization", "Bearer sk-bench")
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "bench/1")
+	rw := httptest.NewRecorder()
+	rw.Header().Set("Content-Type", "application/json")
+	rw.Header().Set("Content-Length", "27")
+	cw := &captureWriter{rw: rw, h: rw.Header(), req: req, set: s, start: time.Now(), rec: &Record{V: RecordVersion, RequestID: "id"}}
+	cw.reqBody = []byte(`{"model":"m"}`)
+	return cw, s
+}
+
+func BenchmarkRecord(b *testing.B) {
+	cw, _ := benchObservation(b)
+	cw.WriteHeader(200)
+	_, _ = cw.Write([]byte(`{"usage":{"total_tokens":3}}`))
+	keys := map[string]string{}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		record(cw, keys)
+	}
+}
+
+func BenchmarkWriteHeaderAndWrite(b *testing.B) {
+	cw, _ := benchObservation(b)
+	body := []byte(`{"usage":{"total_tokens":3}}`)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		cw.rec.Status = 0
+		cw.rec.WriteEnds = cw.rec.WriteEnds[:0]
+		cw.rec.WriteNs = cw.rec.WriteNs[:0]
+		cw.head = cw.head[:0]
+		cw.WriteHeader(200)
+		_, _ = cw.Write(body)
+	}
+}
+
+func BenchmarkFinish(b *testing.B) {
+	cw, s := benchObservation(b)
+	sd := newSender(s, discardLogger())
+	cw.returned = true
+	cw.rec.Status = 200
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		cw.rw = nil
+		finish(sd, cw)
+		<-sd.queue
+	}
+}
