@@ -57,7 +57,7 @@ func CreateConfig() *Config {
 		MaxWrites:            4096,
 		CaptureBodies:        []string{"json", "sse", "ndjson", "text"},
 		QueueSize:            8192,
-		BatchSize:            256,
+		BatchSize:            64,
 		FlushInterval:        "1s",
 		SendTimeout:          "5s",
 	}

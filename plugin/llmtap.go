@@ -40,10 +40,11 @@ func New(_ context.Context, next http.Handler, config *Config, name string) (htt
 
 func (m *Middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	c := &captureWriter{rw: rw, h: rw.Header(), req: req, set: m.set, start: time.Now(), rec: &Record{V: RecordVersion}}
-	if v := req.Header[HeaderRequestID]; len(v) > 0 && len(v[0]) <= maxIDLen {
+	if v := req.Header[HeaderRequestID]; len(v) > 0 && v[0] != "" && len(v[0]) <= maxIDLen {
 		c.rec.RequestID = v[0]
 	} else {
-		newID(c, req)
+		c.rec.RequestID = randomID()
+		req.Header[HeaderRequestID] = []string{c.rec.RequestID}
 	}
 	if req.ContentLength != 0 && req.Body != nil {
 		captureRequest(c, req)
@@ -57,12 +58,11 @@ func (m *Middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	}
 }
 
-// newID gives the request a new id, 128 random bits, and passes it upstream.
-func newID(c *captureWriter, req *http.Request) {
+// randomID makes a request id: 128 random bits in hex.
+func randomID() string {
 	b := make([]byte, 16)
 	_, _ = rand.Read(b)
-	c.rec.RequestID = hex.EncodeToString(b)
-	req.Header[HeaderRequestID] = []string{c.rec.RequestID}
+	return hex.EncodeToString(b)
 }
 
 // idOnly is the handler when recording is off: it only sets request ids.
@@ -71,9 +71,7 @@ type idOnly struct{ next http.Handler }
 func (m *idOnly) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	id := req.Header.Get(HeaderRequestID)
 	if id == "" || len(id) > maxIDLen {
-		b := make([]byte, 16)
-		_, _ = rand.Read(b)
-		id = hex.EncodeToString(b)
+		id = randomID()
 		req.Header.Set(HeaderRequestID, id)
 	}
 	rw.Header().Set(HeaderRequestID, id)

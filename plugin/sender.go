@@ -56,7 +56,6 @@ type sender struct {
 	backoff   time.Duration
 
 	dropped int64 // records lost since the last acknowledged batch (atomic)
-	sent    int64 // records acknowledged by the collector (atomic)
 	done    chan struct{}
 
 	// Owned by the run goroutine:
@@ -120,6 +119,12 @@ func (sd *sender) fill(ctx context.Context, batch *[]*captureWriter) bool {
 	timer := time.NewTimer(sd.interval)
 	defer timer.Stop()
 	for len(*batch) < sd.batchSize {
+		if len(sd.queue) > 0 {
+			// Busy: take what is there without a select, which costs far
+			// more under Yaegi. This goroutine is the queue's only reader.
+			*batch = append(*batch, <-sd.queue)
+			continue
+		}
 		select {
 		case r := <-sd.queue:
 			*batch = append(*batch, r)
@@ -162,7 +167,6 @@ func (sd *sender) send(ctx context.Context, batch []*captureWriter) {
 		err = sd.post(ctx, sd.buf.Bytes(), dropped)
 		if err == nil {
 			atomic.AddInt64(&sd.dropped, -dropped)
-			atomic.AddInt64(&sd.sent, int64(len(batch)))
 			return
 		}
 		if attempt == sendAttempts || ctx.Err() != nil {

@@ -5,6 +5,7 @@
 # plugin that only calls next: the floor any plugin pays) and llmtap.
 # Prints req/s, p50 and p99 per route and the ratios against both baselines.
 # Load goes to 127.0.0.1 only and is bounded by BENCH_DURATION.
+# BENCH_THROUGHPUT=0 skips the wrk part; BENCH_PLUGIN_BATCH sets batchSize.
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
@@ -58,6 +59,7 @@ http:
         llmtap:
           collectorURL: http://127.0.0.1:$UPSTREAM_PORT
           route: bench
+          batchSize: ${BENCH_PLUGIN_BATCH:-64}
   services:
     up:
       loadBalancer:
@@ -90,7 +92,9 @@ for route in bare noop tap; do
 done
 
 declare -A rps p50 p99
+[ "${BENCH_THROUGHPUT:-1}" = 1 ] || ROUNDS_WRK=0
 for path in /json /sse; do
+	[ "${ROUNDS_WRK:-1}" != 0 ] || break
 	for ((round = 1; round <= ROUNDS; round++)); do
 		for route in bare noop tap; do
 			read -r r a b < <(measure "$route" "$path")
@@ -102,6 +106,7 @@ for path in /json /sse; do
 	done
 done
 
+if [ "${ROUNDS_WRK:-1}" != 0 ]; then
 echo
 echo "Traefik $TRAEFIK_VERSION on $(nproc) cores, wrk -t1 -c$CONNS -d$DURATION, mean of $ROUNDS interleaved rounds"
 printf '%-7s %-6s %10s %9s %9s\n' path route req/s p50_ms p99_ms
@@ -118,6 +123,7 @@ for path in /json /sse; do
 		'BEGIN { printf "%-7s throughput llmtap/bare %.2f  llmtap/noop %.2f  noop/bare %.2f   added p99 vs bare %+.3f ms, vs noop %+.3f ms\n",
 			p, tap / bare, tap / noop, noop / bare, (t99 - b99) / n, (t99 - n99) / n }'
 done
+fi
 
 # Latency below saturation: a fixed rate, open loop.
 declare -A f50 f99
