@@ -19,9 +19,6 @@ EXE=$(command -v clickhouse-server || true)
 
 ping_http() { curl -sf --max-time 2 "http://127.0.0.1:$HTTP_PORT/ping" >/dev/null; }
 
-# up_or_gone: stops the start-up wait early when the server has died.
-up_or_gone() { ping_http || ! pid_of "$PIDFILE" "$EXE" >/dev/null; }
-
 write_config() {
 	local d
 	d=$(xml_escape "$DIR")
@@ -93,7 +90,7 @@ EOF
 }
 
 start() {
-	local pid port why
+	local pid port
 	if pid=$(pid_of "$PIDFILE" "$EXE"); then
 		log "clickhouse already running (pid $pid)"
 		return 0
@@ -114,35 +111,14 @@ start() {
 	# the config path and stays in the foreground without --daemon.
 	"$EXE" --config-file="$DIR/config.xml" </dev/null >>"$DIR/stdout.log" 2>&1 &
 	echo $! >"$PIDFILE"
-	wait_for 30 up_or_gone || true
-	why=
-	if ! pid_of "$PIDFILE" "$EXE" >/dev/null; then
-		why="exited during start-up"
-	elif ! ping_http; then
-		why="did not answer on 127.0.0.1:$HTTP_PORT within 30 s"
-	fi
-	if [ -n "$why" ]; then
-		log "clickhouse $why; last errors:"
-		tail -n 20 "$DIR/error.log" "$DIR/stdout.log" >&2 2>/dev/null || true
-		log "logs: $DIR/error.log $DIR/server.log $DIR/stdout.log"
-		stop_pid_file "$PIDFILE" "$EXE"
-		exit 1
-	fi
+	await_start clickhouse "$PIDFILE" "$EXE" ping_http "$DIR/error.log" "$DIR/server.log" "$DIR/stdout.log"
 	log "clickhouse running (pid $(cat "$PIDFILE"), tcp 127.0.0.1:$TCP_PORT, http 127.0.0.1:$HTTP_PORT)"
 }
 
 # conf KEY: the value of <KEY> in the config the server was started with.
 conf() { sed -n "s:.*<$1>\(.*\)</$1>.*:\1:p" "$DIR/config.xml" 2>/dev/null; }
 
-stop() {
-	if ! pid_of "$PIDFILE" "$EXE" >/dev/null; then
-		rm -f "$PIDFILE"
-		log "clickhouse not running"
-		return 0
-	fi
-	stop_pid_file "$PIDFILE" "$EXE"
-	log "clickhouse stopped"
-}
+stop() { stop_service clickhouse "$PIDFILE" "$EXE"; }
 
 status() {
 	local pid

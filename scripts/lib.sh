@@ -98,3 +98,36 @@ xml_escape() {
 	s=${s//>/&gt;}
 	printf '%s' "$s"
 }
+
+# await_start NAME PIDFILE EXE READY LOG...: waits up to 30 s for the
+# process in PIDFILE to pass the check READY (a command), stopping early if
+# it dies. On failure it shows the logs' last lines, stops the process and
+# exits 1, so a failed start names the part and where its logs are.
+await_start() {
+	local name=$1 pidfile=$2 exe=$3 ready=$4 why=
+	shift 4
+	wait_for 30 _up_or_gone "$pidfile" "$exe" "$ready" || true
+	if ! pid_of "$pidfile" "$exe" >/dev/null; then
+		why="exited during start-up"
+	elif ! "$ready"; then
+		why="did not answer within 30 s"
+	fi
+	[ -n "$why" ] || return 0
+	log "$name $why; last log lines:"
+	tail -n 20 "$@" >&2 2>/dev/null || true
+	log "$name logs: $*"
+	stop_pid_file "$pidfile" "$exe"
+	exit 1
+}
+_up_or_gone() { "$3" || ! pid_of "$1" "$2" >/dev/null; }
+
+# stop_service NAME PIDFILE [EXE]: stops it if it runs, and says so.
+stop_service() {
+	if ! pid_of "$2" "${3:-}" >/dev/null; then
+		rm -f "$2"
+		log "$1 not running"
+		return 0
+	fi
+	stop_pid_file "$2" "${3:-}"
+	log "$1 stopped"
+}

@@ -17,11 +17,8 @@ EXE=$(command -v redis-server || true)
 
 ping_redis() { [ "$(redis-cli -h 127.0.0.1 -p "$PORT" ping 2>/dev/null)" = PONG ]; }
 
-# up_or_gone: stops the start-up wait early when the server has died.
-up_or_gone() { ping_redis || ! pid_of "$PIDFILE" "$EXE" >/dev/null; }
-
 start() {
-	local pid why
+	local pid
 	if pid=$(pid_of "$PIDFILE" "$EXE"); then
 		log "redis already running (pid $pid)"
 		return 0
@@ -41,32 +38,11 @@ start() {
 		--daemonize no --dir "$DIR" --logfile "$LOGFILE" \
 		</dev/null >>"$DIR/stdout.log" 2>&1 &
 	echo $! >"$PIDFILE"
-	wait_for 30 up_or_gone || true
-	why=
-	if ! pid_of "$PIDFILE" "$EXE" >/dev/null; then
-		why="exited during start-up"
-	elif ! ping_redis; then
-		why="did not answer on 127.0.0.1:$PORT within 30 s"
-	fi
-	if [ -n "$why" ]; then
-		log "redis $why; last log lines:"
-		tail -n 20 "$LOGFILE" "$DIR/stdout.log" >&2 2>/dev/null || true
-		log "logs: $LOGFILE $DIR/stdout.log"
-		stop_pid_file "$PIDFILE" "$EXE"
-		exit 1
-	fi
+	await_start redis "$PIDFILE" "$EXE" ping_redis "$LOGFILE" "$DIR/stdout.log"
 	log "redis running (pid $(cat "$PIDFILE"), 127.0.0.1:$PORT)"
 }
 
-stop() {
-	if ! pid_of "$PIDFILE" "$EXE" >/dev/null; then
-		rm -f "$PIDFILE"
-		log "redis not running"
-		return 0
-	fi
-	stop_pid_file "$PIDFILE" "$EXE"
-	log "redis stopped"
-}
+stop() { stop_service redis "$PIDFILE" "$EXE"; }
 
 status() {
 	local pid

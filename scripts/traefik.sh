@@ -61,15 +61,13 @@ experimental:
 YAML
 	(cd "$dir" && exec "$bin" --configFile="$dir/traefik.yml" </dev/null >>"$dir/stdout.log" 2>&1) &
 	echo $! >"$pidfile"
-	if ! wait_for 60 port_in_use "$TRAEFIK_PORT"; then
-		tail -n 20 "$dir/traefik.log" "$dir/stdout.log" >&2 || true
-		stop
-		die "traefik did not open 127.0.0.1:$TRAEFIK_PORT; logs in $dir"
-	fi
+	await_start traefik "$pidfile" "" traefik_up "$dir/traefik.log" "$dir/stdout.log"
 	log "traefik $TRAEFIK_VERSION on 127.0.0.1:$TRAEFIK_PORT (logs: $dir)"
 }
 
-stop() { stop_pid_file "$pidfile"; }
+traefik_up() { port_in_use "$TRAEFIK_PORT"; }
+
+stop() { stop_service traefik "$pidfile"; }
 
 case ${1:-} in
 start) start "${2:-}" ;;
