@@ -1,0 +1,307 @@
+// Package config is the collector's configuration: one YAML file, then a
+// few environment variables, then command-line flags, each overriding the
+// one before.
+//
+// Load reads the file, replaces ${VAR} and ${VAR:-default} with values
+// from the environment, decodes it strictly (an unknown key is an error,
+// because a misspelt key silently left at its default is worse than a
+// refusal to start), fills in defaults and validates. The caller then
+// calls ApplyEnv, sets fields from its flags, and calls Validate again.
+//
+// Environment variables that override fields (ApplyEnv; an empty value
+// is ignored, so "VAR=" from a template cannot switch authentication off):
+//
+//	LLMTAP_LISTEN               listen
+//	LLMTAP_INGEST_TOKEN         ingest_token
+//	LLMTAP_ADMIN_TOKEN          admin_token
+//	LLMTAP_CLICKHOUSE_ADDR      clickhouse.addr
+//	LLMTAP_CLICKHOUSE_PASSWORD  clickhouse.password
+//	LLMTAP_REDIS_ADDR           redis.addr
+//	LLMTAP_REDIS_PASSWORD       redis.password
+//	LLMTAP_LOG_LEVEL            log.level
+//
+// Tokens and passwords are Secrets: they print as "[redacted]" through
+// fmt, encoding/json, yaml and slog, and no error repeats them. Log the
+// whole configuration with slog (Config is a slog.LogValuer) to get one
+// effective-config line that is safe to ship.
+//
+// Errors say where: the file, the line, and the field path such as
+// clickhouse.batch_size. Test them with errors.Is against ErrParse,
+// ErrUnsetVar, ErrInvalid, or fs.ErrNotExist for a missing file.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Sentinel errors, for errors.Is.
+var (
+	// ErrParse: the file is not valid YAML, has an unknown key, or a
+	// value of the wrong shape (a bad duration or size).
+	ErrParse = errors.New("cannot parse")
+	// ErrUnsetVar: the file refers to ${VAR}, VAR is not set, and there
+	// is no ${VAR:-default}.
+	ErrUnsetVar = errors.New("environment variable not set")
+	// ErrInvalid: a value breaks a rule, such as batch_size out of range.
+	ErrInvalid = errors.New("invalid configuration")
+)
+
+// Config is the collector's configuration. The YAML keys are the json
+// tags; example.yaml documents each one.
+type Config struct {
+	// Listen is the host:port of the HTTP API and /metrics.
+	Listen string `yaml:"listen" json:"listen"`
+	// IngestToken, when set, is the bearer token POST /v1/records needs.
+	IngestToken Secret `yaml:"ingest_token" json:"ingest_token"`
+	// AdminToken is the bearer token of the admin endpoints.
+	AdminToken Secret `yaml:"admin_token" json:"admin_token"`
+	// MaxBodyBytes caps a POST /v1/records body, after gzip decoding too.
+	MaxBodyBytes Size `yaml:"max_body_bytes" json:"max_body_bytes"`
+	// ShutdownTimeout bounds the drain on SIGTERM.
+	ShutdownTimeout Duration   `yaml:"shutdown_timeout" json:"shutdown_timeout"`
+	Log             Log        `yaml:"log" json:"log"`
+	ClickHouse      ClickHouse `yaml:"clickhouse" json:"clickhouse"`
+	Redis           Redis      `yaml:"redis" json:"redis"`
+	Metrics         Metrics    `yaml:"metrics" json:"metrics"`
+}
+
+// Log configures the collector's own logs.
+type Log struct {
+	Level  string `yaml:"level" json:"level"`   // debug, info, warn or error
+	Format string `yaml:"format" json:"format"` // text or json
+}
+
+// ClickHouse is where records are stored.
+type ClickHouse struct {
+	Addr          string   `yaml:"addr" json:"addr"` // host:port, native protocol
+	Database      string   `yaml:"database" json:"database"`
+	Username      string   `yaml:"username" json:"username"`
+	Password      Secret   `yaml:"password" json:"password"`
+	DialTimeout   Duration `yaml:"dial_timeout" json:"dial_timeout"`
+	MaxOpenConns  int      `yaml:"max_open_conns" json:"max_open_conns"`
+	BatchSize     int      `yaml:"batch_size" json:"batch_size"`         // rows per insert
+	FlushInterval Duration `yaml:"flush_interval" json:"flush_interval"` // longest wait before a partial batch is sent
+	QueueSize     int      `yaml:"queue_size" json:"queue_size"`         // records waiting to be written
+	// Retention is the row TTL; 0 keeps rows forever.
+	Retention Duration `yaml:"retention" json:"retention"`
+	// BodyRetention is the TTL of the body columns; 0 means Retention.
+	// Use EffectiveBodyRetention rather than reading it.
+	BodyRetention Duration `yaml:"body_retention" json:"body_retention"`
+	// SpoolDir holds batches ClickHouse refused; Load and Default turn ""
+	// into <os temp>/llmtap-spool.
+	SpoolDir      string `yaml:"spool_dir" json:"spool_dir"`
+	SpoolMaxBytes Size   `yaml:"spool_max_bytes" json:"spool_max_bytes"`
+	// Cluster is reserved for ON CLUSTER support; it is not used yet.
+	Cluster string `yaml:"cluster" json:"cluster"`
+}
+
+// Redis holds shared state such as rate limits.
+type Redis struct {
+	Addr     string `yaml:"addr" json:"addr"` // host:port
+	Password Secret `yaml:"password" json:"password"`
+	DB       int    `yaml:"db" json:"db"` // 0..15
+}
+
+// Metrics configures the Prometheus metrics.
+type Metrics struct {
+	// MaxSeries caps the label sets of each metric; label values past it
+	// are counted as "other".
+	MaxSeries int `yaml:"max_series" json:"max_series"`
+}
+
+// Default returns the configuration an empty file gives.
+func Default() *Config {
+	c := &Config{
+		Listen:          ":7480",
+		MaxBodyBytes:    16 << 20,
+		ShutdownTimeout: Duration(15 * time.Second),
+		Log:             Log{Level: "info", Format: "text"},
+		ClickHouse: ClickHouse{
+			Addr:          "127.0.0.1:9000",
+			Database:      "llmtap",
+			Username:      "default",
+			DialTimeout:   Duration(5 * time.Second),
+			MaxOpenConns:  4,
+			BatchSize:     5000,
+			FlushInterval: Duration(time.Second),
+			QueueSize:     100000,
+			Retention:     Duration(30 * 24 * time.Hour),
+			BodyRetention: Duration(7 * 24 * time.Hour),
+			SpoolMaxBytes: 1 << 30,
+		},
+		Redis:   Redis{Addr: "127.0.0.1:6379"},
+		Metrics: Metrics{MaxSeries: 1000},
+	}
+	c.fillDefaults()
+	return c
+}
+
+// fillDefaults sets the defaults that depend on the host, after decoding,
+// so that an explicit "" in the file gets them too.
+func (c *Config) fillDefaults() {
+	if c.ClickHouse.SpoolDir == "" {
+		c.ClickHouse.SpoolDir = filepath.Join(os.TempDir(), "llmtap-spool")
+	}
+}
+
+// EffectiveBodyRetention is the TTL of the body columns: BodyRetention,
+// or Retention when BodyRetention is 0.
+func (c *ClickHouse) EffectiveBodyRetention() Duration {
+	if c.BodyRetention == 0 {
+		return c.Retention
+	}
+	return c.BodyRetention
+}
+
+// SlogLevel is Level as a slog.Level; Info for a value Validate would
+// reject.
+func (l *Log) SlogLevel() slog.Level {
+	switch l.Level {
+	case "debug":
+		return slog.LevelDebug
+	case "warn":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	}
+	return slog.LevelInfo
+}
+
+// Load reads the YAML file at path, replaces ${VAR}, ${VAR:-default} and
+// $$ using env (os.LookupEnv when nil), decodes it over Default, and
+// validates the result.
+func Load(path string, env func(string) (string, bool)) (*Config, error) {
+	if env == nil {
+		env = os.LookupEnv
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		// The *PathError already names the file.
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c, err := parse(b, env)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// parse is Load without the file.
+func parse(b []byte, env func(string) (string, bool)) (*Config, error) {
+	text, err := expand(b, env)
+	if err != nil {
+		return nil, err
+	}
+	c := Default()
+	dec := yaml.NewDecoder(bytes.NewReader(text))
+	dec.KnownFields(true)
+	// io.EOF: the file is empty or only comments, which means defaults.
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, decodeError(text, err)
+	}
+	// A second document would be ignored without a word; refuse it.
+	var next yaml.Node
+	if err := dec.Decode(&next); err == nil {
+		return nil, fmt.Errorf("%w: line %d: a second YAML document; the file must hold one", ErrParse, next.Line)
+	} else if !errors.Is(err, io.EOF) {
+		return nil, decodeError(text, err)
+	}
+	c.fillDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// decodeError rewrites yaml.v3's errors into one line that names the
+// place: a type error's list is joined, and a bad duration or size gets
+// the path of its field.
+func decodeError(text []byte, err error) error {
+	var ve *valueError
+	if errors.As(err, &ve) {
+		// The decoder already parsed this text, so this parse succeeds.
+		var root yaml.Node
+		if yaml.Unmarshal(text, &root) == nil {
+			if path := pathAt(&root, ve.line, ve.column); path != "" {
+				return fmt.Errorf("%w: line %d: %s: %s", ErrParse, ve.line, path, ve.msg)
+			}
+		}
+		return fmt.Errorf("%w: %w", ErrParse, ve)
+	}
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		return fmt.Errorf("%w: %s", ErrParse, strings.Join(te.Errors, "; "))
+	}
+	return fmt.Errorf("%w: %w", ErrParse, err)
+}
+
+// pathAt returns the dotted key path ("clickhouse.flush_interval") of the
+// mapping value at line and column, or "" when there is none.
+func pathAt(n *yaml.Node, line, column int) string {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			if p := pathAt(c, line, column); p != "" {
+				return p
+			}
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if v.Line == line && v.Column == column {
+				return k.Value
+			}
+			if p := pathAt(v, line, column); p != "" {
+				return k.Value + "." + p
+			}
+		}
+	}
+	return ""
+}
+
+// LogValue makes the configuration one structured log record, with every
+// secret redacted: log it at startup as the effective configuration.
+func (c *Config) LogValue() slog.Value {
+	ch := &c.ClickHouse
+	return slog.GroupValue(
+		slog.String("listen", c.Listen),
+		slog.Any("ingest_token", c.IngestToken),
+		slog.Any("admin_token", c.AdminToken),
+		slog.String("max_body_bytes", c.MaxBodyBytes.String()),
+		slog.String("shutdown_timeout", c.ShutdownTimeout.String()),
+		slog.Group("log",
+			slog.String("level", c.Log.Level),
+			slog.String("format", c.Log.Format)),
+		slog.Group("clickhouse",
+			slog.String("addr", ch.Addr),
+			slog.String("database", ch.Database),
+			slog.String("username", ch.Username),
+			slog.Any("password", ch.Password),
+			slog.String("dial_timeout", ch.DialTimeout.String()),
+			slog.Int("max_open_conns", ch.MaxOpenConns),
+			slog.Int("batch_size", ch.BatchSize),
+			slog.String("flush_interval", ch.FlushInterval.String()),
+			slog.Int("queue_size", ch.QueueSize),
+			slog.String("retention", ch.Retention.String()),
+			slog.String("body_retention", ch.BodyRetention.String()),
+			slog.String("spool_dir", ch.SpoolDir),
+			slog.String("spool_max_bytes", ch.SpoolMaxBytes.String()),
+			slog.String("cluster", ch.Cluster)),
+		slog.Group("redis",
+			slog.String("addr", c.Redis.Addr),
+			slog.Any("password", c.Redis.Password),
+			slog.Int("db", c.Redis.DB)),
+		slog.Group("metrics",
+			slog.Int("max_series", c.Metrics.MaxSeries)),
+	)
+}

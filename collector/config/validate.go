@@ -1,0 +1,169 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"unicode"
+)
+
+var (
+	logLevels  = []string{"debug", "info", "warn", "error"}
+	logFormats = []string{"text", "json"}
+)
+
+// Limits of the rules below.
+const (
+	maxBatchSize = 1_000_000 // a bigger insert holds too much memory on both sides
+	maxRedisDB   = 15        // Redis has 16 databases unless reconfigured
+)
+
+// Validate checks every field and reports all problems at once, each with
+// its field path and value (secrets excepted), so that one run shows the
+// operator everything to fix. The error wraps ErrInvalid.
+func (c *Config) Validate() error {
+	var p problems
+	p.add("listen", checkListen(c.Listen))
+	p.add("ingest_token", checkToken(c.IngestToken))
+	p.add("admin_token", checkToken(c.AdminToken))
+	p.add("max_body_bytes", checkSize(c.MaxBodyBytes))
+	p.add("shutdown_timeout", checkPositive(c.ShutdownTimeout))
+	p.add("log.level", checkOneOf(c.Log.Level, logLevels))
+	p.add("log.format", checkOneOf(c.Log.Format, logFormats))
+
+	ch := &c.ClickHouse
+	p.add("clickhouse.addr", checkAddr(ch.Addr))
+	p.add("clickhouse.database", checkIdentifier(ch.Database))
+	p.add("clickhouse.dial_timeout", checkPositive(ch.DialTimeout))
+	p.add("clickhouse.max_open_conns", checkRange(ch.MaxOpenConns, 1, -1))
+	p.add("clickhouse.batch_size", checkRange(ch.BatchSize, 1, maxBatchSize))
+	p.add("clickhouse.flush_interval", checkPositive(ch.FlushInterval))
+	// A batch is cut from the queue, so a queue smaller than a batch
+	// would never fill one.
+	if ch.QueueSize < ch.BatchSize {
+		p.add("clickhouse.queue_size", fmt.Sprintf("%d is smaller than clickhouse.batch_size (%d)", ch.QueueSize, ch.BatchSize))
+	}
+	p.add("clickhouse.retention", checkNotNegative(ch.Retention))
+	p.add("clickhouse.body_retention", checkNotNegative(ch.BodyRetention))
+	// Bodies outliving their rows would be kept by a TTL that can never
+	// fire: the row is gone first.
+	if ch.Retention > 0 && ch.BodyRetention > ch.Retention {
+		p.add("clickhouse.body_retention", fmt.Sprintf("%s is longer than clickhouse.retention (%s); use at most %s, or 0 for the same as retention",
+			ch.BodyRetention, ch.Retention, ch.Retention))
+	}
+	p.add("clickhouse.spool_max_bytes", checkSize(ch.SpoolMaxBytes))
+
+	p.add("redis.addr", checkAddr(c.Redis.Addr))
+	p.add("redis.db", checkRange(c.Redis.DB, 0, maxRedisDB))
+	p.add("metrics.max_series", checkRange(c.Metrics.MaxSeries, 1, -1))
+	return p.err()
+}
+
+// problems collects "field: what is wrong" lines.
+type problems []string
+
+// add records msg against field, unless msg is "".
+func (p *problems) add(field, msg string) {
+	if msg != "" {
+		*p = append(*p, field+": "+msg)
+	}
+}
+
+// err joins the problems into one line (a log line, not a paragraph),
+// wrapping ErrInvalid; nil when there are none.
+func (p problems) err() error {
+	if len(p) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %s", ErrInvalid, strings.Join(p, "; "))
+}
+
+// The checks return what is wrong with a value, or "". They do not know
+// the field's name, so Validate and ApplyEnv can each say where.
+
+func checkListen(v string) string {
+	_, port, err := net.SplitHostPort(v)
+	if err != nil {
+		return fmt.Sprintf("%q is not host:port (e.g. \":7480\" or \"127.0.0.1:7480\")", v)
+	}
+	return checkPort(v, port, 0) // :0 picks a free port, which tests use
+}
+
+func checkAddr(v string) string {
+	host, port, err := net.SplitHostPort(v)
+	if err != nil {
+		return fmt.Sprintf("%q is not host:port", v)
+	}
+	if host == "" {
+		return fmt.Sprintf("%q has no host", v)
+	}
+	return checkPort(v, port, 1)
+}
+
+func checkPort(v, port string, lowest int) string {
+	if n, err := strconv.Atoi(port); err != nil || n < lowest || n > 65535 {
+		return fmt.Sprintf("%q: the port must be a number from %d to 65535", v, lowest)
+	}
+	return ""
+}
+
+// checkToken refuses whitespace and control characters, which a bearer
+// token cannot carry in an Authorization header; they are usually a
+// newline pasted from a file. The value is not shown.
+func checkToken(s Secret) string {
+	if strings.IndexFunc(s.Reveal(), func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
+		return "must not contain whitespace or control characters (value not shown)"
+	}
+	return ""
+}
+
+// checkIdentifier accepts a plain SQL identifier: the database name is
+// written into DDL statements, so it must not need quoting.
+func checkIdentifier(v string) string {
+	if !isName(v) {
+		return fmt.Sprintf("%q is not a plain identifier (letters, digits and _, not starting with a digit)", v)
+	}
+	return ""
+}
+
+func checkOneOf(v string, allowed []string) string {
+	for _, a := range allowed {
+		if v == a {
+			return ""
+		}
+	}
+	return fmt.Sprintf("%q is not one of %s", v, strings.Join(allowed, ", "))
+}
+
+// checkRange checks lo <= v <= hi; hi < 0 means no upper limit.
+func checkRange(v, lo, hi int) string {
+	switch {
+	case hi < 0 && v < lo:
+		return fmt.Sprintf("%d must be at least %d", v, lo)
+	case hi >= 0 && (v < lo || v > hi):
+		return fmt.Sprintf("%d is out of range %d..%d", v, lo, hi)
+	}
+	return ""
+}
+
+func checkPositive(d Duration) string {
+	if d <= 0 {
+		return fmt.Sprintf("%s must be greater than 0", d)
+	}
+	return ""
+}
+
+func checkNotNegative(d Duration) string {
+	if d < 0 {
+		return fmt.Sprintf("%s must not be negative", d)
+	}
+	return ""
+}
+
+func checkSize(s Size) string {
+	if s <= 0 {
+		return fmt.Sprintf("%s must be greater than 0", s)
+	}
+	return ""
+}

@@ -1,0 +1,111 @@
+// Package collector holds the collector's domain: the facts it derives from
+// the plugin's records and the interfaces its parts meet at. One
+// subpackage per job or dependency does the work: stream (SSE and NDJSON
+// parsing), provider (usage, model and content by provider format), derive (record to fact),
+// config, clickhouse (storage), metrics (Prometheus), http (the API), and
+// cmd/llmtap-collector wires them together.
+package collector
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Kind is the shape of a response body.
+type Kind string
+
+// Response kinds.
+const (
+	KindSSE    Kind = "sse"    // text/event-stream
+	KindNDJSON Kind = "ndjson" // application/x-ndjson (Ollama)
+	KindJSON   Kind = "json"   // one JSON document
+	KindRaw    Kind = "raw"    // audio and other bytes (TTS)
+	KindOther  Kind = "other"  // text, HTML, nothing
+)
+
+// ErrorClass says why a request did not succeed; empty when it did.
+type ErrorClass string
+
+// Error classes.
+const (
+	ErrUpstreamTimeout ErrorClass = "upstream_timeout" // Traefik gave up waiting (504)
+	ErrUpstream5xx     ErrorClass = "upstream_5xx"
+	ErrUpstream4xx     ErrorClass = "upstream_4xx"
+	ErrClientCancel    ErrorClass = "client_cancel"
+	ErrRateLimited     ErrorClass = "rate_limited" // 429, from the upstream or from llmtap's limits
+	ErrAborted         ErrorClass = "aborted"      // the stream broke off mid-body
+	ErrStorage         ErrorClass = "storage_error"
+)
+
+// Usage is token usage normalized across providers. A nil field means the
+// response did not say. Input counts every prompt token, cached or not;
+// CacheRead and CacheWrite are the parts of Input read from or written to a
+// prompt cache; Reasoning is the part of Output spent on reasoning. So
+// Input+Output is the total, never double counted (see the provider package doc
+// for how Anthropic's and OpenAI's fields map onto this).
+type Usage struct {
+	Input      *int64
+	Output     *int64
+	CacheRead  *int64
+	CacheWrite *int64
+	Reasoning  *int64
+	// Source names where usage came from (e.g. "openai.chat.stream"), or
+	// "none" with Missing saying why.
+	Source  string
+	Missing string
+}
+
+// Fact is one proxied request as stored: one row of the requests table.
+// Times are from the request's arrival at the proxy.
+type Fact struct {
+	RequestID         string
+	UpstreamRequestID string
+	Start             time.Time // millisecond precision is stored
+	Tenant            string
+	TenantSource      string
+	Route             string
+	Provider          string
+	Model             string
+	Method            string
+	Host              string
+	Path              string
+	Status            int
+	Outcome           string
+	Kind              Kind
+	ErrorType         ErrorClass
+	Streaming         bool
+
+	TTFBMs     int64  // first body byte written to the client
+	TTFTMs     *int64 // first write carrying content (SSE/NDJSON), nil when none
+	TTFAMs     *int64 // first audio byte (raw audio), nil otherwise
+	DurationMs int64
+
+	Usage Usage
+
+	RequestBytes  int64
+	ResponseBytes int64
+	RequestBody   string
+	ResponseBody  string   // the captured head, and the tail after a gap marker when cut
+	Chunks        []string // events (SSE/NDJSON) in the captured body
+	ChunkOffsetUs []int64  // when each chunk reached the client
+	Truncated     bool     // a body was cut to its capture limit
+}
+
+// ErrNotFound is returned by a Store that has no fact for an id.
+var ErrNotFound = errors.New("not found")
+
+// ErrQueueFull is returned by a Queue that cannot take more facts now; the
+// sender should retry later.
+var ErrQueueFull = errors.New("write queue full")
+
+// Queue takes facts to be stored, without waiting.
+type Queue interface {
+	Enqueue(f *Fact) error
+}
+
+// Store keeps facts and finds them again.
+type Store interface {
+	// Get returns the fact of a request id, or ErrNotFound.
+	Get(ctx context.Context, requestID string) (*Fact, error)
+}

@@ -1,0 +1,63 @@
+package http
+
+import (
+	"time"
+
+	"github.com/llmtap/llmtap/collector"
+)
+
+// factView is a stored request as the API shows it (snake_case fields,
+// units in the names).
+type factView struct {
+	RequestID         string   `json:"request_id"`
+	UpstreamRequestID string   `json:"upstream_request_id,omitempty"`
+	Start             string   `json:"start"`
+	Tenant            string   `json:"tenant"`
+	TenantSource      string   `json:"tenant_source,omitempty"`
+	Route             string   `json:"route"`
+	Provider          string   `json:"provider"`
+	Model             string   `json:"model"`
+	Method            string   `json:"method"`
+	Host              string   `json:"host"`
+	Path              string   `json:"path"`
+	Status            int      `json:"status"`
+	Outcome           string   `json:"outcome"`
+	Kind              string   `json:"kind"`
+	ErrorType         string   `json:"error_type,omitempty"`
+	Streaming         bool     `json:"streaming"`
+	TTFBMs            int64    `json:"ttfb_ms"`
+	TTFTMs            *int64   `json:"ttft_ms"`
+	TTFAMs            *int64   `json:"ttfa_ms"`
+	DurationMs        int64    `json:"duration_ms"`
+	InputTokens       *int64   `json:"input_tokens"`
+	OutputTokens      *int64   `json:"output_tokens"`
+	CacheReadTokens   *int64   `json:"cache_read_tokens"`
+	CacheWriteTokens  *int64   `json:"cache_write_tokens"`
+	ReasoningTokens   *int64   `json:"reasoning_tokens"`
+	UsageSource       string   `json:"usage_source"`
+	UsageMissing      string   `json:"usage_missing,omitempty"`
+	RequestBytes      int64    `json:"request_bytes"`
+	ResponseBytes     int64    `json:"response_bytes"`
+	RequestBody       string   `json:"request_body"`
+	ResponseBody      string   `json:"response_body"`
+	Chunks            []string `json:"response_chunks"`
+	ChunkOffsetUs     []int64  `json:"chunk_offsets_us"`
+	Truncated         bool     `json:"truncated"`
+}
+
+func factJSON(f *collector.Fact) factView {
+	return factView{
+		RequestID: f.RequestID, UpstreamRequestID: f.UpstreamRequestID,
+		Start:  f.Start.UTC().Format(time.RFC3339Nano),
+		Tenant: f.Tenant, TenantSource: f.TenantSource, Route: f.Route, Provider: f.Provider, Model: f.Model,
+		Method: f.Method, Host: f.Host, Path: f.Path, Status: f.Status, Outcome: f.Outcome,
+		Kind: string(f.Kind), ErrorType: string(f.ErrorType), Streaming: f.Streaming,
+		TTFBMs: f.TTFBMs, TTFTMs: f.TTFTMs, TTFAMs: f.TTFAMs, DurationMs: f.DurationMs,
+		InputTokens: f.Usage.Input, OutputTokens: f.Usage.Output, CacheReadTokens: f.Usage.CacheRead,
+		CacheWriteTokens: f.Usage.CacheWrite, ReasoningTokens: f.Usage.Reasoning,
+		UsageSource: f.Usage.Source, UsageMissing: f.Usage.Missing,
+		RequestBytes: f.RequestBytes, ResponseBytes: f.ResponseBytes,
+		RequestBody: f.RequestBody, ResponseBody: f.ResponseBody,
+		Chunks: f.Chunks, ChunkOffsetUs: f.ChunkOffsetUs, Truncated: f.Truncated,
+	}
+}

@@ -1,0 +1,208 @@
+package http
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/llmtap/llmtap/collector"
+	"github.com/llmtap/llmtap/collector/metrics"
+	llmtap "github.com/llmtap/llmtap/plugin"
+)
+
+type fakeQueue struct {
+	mu    sync.Mutex
+	facts []*collector.Fact
+	room  int // facts it takes before ErrQueueFull; <0: unlimited
+}
+
+func (q *fakeQueue) Enqueue(f *collector.Fact) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.room >= 0 && len(q.facts) >= q.room {
+		return collector.ErrQueueFull
+	}
+	q.facts = append(q.facts, f)
+	return nil
+}
+
+type fakeStore map[string]*collector.Fact
+
+func (s fakeStore) Get(_ context.Context, id string) (*collector.Fact, error) {
+	if f, ok := s[id]; ok {
+		return f, nil
+	}
+	return nil, collector.ErrNotFound
+}
+
+func deriveStub(r *llmtap.Record) *collector.Fact {
+	return &collector.Fact{RequestID: r.RequestID, Route: r.Route, Status: r.Status, Start: time.Unix(0, r.StartUnixNs)}
+}
+
+type fixture struct {
+	srv   *Server
+	queue *fakeQueue
+	reg   *prometheus.Registry
+	ready error
+}
+
+func newFixture(t *testing.T, room int) *fixture {
+	t.Helper()
+	f := &fixture{queue: &fakeQueue{room: room}, reg: prometheus.NewRegistry()}
+	f.srv = New(Options{
+		IngestToken:  "tok",
+		MaxBodyBytes: 64 << 10,
+		Queue:        f.queue,
+		Store:        fakeStore{"known": {RequestID: "known", Route: "openai", Status: 200, Start: time.Unix(1700000000, 123e6)}},
+		Derive:       deriveStub,
+		Observer:     metrics.New(f.reg, 100),
+		Ready:        func(context.Context) error { return f.ready },
+		Gatherer:     f.reg,
+		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	return f
+}
+
+func line(id string) string {
+	b, _ := json.Marshal(llmtap.Record{V: llmtap.RecordVersion, RequestID: id, StartUnixNs: 1700000000e9, Route: "openai", Status: 200})
+	return string(b)
+}
+
+func gz(s string) []byte {
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	_, _ = io.WriteString(zw, s)
+	_ = zw.Close()
+	return buf.Bytes()
+}
+
+func TestIngest(t *testing.T) {
+	tests := []struct {
+		desc       string
+		room       int
+		token      string
+		encoding   string
+		body       []byte
+		wantStatus int
+		wantQueued int
+		wantInBody string
+	}{
+		{desc: "no token", body: []byte(line("a")), wantStatus: 401, wantInBody: "bearer token"},
+		{desc: "wrong token", token: "nope", body: []byte(line("a")), wantStatus: 401},
+		{desc: "plain ndjson", token: "tok", body: []byte(line("a") + "\n" + line("b") + "\n"), wantStatus: 202, wantQueued: 2, wantInBody: `"accepted":2`},
+		{desc: "gzip ndjson", token: "tok", encoding: "gzip", body: gz(line("a") + "\n\n" + line("b")), wantStatus: 202, wantQueued: 2},
+		{
+			desc: "bad lines refused, good ones kept", token: "tok",
+			body:       []byte(line("a") + "\n{not json\n" + strings.Replace(line("c"), `"v":1`, `"v":9`, 1) + "\n" + line("d") + "\n"),
+			wantStatus: 400, wantQueued: 2, wantInBody: `{"accepted":2,"rejected":[{"line":2,"error":"not a record: invalid character 'n' looking for beginning of object key string"},{"line":3,"error":"record version 9: this collector reads version 1"}]}`,
+		},
+		{desc: "missing request id", token: "tok", body: []byte(strings.Replace(line("x"), `"request_id":"x"`, `"request_id":""`, 1)), wantStatus: 400, wantInBody: `request_id \"\": want 1 to 128 characters`},
+		{desc: "body too large", token: "tok", body: bytes.Repeat([]byte("x"), 70<<10), wantStatus: 413, wantInBody: "body over 65536 bytes"},
+		{desc: "gzip bomb", token: "tok", encoding: "gzip", body: gz(strings.Repeat(" ", 1<<20)), wantStatus: 413},
+		{desc: "bad gzip", token: "tok", encoding: "gzip", body: []byte("not gzip"), wantStatus: 400, wantInBody: "content is not gzip"},
+		{desc: "unknown encoding", token: "tok", encoding: "br", body: []byte(line("a")), wantStatus: 415, wantInBody: `content encoding \"br\"`},
+		{desc: "queue full", token: "tok", room: 1, body: []byte(line("a") + "\n" + line("b")), wantStatus: 503, wantQueued: 1, wantInBody: "line 2: write queue full; retry later"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.desc, func(t *testing.T) {
+			room := tt.room
+			if room == 0 {
+				room = -1
+			}
+			f := newFixture(t, room)
+			req := httptest.NewRequest(http.MethodPost, "/v1/records", bytes.NewReader(tt.body))
+			if tt.token != "" {
+				req.Header.Set("Authorization", "Bearer "+tt.token)
+			}
+			if tt.encoding != "" {
+				req.Header.Set("Content-Encoding", tt.encoding)
+			}
+			rec := httptest.NewRecorder()
+			f.srv.ServeHTTP(rec, req)
+			if rec.Code != tt.wantStatus {
+				t.Errorf("status %d, want %d; body %s", rec.Code, tt.wantStatus, rec.Body)
+			}
+			if !strings.Contains(rec.Body.String(), tt.wantInBody) {
+				t.Errorf("body %s, want it to contain %s", rec.Body, tt.wantInBody)
+			}
+			if len(f.queue.facts) != tt.wantQueued {
+				t.Errorf("%d facts queued, want %d", len(f.queue.facts), tt.wantQueued)
+			}
+			if tt.wantStatus == 503 && rec.Header().Get("Retry-After") == "" {
+				t.Error("503 without Retry-After")
+			}
+		})
+	}
+}
+
+func TestIngestCountsPluginDrops(t *testing.T) {
+	f := newFixture(t, -1)
+	req := httptest.NewRequest(http.MethodPost, "/v1/records", strings.NewReader(line("a")))
+	req.Header.Set("Authorization", "Bearer tok")
+	req.Header.Set(llmtap.HeaderDropped, "12")
+	f.srv.ServeHTTP(httptest.NewRecorder(), req)
+	got, err := testutil.GatherAndCount(f.reg, "llmtap_plugin_dropped_records_total")
+	if err != nil || got != 1 {
+		t.Fatalf("series %d, %v", got, err)
+	}
+	if err := testutil.GatherAndCompare(f.reg, strings.NewReader(`
+# HELP llmtap_plugin_dropped_records_total Records the plugins report they dropped (queue full or undeliverable).
+# TYPE llmtap_plugin_dropped_records_total counter
+llmtap_plugin_dropped_records_total 12
+`), "llmtap_plugin_dropped_records_total"); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestLookupHealthReadyMetrics(t *testing.T) {
+	f := newFixture(t, -1)
+	tests := []struct {
+		desc       string
+		path       string
+		ready      error
+		wantStatus int
+		wantInBody string
+	}{
+		{desc: "known request", path: "/v1/requests/known", wantStatus: 200, wantInBody: `"start":"2023-11-14T22:13:20.123Z"`},
+		{desc: "unknown request", path: "/v1/requests/nope", wantStatus: 404, wantInBody: `request \"nope\" not found`},
+		{desc: "health", path: "/healthz", wantStatus: 200},
+		{desc: "ready", path: "/readyz", wantStatus: 200},
+		{desc: "not ready", path: "/readyz", ready: errors.New("clickhouse down and spool full"), wantStatus: 503, wantInBody: "spool full"},
+		{desc: "metrics", path: "/metrics", wantStatus: 200, wantInBody: "llmtap_records_received_total"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.desc, func(t *testing.T) {
+			f.ready = tt.ready
+			rec := httptest.NewRecorder()
+			f.srv.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, tt.path, nil))
+			if rec.Code != tt.wantStatus || !strings.Contains(rec.Body.String(), tt.wantInBody) {
+				t.Errorf("%s: %d %s, want %d containing %s", tt.path, rec.Code, rec.Body, tt.wantStatus, tt.wantInBody)
+			}
+		})
+	}
+}
+
+func TestLimitedReader(t *testing.T) {
+	for _, tt := range []struct {
+		n, limit int
+		wantErr  bool
+	}{{10, 10, false}, {11, 10, true}, {0, 0, false}, {1, 0, true}} {
+		_, err := io.ReadAll(&limitedReader{r: strings.NewReader(strings.Repeat("x", tt.n)), left: int64(tt.limit)})
+		if (err != nil) != tt.wantErr {
+			t.Errorf("%d bytes, limit %d: err %v", tt.n, tt.limit, err)
+		}
+	}
+}

@@ -1,0 +1,123 @@
+package metrics
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/llmtap/llmtap/collector"
+)
+
+func ptr(v int64) *int64 { return &v }
+
+func TestObserve(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	m := New(reg, 100)
+	m.Observe(&collector.Fact{
+		Route: "openai", Provider: "openai", Model: "gpt-4o", Status: 200, DurationMs: 1500,
+		TTFTMs: ptr(250),
+		Usage:  collector.Usage{Input: ptr(100), Output: ptr(20), CacheRead: ptr(40), Source: "openai.chat.stream"},
+	})
+	m.Observe(&collector.Fact{
+		Route: "openai", Provider: "openai", Model: "gpt-4o", Status: 503, DurationMs: 10,
+		ErrorType: collector.ErrUpstream5xx, Usage: collector.Usage{Source: "none", Missing: "error_response"},
+	})
+	m.Observe(&collector.Fact{Route: "tts", Provider: "openai", Model: "tts-1", Status: 200, DurationMs: 900, TTFAMs: ptr(120)})
+	m.Received(3)
+	m.Rejected("bad_json")
+	m.PluginDropped(7)
+
+	want := `
+# HELP llmtap_requests_total Proxied requests by route, provider, model and status class (2xx, 4xx, 5xx, or 0xx when no status was sent).
+# TYPE llmtap_requests_total counter
+llmtap_requests_total{model="gpt-4o",provider="openai",route="openai",status_class="2xx"} 1
+llmtap_requests_total{model="gpt-4o",provider="openai",route="openai",status_class="5xx"} 1
+llmtap_requests_total{model="tts-1",provider="openai",route="tts",status_class="2xx"} 1
+# HELP llmtap_tokens_total Tokens by type: input (all prompt tokens, cached included), output, and the parts cache_read, cache_write, reasoning.
+# TYPE llmtap_tokens_total counter
+llmtap_tokens_total{model="gpt-4o",provider="openai",route="openai",type="cache_read"} 40
+llmtap_tokens_total{model="gpt-4o",provider="openai",route="openai",type="input"} 100
+llmtap_tokens_total{model="gpt-4o",provider="openai",route="openai",type="output"} 20
+# HELP llmtap_errors_total Failed requests by route and error class (upstream_timeout, upstream_5xx, upstream_4xx, client_cancel, rate_limited, aborted).
+# TYPE llmtap_errors_total counter
+llmtap_errors_total{class="upstream_5xx",route="openai"} 1
+# HELP llmtap_usage_missing_total Records without token usage, by reason.
+# TYPE llmtap_usage_missing_total counter
+llmtap_usage_missing_total{reason="error_response"} 1
+# HELP llmtap_records_received_total Records accepted at ingest.
+# TYPE llmtap_records_received_total counter
+llmtap_records_received_total 3
+# HELP llmtap_records_rejected_total Record lines refused at ingest, by reason.
+# TYPE llmtap_records_rejected_total counter
+llmtap_records_rejected_total{reason="bad_json"} 1
+# HELP llmtap_plugin_dropped_records_total Records the plugins report they dropped (queue full or undeliverable).
+# TYPE llmtap_plugin_dropped_records_total counter
+llmtap_plugin_dropped_records_total 7
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
+		"llmtap_requests_total", "llmtap_tokens_total", "llmtap_errors_total", "llmtap_usage_missing_total",
+		"llmtap_records_received_total", "llmtap_records_rejected_total", "llmtap_plugin_dropped_records_total"); err != nil {
+		t.Error(err)
+	}
+	if n := testutil.CollectAndCount(reg, "gen_ai_server_time_to_first_token_seconds"); n != 1 {
+		t.Errorf("%d TTFT series, want 1", n)
+	}
+	if n := testutil.CollectAndCount(reg, "llmtap_time_to_first_audio_seconds"); n != 1 {
+		t.Errorf("%d TTFA series, want 1", n)
+	}
+}
+
+// TestCardinalityCap: 10k random model names make at most max series per
+// metric, plus the one Overflow series.
+func TestCardinalityCap(t *testing.T) {
+	const max = 50
+	reg := prometheus.NewRegistry()
+	m := New(reg, max)
+	for i := 0; i < 10000; i++ {
+		m.Observe(&collector.Fact{
+			Route: "r", Provider: "p", Model: fmt.Sprintf("model-%d", i), Status: 200, DurationMs: 1,
+			TTFTMs: ptr(1), Usage: collector.Usage{Input: ptr(1), Output: ptr(1)},
+		})
+	}
+	for _, name := range []string{"llmtap_requests_total", "llmtap_request_duration_seconds", "gen_ai_server_time_to_first_token_seconds", "llmtap_tokens_total"} {
+		if n := testutil.CollectAndCount(reg, name); n != max+1 {
+			t.Errorf("%s has %d series, want %d and one %q", name, n, max, Overflow)
+		}
+	}
+	want := float64(10000 - max)
+	if got := testutil.ToFloat64(m.requests.vec.(*prometheus.CounterVec).WithLabelValues(Overflow, Overflow, Overflow, Overflow)); got != want {
+		t.Errorf("overflow series counted %v requests, want %v", got, want)
+	}
+}
+
+func TestStatusClass(t *testing.T) {
+	for status, want := range map[int]string{0: "0xx", 101: "1xx", 200: "2xx", 429: "4xx", 504: "5xx", 700: "0xx"} {
+		if got := statusClass(status); got != want {
+			t.Errorf("statusClass(%d) = %s, want %s", status, got, want)
+		}
+	}
+}
+
+func TestStorage(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	RegisterStorage(reg, func() Storage { return Storage{Queued: 3, SpooledBatches: 2, Written: 10, SpoolDropped: 1} })
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP llmtap_storage_queue_depth Records accepted and not yet written to ClickHouse or the spool.
+# TYPE llmtap_storage_queue_depth gauge
+llmtap_storage_queue_depth 3
+# HELP llmtap_storage_spooled_batches Batches waiting in the disk spool for ClickHouse.
+# TYPE llmtap_storage_spooled_batches gauge
+llmtap_storage_spooled_batches 2
+# HELP llmtap_storage_written_total Records written to ClickHouse from the queue.
+# TYPE llmtap_storage_written_total counter
+llmtap_storage_written_total 10
+# HELP llmtap_storage_dropped_total Accepted records lost because the spool was full or unwritable.
+# TYPE llmtap_storage_dropped_total counter
+llmtap_storage_dropped_total 1
+`), "llmtap_storage_queue_depth", "llmtap_storage_spooled_batches", "llmtap_storage_written_total", "llmtap_storage_dropped_total"); err != nil {
+		t.Error(err)
+	}
+}
