@@ -6,21 +6,27 @@ SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 GO ?= go
 
-.PHONY: all build test test-unit test-yaegi test-infra test-e2e lint bench demo clean
+.PHONY: all build test test-unit test-yaegi test-infra test-integration test-e2e lint bench demo clean
 
 all: build
 
-## build: compile and vet every package of the plugin's module
+## build: compile and vet the plugin's module and the collector
 build:
 	$(GO) build ./...
 	$(GO) vet ./...
+	cd collector && $(GO) build -o ../bin/llmtap-collector ./cmd/llmtap-collector && $(GO) vet ./...
 
-## test: unit tests (compiled and under Yaegi), the real servers, and the
-## plugin inside a real Traefik
-test: test-unit test-yaegi test-infra test-e2e
+## test: unit tests (compiled and under Yaegi), the real servers, the
+## collector against a real ClickHouse, and the plugin inside a real Traefik
+test: test-unit test-yaegi test-infra test-integration test-e2e
 
 test-unit:
 	$(GO) test -race -count=1 ./...
+	cd collector && $(GO) test -race -count=1 ./...
+
+test-integration:
+	scripts/install.sh
+	cd collector && $(GO) test -tags integration -count=1 ./...
 
 test-yaegi:
 	scripts/yaegi-test.sh
@@ -35,7 +41,7 @@ test-e2e:
 ## lint: golangci-lint (pinned) on every module, shellcheck on the scripts
 lint:
 	@gl=$$(scripts/tools.sh golangci-lint); \
-	for mod in . tools/yaegibench bench/noop; do (cd $$mod && $$gl run ./...); done
+	for mod in . collector tools/yaegibench bench/noop; do (cd $$mod && $$gl run ./...); done
 	@scripts/install.sh
 	shellcheck -x scripts/*.sh .ci/run
 
