@@ -1,0 +1,484 @@
+//go:build integration
+
+package clickhouse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	ch "github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/llmtap/llmtap/collector"
+	"github.com/llmtap/llmtap/collector/internal/chtest"
+)
+
+// The integration tests run against a real ClickHouse server (Debian's
+// 18.16 here) that TestMain starts with scripts/clickhouse.sh on free
+// loopback ports in a temporary run folder, and stops at the end. A server
+// that does not start fails the run: these tests never skip.
+//
+//	go test -tags integration -count=1 ./clickhouse/
+
+// server is the test server, started by TestMain.
+var server *chtest.Server
+
+func TestMain(m *testing.M) {
+	var err error
+	if server, err = chtest.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, "integration: ClickHouse did not start, failing (not skipping):", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	if code != 0 {
+		fmt.Fprintln(os.Stderr, "integration: server logs in", server.RunDir)
+		_ = server.Stop()
+	} else if err := server.Close(); err != nil {
+		fmt.Fprintln(os.Stderr, "integration:", err)
+		code = 1
+	}
+	os.Exit(code)
+}
+
+// clickhouseCtl starts or stops the test server.
+func clickhouseCtl(action string) error {
+	if action == "stop" {
+		return server.Stop()
+	}
+	return server.Restart()
+}
+
+func openTest(t *testing.T) driver.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := Open(ctx, Options{Addr: server.Addr, DialTimeout: 2 * time.Second, ReadTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+// migrated opens a connection and a fresh database for one test.
+func migrated(t *testing.T, db string) driver.Conn {
+	t.Helper()
+	conn := openTest(t)
+	ctx := context.Background()
+	if err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+db); err != nil {
+		t.Fatal(err)
+	}
+	if err := NewMigrator(conn, Schema{Database: db}, testLogger(t)).Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
+// openLazy is Open without its ping: no connection until first use.
+func openLazy(t *testing.T) driver.Conn {
+	t.Helper()
+	conn, err := ch.Open(&ch.Options{Addr: []string{server.Addr}, DialTimeout: 2 * time.Second, ReadTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+func count(t *testing.T, conn driver.Conn, query string, args ...any) uint64 {
+	t.Helper()
+	var n uint64
+	if err := conn.QueryRow(context.Background(), query, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	return n
+}
+
+func TestIntegrationServerIsLegacy(t *testing.T) {
+	v, err := ServerVersion(context.Background(), openTest(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("server %s, features %+v", v, FeaturesOf(v))
+	if FeaturesOf(v).TTL {
+		t.Errorf("these tests expect the legacy branch (18.16), got %s", v)
+	}
+}
+
+func TestIntegrationMigrateIdempotent(t *testing.T) {
+	const db = "it_migrate"
+	conn := openTest(t)
+	ctx := context.Background()
+	if err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+db); err != nil {
+		t.Fatal(err)
+	}
+	// Retention is set but 18.16 has no TTL: migration 2 must be skipped
+	// and left unrecorded.
+	schema := Schema{Database: db, Retention: 90 * day, BodyRetention: 7 * day}
+	for run := 1; run <= 2; run++ {
+		if err := NewMigrator(conn, schema, testLogger(t)).Migrate(ctx); err != nil {
+			t.Fatalf("run %d: %v", run, err)
+		}
+	}
+	rows, err := conn.Query(ctx, "SELECT version, name FROM "+db+".llmtap_migrations ORDER BY version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var got []string
+	for rows.Next() {
+		var (
+			v    uint32
+			name string
+		)
+		if err := rows.Scan(&v, &name); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprintf("%d %s", v, name))
+	}
+	if want := []string{"1 create_requests"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("recorded %q, want %q", got, want)
+	}
+	var create string
+	if err := conn.QueryRow(ctx, "SHOW CREATE TABLE "+db+".requests").Scan(&create); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"ReplacingMergeTree(inserted_at)", "PARTITION BY toYYYYMM(start)", "ORDER BY (route, start, start_ms, request_id)", "chunk_offsets_us Array(Int64)"} {
+		if !strings.Contains(create, want) {
+			t.Errorf("table lacks %q:\n%s", want, create)
+		}
+	}
+	// Every column of the table, in the order the writer sends them.
+	crows, err := conn.Query(ctx, "SELECT name, type FROM system.columns WHERE database = ? AND table = 'requests' ORDER BY position", db)
+	if err != nil {
+		// 18.16's system.columns has no position column: table order is
+		// the natural order.
+		crows, err = conn.Query(ctx, "SELECT name, type FROM system.columns WHERE database = ? AND table = 'requests'", db)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer crows.Close()
+	var i int
+	for ; crows.Next(); i++ {
+		var name, typ string
+		if err := crows.Scan(&name, &typ); err != nil {
+			t.Fatal(err)
+		}
+		if i >= len(columns) || columns[i].name != name || columns[i].typ != typ {
+			t.Errorf("column %d is %s %s", i, name, typ)
+		}
+	}
+	if i != len(columns) {
+		t.Errorf("table has %d columns, want %d", i, len(columns))
+	}
+}
+
+func TestIntegrationWrite10kAndGet(t *testing.T) {
+	const db, n = "it_10k", 10000
+	conn := migrated(t, db)
+	w, stop := startWriter(t, conn, WriterOptions{Database: db, FlushInterval: 50 * time.Millisecond, QueueSize: n, SpoolDir: t.TempDir()})
+	in := make([]*collector.Fact, n)
+	for i := range in {
+		in[i] = testFact(i)
+	}
+	var bodyBytes int
+	start := time.Now()
+	for _, f := range in {
+		bodyBytes += len(f.RequestBody) + len(f.ResponseBody)
+		if err := w.Enqueue(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "10k rows written", func() bool { return w.Stats().Written == n })
+	took := time.Since(start)
+	t.Logf("wrote %d rows (%.1f MB of bodies) in %s: %.0f rows/s", n, float64(bodyBytes)/1e6, took.Round(time.Millisecond), n/took.Seconds())
+	stop()
+	if st := w.Stats(); st.WriteErrors != 0 || st.SpooledBatches != 0 || st.Queued != 0 {
+		t.Errorf("stats: %+v", st)
+	}
+	if got := count(t, conn, "SELECT count() FROM "+db+".requests"); got != n {
+		t.Fatalf("%d rows in the table, want %d", got, n)
+	}
+
+	store := NewStore(conn, db)
+	ctx := context.Background()
+	for _, i := range []int{0, 1, 2, 3, 5, 6, 7, 11, 42, 999, 1234, 5000, 7777, 9998, 9999} {
+		got, err := store.Get(ctx, in[i].RequestID)
+		if err != nil {
+			t.Fatalf("Get %s: %v", in[i].RequestID, err)
+		}
+		if want := stored(in[i]); !reflect.DeepEqual(got, want) {
+			t.Errorf("Get %s:\n got %+v\nwant %+v", in[i].RequestID, got, want)
+		}
+	}
+	if _, err := store.Get(ctx, "no-such-id"); !errors.Is(err, collector.ErrNotFound) {
+		t.Errorf("Get of a missing id: %v, want ErrNotFound", err)
+	}
+	if err := store.Ping(ctx); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestIntegrationGetTrickyIDs(t *testing.T) {
+	const db = "it_ids"
+	conn := migrated(t, db)
+	w, stop := startWriter(t, conn, WriterOptions{Database: db, FlushInterval: 10 * time.Millisecond})
+	ids := []string{`it's`, `back\slash`, `"double"`, "tab\there", "ünïcødé", "?", "a' OR '1'='1"}
+	for i, id := range ids {
+		f := testFact(i)
+		f.RequestID = id
+		if err := w.Enqueue(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop()
+	store := NewStore(conn, db)
+	for _, id := range ids {
+		f, err := store.Get(context.Background(), id)
+		if err != nil || f.RequestID != id {
+			t.Errorf("Get(%q) = %v, %v", id, f, err)
+		}
+	}
+}
+
+func TestIntegrationReplayDedups(t *testing.T) {
+	const db = "it_dedup"
+	conn := migrated(t, db)
+	ctx := context.Background()
+	f := testFact(3)
+	changed := *f
+	changed.Model = "re-derived-model" // a replay derived by a newer collector
+	for i, fact := range []*collector.Fact{f, f, &changed} {
+		if i == 2 {
+			time.Sleep(1100 * time.Millisecond) // a later inserted_at for the changed copy
+		}
+		w, stop := startWriter(t, conn, WriterOptions{Database: db, FlushInterval: 10 * time.Millisecond})
+		if err := w.Enqueue(fact); err != nil {
+			t.Fatal(err)
+		}
+		stop()
+	}
+	if got := count(t, conn, "SELECT count() FROM "+db+".requests WHERE request_id = ?", f.RequestID); got != 3 {
+		t.Fatalf("%d copies before merging, want 3 (the test needs the unmerged state)", got)
+	}
+	if got := count(t, conn, "SELECT count() FROM "+db+".requests FINAL WHERE request_id = ?", f.RequestID); got != 1 {
+		t.Errorf("FINAL count %d, want 1", got)
+	}
+	got, err := NewStore(conn, db).Get(ctx, f.RequestID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Model != "re-derived-model" {
+		t.Errorf("Get returned model %q, want the newest copy's", got.Model)
+	}
+	if err := conn.Exec(ctx, "OPTIMIZE TABLE "+db+".requests FINAL"); err != nil {
+		t.Fatal(err)
+	}
+	if got := count(t, conn, "SELECT count() FROM "+db+".requests WHERE request_id = ?", f.RequestID); got != 1 {
+		t.Errorf("%d rows after a merge, want 1", got)
+	}
+
+	// The same client id on two different requests is not collapsed.
+	other := testFact(4)
+	other.RequestID = f.RequestID
+	w, stop := startWriter(t, conn, WriterOptions{Database: db, FlushInterval: 10 * time.Millisecond})
+	if err := w.Enqueue(other); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	if got := count(t, conn, "SELECT count() FROM "+db+".requests FINAL WHERE request_id = ?", f.RequestID); got != 2 {
+		t.Errorf("two requests sharing an id: FINAL count %d, want 2", got)
+	}
+}
+
+// TestIntegrationOutage stops ClickHouse while facts are being enqueued,
+// then starts it again: every fact Enqueue acknowledged must be stored
+// exactly once after the spool is replayed.
+func TestIntegrationOutage(t *testing.T) {
+	const db = "it_outage"
+	// No idle connection, so the server stops at once (see
+	// TestIntegrationDrainWhileDown): only the busy writer holds one.
+	_ = migrated(t, db).Close()
+	conn := openLazy(t)
+	spoolDir := t.TempDir()
+	w, stop := startWriter(t, conn, WriterOptions{
+		Database: db, BatchSize: 200, FlushInterval: 50 * time.Millisecond, QueueSize: 5000,
+		SpoolDir: spoolDir, Retries: 2, RetryBackoff: 50 * time.Millisecond, MaxBackoff: 300 * time.Millisecond,
+		WriteTimeout: 3 * time.Second,
+	})
+
+	var (
+		mu    sync.Mutex
+		acked []string
+		full  int
+	)
+	producing := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-producing:
+				return
+			default:
+			}
+			f := testFact(i)
+			switch err := w.Enqueue(f); {
+			case err == nil:
+				mu.Lock()
+				acked = append(acked, f.RequestID)
+				mu.Unlock()
+			case errors.Is(err, ErrQueueFull):
+				full++
+			default:
+				t.Errorf("Enqueue: %v", err)
+				return
+			}
+			time.Sleep(200 * time.Microsecond)
+		}
+	}()
+
+	time.Sleep(500 * time.Millisecond)
+	stopAt := time.Now()
+	if err := clickhouseCtl("stop"); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("ClickHouse stopped in %s", time.Since(stopAt).Round(time.Millisecond))
+	waitForLong(t, "batches in the spool", 20*time.Second, func() bool { return w.Stats().SpooledBatches >= 3 })
+	time.Sleep(time.Second) // stay down through a few probes
+	t.Logf("while down: %+v", w.Stats())
+	startAt := time.Now()
+	if err := clickhouseCtl("start"); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("ClickHouse started again in %s", time.Since(startAt).Round(time.Millisecond))
+	time.Sleep(500 * time.Millisecond)
+	close(producing)
+	<-done
+	waitForLong(t, "the spool to empty", 30*time.Second, func() bool {
+		st := w.Stats()
+		return st.SpooledBatches == 0 && st.Queued == 0
+	})
+	stop()
+	st := w.Stats()
+	t.Logf("after: %+v; %d acknowledged, %d answered ErrQueueFull", st, len(acked), full)
+	if st.SpoolDropped != 0 || st.Replayed == 0 || st.WriteErrors == 0 {
+		t.Errorf("stats: %+v: want no drops, some replayed rows and some write errors", st)
+	}
+
+	ctx := context.Background()
+	if got := count(t, conn, "SELECT count() FROM "+db+".requests FINAL"); got != uint64(len(acked)) {
+		t.Errorf("FINAL count %d, want %d acknowledged", got, len(acked))
+	}
+	rows, err := conn.Query(ctx, "SELECT request_id, count() AS c FROM "+db+".requests FINAL GROUP BY request_id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	seen := make(map[string]bool, len(acked))
+	for rows.Next() {
+		var (
+			id string
+			c  uint64
+		)
+		if err := rows.Scan(&id, &c); err != nil {
+			t.Fatal(err)
+		}
+		if c != 1 {
+			t.Errorf("%s stored %d times", id, c)
+		}
+		seen[id] = true
+	}
+	var missing []string
+	for _, id := range acked {
+		if !seen[id] {
+			missing = append(missing, id)
+		}
+	}
+	if len(missing) > 0 || len(seen) != len(acked) {
+		t.Errorf("%d acknowledged facts missing (e.g. %.5q), %d stored ids for %d acknowledged", len(missing), missing, len(seen), len(acked))
+	}
+	raw := count(t, conn, "SELECT count() FROM "+db+".requests")
+	t.Logf("rows before merging: %d for %d facts", raw, len(acked))
+	if entries, _ := os.ReadDir(spoolDir); len(entries) != 0 {
+		t.Errorf("spool files left: %v", entries)
+	}
+}
+
+func TestIntegrationDrainOnCancel(t *testing.T) {
+	const db = "it_drain"
+	conn := migrated(t, db)
+	w, stop := startWriter(t, conn, WriterOptions{Database: db, BatchSize: 1000, FlushInterval: time.Hour, SpoolDir: t.TempDir()})
+	ids := enqueue(t, w, 0, 2500)
+	time.Sleep(50 * time.Millisecond)
+	stop()
+	if st := w.Stats(); st.Written != 2500 || st.Queued != 0 || st.SpooledBatches != 0 {
+		t.Errorf("after drain: %+v", st)
+	}
+	if got := count(t, conn, "SELECT count() FROM "+db+".requests FINAL"); got != uint64(len(ids)) {
+		t.Errorf("%d rows, want %d", got, len(ids))
+	}
+}
+
+// TestIntegrationDrainWhileDown shuts a writer down while ClickHouse is
+// stopped, so the queue drains to the spool, then starts ClickHouse and a
+// new writer on the same spool, which replays it: a collector restart
+// during an outage loses nothing.
+func TestIntegrationDrainWhileDown(t *testing.T) {
+	const db = "it_drain_down"
+	// 18.16 notices a shutdown on an idle connection only at its next
+	// poll (10 s): stop the server with none open, so the migration's
+	// connection is closed and the writers' one dials on first use.
+	_ = migrated(t, db).Close()
+	conn := openLazy(t)
+	spoolDir := t.TempDir()
+	if err := clickhouseCtl("stop"); err != nil {
+		t.Fatal(err)
+	}
+	restarted := false
+	t.Cleanup(func() {
+		if !restarted {
+			_ = clickhouseCtl("start")
+		}
+	})
+	opts := WriterOptions{Database: db, BatchSize: 100, FlushInterval: time.Hour, SpoolDir: spoolDir, RetryBackoff: 10 * time.Millisecond, WriteTimeout: 2 * time.Second}
+	w, stop := startWriter(t, conn, opts)
+	ids := enqueue(t, w, 0, 350)
+	stop()
+	if st := w.Stats(); st.SpooledBatches != 4 || st.Queued != 0 || st.SpoolDropped != 0 {
+		t.Fatalf("after a drain while down: %+v, want 4 spooled batches", st)
+	}
+	if err := clickhouseCtl("start"); err != nil {
+		t.Fatal(err)
+	}
+	restarted = true
+
+	opts.FlushInterval = 20 * time.Millisecond
+	w2, stop2 := startWriter(t, conn, opts)
+	waitForLong(t, "the new writer to replay the spool", 20*time.Second, func() bool { return w2.Stats().Replayed == uint64(len(ids)) })
+	stop2()
+	if got := count(t, conn, "SELECT count() FROM "+db+".requests FINAL"); got != uint64(len(ids)) {
+		t.Errorf("%d rows, want %d", got, len(ids))
+	}
+	if entries, _ := os.ReadDir(spoolDir); len(entries) != 0 {
+		t.Errorf("spool files left: %v", entries)
+	}
+}
+
+func waitForLong(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,127 @@
+package clickhouse
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+)
+
+// Migrator brings the schema up to date. Modelled on TensorZero's
+// ClickHouse migration manager: numbered steps, each idempotent, applied
+// in order and recorded in llmtap_migrations (version, name, applied_at).
+type Migrator struct {
+	conn   driver.Conn
+	schema Schema
+	log    *slog.Logger
+}
+
+// NewMigrator returns a Migrator for schema on conn. A nil logger discards.
+func NewMigrator(conn driver.Conn, schema Schema, logger *slog.Logger) *Migrator {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Migrator{conn: conn, schema: schema.withDefaults(), log: logger}
+}
+
+// Migrate creates the database and the migrations table if missing, reads
+// the server version once, and applies every pending migration of Plan in
+// order, recording each after its statements succeeded. Running it again
+// (or from two collectors at once) changes nothing: statements are
+// idempotent and a migration is pending only when its version has no
+// record or its latest record has another name.
+func (m *Migrator) Migrate(ctx context.Context) error {
+	if err := m.schema.Validate(); err != nil {
+		return err
+	}
+	v, err := ServerVersion(ctx, m.conn)
+	if err != nil {
+		return err
+	}
+	db := m.schema.Database
+	for _, st := range bootstrap(db) {
+		if err := m.conn.Exec(ctx, st); err != nil {
+			return fmt.Errorf("clickhouse: create %s.%s: %w", db, migrationsTable, err)
+		}
+	}
+	latest, err := m.applied(ctx)
+	if err != nil {
+		return err
+	}
+	for _, mig := range pending(Plan(v, m.schema), latest) {
+		if len(mig.Statements) == 0 {
+			m.log.Debug("migration does not apply to this server", "version", mig.Version, "name", mig.Name, "server", v.String())
+			continue
+		}
+		for i, st := range mig.Statements {
+			if err := m.conn.Exec(ctx, st); err != nil {
+				return fmt.Errorf("clickhouse: migration %d %q, statement %d of %d: %w", mig.Version, mig.Name, i+1, len(mig.Statements), err)
+			}
+		}
+		if err := m.record(ctx, mig); err != nil {
+			return err
+		}
+		m.log.Info("applied migration", "version", mig.Version, "name", mig.Name, "database", db, "server", v.String())
+	}
+	if f := FeaturesOf(v); !f.TTL && (m.schema.Retention > 0 || m.schema.BodyRetention > 0) {
+		m.log.Warn("server has no TTL: retention is not enforced; drop old monthly partitions by hand (ALTER TABLE ... DROP PARTITION)",
+			"server", v.String(), "needs", modernSince.String(), "retention", m.schema.Retention, "body_retention", m.schema.BodyRetention)
+	}
+	return nil
+}
+
+// applied returns the latest recorded name of each migration version.
+func (m *Migrator) applied(ctx context.Context) (map[uint32]string, error) {
+	rows, err := m.conn.Query(ctx, "SELECT version, argMax(name, applied_at) FROM "+m.schema.Database+"."+migrationsTable+" GROUP BY version")
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: read %s: %w", migrationsTable, err)
+	}
+	defer rows.Close()
+	latest := map[uint32]string{}
+	for rows.Next() {
+		var (
+			v    uint32
+			name string
+		)
+		if err := rows.Scan(&v, &name); err != nil {
+			return nil, fmt.Errorf("clickhouse: read %s: %w", migrationsTable, err)
+		}
+		latest[v] = name
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("clickhouse: read %s: %w", migrationsTable, err)
+	}
+	return latest, nil
+}
+
+func (m *Migrator) record(ctx context.Context, mig Migration) error {
+	b, err := m.conn.PrepareBatch(ctx, "INSERT INTO "+m.schema.Database+"."+migrationsTable+" (version, name, applied_at)")
+	if err != nil {
+		return fmt.Errorf("clickhouse: record migration %d: %w", mig.Version, err)
+	}
+	defer func() { _ = b.Close() }()
+	if err := b.Append(mig.Version, mig.Name, time.Now().UTC()); err != nil {
+		return fmt.Errorf("clickhouse: record migration %d: %w", mig.Version, err)
+	}
+	if err := b.Send(); err != nil {
+		return fmt.Errorf("clickhouse: record migration %d: %w", mig.Version, err)
+	}
+	return nil
+}
+
+// pending returns, in version order, the migrations of plan whose version
+// has no record or whose latest record has another name.
+func pending(plan []Migration, latest map[uint32]string) []Migration {
+	var out []Migration
+	for _, mig := range plan {
+		if name, ok := latest[mig.Version]; ok && name == mig.Name {
+			continue
+		}
+		out = append(out, mig)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Version < out[j].Version })
+	return out
+}

@@ -1,0 +1,211 @@
+package clickhouse
+
+import (
+	"math"
+	"time"
+
+	"github.com/llmtap/llmtap/collector"
+)
+
+// maxDateTime is the last second a DateTime (UInt32 seconds) holds.
+const maxDateTime = math.MaxUint32
+
+// row is one row of the requests table, field for field in column order
+// (schema.go), with the Go types clickhouse-go reads and writes for them.
+type row struct {
+	RequestID         string
+	UpstreamRequestID string
+	Start             time.Time // whole seconds, UTC
+	StartMs           uint16
+	Tenant            string
+	TenantSource      string
+	Route             string
+	Provider          string
+	Model             string
+	Method            string
+	Host              string
+	Path              string
+	Status            uint16
+	Outcome           string
+	Kind              string
+	ErrorType         string
+	Streaming         uint8
+	TTFBMs            int64
+	TTFTMs            *int64
+	TTFAMs            *int64
+	DurationMs        int64
+	InputTokens       *int64
+	OutputTokens      *int64
+	CacheReadTokens   *int64
+	CacheWriteTokens  *int64
+	ReasoningTokens   *int64
+	UsageSource       string
+	UsageMissing      string
+	RequestBytes      int64
+	ResponseBytes     int64
+	RequestBody       string
+	ResponseBody      string
+	ResponseChunks    []string
+	ChunkOffsetsUs    []int64
+	Truncated         uint8
+	InsertedAt        time.Time
+}
+
+// toRow converts a fact for insertion. It is total: every value is brought
+// into its column's range (a start before 1970 or after 2106 is clamped, a
+// status outside 0..65535 too), so Append never fails on a fact and one bad
+// fact cannot poison a batch. Start keeps milliseconds; finer is dropped.
+func toRow(f *collector.Fact, insertedAt time.Time) row {
+	sec, ms := splitStart(f.Start)
+	return row{
+		RequestID:         f.RequestID,
+		UpstreamRequestID: f.UpstreamRequestID,
+		Start:             sec,
+		StartMs:           ms,
+		Tenant:            f.Tenant,
+		TenantSource:      f.TenantSource,
+		Route:             f.Route,
+		Provider:          f.Provider,
+		Model:             f.Model,
+		Method:            f.Method,
+		Host:              f.Host,
+		Path:              f.Path,
+		Status:            clampUint16(f.Status),
+		Outcome:           f.Outcome,
+		Kind:              string(f.Kind),
+		ErrorType:         string(f.ErrorType),
+		Streaming:         boolToUint8(f.Streaming),
+		TTFBMs:            f.TTFBMs,
+		TTFTMs:            f.TTFTMs,
+		TTFAMs:            f.TTFAMs,
+		DurationMs:        f.DurationMs,
+		InputTokens:       f.Usage.Input,
+		OutputTokens:      f.Usage.Output,
+		CacheReadTokens:   f.Usage.CacheRead,
+		CacheWriteTokens:  f.Usage.CacheWrite,
+		ReasoningTokens:   f.Usage.Reasoning,
+		UsageSource:       f.Usage.Source,
+		UsageMissing:      f.Usage.Missing,
+		RequestBytes:      f.RequestBytes,
+		ResponseBytes:     f.ResponseBytes,
+		RequestBody:       f.RequestBody,
+		ResponseBody:      f.ResponseBody,
+		ResponseChunks:    f.Chunks,
+		ChunkOffsetsUs:    f.ChunkOffsetUs,
+		Truncated:         boolToUint8(f.Truncated),
+		InsertedAt:        clampTime(insertedAt).Truncate(time.Second),
+	}
+}
+
+// values are the row's values in column order, for batch.Append.
+func (r *row) values() []any {
+	return []any{
+		r.RequestID, r.UpstreamRequestID, r.Start, r.StartMs,
+		r.Tenant, r.TenantSource, r.Route, r.Provider, r.Model, r.Method, r.Host, r.Path,
+		r.Status, r.Outcome, r.Kind, r.ErrorType, r.Streaming,
+		r.TTFBMs, r.TTFTMs, r.TTFAMs, r.DurationMs,
+		r.InputTokens, r.OutputTokens, r.CacheReadTokens, r.CacheWriteTokens, r.ReasoningTokens,
+		r.UsageSource, r.UsageMissing,
+		r.RequestBytes, r.ResponseBytes, r.RequestBody, r.ResponseBody,
+		r.ResponseChunks, r.ChunkOffsetsUs, r.Truncated, r.InsertedAt,
+	}
+}
+
+// dests are pointers to the row's fields in column order, for rows.Scan.
+func (r *row) dests() []any {
+	return []any{
+		&r.RequestID, &r.UpstreamRequestID, &r.Start, &r.StartMs,
+		&r.Tenant, &r.TenantSource, &r.Route, &r.Provider, &r.Model, &r.Method, &r.Host, &r.Path,
+		&r.Status, &r.Outcome, &r.Kind, &r.ErrorType, &r.Streaming,
+		&r.TTFBMs, &r.TTFTMs, &r.TTFAMs, &r.DurationMs,
+		&r.InputTokens, &r.OutputTokens, &r.CacheReadTokens, &r.CacheWriteTokens, &r.ReasoningTokens,
+		&r.UsageSource, &r.UsageMissing,
+		&r.RequestBytes, &r.ResponseBytes, &r.RequestBody, &r.ResponseBody,
+		&r.ResponseChunks, &r.ChunkOffsetsUs, &r.Truncated, &r.InsertedAt,
+	}
+}
+
+// fact converts a stored row back. Start is UTC with millisecond
+// precision; empty arrays come back nil.
+func (r *row) fact() *collector.Fact {
+	f := &collector.Fact{
+		RequestID:         r.RequestID,
+		UpstreamRequestID: r.UpstreamRequestID,
+		Start:             time.Unix(r.Start.Unix(), int64(r.StartMs)*int64(time.Millisecond)).UTC(),
+		Tenant:            r.Tenant,
+		TenantSource:      r.TenantSource,
+		Route:             r.Route,
+		Provider:          r.Provider,
+		Model:             r.Model,
+		Method:            r.Method,
+		Host:              r.Host,
+		Path:              r.Path,
+		Status:            int(r.Status),
+		Outcome:           r.Outcome,
+		Kind:              collector.Kind(r.Kind),
+		ErrorType:         collector.ErrorClass(r.ErrorType),
+		Streaming:         r.Streaming != 0,
+		TTFBMs:            r.TTFBMs,
+		TTFTMs:            r.TTFTMs,
+		TTFAMs:            r.TTFAMs,
+		DurationMs:        r.DurationMs,
+		Usage: collector.Usage{
+			Input:      r.InputTokens,
+			Output:     r.OutputTokens,
+			CacheRead:  r.CacheReadTokens,
+			CacheWrite: r.CacheWriteTokens,
+			Reasoning:  r.ReasoningTokens,
+			Source:     r.UsageSource,
+			Missing:    r.UsageMissing,
+		},
+		RequestBytes:  r.RequestBytes,
+		ResponseBytes: r.ResponseBytes,
+		RequestBody:   r.RequestBody,
+		ResponseBody:  r.ResponseBody,
+		Truncated:     r.Truncated != 0,
+	}
+	if len(r.ResponseChunks) > 0 {
+		f.Chunks = r.ResponseChunks
+	}
+	if len(r.ChunkOffsetsUs) > 0 {
+		f.ChunkOffsetUs = r.ChunkOffsetsUs
+	}
+	return f
+}
+
+// splitStart is t as whole UTC seconds within DateTime's range plus the
+// milliseconds.
+func splitStart(t time.Time) (time.Time, uint16) {
+	c := clampTime(t)
+	if !c.Equal(t) {
+		return c, 0
+	}
+	return time.Unix(t.Unix(), 0).UTC(), uint16(t.Nanosecond() / int(time.Millisecond))
+}
+
+func clampTime(t time.Time) time.Time {
+	switch s := t.Unix(); {
+	case s < 0:
+		return time.Unix(0, 0).UTC()
+	case s > maxDateTime:
+		return time.Unix(maxDateTime, 0).UTC()
+	}
+	return t.UTC()
+}
+
+func clampUint16(n int) uint16 {
+	switch {
+	case n < 0:
+		return 0
+	case n > math.MaxUint16:
+		return math.MaxUint16
+	}
+	return uint16(n)
+}
+
+func boolToUint8(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
+}

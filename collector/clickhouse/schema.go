@@ -1,0 +1,315 @@
+package clickhouse
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// DefaultDatabase is used when a Database option is empty.
+const DefaultDatabase = "llmtap"
+
+// Table names.
+const (
+	requestsTable   = "requests"
+	migrationsTable = "llmtap_migrations"
+)
+
+// sortKey is the ORDER BY of the requests table. ReplacingMergeTree
+// collapses rows of equal sorting key within a partition, so every part is
+// a value a replay of the same record repeats exactly; see the package doc.
+const sortKey = "(route, start, start_ms, request_id)"
+
+// colClass says how a column varies between the legacy and modern schema.
+type colClass int
+
+const (
+	plain   colClass = iota // same type everywhere, default compression
+	lowCard                 // String; LowCardinality(String) where the server has it
+	body                    // captured bodies: ZSTD(3), and body retention's TTL
+)
+
+// column is one column of the requests table. The DDL, the INSERT column
+// list, the SELECT list and the row conversion (row.go) all follow this
+// order.
+type column struct {
+	name  string
+	typ   string
+	class colClass
+	codec string // modern servers only; "" means the server default (LZ4)
+}
+
+// Rows sort by route then time, so start and inserted_at climb along the
+// sort order: DoubleDelta (and Delta) compress them to almost nothing.
+// Bodies are text or bytes: ZSTD. Arrays get only general-purpose codecs,
+// which every modern server takes on any element type.
+var columns = []column{
+	{name: "request_id", typ: "String", codec: "ZSTD(1)"},
+	{name: "upstream_request_id", typ: "String", codec: "ZSTD(1)"},
+	{name: "start", typ: "DateTime", codec: "DoubleDelta, ZSTD(1)"},
+	{name: "start_ms", typ: "UInt16"},
+	{name: "tenant", typ: "String", class: lowCard},
+	{name: "tenant_source", typ: "String", class: lowCard},
+	{name: "route", typ: "String", class: lowCard},
+	{name: "provider", typ: "String", class: lowCard},
+	{name: "model", typ: "String", class: lowCard},
+	{name: "method", typ: "String", class: lowCard},
+	{name: "host", typ: "String", class: lowCard},
+	{name: "path", typ: "String", codec: "ZSTD(1)"},
+	{name: "status", typ: "UInt16"},
+	{name: "outcome", typ: "String", class: lowCard},
+	{name: "kind", typ: "String", class: lowCard},
+	{name: "error_type", typ: "String", class: lowCard},
+	{name: "streaming", typ: "UInt8"},
+	{name: "ttfb_ms", typ: "Int64", codec: "ZSTD(1)"},
+	{name: "ttft_ms", typ: "Nullable(Int64)", codec: "ZSTD(1)"},
+	{name: "ttfa_ms", typ: "Nullable(Int64)", codec: "ZSTD(1)"},
+	{name: "duration_ms", typ: "Int64", codec: "ZSTD(1)"},
+	{name: "input_tokens", typ: "Nullable(Int64)", codec: "ZSTD(1)"},
+	{name: "output_tokens", typ: "Nullable(Int64)", codec: "ZSTD(1)"},
+	{name: "cache_read_tokens", typ: "Nullable(Int64)", codec: "ZSTD(1)"},
+	{name: "cache_write_tokens", typ: "Nullable(Int64)", codec: "ZSTD(1)"},
+	{name: "reasoning_tokens", typ: "Nullable(Int64)", codec: "ZSTD(1)"},
+	{name: "usage_source", typ: "String", class: lowCard},
+	{name: "usage_missing", typ: "String", class: lowCard},
+	{name: "request_bytes", typ: "Int64", codec: "ZSTD(1)"},
+	{name: "response_bytes", typ: "Int64", codec: "ZSTD(1)"},
+	{name: "request_body", typ: "String", class: body, codec: "ZSTD(3)"},
+	{name: "response_body", typ: "String", class: body, codec: "ZSTD(3)"},
+	{name: "response_chunks", typ: "Array(String)", class: body, codec: "ZSTD(3)"},
+	{name: "chunk_offsets_us", typ: "Array(Int64)", class: body, codec: "ZSTD(1)"},
+	{name: "truncated", typ: "UInt8"},
+	{name: "inserted_at", typ: "DateTime", codec: "Delta, ZSTD(1)"},
+}
+
+// columnList is "a, b, c" in table order, for INSERT and SELECT.
+func columnList() string {
+	names := make([]string, len(columns))
+	for i, c := range columns {
+		names[i] = c.name
+	}
+	return strings.Join(names, ", ")
+}
+
+// Schema is what the DDL depends on besides the server version.
+type Schema struct {
+	// Database holds llmtap's tables; DefaultDatabase when empty.
+	// Migration 1 creates it.
+	Database string
+	// Retention drops a request's row this long after its start; 0 keeps
+	// rows forever. Needs TTL (modern servers); see the package doc for
+	// 18.16.
+	Retention time.Duration
+	// BodyRetention empties the bodies and chunks of a row this long after
+	// its start while the rest of the row stays; 0 keeps them as long as
+	// the row.
+	BodyRetention time.Duration
+}
+
+var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// validDatabase checks a database name is a plain identifier, so SQL can
+// carry it unquoted.
+func validDatabase(name string) error {
+	if !identRE.MatchString(name) {
+		return fmt.Errorf("clickhouse: database name %q: use letters, digits and _ only, not starting with a digit", name)
+	}
+	return nil
+}
+
+func databaseOr(name string) string {
+	if name == "" {
+		return DefaultDatabase
+	}
+	return name
+}
+
+// withDefaults fills in the default database.
+func (s Schema) withDefaults() Schema {
+	s.Database = databaseOr(s.Database)
+	return s
+}
+
+// Validate reports a schema that Plan cannot express.
+func (s Schema) Validate() error {
+	s = s.withDefaults()
+	var errs []error
+	if err := validDatabase(s.Database); err != nil {
+		errs = append(errs, err)
+	}
+	for _, r := range []struct {
+		name string
+		d    time.Duration
+	}{{"retention", s.Retention}, {"body retention", s.BodyRetention}} {
+		if r.d < 0 || r.d%time.Second != 0 {
+			errs = append(errs, fmt.Errorf("clickhouse: %s %s: want 0 (keep) or a positive whole number of seconds", r.name, r.d))
+		}
+	}
+	if s.Retention > 0 && s.BodyRetention > s.Retention {
+		errs = append(errs, fmt.Errorf("clickhouse: body retention %s exceeds retention %s: bodies go with their rows; lower it or set 0", s.BodyRetention, s.Retention))
+	}
+	return errors.Join(errs...)
+}
+
+// Migration is one numbered schema step. Its statements are safe to run
+// again (IF NOT EXISTS, MODIFY), so a step interrupted before it was
+// recorded is simply applied again at the next start.
+type Migration struct {
+	Version uint32
+	// Name is recorded with the version. For a step that depends on
+	// settings (retention) the name carries them, so a change of settings
+	// makes the step pending again.
+	Name string
+	// Statements for this server, in order. None means the step does not
+	// apply to this server: it is skipped and not recorded, so it runs
+	// once the server is upgraded.
+	Statements []string
+}
+
+// Plan is the DDL generator: the migrations for a server version and
+// schema settings, in order. It is a pure function of its arguments, so
+// both branches of the version gate are tested against golden files.
+// s must be valid (Schema.Validate).
+func Plan(v Version, s Schema) []Migration {
+	s = s.withDefaults()
+	f := FeaturesOf(v)
+	return []Migration{
+		{
+			Version: 1,
+			Name:    "create_requests",
+			Statements: []string{
+				"CREATE DATABASE IF NOT EXISTS " + s.Database,
+				createRequests(f, s.Database),
+			},
+		},
+		retentionMigration(f, s),
+	}
+}
+
+// bootstrap creates what Migrate needs before it can read its own record:
+// the database and the migrations table.
+func bootstrap(database string) []string {
+	return []string{
+		"CREATE DATABASE IF NOT EXISTS " + database,
+		"CREATE TABLE IF NOT EXISTS " + database + "." + migrationsTable + ` (
+    version UInt32,
+    name String,
+    applied_at DateTime
+)
+ENGINE = MergeTree
+ORDER BY (version, applied_at)`,
+	}
+}
+
+// columnType is the column's type and codec on a server with features f.
+func columnType(c column, f Features) string {
+	typ := c.typ
+	if c.class == lowCard && f.LowCardinality {
+		typ = "LowCardinality(" + typ + ")"
+	}
+	if c.codec != "" && f.Codecs {
+		typ += " CODEC(" + c.codec + ")"
+	}
+	return typ
+}
+
+func createRequests(f Features, database string) string {
+	var b strings.Builder
+	b.WriteString("CREATE TABLE IF NOT EXISTS " + database + "." + requestsTable + "\n(\n")
+	for i, c := range columns {
+		b.WriteString("    " + c.name + " " + columnType(c, f))
+		if i < len(columns)-1 || f.SkipIndex {
+			b.WriteString(",")
+		}
+		b.WriteString("\n")
+	}
+	if f.SkipIndex {
+		// Get looks rows up by id alone; the sort key cannot help it.
+		b.WriteString("    INDEX request_id_bf request_id TYPE bloom_filter(0.01) GRANULARITY 4\n")
+	}
+	b.WriteString(")\n")
+	b.WriteString("ENGINE = ReplacingMergeTree(inserted_at)\n")
+	b.WriteString("PARTITION BY toYYYYMM(start)\n")
+	b.WriteString("ORDER BY " + sortKey)
+	return b.String()
+}
+
+// retentionMigration sets the row TTL and the body columns' TTL. It has
+// statements only on servers with TTL and only for the retentions that are
+// set.
+func retentionMigration(f Features, s Schema) Migration {
+	m := Migration{
+		Version: 2,
+		Name:    "retention rows=" + shortDuration(s.Retention) + " bodies=" + shortDuration(s.BodyRetention),
+	}
+	if !f.TTL {
+		return m
+	}
+	table := s.Database + "." + requestsTable
+	if s.Retention > 0 {
+		m.Statements = append(m.Statements,
+			"ALTER TABLE "+table+" MODIFY TTL start + "+interval(s.Retention))
+	}
+	if s.BodyRetention > 0 {
+		var mods []string
+		for _, c := range columns {
+			if c.class == body {
+				mods = append(mods, "    MODIFY COLUMN "+c.name+" "+columnType(c, f)+" TTL start + "+interval(s.BodyRetention))
+			}
+		}
+		m.Statements = append(m.Statements, "ALTER TABLE "+table+"\n"+strings.Join(mods, ",\n"))
+	}
+	return m
+}
+
+// interval renders d in the largest whole unit ClickHouse's INTERVAL takes.
+func interval(d time.Duration) string {
+	n, unit := durationUnits(d)
+	return fmt.Sprintf("INTERVAL %d %s", n, map[string]string{"d": "DAY", "h": "HOUR", "m": "MINUTE", "s": "SECOND"}[unit])
+}
+
+// shortDuration is "90d", "36h", "off" for 0: stable text for a record.
+func shortDuration(d time.Duration) string {
+	if d <= 0 {
+		return "off"
+	}
+	n, unit := durationUnits(d)
+	return fmt.Sprintf("%d%s", n, unit)
+}
+
+func durationUnits(d time.Duration) (int64, string) {
+	day := 24 * time.Hour
+	switch {
+	case d%day == 0:
+		return int64(d / day), "d"
+	case d%time.Hour == 0:
+		return int64(d / time.Hour), "h"
+	case d%time.Minute == 0:
+		return int64(d / time.Minute), "m"
+	default:
+		return int64(d / time.Second), "s"
+	}
+}
+
+// renderPlan is the plan as one SQL script, as the golden files hold it.
+func renderPlan(v Version, s Schema) string {
+	s = s.withDefaults()
+	var b strings.Builder
+	fmt.Fprintf(&b, "-- ClickHouse %s, database %s, retention %s, body retention %s\n", v, s.Database, shortDuration(s.Retention), shortDuration(s.BodyRetention))
+	fmt.Fprintf(&b, "-- features: %+v\n\n-- bootstrap\n", FeaturesOf(v))
+	for _, st := range bootstrap(s.Database) {
+		b.WriteString(st + ";\n\n")
+	}
+	for _, m := range Plan(v, s) {
+		fmt.Fprintf(&b, "-- migration %d: %s\n", m.Version, m.Name)
+		if len(m.Statements) == 0 {
+			b.WriteString("-- (does not apply to this server)\n\n")
+		}
+		for _, st := range m.Statements {
+			b.WriteString(st + ";\n\n")
+		}
+	}
+	return b.String()
+}

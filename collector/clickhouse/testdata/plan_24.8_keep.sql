@@ -1,0 +1,64 @@
+-- ClickHouse 24.8.4, database llmtap, retention off, body retention off
+-- features: {Codecs:true TTL:true LowCardinality:true SkipIndex:true}
+
+-- bootstrap
+CREATE DATABASE IF NOT EXISTS llmtap;
+
+CREATE TABLE IF NOT EXISTS llmtap.llmtap_migrations (
+    version UInt32,
+    name String,
+    applied_at DateTime
+)
+ENGINE = MergeTree
+ORDER BY (version, applied_at);
+
+-- migration 1: create_requests
+CREATE DATABASE IF NOT EXISTS llmtap;
+
+CREATE TABLE IF NOT EXISTS llmtap.requests
+(
+    request_id String CODEC(ZSTD(1)),
+    upstream_request_id String CODEC(ZSTD(1)),
+    start DateTime CODEC(DoubleDelta, ZSTD(1)),
+    start_ms UInt16,
+    tenant LowCardinality(String),
+    tenant_source LowCardinality(String),
+    route LowCardinality(String),
+    provider LowCardinality(String),
+    model LowCardinality(String),
+    method LowCardinality(String),
+    host LowCardinality(String),
+    path String CODEC(ZSTD(1)),
+    status UInt16,
+    outcome LowCardinality(String),
+    kind LowCardinality(String),
+    error_type LowCardinality(String),
+    streaming UInt8,
+    ttfb_ms Int64 CODEC(ZSTD(1)),
+    ttft_ms Nullable(Int64) CODEC(ZSTD(1)),
+    ttfa_ms Nullable(Int64) CODEC(ZSTD(1)),
+    duration_ms Int64 CODEC(ZSTD(1)),
+    input_tokens Nullable(Int64) CODEC(ZSTD(1)),
+    output_tokens Nullable(Int64) CODEC(ZSTD(1)),
+    cache_read_tokens Nullable(Int64) CODEC(ZSTD(1)),
+    cache_write_tokens Nullable(Int64) CODEC(ZSTD(1)),
+    reasoning_tokens Nullable(Int64) CODEC(ZSTD(1)),
+    usage_source LowCardinality(String),
+    usage_missing LowCardinality(String),
+    request_bytes Int64 CODEC(ZSTD(1)),
+    response_bytes Int64 CODEC(ZSTD(1)),
+    request_body String CODEC(ZSTD(3)),
+    response_body String CODEC(ZSTD(3)),
+    response_chunks Array(String) CODEC(ZSTD(3)),
+    chunk_offsets_us Array(Int64) CODEC(ZSTD(1)),
+    truncated UInt8,
+    inserted_at DateTime CODEC(Delta, ZSTD(1)),
+    INDEX request_id_bf request_id TYPE bloom_filter(0.01) GRANULARITY 4
+)
+ENGINE = ReplacingMergeTree(inserted_at)
+PARTITION BY toYYYYMM(start)
+ORDER BY (route, start, start_ms, request_id);
+
+-- migration 2: retention rows=off bodies=off
+-- (does not apply to this server)
+

@@ -1,0 +1,525 @@
+package clickhouse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/proto"
+	"github.com/llmtap/llmtap/collector"
+)
+
+// Errors of Enqueue.
+var (
+	// ErrQueueFull: the write queue is full; the fact was not taken. The
+	// HTTP layer answers 503 so the sender retries later.
+	// It wraps collector.ErrQueueFull, which the HTTP layer answers with 503.
+	ErrQueueFull = fmt.Errorf("clickhouse: %w", collector.ErrQueueFull)
+	// ErrClosed: the writer has shut down; the fact was not taken.
+	ErrClosed = errors.New("clickhouse: writer closed")
+)
+
+// WriterOptions configure a Writer; zero values take the defaults named.
+type WriterOptions struct {
+	Database string // DefaultDatabase when empty
+	// A batch is flushed at BatchSize rows (default 5000) or BatchBytes
+	// of captured bodies (default 32 MiB), whichever comes first. Each
+	// INSERT writes a part, which cost 18.16 a fixed ~0.1 s for this table
+	// on the test machine: rows per INSERT set the throughput, bodies the
+	// memory.
+	BatchSize     int
+	BatchBytes    int64
+	FlushInterval time.Duration // longest a fact waits for its batch (default 1s)
+	QueueSize     int           // facts accepted but not yet written (default 10000)
+	// SpoolDir keeps batches ClickHouse did not take, to replay later.
+	// Empty disables the spool: such batches are dropped and counted in
+	// SpoolDropped, so set it in production.
+	SpoolDir      string
+	SpoolMaxBytes int64 // default 1 GiB
+	Logger        *slog.Logger
+
+	// Retries is how often a failed insert is tried again before its
+	// batch goes to the spool (default 2; negative for none).
+	// RetryBackoff is the first pause, doubled after each try (default
+	// 200ms). MaxBackoff caps the pause between probes of a ClickHouse
+	// that is down and between replays of a spool file it refuses
+	// (default 30s). WriteTimeout bounds one insert attempt (default 10s);
+	// no retry starts after it, so a batch is written or spooled within
+	// about twice that.
+	Retries      int
+	RetryBackoff time.Duration
+	MaxBackoff   time.Duration
+	WriteTimeout time.Duration
+}
+
+func (o WriterOptions) withDefaults() WriterOptions {
+	o.Database = databaseOr(o.Database)
+	if o.BatchSize <= 0 {
+		o.BatchSize = 5000
+	}
+	if o.BatchBytes <= 0 {
+		o.BatchBytes = 32 << 20
+	}
+	if o.FlushInterval <= 0 {
+		o.FlushInterval = time.Second
+	}
+	if o.QueueSize <= 0 {
+		o.QueueSize = 10000
+	}
+	if o.SpoolMaxBytes <= 0 {
+		o.SpoolMaxBytes = 1 << 30
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Retries < 0 {
+		o.Retries = 0
+	} else if o.Retries == 0 {
+		o.Retries = 2
+	}
+	if o.RetryBackoff <= 0 {
+		o.RetryBackoff = 200 * time.Millisecond
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 30 * time.Second
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = 10 * time.Second
+	}
+	return o
+}
+
+// Stats are the writer's counters (since start) and gauges (now).
+type Stats struct {
+	Queued         int64  // gauge: facts acknowledged, not yet written, spooled or dropped
+	Written        uint64 // rows inserted from the queue
+	WriteErrors    uint64 // failed insert attempts (queue and replay)
+	Rejected       uint64 // Enqueue calls answered ErrQueueFull
+	SpooledBatches int64  // gauge: batch files waiting in the spool
+	SpooledBytes   int64  // gauge: their bytes
+	SpoolDropped   uint64 // acknowledged facts lost: spool full, disabled or unwritable
+	SpoolErrors    uint64 // spool files that could not be written, read or removed
+	Replayed       uint64 // rows inserted from the spool
+}
+
+// Writer batches facts into ClickHouse. Enqueue never blocks; Run owns the
+// only goroutine that inserts, spools and replays. A fact Enqueue took is
+// written, or spooled and replayed later, or, only when the spool is full
+// or fails, dropped and counted in SpoolDropped.
+type Writer struct {
+	conn      driver.Conn
+	opts      WriterOptions
+	log       *slog.Logger
+	insertSQL string
+	queue     chan *collector.Fact
+
+	mu      sync.RWMutex // guards closed against Enqueue's send
+	closed  bool
+	running atomic.Bool
+
+	spool *spool // nil when disabled; set by Run
+
+	// Run's goroutine only.
+	down       bool      // the last attempt failed: spool without trying
+	nextProbe  time.Time // when a down ClickHouse is tried again
+	probeWait  time.Duration
+	replayAt   time.Time // when a refused spool file is tried again
+	replayWait time.Duration
+	replayOne  bool // replay file by file: the server refused a group
+
+	queued       atomic.Int64
+	written      atomic.Uint64
+	writeErrors  atomic.Uint64
+	rejected     atomic.Uint64
+	spoolDropped atomic.Uint64
+	spoolErrors  atomic.Uint64
+	replayed     atomic.Uint64
+}
+
+// NewWriter returns a Writer on conn; call Run to start it.
+func NewWriter(conn driver.Conn, opts WriterOptions) *Writer {
+	o := opts.withDefaults()
+	return &Writer{
+		conn:      conn,
+		opts:      o,
+		log:       o.Logger.With("component", "clickhouse.writer", "database", o.Database),
+		insertSQL: "INSERT INTO " + o.Database + "." + requestsTable + " (" + columnList() + ")",
+		queue:     make(chan *collector.Fact, o.QueueSize),
+	}
+}
+
+// Enqueue hands a fact to the writer without blocking. It returns
+// ErrQueueFull when the queue is full and ErrClosed after Run returned.
+// The writer owns f afterwards: do not change it.
+func (w *Writer) Enqueue(f *collector.Fact) error {
+	if f == nil {
+		return errors.New("clickhouse: nil fact")
+	}
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if w.closed {
+		return ErrClosed
+	}
+	w.queued.Add(1)
+	select {
+	case w.queue <- f:
+		return nil
+	default:
+		w.queued.Add(-1)
+		w.rejected.Add(1)
+		return ErrQueueFull
+	}
+}
+
+// Stats reads the counters; safe from any goroutine.
+func (w *Writer) Stats() Stats {
+	st := Stats{
+		Queued:       w.queued.Load(),
+		Written:      w.written.Load(),
+		WriteErrors:  w.writeErrors.Load(),
+		Rejected:     w.rejected.Load(),
+		SpoolDropped: w.spoolDropped.Load(),
+		SpoolErrors:  w.spoolErrors.Load(),
+		Replayed:     w.replayed.Load(),
+	}
+	if sp := w.loadSpool(); sp != nil {
+		st.SpooledBatches = sp.count.Load()
+		st.SpooledBytes = sp.bytes.Load()
+	}
+	return st
+}
+
+func (w *Writer) loadSpool() *spool {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	return w.spool
+}
+
+// Run writes batches until ctx is done, then stops taking facts, writes
+// what is queued (to the spool if ClickHouse is down) and returns nil.
+// A batch is flushed when it reaches BatchSize facts or BatchBytes, or
+// when FlushInterval passed. An insert that fails is tried Retries more
+// times with backoff, then its batch goes to the spool; while ClickHouse
+// stays down batches go straight to the spool and the server is probed
+// with growing pauses. Spooled batches are replayed, oldest first and
+// several files per INSERT, once it answers. Run returns an error only if
+// it cannot start (bad database name, unusable spool folder): start it
+// before taking traffic.
+func (w *Writer) Run(ctx context.Context) error {
+	if !w.running.CompareAndSwap(false, true) {
+		return errors.New("clickhouse: Writer.Run called twice")
+	}
+	if err := validDatabase(w.opts.Database); err != nil {
+		w.close()
+		return err
+	}
+	if w.opts.SpoolDir == "" {
+		w.log.Warn("no spool folder: batches ClickHouse refuses will be dropped")
+	} else {
+		sp, err := openSpool(w.opts.SpoolDir, w.opts.SpoolMaxBytes)
+		if err != nil {
+			w.close()
+			return fmt.Errorf("clickhouse: writer: %w", err)
+		}
+		w.mu.Lock()
+		w.spool = sp
+		w.mu.Unlock()
+		if !sp.empty() {
+			w.log.Info("spool has batches from an earlier run; replaying when ClickHouse answers",
+				"batches", sp.count.Load(), "bytes", sp.bytes.Load(), "dir", sp.dir)
+		}
+	}
+
+	ticker := time.NewTicker(w.opts.FlushInterval)
+	defer ticker.Stop()
+	var (
+		batch []*collector.Fact
+		size  int64
+	)
+	for {
+		select {
+		case <-ctx.Done():
+			w.drain(ctx, batch)
+			return nil
+		case f := <-w.queue:
+			batch = append(batch, f)
+			if size += factSize(f); len(batch) >= w.opts.BatchSize || size >= w.opts.BatchBytes {
+				w.flush(ctx, batch, w.opts.Retries)
+				batch, size = nil, 0
+			}
+		case <-ticker.C:
+			if len(batch) > 0 {
+				w.flush(ctx, batch, w.opts.Retries)
+				batch, size = nil, 0
+			}
+			w.replay(ctx)
+		}
+	}
+}
+
+// factSize approximates a fact's bytes: its bodies and chunks plus the
+// fixed part.
+func factSize(f *collector.Fact) int64 {
+	n := 512 + len(f.RequestBody) + len(f.ResponseBody) + 8*len(f.ChunkOffsetUs)
+	for _, c := range f.Chunks {
+		n += len(c)
+	}
+	return int64(n)
+}
+
+func (w *Writer) close() {
+	w.mu.Lock()
+	w.closed = true
+	w.mu.Unlock()
+}
+
+// drain runs once ctx is done: no fact is taken any more, and each queued
+// one is written with one try each batch, or spooled.
+func (w *Writer) drain(ctx context.Context, batch []*collector.Fact) {
+	w.close()
+	start, n := time.Now(), len(batch)
+	var size int64
+	for _, f := range batch {
+		size += factSize(f)
+	}
+	// Enqueue cannot send any more: empty the queue.
+	for more := true; more; {
+		select {
+		case f := <-w.queue:
+			n++
+			batch = append(batch, f)
+			if size += factSize(f); len(batch) >= w.opts.BatchSize || size >= w.opts.BatchBytes {
+				w.flush(ctx, batch, 0)
+				batch, size = nil, 0
+			}
+		default:
+			more = false
+		}
+	}
+	if len(batch) > 0 {
+		w.flush(ctx, batch, 0)
+	}
+	w.log.Info("writer stopped", "drained", n, "took", time.Since(start), "spooled_batches", w.Stats().SpooledBatches)
+}
+
+// flush writes a batch to ClickHouse or, failing that, to the spool.
+func (w *Writer) flush(ctx context.Context, batch []*collector.Fact, retries int) {
+	n := len(batch)
+	defer w.queued.Add(-int64(n))
+	if w.down && time.Now().Before(w.nextProbe) {
+		w.toSpool(batch, errors.New("ClickHouse is down"))
+		return
+	}
+	if w.down {
+		retries = 0 // a probe: one try
+	}
+	start := time.Now()
+	err := w.insert(ctx, batch)
+	for try := 1; err != nil && try <= retries; try++ {
+		if time.Since(start) >= w.opts.WriteTimeout {
+			break // a server that hangs gets no more tries: spool
+		}
+		w.log.Warn("insert failed; retrying", "rows", n, "try", try, "of", retries+1, "err", err)
+		if !sleep(ctx, w.opts.RetryBackoff<<(try-1)) {
+			break // shutting down: spool rather than wait
+		}
+		err = w.insert(ctx, batch)
+	}
+	if err != nil {
+		w.markDown(err)
+		w.toSpool(batch, err)
+		return
+	}
+	w.written.Add(uint64(n))
+	w.markUp()
+}
+
+// insert sends one batch as one INSERT. Its context is not ctx's
+// cancellation: an insert cut off half-way leaves its outcome unknown.
+func (w *Writer) insert(ctx context.Context, facts []*collector.Fact) error {
+	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.opts.WriteTimeout)
+	defer cancel()
+	err := w.send(ictx, facts)
+	if err != nil {
+		w.writeErrors.Add(1)
+	}
+	return err
+}
+
+func (w *Writer) send(ctx context.Context, facts []*collector.Fact) error {
+	b, err := w.conn.PrepareBatch(ctx, w.insertSQL)
+	if err != nil {
+		return fmt.Errorf("prepare insert: %w", err)
+	}
+	defer func() { _ = b.Close() }()
+	now := time.Now()
+	for _, f := range facts {
+		r := toRow(f, now)
+		if err := b.Append(r.values()...); err != nil {
+			return fmt.Errorf("append request %q: %w", f.RequestID, err)
+		}
+	}
+	if err := b.Send(); err != nil {
+		return fmt.Errorf("insert %d rows: %w", len(facts), err)
+	}
+	return nil
+}
+
+// toSpool stores a batch ClickHouse did not take, or counts it lost.
+func (w *Writer) toSpool(batch []*collector.Fact, cause error) {
+	n := len(batch)
+	if w.spool == nil {
+		w.spoolDropped.Add(uint64(n))
+		w.log.Error("batch dropped: ClickHouse refused it and there is no spool (set a spool folder)", "rows", n, "cause", cause)
+		return
+	}
+	name, size, err := w.spool.write(batch)
+	switch {
+	case errors.Is(err, errSpoolFull):
+		w.spoolDropped.Add(uint64(n))
+		w.log.Error("batch dropped: spool full (raise the spool limit or bring ClickHouse back)",
+			"rows", n, "batch_bytes", size, "spool_bytes", w.spool.bytes.Load(), "limit", w.spool.max, "cause", cause)
+	case err != nil:
+		w.spoolDropped.Add(uint64(n))
+		w.spoolErrors.Add(1)
+		w.log.Error("batch dropped: cannot write to the spool", "rows", n, "err", err, "cause", cause)
+	default:
+		w.log.Warn("batch spooled", "rows", n, "file", name, "bytes", size,
+			"spooled_batches", w.spool.count.Load(), "cause", cause)
+	}
+}
+
+// replay inserts spooled batches, oldest first, while ClickHouse takes
+// them, the queue is not backing up and FlushInterval is not used up.
+func (w *Writer) replay(ctx context.Context) {
+	if w.spool == nil || w.spool.empty() {
+		return
+	}
+	now := time.Now()
+	if w.down {
+		if now.Before(w.nextProbe) {
+			return
+		}
+		pctx, cancel := context.WithTimeout(ctx, w.opts.WriteTimeout)
+		err := w.conn.Ping(pctx)
+		cancel()
+		if err != nil {
+			w.markDown(err)
+			return
+		}
+		w.markUp()
+	}
+	if now.Before(w.replayAt) {
+		return
+	}
+	deadline := now.Add(w.opts.FlushInterval)
+	for ctx.Err() == nil && len(w.queue) < w.opts.BatchSize && time.Now().Before(deadline) {
+		names, facts := w.gather()
+		if len(names) == 0 {
+			return
+		}
+		if err := w.insert(ctx, facts); err != nil {
+			var ex *proto.Exception
+			switch {
+			case !errors.As(err, &ex):
+				w.markDown(err)
+			case len(names) > 1:
+				// The server refused something in these files: send
+				// them one by one to find which.
+				w.replayOne = true
+				w.log.Warn("replay refused by ClickHouse; retrying file by file", "files", len(names), "rows", len(facts), "err", err)
+			default:
+				// It refused this file: try it later, and keep writing
+				// new batches meanwhile.
+				w.replayWait = nextBackoff(w.replayWait, w.opts.RetryBackoff, w.opts.MaxBackoff)
+				w.replayAt = time.Now().Add(w.replayWait)
+				w.log.Error("replay refused by ClickHouse; will retry", "file", names[0], "rows", len(facts), "retry_in", w.replayWait, "err", err)
+			}
+			return
+		}
+		w.replayed.Add(uint64(len(facts)))
+		w.replayWait, w.replayOne = 0, false
+		for _, name := range names {
+			if err := w.spool.remove(name); err != nil {
+				// Replaying it again later is harmless: the rows replace
+				// themselves (ReplacingMergeTree by request).
+				w.spoolErrors.Add(1)
+				w.log.Error("replayed spool file not removed", "file", name, "err", err)
+			}
+		}
+		w.log.Info("replayed spool files", "files", len(names), "first", names[0], "rows", len(facts), "spooled_batches", w.spool.count.Load())
+	}
+}
+
+// gather reads spool files, oldest first, into one batch of up to
+// BatchSize rows and BatchBytes (always at least one file): many small
+// batches spooled during an outage go back in few INSERTs. Unreadable
+// files are set aside.
+func (w *Writer) gather() (names []string, facts []*collector.Fact) {
+	var size int64
+	for _, name := range w.spool.names() {
+		if len(names) > 0 && (w.replayOne || len(facts) >= w.opts.BatchSize || size >= w.opts.BatchBytes) {
+			break
+		}
+		fs, err := w.spool.read(name)
+		if err != nil {
+			w.spoolErrors.Add(1)
+			qerr := w.spool.quarantine(name)
+			w.log.Error("spool file unreadable; set aside as .corrupt", "file", name, "err", err, "quarantine_err", qerr)
+			continue
+		}
+		if len(names) > 0 && len(facts)+len(fs) > w.opts.BatchSize {
+			break
+		}
+		names = append(names, name)
+		facts = append(facts, fs...)
+		for _, f := range fs {
+			size += factSize(f)
+		}
+	}
+	return names, facts
+}
+
+func (w *Writer) markDown(err error) {
+	w.probeWait = nextBackoff(w.probeWait, w.opts.RetryBackoff, w.opts.MaxBackoff)
+	w.nextProbe = time.Now().Add(w.probeWait)
+	if !w.down {
+		w.log.Error("ClickHouse unavailable; spooling batches until it answers", "err", err, "probe_in", w.probeWait)
+	}
+	w.down = true
+}
+
+func (w *Writer) markUp() {
+	if w.down {
+		w.log.Info("ClickHouse answers again")
+	}
+	w.down = false
+	w.probeWait = 0
+}
+
+func nextBackoff(cur, first, limit time.Duration) time.Duration {
+	if cur <= 0 {
+		return first
+	}
+	if cur *= 2; cur > limit {
+		return limit
+	}
+	return cur
+}
+
+// sleep waits d or until ctx is done; false if ctx ended it.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,415 @@
+package clickhouse
+
+import (
+	"github.com/llmtap/llmtap/collector"
+
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/proto"
+)
+
+// fakeConn stands in for ClickHouse: it keeps the request ids of the rows
+// it was sent, and can be down (network errors) or refuse batches holding
+// a poison id (server exceptions).
+type fakeConn struct {
+	driver.Conn // only PrepareBatch and Ping are used
+
+	mu     sync.Mutex
+	down   bool
+	poison string
+	rows   []string
+	sends  int // INSERTs that succeeded
+}
+
+func (c *fakeConn) setDown(down bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.down = down
+}
+
+func (c *fakeConn) stored() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.rows)
+}
+
+func (c *fakeConn) PrepareBatch(ctx context.Context, query string, _ ...driver.PrepareBatchOption) (driver.Batch, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.down {
+		return nil, errors.New("dial tcp 127.0.0.1:9000: connect: connection refused")
+	}
+	return &fakeBatch{conn: c}, nil
+}
+
+func (c *fakeConn) Ping(context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.down {
+		return errors.New("dial tcp 127.0.0.1:9000: connect: connection refused")
+	}
+	return nil
+}
+
+type fakeBatch struct {
+	driver.Batch
+	conn *fakeConn
+	ids  []string
+}
+
+func (b *fakeBatch) Append(v ...any) error {
+	if len(v) != len(columns) {
+		return fmt.Errorf("expected %d arguments, got %d", len(columns), len(v))
+	}
+	b.ids = append(b.ids, v[0].(string))
+	return nil
+}
+
+func (b *fakeBatch) Send() error {
+	c := b.conn
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.down {
+		return errors.New("write tcp: broken pipe")
+	}
+	if c.poison != "" && slices.Contains(b.ids, c.poison) {
+		return &proto.Exception{Code: 53, Message: "Type mismatch"}
+	}
+	c.rows = append(c.rows, b.ids...)
+	c.sends++
+	return nil
+}
+
+func (b *fakeBatch) Close() error { return nil }
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return nil
+}
+
+// startWriter runs a writer until the test ends (or stop is called).
+func startWriter(t *testing.T, conn driver.Conn, o WriterOptions) (w *Writer, stop func()) {
+	t.Helper()
+	if o.Logger == nil {
+		o.Logger = testLogger(t)
+	}
+	w = NewWriter(conn, o)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Run: %v", err)
+				}
+			case <-time.After(15 * time.Second): // WriteTimeout (10s) and some
+				t.Error("Run did not return after cancel")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return w, stop
+}
+
+func enqueue(t *testing.T, w *Writer, from, n int) []string {
+	t.Helper()
+	ids := make([]string, 0, n)
+	for i := from; i < from+n; i++ {
+		f := testFact(i)
+		if err := w.Enqueue(f); err != nil {
+			t.Fatalf("Enqueue %d: %v", i, err)
+		}
+		ids = append(ids, f.RequestID)
+	}
+	return ids
+}
+
+func TestWriterFlushesBySize(t *testing.T) {
+	conn := &fakeConn{}
+	w, stop := startWriter(t, conn, WriterOptions{BatchSize: 10, FlushInterval: time.Hour})
+	ids := enqueue(t, w, 0, 25)
+	waitFor(t, "two full batches", func() bool { return w.Stats().Written == 20 })
+	time.Sleep(20 * time.Millisecond)
+	if st := w.Stats(); st.Written != 20 || st.Queued != 5 {
+		t.Fatalf("the partial batch was flushed early: %+v", st)
+	}
+	stop() // drains the rest
+	if got := conn.stored(); !slices.Equal(got, ids) {
+		t.Errorf("stored %v, want %v", got, ids)
+	}
+	if st := w.Stats(); st.Written != 25 || st.Queued != 0 || st.WriteErrors != 0 {
+		t.Errorf("stats after drain: %+v", st)
+	}
+}
+
+func TestWriterFlushesByBytes(t *testing.T) {
+	conn := &fakeConn{}
+	in := facts(0, 3)
+	var size int64
+	for _, f := range in {
+		f.RequestBody = strings.Repeat("x", 1024)
+		size += factSize(f)
+	}
+	w, _ := startWriter(t, conn, WriterOptions{BatchSize: 1000, BatchBytes: size, FlushInterval: time.Hour})
+	for i, f := range in {
+		if err := w.Enqueue(f); err != nil {
+			t.Fatal(err)
+		}
+		if i < 2 {
+			time.Sleep(10 * time.Millisecond)
+			if n := len(conn.stored()); n != 0 {
+				t.Fatalf("flushed after %d facts, under BatchBytes", i+1)
+			}
+		}
+	}
+	waitFor(t, "a flush by bytes", func() bool { return len(conn.stored()) == 3 })
+}
+
+func TestWriterFlushesByInterval(t *testing.T) {
+	conn := &fakeConn{}
+	w, _ := startWriter(t, conn, WriterOptions{BatchSize: 1000, FlushInterval: 20 * time.Millisecond})
+	enqueue(t, w, 0, 3)
+	waitFor(t, "the interval flush", func() bool { return len(conn.stored()) == 3 })
+}
+
+func TestEnqueueNeverBlocks(t *testing.T) {
+	w := NewWriter(&fakeConn{}, WriterOptions{QueueSize: 5}) // not running
+	enqueue(t, w, 0, 5)
+	start := time.Now()
+	if err := w.Enqueue(testFact(5)); !errors.Is(err, ErrQueueFull) || !errors.Is(err, collector.ErrQueueFull) {
+		t.Fatalf("Enqueue on a full queue: %v, want ErrQueueFull", err)
+	}
+	if d := time.Since(start); d > 10*time.Millisecond {
+		t.Errorf("Enqueue on a full queue took %s", d)
+	}
+	if st := w.Stats(); st.Queued != 5 || st.Rejected != 1 {
+		t.Errorf("stats: %+v", st)
+	}
+	if err := w.Enqueue(nil); err == nil {
+		t.Error("Enqueue(nil) accepted")
+	}
+}
+
+func TestWriterSpoolsWhileDownAndReplays(t *testing.T) {
+	conn := &fakeConn{down: true}
+	dir := t.TempDir()
+	w, _ := startWriter(t, conn, WriterOptions{
+		BatchSize: 10, FlushInterval: 10 * time.Millisecond, SpoolDir: dir,
+		Retries: 2, RetryBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond,
+	})
+	ids := enqueue(t, w, 0, 50)
+	waitFor(t, "every batch spooled", func() bool { st := w.Stats(); return st.Queued == 0 && st.SpooledBatches > 0 })
+	st := w.Stats()
+	if st.WriteErrors < 3 || st.Written != 0 || st.SpooledBytes <= 0 || st.SpoolDropped != 0 {
+		t.Fatalf("while down: %+v (want ≥3 write errors: one try and two retries)", st)
+	}
+
+	conn.setDown(false)
+	waitFor(t, "the spool to empty", func() bool { return w.Stats().SpooledBatches == 0 })
+	if got := conn.stored(); !slices.Equal(got, ids) {
+		t.Errorf("replayed %v,\nwant oldest first %v", got, ids)
+	}
+	if st := w.Stats(); st.Replayed != 50 || st.SpooledBytes != 0 || st.Written != 0 {
+		t.Errorf("after replay: %+v", st)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("spool files left: %v", entries)
+	}
+	// Back to normal writing.
+	more := enqueue(t, w, 50, 10)
+	waitFor(t, "a normal write", func() bool { return w.Stats().Written == 10 })
+	if got := conn.stored(); !slices.Equal(got[50:], more) {
+		t.Errorf("after recovery stored %v", got[50:])
+	}
+}
+
+func TestWriterDrainsToSpoolWhenDown(t *testing.T) {
+	conn := &fakeConn{down: true}
+	dir := t.TempDir()
+	w, stop := startWriter(t, conn, WriterOptions{BatchSize: 100, FlushInterval: time.Hour, SpoolDir: dir})
+	ids := enqueue(t, w, 0, 30)
+	stop()
+	if err := w.Enqueue(testFact(99)); !errors.Is(err, ErrClosed) {
+		t.Errorf("Enqueue after Run returned: %v, want ErrClosed", err)
+	}
+	st := w.Stats()
+	if st.Queued != 0 || st.SpooledBatches != 1 || st.SpoolDropped != 0 {
+		t.Fatalf("after drain: %+v", st)
+	}
+	s := mustOpenSpool(t, dir, 1<<30)
+	got, err := s.read(first(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gotIDs []string
+	for _, f := range got {
+		gotIDs = append(gotIDs, f.RequestID)
+	}
+	if !slices.Equal(gotIDs, ids) {
+		t.Errorf("spooled %v, want %v", gotIDs, ids)
+	}
+}
+
+func TestWriterReplaysEarlierRunsSpool(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpenSpool(t, dir, 1<<30)
+	var ids []string
+	for b := range 3 {
+		batch := facts(b*4, 4)
+		if _, _, err := s.write(batch); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range batch {
+			ids = append(ids, f.RequestID)
+		}
+	}
+	conn := &fakeConn{}
+	w, _ := startWriter(t, conn, WriterOptions{FlushInterval: 10 * time.Millisecond, SpoolDir: dir})
+	if st := w.Stats(); st.SpooledBatches != 0 && st.SpooledBatches != 3 {
+		t.Errorf("spool gauge at start: %d", st.SpooledBatches)
+	}
+	waitFor(t, "the old spool to replay", func() bool { return w.Stats().Replayed == 12 })
+	if got := conn.stored(); !slices.Equal(got, ids) {
+		t.Errorf("replayed %v, want %v", got, ids)
+	}
+}
+
+func TestWriterRefusedSpoolFileDoesNotBlockWrites(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpenSpool(t, dir, 1<<30)
+	poisoned := facts(1000, 3)
+	if _, _, err := s.write(poisoned); err != nil {
+		t.Fatal(err)
+	}
+	conn := &fakeConn{poison: poisoned[1].RequestID}
+	w, _ := startWriter(t, conn, WriterOptions{
+		BatchSize: 5, FlushInterval: 10 * time.Millisecond, SpoolDir: dir,
+		RetryBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond,
+	})
+	waitFor(t, "a refused replay", func() bool { return w.Stats().WriteErrors > 0 })
+	ids := enqueue(t, w, 0, 20)
+	waitFor(t, "new batches written", func() bool { return w.Stats().Written == 20 })
+	if got := conn.stored(); !slices.Equal(got, ids) {
+		t.Errorf("stored %v", got)
+	}
+	if st := w.Stats(); st.SpooledBatches != 1 || st.Replayed != 0 || st.SpoolDropped != 0 {
+		t.Errorf("the refused file should wait in the spool: %+v", st)
+	}
+}
+
+func TestWriterReplayGroupsFiles(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpenSpool(t, dir, 1<<30)
+	var ids []string
+	for b := range 10 {
+		batch := facts(b*3, 3)
+		if _, _, err := s.write(batch); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range batch {
+			ids = append(ids, f.RequestID)
+		}
+	}
+	conn := &fakeConn{}
+	w, _ := startWriter(t, conn, WriterOptions{BatchSize: 12, FlushInterval: 10 * time.Millisecond, SpoolDir: dir})
+	waitFor(t, "the spool to replay", func() bool { return w.Stats().Replayed == 30 })
+	if got := conn.stored(); !slices.Equal(got, ids) {
+		t.Errorf("replayed %v, want %v", got, ids)
+	}
+	conn.mu.Lock()
+	defer conn.mu.Unlock()
+	if conn.sends != 3 { // 4+4+2 files of 3 rows under BatchSize 12
+		t.Errorf("%d INSERTs for 10 files, want 3", conn.sends)
+	}
+}
+
+func TestWriterIsolatesRefusedFile(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpenSpool(t, dir, 1<<30)
+	for b := range 3 {
+		if _, _, err := s.write(facts(b*3, 3)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn := &fakeConn{poison: testFact(4).RequestID} // in the second file
+	w, _ := startWriter(t, conn, WriterOptions{FlushInterval: 10 * time.Millisecond, SpoolDir: dir, RetryBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond})
+	waitFor(t, "the first file alone to replay", func() bool { return w.Stats().Replayed == 3 })
+	time.Sleep(50 * time.Millisecond)
+	if st := w.Stats(); st.Replayed != 3 || st.SpooledBatches != 2 || st.SpoolDropped != 0 {
+		t.Errorf("%+v: want the first file replayed, the refused one and the one behind it kept", st)
+	}
+}
+
+func TestWriterCountsWhatItDrops(t *testing.T) {
+	tests := []struct {
+		desc string
+		opts WriterOptions
+	}{
+		{desc: "spool full", opts: WriterOptions{SpoolMaxBytes: 10}},
+		{desc: "no spool", opts: WriterOptions{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.desc, func(t *testing.T) {
+			o := tt.opts
+			o.BatchSize, o.FlushInterval, o.Retries = 10, time.Hour, -1
+			if o.SpoolMaxBytes > 0 {
+				o.SpoolDir = t.TempDir()
+			}
+			w, stop := startWriter(t, &fakeConn{down: true}, o)
+			enqueue(t, w, 0, 25)
+			stop()
+			if st := w.Stats(); st.SpoolDropped != 25 || st.Queued != 0 || st.SpooledBatches != 0 {
+				t.Errorf("%+v: want all 25 counted as dropped", st)
+			}
+		})
+	}
+}
+
+func TestWriterRunTwice(t *testing.T) {
+	w, _ := startWriter(t, &fakeConn{}, WriterOptions{})
+	waitFor(t, "Run to start", func() bool { return w.running.Load() })
+	if err := w.Run(context.Background()); err == nil {
+		t.Error("second Run returned nil")
+	}
+}
+
+func TestWriterBadSpoolDir(t *testing.T) {
+	file := t.TempDir() + "/file"
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w := NewWriter(&fakeConn{}, WriterOptions{SpoolDir: file + "/spool"})
+	if err := w.Run(context.Background()); err == nil {
+		t.Fatal("Run with an unusable spool folder returned nil")
+	}
+	if err := w.Enqueue(testFact(0)); !errors.Is(err, ErrClosed) {
+		t.Errorf("Enqueue after a failed Run: %v, want ErrClosed", err)
+	}
+}
