@@ -45,11 +45,12 @@ lint:
 	@scripts/install.sh
 	shellcheck -x scripts/*.sh .ci/run
 
-## bench: throughput and latency through the real Traefik (bare, noop, llmtap)
-## and the plugin's per-request cost under Yaegi
+## bench: throughput and latency through the real Traefik (bare, noop, llmtap),
+## the plugin's per-request cost under Yaegi, and ingest into ClickHouse
 bench:
 	cd tools/yaegibench && $(GO) test -run '^$$' -bench . -benchtime 20000x -count 3
 	scripts/bench.sh
+	scripts/bench-ingest.sh
 
 ## demo: Traefik with the plugin in front of a mock LLM upstream; prints the
 ## records the plugin sends

@@ -134,7 +134,7 @@ func Default() *Config {
 			MaxOpenConns:  4,
 			BatchSize:     5000,
 			FlushInterval: Duration(time.Second),
-			QueueSize:     100000,
+			QueueSize:     20000,
 			Retention:     Duration(30 * 24 * time.Hour),
 			BodyRetention: Duration(7 * 24 * time.Hour),
 			SpoolMaxBytes: 1 << 30,

@@ -259,7 +259,7 @@ func TestLogValue(t *testing.T) {
 		"config.clickhouse.username=default", "config.clickhouse.password=[redacted]",
 		"config.clickhouse.dial_timeout=5s", "config.clickhouse.max_open_conns=4",
 		"config.clickhouse.batch_size=5000", "config.clickhouse.flush_interval=1s",
-		"config.clickhouse.queue_size=100000", "config.clickhouse.retention=720h",
+		"config.clickhouse.queue_size=20000", "config.clickhouse.retention=720h",
 		"config.clickhouse.body_retention=168h", "config.clickhouse.spool_dir=",
 		"config.clickhouse.spool_max_bytes=1GiB", `config.clickhouse.cluster=""`,
 		"config.redis.addr=127.0.0.1:6379", "config.redis.password=[redacted]", "config.redis.db=0",

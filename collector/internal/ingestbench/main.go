@@ -1,0 +1,196 @@
+// Command ingestbench measures the collector's ingest into ClickHouse: it
+// posts N realistic records (OpenAI-style SSE streams with bodies and
+// write timings) as gzip NDJSON batches from several workers, waits until
+// the collector reports them all written, and prints records per second
+// and the collector's peak memory. scripts/bench.sh runs it against a
+// real collector and ClickHouse on loopback.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	llmtap "github.com/llmtap/llmtap/plugin"
+)
+
+func main() {
+	base := flag.String("url", "http://127.0.0.1:7480", "collector base URL")
+	token := flag.String("token", "", "ingest token")
+	n := flag.Int("records", 100000, "records to send")
+	batch := flag.Int("batch", 64, "records per POST (the plugin's batchSize)")
+	workers := flag.Int("workers", 8, "concurrent senders")
+	pid := flag.Int("pid", 0, "collector pid, for its peak memory")
+	flag.Parse()
+	if err := run(*base, *token, *n, *batch, *workers, *pid); err != nil {
+		fmt.Fprintln(os.Stderr, "ingestbench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(base, token string, n, batch, workers, pid int) error {
+	start0, err := written(base)
+	if err != nil {
+		return err
+	}
+	bodies := encode(n, batch)
+	var next atomic.Int64
+	var retries atomic.Int64
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	begin := time.Now()
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(bodies) {
+					return
+				}
+				for {
+					status, err := post(base, token, bodies[i])
+					if err != nil {
+						errs <- err
+						return
+					}
+					if status == http.StatusAccepted {
+						break
+					}
+					if status != http.StatusServiceUnavailable {
+						errs <- fmt.Errorf("ingest answered %d", status)
+						return
+					}
+					retries.Add(1) // queue full: back off as the plugin would
+					time.Sleep(50 * time.Millisecond)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return err
+	}
+	accepted := time.Since(begin)
+	for {
+		got, err := written(base)
+		if err != nil {
+			return err
+		}
+		if got-start0 >= int64(n) {
+			break
+		}
+		if time.Since(begin) > 5*time.Minute {
+			return fmt.Errorf("only %d of %d records written after 5 minutes", got-start0, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	total := time.Since(begin)
+	fmt.Printf("records=%d batch=%d workers=%d accepted_in=%.2fs stored_in=%.2fs rate=%.0f/s retries_503=%d peak_rss=%s\n",
+		n, batch, workers, accepted.Seconds(), total.Seconds(), float64(n)/total.Seconds(), retries.Load(), peakRSS(pid))
+	return nil
+}
+
+// encode prepares every POST body up front, so the benchmark measures the
+// collector, not the sender.
+func encode(n, batch int) [][]byte {
+	var out [][]byte
+	now := time.Now().UnixNano()
+	for i := 0; i < n; i += batch {
+		var buf bytes.Buffer
+		zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+		enc := json.NewEncoder(zw)
+		for j := i; j < i+batch && j < n; j++ {
+			_ = enc.Encode(record(j, now))
+		}
+		_ = zw.Close()
+		out = append(out, buf.Bytes())
+	}
+	return out
+}
+
+func record(i int, now int64) *llmtap.Record {
+	r := &llmtap.Record{
+		V: llmtap.RecordVersion, RequestID: fmt.Sprintf("bench-%d-%d", now, i), StartUnixNs: now + int64(i)*1000,
+		Route: []string{"openai", "anthropic", "vllm"}[i%3], Tenant: fmt.Sprintf("team-%d", i%20), TenantSource: llmtap.TenantFromHeader,
+		Method: "POST", Host: "llm.internal", Path: "/v1/chat/completions", RequestContentType: "application/json",
+		RequestBody: []byte(`{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Summarize the quarterly report in three bullet points."}]}`),
+		Status: 200, Outcome: llmtap.OutcomeCompleted, ResponseContentType: "text/event-stream", Streaming: true,
+		HeaderNs: 80e6, DurationNs: 2e9,
+	}
+	var body []byte
+	for k := 0; k < 40; k++ {
+		body = append(body, fmt.Sprintf(`data: {"id":"chatcmpl-%d","object":"chat.completion.chunk","model":"gpt-4o-mini","choices":[{"index":0,"delta":{"content":"word%d "}}]}`+"\n\n", i, k)...)
+		r.WriteEnds = append(r.WriteEnds, int64(len(body)))
+		r.WriteNs = append(r.WriteNs, int64(100+k*40)*1e6)
+	}
+	body = append(body, `data: {"id":"x","object":"chat.completion.chunk","model":"gpt-4o-mini","choices":[],"usage":{"prompt_tokens":21,"completion_tokens":40,"total_tokens":61}}`+"\n\ndata: [DONE]\n\n"...)
+	r.WriteEnds = append(r.WriteEnds, int64(len(body)))
+	r.WriteNs = append(r.WriteNs, 1.9e9)
+	r.ResponseHead, r.ResponseTailOffset, r.ResponseBytes = body, int64(len(body)), int64(len(body))
+	return r
+}
+
+func post(base, token string, body []byte) (int, error) {
+	req, err := http.NewRequest(http.MethodPost, base+llmtap.RecordsPath, bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Encoding", "gzip")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// written reads llmtap_storage_written_total from the collector's metrics.
+func written(base string) (int64, error) {
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "llmtap_storage_written_total "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			return int64(f), err
+		}
+	}
+	return 0, fmt.Errorf("no llmtap_storage_written_total at %s/metrics", base)
+}
+
+// peakRSS is the process's high-water resident memory (VmHWM).
+func peakRSS(pid int) string {
+	if pid == 0 {
+		return "-"
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return "-"
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			return strings.Join(strings.Fields(v), "")
+		}
+	}
+	return "-"
+}
