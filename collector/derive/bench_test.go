@@ -2,8 +2,9 @@ package derive
 
 import (
 	"encoding/json"
-	llmtap "github.com/llmtap/llmtap/plugin"
 	"testing"
+
+	llmtap "github.com/llmtap/llmtap/plugin"
 )
 
 // BenchmarkDecodeAndDerive: what the collector spends per record before

@@ -127,7 +127,7 @@ func record(i int, now int64) *llmtap.Record {
 		Route: []string{"openai", "anthropic", "vllm"}[i%3], Tenant: fmt.Sprintf("team-%d", i%20), TenantSource: llmtap.TenantFromHeader,
 		Method: "POST", Host: "llm.internal", Path: "/v1/chat/completions", RequestContentType: "application/json",
 		RequestBody: []byte(`{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Summarize the quarterly report in three bullet points."}]}`),
-		Status: 200, Outcome: llmtap.OutcomeCompleted, ResponseContentType: "text/event-stream", Streaming: true,
+		Status:      200, Outcome: llmtap.OutcomeCompleted, ResponseContentType: "text/event-stream", Streaming: true,
 		HeaderNs: 80e6, DurationNs: 2e9,
 	}
 	var body []byte
