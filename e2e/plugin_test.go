@@ -44,6 +44,10 @@ func TestStreamsArriveEventByEvent(t *testing.T) {
 			for _, host := range []string{"bare.test", "tap.test"} {
 				start := time.Now()
 				resp := send(t, host, http.MethodPost, path, strings.NewReader(`{"model":"m","stream":true}`))
+				if resp.StatusCode != http.StatusOK {
+					body, _ := io.ReadAll(resp.Body)
+					t.Fatalf("%s: %s %q", host, resp.Status, body)
+				}
 				timing[host] = arrivals(t, resp.Body, start)
 				resp.Body.Close()
 				ids[host] = resp.Header.Get("X-Request-Id")

@@ -139,15 +139,19 @@ func startTraefik(bin, dir, entry, upstreamURL, collectorURL string) (func(), er
 		_ = logFile.Close()
 	}
 	deadline := time.Now().Add(60 * time.Second)
-	for {
+	ready := func(host string) bool {
 		req, _ := http.NewRequest(http.MethodGet, "http://"+entry+"/json", nil)
-		req.Host = "tap.test"
+		req.Host = host
 		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return stop, nil
-			}
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}
+	for {
+		if ready("tap.test") && ready("bare.test") {
+			return stop, nil
 		}
 		select {
 		case <-exited:

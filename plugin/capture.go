@@ -29,6 +29,7 @@ type captureWriter struct {
 	h       http.Header  // rw.Header(), fetched once
 	flusher http.Flusher // set for streaming responses only
 	set     *settings
+	active  *int64 // the sender's count of streams in flight
 	req     *http.Request
 	start   time.Time
 
@@ -91,10 +92,14 @@ func upstreamID(r *Record, id string) {
 	}
 }
 
-// streaming sets the response up to be flushed after every write.
+// streaming sets the response up to be flushed after every write, and
+// counts it among the active streams until finish.
 func streaming(c *captureWriter) {
 	c.flusher, _ = c.rw.(http.Flusher)
 	c.rec.Streaming = c.flusher != nil
+	if c.rec.Streaming && c.active != nil {
+		atomic.AddInt64(c.active, 1)
+	}
 }
 
 func (c *captureWriter) Write(p []byte) (int, error) {
@@ -208,6 +213,9 @@ func finish(sd *sender, c *captureWriter) {
 	// The context is read only when the request may have been cut short:
 	// two calls spared on every plain response.
 	if !c.returned || r.Status >= 400 || r.Status == 0 || r.Streaming {
+		if r.Streaming && c.active != nil {
+			atomic.AddInt64(c.active, -1)
+		}
 		switch {
 		case c.req.Context().Err() != nil:
 			r.Outcome = OutcomeClientCancelled

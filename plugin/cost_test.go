@@ -32,7 +32,7 @@ func benchObservation(b *testing.B) (*captureWriter, *settings) {
 
 func BenchmarkRecord(b *testing.B) {
 	cw, _ := benchObservation(b)
-	cw.WriteHeader(200)
+	cw.WriteHeader(http.StatusOK)
 	_, _ = cw.Write([]byte(`{"usage":{"total_tokens":3}}`))
 	keys := map[string]string{}
 	b.ReportAllocs()
@@ -52,7 +52,7 @@ func BenchmarkWriteHeaderAndWrite(b *testing.B) {
 		cw.rec.WriteEnds = cw.rec.WriteEnds[:0]
 		cw.rec.WriteNs = cw.rec.WriteNs[:0]
 		cw.head = cw.head[:0]
-		cw.WriteHeader(200)
+		cw.WriteHeader(http.StatusOK)
 		_, _ = cw.Write(body)
 	}
 }

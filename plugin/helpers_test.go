@@ -20,6 +20,7 @@ type collectorStub struct {
 	mu      sync.Mutex
 	batches [][]Record
 	dropped []string // Llmtap-Dropped header of each batch
+	active  []string // Llmtap-Active-Streams header of each POST, empty batches too
 	auth    []string
 	status  int // answer; 0 means 202
 	hold    chan struct{}
@@ -43,6 +44,9 @@ func (c *collectorStub) serve(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(status)
 		return
 	}
+	c.mu.Lock()
+	c.active = append(c.active, r.Header.Get(HeaderActiveStreams))
+	c.mu.Unlock()
 	zr, err := gzip.NewReader(r.Body)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)

@@ -39,7 +39,7 @@ func New(_ context.Context, next http.Handler, config *Config, name string) (htt
 }
 
 func (m *Middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
-	c := &captureWriter{rw: rw, h: rw.Header(), req: req, set: m.set, start: time.Now(), rec: &Record{V: RecordVersion}}
+	c := &captureWriter{rw: rw, h: rw.Header(), req: req, set: m.set, active: m.sender.active, start: time.Now(), rec: &Record{V: RecordVersion}}
 	if v := req.Header[HeaderRequestID]; len(v) > 0 && v[0] != "" && len(v[0]) <= maxIDLen {
 		c.rec.RequestID = v[0]
 	} else {

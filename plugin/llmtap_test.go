@@ -193,3 +193,51 @@ func TestClientCancelIsRecorded(t *testing.T) {
 		t.Errorf("outcome %q bytes %d, want %q 13", r.Outcome, r.ResponseBytes, OutcomeClientCancelled)
 	}
 }
+
+// TestActiveStreamsReported: while a stream is open and no record is due,
+// the sender posts empty batches saying one stream is active; once it
+// ends, its record comes with zero.
+func TestActiveStreamsReported(t *testing.T) {
+	col := newCollectorStub(t)
+	s := testSettings(t, col.srv.URL, nil)
+	release := make(chan struct{})
+	srv := tapped(t, s, startSender(t, s), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = io.WriteString(w, "data: 1\n\n")
+		<-release
+	}))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		resp, err := http.Get(srv.URL)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
+		}
+	}()
+	waitFor := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			col.mu.Lock()
+			n := len(col.active)
+			last := ""
+			if n > 0 {
+				last = col.active[n-1]
+			}
+			col.mu.Unlock()
+			if last == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("last active streams report %q, want %q", last, want)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitFor("1")
+	close(release)
+	<-done
+	col.records(t, 1)
+	waitFor("0")
+}

@@ -18,6 +18,17 @@ const (
 	// its last acknowledged batch, so that losses are counted, not silent.
 	HeaderDropped = "Llmtap-Dropped"
 
+	// HeaderActiveStreams is set on every batch POST to how many streaming
+	// responses pass through the sender's middlewares now; with
+	// HeaderSender it lets the collector sum active streams across proxies.
+	// A sender with active streams and no records to send posts an empty
+	// batch every flush interval, so the count stays fresh.
+	HeaderActiveStreams = "Llmtap-Active-Streams"
+
+	// HeaderSender identifies the sending plugin instance (random, per
+	// process and configuration).
+	HeaderSender = "Llmtap-Sender"
+
 	// HeaderRequestID is reused when the client sends it, made otherwise,
 	// passed upstream and returned to the client.
 	HeaderRequestID = "X-Request-Id"

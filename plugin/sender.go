@@ -56,7 +56,12 @@ type sender struct {
 	backoff   time.Duration
 
 	dropped int64 // records lost since the last acknowledged batch (atomic)
-	done    chan struct{}
+	// active counts streaming responses in flight (atomic). It is a
+	// pointer the capture writers hold, not a field they reach through
+	// the sender: see finish on recursive types.
+	active *int64
+	id     string // HeaderSender
+	done   chan struct{}
 
 	// Owned by the run goroutine:
 	keys       map[string]string // credential -> tenant
@@ -79,6 +84,8 @@ func newSender(s *settings, log *slog.Logger) *sender {
 			Transport: &http.Transport{MaxIdleConnsPerHost: 2, IdleConnTimeout: time.Minute},
 		},
 		log:     log,
+		active:  new(int64),
+		id:      randomID(),
 		backoff: 200 * time.Millisecond,
 		done:    make(chan struct{}),
 	}
@@ -97,19 +104,28 @@ func (sd *sender) run(ctx context.Context) {
 		close(sd.done)
 	}()
 	batch := make([]*captureWriter, 0, sd.batchSize)
+	beat := time.NewTicker(sd.interval)
+	defer beat.Stop()
+	// No continue or break inside the select: Yaegi v0.16 mishandles them
+	// there (a continue falls through to the code after the select).
 	for {
 		select {
 		case r := <-sd.queue:
 			batch = append(batch[:0], r)
+			if !sd.fill(ctx, &batch) {
+				sd.drain(batch)
+				return
+			}
+			sd.send(ctx, batch)
+		case <-beat.C:
+			if atomic.LoadInt64(sd.active) > 0 {
+				// No record, but streams are open: say so.
+				sd.send(ctx, batch[:0])
+			}
 		case <-ctx.Done():
 			sd.drain(batch[:0])
 			return
 		}
-		if !sd.fill(ctx, &batch) {
-			sd.drain(batch)
-			return
-		}
-		sd.send(ctx, batch)
 	}
 }
 
@@ -197,6 +213,8 @@ func (sd *sender) post(ctx context.Context, body []byte, dropped int64) error {
 	if dropped > 0 {
 		req.Header.Set(HeaderDropped, strconv.FormatInt(dropped, 10))
 	}
+	req.Header.Set(HeaderSender, sd.id)
+	req.Header.Set(HeaderActiveStreams, strconv.FormatInt(atomic.LoadInt64(sd.active), 10))
 	resp, err := sd.client.Do(req)
 	if err != nil {
 		return err

@@ -173,3 +173,26 @@ func TestSenderRegistrySharesByConfig(t *testing.T) {
 		t.Error("different settings share a sender")
 	}
 }
+
+func TestSendersCountStreamsApart(t *testing.T) {
+	a := newSender(testSettings(t, "http://127.0.0.1:1", nil), discardLogger())
+	b := newSender(testSettings(t, "http://127.0.0.1:1", nil), discardLogger())
+	atomic.AddInt64(a.active, 1)
+	if a.active == b.active || atomic.LoadInt64(b.active) != 0 {
+		t.Errorf("two senders share their stream count: a %d b %d", atomic.LoadInt64(a.active), atomic.LoadInt64(b.active))
+	}
+}
+
+// TestIdleSenderPostsNothing: without records or open streams the sender
+// stays quiet, heartbeat ticks included.
+func TestIdleSenderPostsNothing(t *testing.T) {
+	col := newCollectorStub(t)
+	s := testSettings(t, col.srv.URL, nil) // 20ms flush interval
+	startSender(t, s)
+	time.Sleep(150 * time.Millisecond)
+	col.mu.Lock()
+	defer col.mu.Unlock()
+	if len(col.active) != 0 {
+		t.Errorf("an idle sender posted %d times", len(col.active))
+	}
+}

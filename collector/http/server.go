@@ -35,6 +35,7 @@ type Observer interface {
 	Received(n int)
 	Rejected(reason string)
 	PluginDropped(n int64)
+	ActiveStreams(sender string, n int64)
 }
 
 // Checker reports whether the collector can accept records now.
@@ -104,6 +105,11 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 	}
 	if n, err := strconv.ParseInt(r.Header.Get(llmtap.HeaderDropped), 10, 64); err == nil && n > 0 {
 		s.opt.Observer.PluginDropped(n)
+	}
+	if sender := r.Header.Get(llmtap.HeaderSender); sender != "" && len(sender) <= 64 {
+		if n, err := strconv.ParseInt(r.Header.Get(llmtap.HeaderActiveStreams), 10, 64); err == nil && n >= 0 {
+			s.opt.Observer.ActiveStreams(sender, n)
+		}
 	}
 	body := http.MaxBytesReader(w, r.Body, s.opt.MaxBodyBytes)
 	var src io.Reader = body

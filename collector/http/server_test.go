@@ -148,12 +148,21 @@ func TestIngest(t *testing.T) {
 	}
 }
 
-func TestIngestCountsPluginDrops(t *testing.T) {
+func TestIngestCountsPluginReports(t *testing.T) {
 	f := newFixture(t, -1)
 	req := httptest.NewRequest(http.MethodPost, "/v1/records", strings.NewReader(line("a")))
 	req.Header.Set("Authorization", "Bearer tok")
 	req.Header.Set(llmtap.HeaderDropped, "12")
+	req.Header.Set(llmtap.HeaderSender, "proxy-1")
+	req.Header.Set(llmtap.HeaderActiveStreams, "5")
 	f.srv.ServeHTTP(httptest.NewRecorder(), req)
+	if err := testutil.GatherAndCompare(f.reg, strings.NewReader(`
+# HELP llmtap_active_streams Streaming responses open now, summed over the plugins that reported in the last 15 s.
+# TYPE llmtap_active_streams gauge
+llmtap_active_streams 5
+`), "llmtap_active_streams"); err != nil {
+		t.Error(err)
+	}
 	got, err := testutil.GatherAndCount(f.reg, "llmtap_plugin_dropped_records_total")
 	if err != nil || got != 1 {
 		t.Fatalf("series %d, %v", got, err)

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -31,6 +32,7 @@ type Metrics struct {
 	rejected  *capped
 	received  prometheus.Counter
 	dropped   prometheus.Counter
+	active    *activeStreams
 	maxSeries int
 }
 
@@ -90,9 +92,13 @@ func New(reg prometheus.Registerer, maxSeries int) *Metrics {
 		Name: "llmtap_plugin_dropped_records_total",
 		Help: "Records the plugins report they dropped (queue full or undeliverable).",
 	})
-	reg.MustRegister(m.received, m.dropped)
+	m.active = newActiveStreams(time.Now)
+	reg.MustRegister(m.received, m.dropped, m.active)
 	return m
 }
+
+// ActiveStreams records a plugin's report of its open streams.
+func (m *Metrics) ActiveStreams(sender string, n int64) { m.active.report(sender, n) }
 
 // Observe records one fact.
 func (m *Metrics) Observe(f *collector.Fact) {

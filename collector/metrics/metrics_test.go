@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -119,5 +120,32 @@ llmtap_storage_written_total 10
 llmtap_storage_dropped_total 1
 `), "llmtap_storage_queue_depth", "llmtap_storage_spooled_batches", "llmtap_storage_written_total", "llmtap_storage_dropped_total"); err != nil {
 		t.Error(err)
+	}
+}
+
+func TestActiveStreams(t *testing.T) {
+	now := time.Unix(1000, 0)
+	a := newActiveStreams(func() time.Time { return now })
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(a)
+	gauge := func() float64 {
+		t.Helper()
+		mfs, err := reg.Gather()
+		if err != nil || len(mfs) != 1 {
+			t.Fatalf("gather: %v %v", mfs, err)
+		}
+		return mfs[0].GetMetric()[0].GetGauge().GetValue()
+	}
+	a.report("proxy-a", 3)
+	a.report("proxy-b", 2)
+	a.report("proxy-a", 1) // the latest report counts
+	if got := gauge(); got != 3 {
+		t.Errorf("active %v, want 1+2", got)
+	}
+	now = now.Add(10 * time.Second)
+	a.report("proxy-b", 4)
+	now = now.Add(10 * time.Second) // proxy-a silent for 20 s
+	if got := gauge(); got != 4 {
+		t.Errorf("active %v, want 4: a silent proxy no longer counts", got)
 	}
 }
