@@ -41,6 +41,9 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stderr, os.LookupEnv); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
 		fmt.Fprintln(os.Stderr, "llmtap-collector:", err)
 		os.Exit(1)
 	}
@@ -51,6 +54,10 @@ func main() {
 func run(ctx context.Context, args []string, stderr io.Writer, env func(string) (string, bool)) error {
 	fs := flag.NewFlagSet("llmtap-collector", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: llmtap-collector [-config FILE] [-listen ADDR] [migrate]")
+		fs.PrintDefaults()
+	}
 	path := fs.String("config", "", "configuration file (YAML); defaults apply without one")
 	listen := fs.String("listen", "", "listen address, overrides the configuration's listen")
 	if err := fs.Parse(args); err != nil {
