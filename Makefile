@@ -52,8 +52,8 @@ bench:
 	scripts/bench.sh
 	scripts/bench-ingest.sh
 
-## demo: Traefik with the plugin in front of a mock LLM upstream; prints the
-## records the plugin sends
+## demo: ClickHouse, the collector, a mock LLM upstream and Traefik with the
+## plugin; a short workload and what ClickHouse holds
 demo:
 	scripts/demo.sh
 

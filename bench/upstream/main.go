@@ -24,12 +24,13 @@ import (
 	llmtap "github.com/llmtap/llmtap/plugin"
 )
 
-const jsonBody = `{"id":"chatcmpl-bench","object":"chat.completion","model":"bench","choices":[{"index":0,"message":{"role":"assistant","content":"Hello there!"},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":3,"total_tokens":12}}`
+const jsonBody = `{"id":"chatcmpl-bench","object":"chat.completion","model":"mock-1","choices":[{"index":0,"message":{"role":"assistant","content":"Hello there!"},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":3,"total_tokens":12}}`
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:18900", "listen address")
 	events := flag.Int("events", 10, "SSE events per streamed response")
 	gap := flag.Duration("gap", 0, "pause between SSE events")
+	first := flag.Duration("first", 0, "pause before the first SSE event (the true time to first token)")
 	printRecords := flag.Bool("print", false, "print one line per record received")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -46,14 +47,24 @@ func main() {
 		_, _ = io.Copy(io.Discard, r.Body)
 		w.Header().Set("Content-Type", "text/event-stream")
 		f := w.(http.Flusher)
+		w.WriteHeader(http.StatusOK)
+		f.Flush() // headers now, the first token after -first
+		time.Sleep(*first)
 		for i := 0; i < *events; i++ {
 			if i > 0 && *gap > 0 {
 				time.Sleep(*gap)
 			}
-			_, _ = fmt.Fprintf(w, "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"tok%d \"}}]}\n\n", i)
+			_, _ = fmt.Fprintf(w, "data: {\"id\":\"chatcmpl-mock\",\"object\":\"chat.completion.chunk\",\"model\":\"mock-1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"tok%d \"}}]}\n\n", i)
 			f.Flush()
 		}
+		// The usage chunk OpenAI sends with stream_options.include_usage.
+		_, _ = fmt.Fprintf(w, "data: {\"id\":\"chatcmpl-mock\",\"object\":\"chat.completion.chunk\",\"model\":\"mock-1\",\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":%d,\"total_tokens\":%d}}\n\n", *events, 9+*events)
 		_, _ = io.WriteString(w, "data: [DONE]\n\n")
+	})
+	mux.HandleFunc("/error", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = io.WriteString(w, `{"error":{"message":"the mock is overloaded","type":"server_error"}}`)
 	})
 	mux.HandleFunc("POST /v1/records", func(w http.ResponseWriter, r *http.Request) {
 		zr, err := gzip.NewReader(r.Body)
