@@ -157,7 +157,7 @@ func serve(ctx context.Context, cfg *config.Config, conn driver.Conn, log *slog.
 		Store:        store,
 		Derive:       derive.Fact,
 		Observer:     m,
-		Ready:        store.Ping,
+		Ready:        ready(store, writer, cfg.ClickHouse.SpoolDir, int64(cfg.ClickHouse.SpoolMaxBytes)),
 		Gatherer:     reg,
 		Logger:       log,
 	})
@@ -207,4 +207,28 @@ func serve(ctx context.Context, cfg *config.Config, conn driver.Conn, log *slog.
 		return serveErr
 	}
 	return nil
+}
+
+// ready says whether records can be taken: ClickHouse answers, or else the
+// spool can hold what it does not take.
+func ready(store *clickhouse.Store, writer *clickhouse.Writer, spoolDir string, spoolMax int64) apihttp.Checker {
+	return func(ctx context.Context) error {
+		pingErr := store.Ping(ctx)
+		if pingErr == nil {
+			return nil
+		}
+		if spoolDir == "" {
+			return fmt.Errorf("clickhouse: %w; no spool configured", pingErr)
+		}
+		if used := writer.Stats().SpooledBytes; used >= spoolMax {
+			return fmt.Errorf("clickhouse: %w; spool full (%d of %d bytes)", pingErr, used, spoolMax)
+		}
+		probe, err := os.CreateTemp(spoolDir, ".ready-*")
+		if err != nil {
+			return fmt.Errorf("clickhouse: %w; spool not writable: %w", pingErr, err)
+		}
+		_ = probe.Close()
+		_ = os.Remove(probe.Name())
+		return nil // degraded: records go to the spool until ClickHouse is back
+	}
 }

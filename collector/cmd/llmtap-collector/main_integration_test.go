@@ -252,6 +252,15 @@ func TestClickHouseOutage(t *testing.T) {
 	if err := c.ch.Stop(); err != nil {
 		t.Fatal(err)
 	}
+	// ClickHouse is down but the spool takes records: still ready.
+	resp, err := http.Get(c.base + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("readyz answered %d with ClickHouse down and the spool usable", resp.StatusCode)
+	}
 	for b := 1; b < batches-1; b++ {
 		send(b)
 		time.Sleep(100 * time.Millisecond)
@@ -272,7 +281,7 @@ func TestClickHouseOutage(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	resp, err := http.Get(c.base + "/metrics")
+	resp, err = http.Get(c.base + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
