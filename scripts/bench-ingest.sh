@@ -29,7 +29,7 @@ trap cleanup EXIT INT TERM
 collector_up() { curl -sf -o /dev/null "http://127.0.0.1:$PORT/readyz"; }
 
 echo "Ingest into ClickHouse $(clickhouse-client --port "$CLICKHOUSE_TCP_PORT" -q 'SELECT version()') on $(nproc) cores, $RECORDS records of ~6 KB (40-chunk SSE streams)"
-for batch in 1000 5000 10000; do
+for batch in ${BENCH_BATCHES:-1000 2000 5000}; do
 	cat >"$LLMTAP_RUN/collector.yaml" <<YAML
 listen: 127.0.0.1:$PORT
 log:
@@ -38,7 +38,7 @@ clickhouse:
   addr: 127.0.0.1:$CLICKHOUSE_TCP_PORT
   database: llmtap_bench
   batch_size: $batch
-  queue_size: $((batch * 2 > 20000 ? batch * 2 : 20000))
+  queue_size: ${BENCH_QUEUE:-$((batch * 2 > 5000 ? batch * 2 : 5000))}
   spool_dir: $LLMTAP_RUN/spool
   retention: 0s
   body_retention: 0s
@@ -46,6 +46,7 @@ YAML
 	"$LLMTAP_BIN/llmtap-collector" -config "$LLMTAP_RUN/collector.yaml" >"$LLMTAP_RUN/collector.log" 2>&1 &
 	echo $! >"$pidfile"
 	await_start collector "$pidfile" "" collector_up "$LLMTAP_RUN/collector.log"
+	printf "clickhouse.batch_size=%-6s " "$batch"
 	"$LLMTAP_BIN/ingestbench" -url "http://127.0.0.1:$PORT" -records "$RECORDS" -pid "$(cat "$pidfile")"
 	stop_service collector "$pidfile" >/dev/null 2>&1
 done
