@@ -42,6 +42,9 @@ type WriterOptions struct {
 	SpoolDir      string
 	SpoolMaxBytes int64 // default 1 GiB
 	Logger        *slog.Logger
+	// Lost, when set, is told of every acknowledged fact that could be
+	// neither written nor spooled (the storage_error class).
+	Lost func(f *collector.Fact)
 
 	// Retries is how often a failed insert is tried again before its
 	// batch goes to the spool (default 2; negative for none).
@@ -373,6 +376,14 @@ func (w *Writer) send(ctx context.Context, facts []*collector.Fact) error {
 // toSpool stores a batch ClickHouse did not take, or counts it lost.
 func (w *Writer) toSpool(batch []*collector.Fact, cause error) {
 	n := len(batch)
+	lost := true
+	defer func() {
+		if lost && w.opts.Lost != nil {
+			for _, f := range batch {
+				w.opts.Lost(f)
+			}
+		}
+	}()
 	if w.spool == nil {
 		w.spoolDropped.Add(uint64(n))
 		w.log.Error("batch dropped: ClickHouse refused it and there is no spool (set a spool folder)", "rows", n, "cause", cause)
@@ -389,6 +400,7 @@ func (w *Writer) toSpool(batch []*collector.Fact, cause error) {
 		w.spoolErrors.Add(1)
 		w.log.Error("batch dropped: cannot write to the spool", "rows", n, "err", err, "cause", cause)
 	default:
+		lost = false
 		w.log.Warn("batch spooled", "rows", n, "file", name, "bytes", size,
 			"spooled_batches", w.spool.count.Load(), "cause", cause)
 	}

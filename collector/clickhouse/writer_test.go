@@ -413,3 +413,27 @@ func TestWriterBadSpoolDir(t *testing.T) {
 		t.Errorf("Enqueue after a failed Run: %v, want ErrClosed", err)
 	}
 }
+
+// TestWriterReportsLostFacts: without a spool, a batch ClickHouse refuses
+// is lost, counted, and each fact is reported to Lost.
+func TestWriterReportsLostFacts(t *testing.T) {
+	conn := &fakeConn{down: true}
+	var mu sync.Mutex
+	var lost []string
+	w, stop := startWriter(t, conn, WriterOptions{
+		BatchSize: 4, FlushInterval: time.Hour, Retries: -1,
+		Lost: func(f *collector.Fact) {
+			mu.Lock()
+			lost = append(lost, f.RequestID)
+			mu.Unlock()
+		},
+	})
+	ids := enqueue(t, w, 0, 4)
+	waitFor(t, "the batch dropped", func() bool { return w.Stats().SpoolDropped == 4 })
+	stop()
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(lost, ids) {
+		t.Errorf("lost %v, want %v", lost, ids)
+	}
+}

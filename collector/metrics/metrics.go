@@ -74,7 +74,7 @@ func New(reg prometheus.Registerer, maxSeries int) *Metrics {
 	}, []string{"route", "provider", "model", "type"})), maxSeries)
 	m.errors = newCapped(vec(prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "llmtap_errors_total",
-		Help: "Failed requests by route and error class (upstream_timeout, upstream_5xx, upstream_4xx, client_cancel, rate_limited, aborted).",
+		Help: "Failed requests by route and error class (upstream_timeout, upstream_5xx, upstream_4xx, client_cancel, rate_limited, aborted), and records lost by storage (storage_error).",
 	}, []string{"route", "class"})), maxSeries)
 	m.missing = newCapped(vec(prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "llmtap_usage_missing_total",
@@ -126,6 +126,12 @@ func (m *Metrics) Observe(f *collector.Fact) {
 	if f.ErrorType != "" {
 		m.errors.counter(route, string(f.ErrorType)).Inc()
 	}
+}
+
+// Lost counts an acknowledged record that storage could not keep, as the
+// storage_error class.
+func (m *Metrics) Lost(f *collector.Fact) {
+	m.errors.counter(f.Route, string(collector.ErrStorage)).Inc()
 }
 
 // Received counts records accepted at ingest.

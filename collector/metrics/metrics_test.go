@@ -42,7 +42,7 @@ llmtap_requests_total{model="tts-1",provider="openai",route="tts",status_class="
 llmtap_tokens_total{model="gpt-4o",provider="openai",route="openai",type="cache_read"} 40
 llmtap_tokens_total{model="gpt-4o",provider="openai",route="openai",type="input"} 100
 llmtap_tokens_total{model="gpt-4o",provider="openai",route="openai",type="output"} 20
-# HELP llmtap_errors_total Failed requests by route and error class (upstream_timeout, upstream_5xx, upstream_4xx, client_cancel, rate_limited, aborted).
+# HELP llmtap_errors_total Failed requests by route and error class (upstream_timeout, upstream_5xx, upstream_4xx, client_cancel, rate_limited, aborted), and records lost by storage (storage_error).
 # TYPE llmtap_errors_total counter
 llmtap_errors_total{class="upstream_5xx",route="openai"} 1
 # HELP llmtap_usage_missing_total Records without token usage, by reason.
@@ -147,5 +147,15 @@ func TestActiveStreams(t *testing.T) {
 	now = now.Add(10 * time.Second) // proxy-a silent for 20 s
 	if got := gauge(); got != 4 {
 		t.Errorf("active %v, want 4: a silent proxy no longer counts", got)
+	}
+}
+
+func TestLost(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := New(reg, 10)
+	m.Lost(&collector.Fact{Route: "openai"})
+	m.Lost(&collector.Fact{Route: "openai"})
+	if got := testutil.ToFloat64(m.errors.vec.(*prometheus.CounterVec).WithLabelValues("openai", "storage_error")); got != 2 {
+		t.Errorf("storage errors %v, want 2", got)
 	}
 }

@@ -127,6 +127,9 @@ func newLogger(w io.Writer, c config.Log) *slog.Logger {
 }
 
 func serve(ctx context.Context, cfg *config.Config, conn driver.Conn, log *slog.Logger) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := metrics.New(reg, cfg.Metrics.MaxSeries)
 	writer := clickhouse.NewWriter(conn, clickhouse.WriterOptions{
 		Database:      cfg.ClickHouse.Database,
 		BatchSize:     cfg.ClickHouse.BatchSize,
@@ -135,12 +138,9 @@ func serve(ctx context.Context, cfg *config.Config, conn driver.Conn, log *slog.
 		SpoolDir:      cfg.ClickHouse.SpoolDir,
 		SpoolMaxBytes: int64(cfg.ClickHouse.SpoolMaxBytes),
 		Logger:        log,
+		Lost:          m.Lost,
 	})
 	store := clickhouse.NewStore(conn, cfg.ClickHouse.Database)
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m := metrics.New(reg, cfg.Metrics.MaxSeries)
 	metrics.RegisterStorage(reg, func() metrics.Storage {
 		s := writer.Stats()
 		return metrics.Storage{
