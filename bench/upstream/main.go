@@ -1,11 +1,10 @@
 // Command upstream is the benchmark's and the demo's mock LLM upstream and
 // collector sink: a small JSON endpoint, an SSE endpoint that streams a
 // short completion, and POST /v1/records that accepts the plugin's batches,
-// counts the records and, with -print, prints one line per record.
+// counts the records.
 package main
 
 import (
-	"encoding/json"
 	"time"
 
 	"bufio"
@@ -20,8 +19,6 @@ import (
 	"strconv"
 	"sync/atomic"
 	"syscall"
-
-	llmtap "github.com/llmtap/llmtap/plugin"
 )
 
 const jsonBody = `{"id":"chatcmpl-bench","object":"chat.completion","model":"mock-1","choices":[{"index":0,"message":{"role":"assistant","content":"Hello there!"},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":3,"total_tokens":12}}`
@@ -31,7 +28,6 @@ func main() {
 	events := flag.Int("events", 10, "SSE events per streamed response")
 	gap := flag.Duration("gap", 0, "pause between SSE events")
 	first := flag.Duration("first", 0, "pause before the first SSE event (the true time to first token)")
-	printRecords := flag.Bool("print", false, "print one line per record received")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 
@@ -76,9 +72,6 @@ func main() {
 		sc.Buffer(nil, 64<<20)
 		for sc.Scan() {
 			records.Add(1)
-			if *printRecords {
-				printRecord(sc.Bytes())
-			}
 		}
 		if n, err := strconv.ParseInt(r.Header.Get("Llmtap-Dropped"), 10, 64); err == nil {
 			dropped.Add(n)
@@ -100,20 +93,4 @@ func main() {
 		log.Error("upstream", "err", err)
 		os.Exit(1)
 	}
-}
-
-// printRecord shows what the plugin observed, the way the collector will
-// receive it.
-func printRecord(line []byte) {
-	var r llmtap.Record
-	if err := json.Unmarshal(line, &r); err != nil {
-		fmt.Printf("bad record: %v\n", err)
-		return
-	}
-	ttfb := "-"
-	if len(r.WriteNs) > 0 {
-		ttfb = fmt.Sprintf("%.1fms", float64(r.WriteNs[0])/1e6)
-	}
-	fmt.Printf("%-32s %-6s %-4s %-22s tenant=%-18s status=%d %-16s bytes=%-5d writes=%-3d first_byte=%-7s duration=%.1fms\n",
-		r.RequestID, r.Route, r.Method, r.Path, r.Tenant, r.Status, r.Outcome, r.ResponseBytes, len(r.WriteNs), ttfb, float64(r.DurationNs)/1e6)
 }
