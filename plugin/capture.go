@@ -97,7 +97,7 @@ func upstreamID(r *Record, id string) {
 func streaming(c *captureWriter) {
 	c.flusher, _ = c.rw.(http.Flusher)
 	c.rec.Streaming = c.flusher != nil
-	if c.rec.Streaming && c.active != nil {
+	if c.rec.Streaming {
 		atomic.AddInt64(c.active, 1)
 	}
 }
@@ -213,7 +213,7 @@ func finish(sd *sender, c *captureWriter) {
 	// The context is read only when the request may have been cut short:
 	// two calls spared on every plain response.
 	if !c.returned || r.Status >= 400 || r.Status == 0 || r.Streaming {
-		if r.Streaming && c.active != nil {
+		if r.Streaming {
 			atomic.AddInt64(c.active, -1)
 		}
 		switch {

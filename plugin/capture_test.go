@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -106,7 +107,7 @@ func TestCaptureWriter(t *testing.T) {
 				c.CaptureBodies = kinds
 			})
 			fr := httptest.NewRecorder()
-			cw := &captureWriter{rw: fr, h: fr.Header(), req: httptest.NewRequest(http.MethodGet, "/", nil), start: time.Now(), set: s, rec: &Record{}}
+			cw := &captureWriter{rw: fr, h: fr.Header(), req: httptest.NewRequest(http.MethodGet, "/", nil), start: time.Now(), set: s, active: new(int64), rec: &Record{}}
 			cw.rec.RequestID = "id-1"
 			for k, v := range tt.header {
 				cw.Header().Set(k, v)
@@ -124,6 +125,9 @@ func TestCaptureWriter(t *testing.T) {
 			}
 			cw.returned = true
 			r := observed(t, cw)
+			if n := atomic.LoadInt64(cw.active); n != 0 {
+				t.Errorf("%d streams still counted active after finish", n)
+			}
 
 			if got := fr.Body.String(); got != all.String() {
 				t.Errorf("client got %q, want %q", got, all.String())
@@ -170,7 +174,7 @@ func TestCaptureTimeOffsets(t *testing.T) {
 	s := testSettings(t, "", nil)
 	fr := httptest.NewRecorder()
 	start := time.Now()
-	cw := &captureWriter{rw: fr, h: fr.Header(), req: httptest.NewRequest(http.MethodGet, "/", nil), start: start, set: s, rec: &Record{}}
+	cw := &captureWriter{rw: fr, h: fr.Header(), req: httptest.NewRequest(http.MethodGet, "/", nil), start: start, set: s, active: new(int64), rec: &Record{}}
 	cw.Header().Set("Content-Type", "text/event-stream")
 	time.Sleep(30 * time.Millisecond)
 	_, _ = cw.Write([]byte("data: a\n\n"))
@@ -190,7 +194,7 @@ func TestCaptureTimeOffsets(t *testing.T) {
 func TestCaptureInformationalStatus(t *testing.T) {
 	s := testSettings(t, "", nil)
 	fr := httptest.NewRecorder()
-	cw := &captureWriter{rw: fr, h: fr.Header(), req: httptest.NewRequest(http.MethodGet, "/", nil), start: time.Now(), set: s, rec: &Record{}}
+	cw := &captureWriter{rw: fr, h: fr.Header(), req: httptest.NewRequest(http.MethodGet, "/", nil), start: time.Now(), set: s, active: new(int64), rec: &Record{}}
 	cw.WriteHeader(http.StatusEarlyHints)
 	cw.WriteHeader(http.StatusOK)
 	cw.returned = true
@@ -201,7 +205,7 @@ func TestCaptureInformationalStatus(t *testing.T) {
 }
 
 func TestHijackUnsupported(t *testing.T) {
-	cw := &captureWriter{rw: httptest.NewRecorder(), start: time.Now(), set: testSettings(t, "", nil), rec: &Record{}}
+	cw := &captureWriter{rw: httptest.NewRecorder(), start: time.Now(), set: testSettings(t, "", nil), active: new(int64), rec: &Record{}}
 	if _, _, err := cw.Hijack(); err == nil || !strings.Contains(err.Error(), "cannot hijack") {
 		t.Errorf("Hijack error %v", err)
 	}

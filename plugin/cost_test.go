@@ -25,7 +25,7 @@ func benchObservation(b *testing.B) (*captureWriter, *settings) {
 	rw := httptest.NewRecorder()
 	rw.Header().Set("Content-Type", "application/json")
 	rw.Header().Set("Content-Length", "27")
-	cw := &captureWriter{rw: rw, h: rw.Header(), req: req, set: s, start: time.Now(), rec: &Record{V: RecordVersion, RequestID: "id"}}
+	cw := &captureWriter{rw: rw, h: rw.Header(), req: req, set: s, active: new(int64), start: time.Now(), rec: &Record{V: RecordVersion, RequestID: "id"}}
 	cw.reqBody = []byte(`{"model":"m"}`)
 	return cw, s
 }
