@@ -72,7 +72,7 @@ func Fact(r *llmtap.Record) *collector.Fact {
 	if f.Kind != collector.KindSSE && f.Kind != collector.KindNDJSON {
 		// Head and tail stitched: a cut document does not parse, but the
 		// provider package finds a final usage object in the bytes.
-		resp.Body = append(append([]byte(nil), r.ResponseHead...), r.ResponseTail...)
+		resp.Body = captured(r)
 	}
 	f.Provider, f.Model = provider.Detect(resp)
 	f.Usage = provider.Usage(resp)
@@ -132,8 +132,7 @@ func KindOf(contentType string) collector.Kind {
 // with offsets in the whole body.
 func parse(r *llmtap.Record, parseFn func([]byte) []stream.Event, boundary func([]byte) int) []stream.Event {
 	if r.ResponseTailOffset == int64(len(r.ResponseHead)) || len(r.ResponseTail) == 0 {
-		body := append(append([]byte(nil), r.ResponseHead...), r.ResponseTail...)
-		return parseFn(body)
+		return parseFn(captured(r))
 	}
 	events := parseFn(r.ResponseHead)
 	if n := len(events); n > 0 && !events[n-1].Complete {
@@ -150,6 +149,15 @@ func parse(r *llmtap.Record, parseFn func([]byte) []stream.Event, boundary func(
 		events = append(events, ev)
 	}
 	return events
+}
+
+// captured is the head and the tail of the body side by side, without a
+// copy when there is no tail.
+func captured(r *llmtap.Record) []byte {
+	if len(r.ResponseTail) == 0 {
+		return r.ResponseHead
+	}
+	return append(append(make([]byte, 0, len(r.ResponseHead)+len(r.ResponseTail)), r.ResponseHead...), r.ResponseTail...)
 }
 
 // sseBoundary is the offset just after the first blank line, -1 if none.
