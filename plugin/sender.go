@@ -174,7 +174,7 @@ func (sd *sender) send(ctx context.Context, batch []*captureWriter) {
 	err := sd.encode(batch)
 	if err != nil {
 		atomic.AddInt64(&sd.dropped, int64(len(batch)))
-		sd.logf("llmtap: encode batch", err)
+		sd.logf("llmtap: cannot encode a batch", err, "records", len(batch))
 		return
 	}
 	wait := sd.backoff
@@ -197,7 +197,7 @@ func (sd *sender) send(ctx context.Context, batch []*captureWriter) {
 		wait *= 2
 	}
 	atomic.AddInt64(&sd.dropped, int64(len(batch)))
-	sd.logf(fmt.Sprintf("llmtap: %d records not delivered to %s", len(batch), sd.url), err)
+	sd.logf("llmtap: batch not delivered to the collector", err, "records", len(batch), "collector", sd.url)
 }
 
 func (sd *sender) post(ctx context.Context, body []byte, dropped int64) error {
@@ -252,13 +252,13 @@ func (sd *sender) encode(batch []*captureWriter) error {
 
 // logf logs to stderr (Traefik shows a plugin's stderr at ERROR level), at
 // most once every 10 s, saying how many lines it held back.
-func (sd *sender) logf(msg string, err error) {
+func (sd *sender) logf(msg string, err error, attrs ...any) {
 	now := time.Now()
 	if now.Sub(sd.lastLog) < 10*time.Second {
 		sd.suppressed++
 		return
 	}
-	sd.log.Error(msg, "err", err, "suppressed", sd.suppressed, "dropped_pending", atomic.LoadInt64(&sd.dropped))
+	sd.log.Error(msg, append(attrs, "err", err, "suppressed", sd.suppressed, "dropped_pending", atomic.LoadInt64(&sd.dropped))...)
 	sd.lastLog = now
 	sd.suppressed = 0
 }
