@@ -48,7 +48,62 @@ const (
 	// OutcomeAborted: the response broke off while the client was still
 	// there, typically the upstream connection failing mid-body.
 	OutcomeAborted = "aborted"
+	// OutcomeLimited: the plugin answered the request itself because of
+	// llmtap's limits (a denial, or limits that could not be checked on a
+	// fail-closed router); the upstream never saw it.
+	OutcomeLimited = "limited"
 )
+
+// The limit check between the plugin and the collector. When a router has
+// limits enabled, the plugin POSTs a LimitCheck as JSON to
+// collectorURL+LimitsCheckPath before proxying. The collector answers with
+// HeaderDecision set:
+//   - DecisionAllow (200): proxy the request; the RateLimit-Limit,
+//     RateLimit-Remaining and RateLimit-Reset headers of the answer, when
+//     present, are copied onto the response, and HeaderReserved says how
+//     many tokens were reserved for it (settled when its record arrives).
+//   - DecisionDeny (429 when a limit is reached, 503 when limits cannot be
+//     checked and the limit fails closed): the plugin answers the client
+//     with that status, the Retry-After and RateLimit-* headers and the
+//     answer's body, a JSON error in the OpenAI error shape.
+//
+// An answer without HeaderDecision, an error or a timeout leaves the
+// decision to the router's own failure mode.
+const (
+	// LimitsCheckPath is the collector's limit check endpoint.
+	LimitsCheckPath = "/v1/limits/check"
+	// HeaderDecision carries the collector's decision on a limit check.
+	HeaderDecision = "Llmtap-Decision"
+	// HeaderReserved is the number of tokens reserved by an allowed check.
+	HeaderReserved = "Llmtap-Reserved"
+
+	DecisionAllow = "allow"
+	DecisionDeny  = "deny"
+)
+
+// How a request fared with llmtap's limits (Record.Limit).
+const (
+	LimitAllowed      = "allowed"       // the collector allowed it
+	LimitDenied       = "denied"        // the collector denied it
+	LimitFailedOpen   = "failed_open"   // no answer in time; proxied anyway
+	LimitFailedClosed = "failed_closed" // no answer in time; answered 503
+)
+
+// LimitCheck is the body of a limit check.
+type LimitCheck struct {
+	// Tenant is the request's tenant, as Record.Tenant would name it.
+	Tenant string `json:"tenant"`
+	// Route is the configured route name.
+	Route string `json:"route"`
+	// Model is the request's model, when the plugin found one.
+	Model string `json:"model,omitempty"`
+	// RequestID names the token reservation, settled by the record.
+	RequestID string `json:"request_id,omitempty"`
+	// Reserve is the request's own bound on output tokens (max_tokens,
+	// max_completion_tokens, max_output_tokens), 0 when it has none: the
+	// collector then reserves its configured default.
+	Reserve int64 `json:"reserve,omitempty"`
+}
 
 // Tenant sources: where Record.Tenant came from.
 const (
@@ -136,4 +191,12 @@ type Record struct {
 	WritesDropped int `json:"writes_dropped,omitempty"`
 	// DurationNs is when the plugin saw the response end.
 	DurationNs int64 `json:"duration_ns"`
+
+	// Limit is one of the Limit* constants, empty when the router has no
+	// limits enabled.
+	Limit string `json:"limit,omitempty"`
+	// LimitReserved is the tokens the collector reserved for the request
+	// (HeaderReserved); the collector settles them against the usage it
+	// derives from this record.
+	LimitReserved int64 `json:"limit_reserved,omitempty"`
 }
