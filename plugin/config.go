@@ -1,6 +1,7 @@
 package llmtap
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -45,6 +46,21 @@ type Config struct {
 	FlushInterval string `json:"flushInterval,omitempty"`
 	// SendTimeout bounds one POST to the collector.
 	SendTimeout string `json:"sendTimeout,omitempty"`
+	// Limits has the collector check each request against its tenant's
+	// limits before it is proxied.
+	Limits LimitsConfig `json:"limits,omitempty"`
+}
+
+// LimitsConfig turns the per-tenant limit check on for a router.
+type LimitsConfig struct {
+	// Enabled makes the plugin ask the collector (CollectorURL +
+	// LimitsCheckPath) before proxying each request.
+	Enabled bool `json:"enabled,omitempty"`
+	// Timeout bounds the check; past it the failure mode decides.
+	Timeout string `json:"timeout,omitempty"`
+	// FailureMode is what happens when the check gets no answer in time:
+	// "open" proxies the request anyway, "closed" answers 503.
+	FailureMode string `json:"failureMode,omitempty"`
 }
 
 // CreateConfig returns the default configuration.
@@ -60,6 +76,7 @@ func CreateConfig() *Config {
 		BatchSize:            64,
 		FlushInterval:        "1s",
 		SendTimeout:          "5s",
+		Limits:               LimitsConfig{Timeout: "100ms", FailureMode: "open"},
 	}
 }
 
@@ -94,6 +111,10 @@ type settings struct {
 	batchSize     int
 	flushInterval time.Duration
 	sendTimeout   time.Duration
+
+	checkURL     string // empty: limits off
+	checkTimeout time.Duration
+	failClosed   bool
 }
 
 // validate checks every field and returns the prepared settings, or an error
@@ -150,7 +171,35 @@ func (c *Config) validate(name string) (*settings, error) {
 	if s.sendTimeout, err = positiveDuration("sendTimeout", c.SendTimeout); err != nil {
 		return nil, err
 	}
+	if err = prepareLimits(s, c); err != nil {
+		return nil, err
+	}
 	return s, nil
+}
+
+// prepareLimits checks the limits fields, also when limits are off (a typo
+// should not wait for the day they are turned on), and sets up the check.
+func prepareLimits(s *settings, c *Config) error {
+	l := c.Limits
+	var err error
+	if s.checkTimeout, err = positiveDuration("limits.timeout", l.Timeout); err != nil {
+		return err
+	}
+	switch strings.ToLower(strings.TrimSpace(l.FailureMode)) {
+	case "open":
+	case "closed":
+		s.failClosed = true
+	default:
+		return fmt.Errorf("limits.failureMode %q: want open (proxy the request when limits cannot be checked) or closed (answer 503)", l.FailureMode)
+	}
+	if !l.Enabled {
+		return nil
+	}
+	if c.CollectorURL == "" {
+		return errors.New("limits.enabled: limits are checked by the collector, so they need a collectorURL")
+	}
+	s.checkURL = strings.TrimSuffix(c.CollectorURL, "/") + LimitsCheckPath
+	return nil
 }
 
 func nonNegative(field string, v int) error {

@@ -31,6 +31,15 @@ func TestValidate(t *testing.T) {
 		{desc: "bad interval", change: func(c *Config) { c.FlushInterval = "soon" }, wantErr: `flushInterval "soon"`},
 		{desc: "negative timeout", change: func(c *Config) { c.SendTimeout = "-1s" }, wantErr: `sendTimeout "-1s"`},
 		{desc: "empty timeout", change: func(c *Config) { c.SendTimeout = "" }, wantErr: `sendTimeout ""`},
+		{desc: "limits on", change: func(c *Config) { c.Limits.Enabled = true }},
+		{desc: "limits fail closed", change: func(c *Config) { c.Limits = LimitsConfig{Enabled: true, Timeout: "250ms", FailureMode: "Closed"} }},
+		{desc: "limits without collector", change: func(c *Config) { c.CollectorURL, c.Limits.Enabled = "", true }, wantErr: "limits.enabled: limits are checked by the collector, so they need a collectorURL"},
+		{desc: "limits off without collector", change: func(c *Config) { c.CollectorURL = "" }},
+		{desc: "bad limits timeout", change: func(c *Config) { c.Limits.Enabled, c.Limits.Timeout = true, "fast" }, wantErr: `limits.timeout "fast": want a positive duration`},
+		{desc: "zero limits timeout", change: func(c *Config) { c.Limits.Timeout = "0s" }, wantErr: `limits.timeout "0s"`},
+		{desc: "bad limits timeout while off", change: func(c *Config) { c.Limits.Timeout = "1 sec" }, wantErr: `limits.timeout "1 sec"`},
+		{desc: "bad failure mode", change: func(c *Config) { c.Limits.Enabled, c.Limits.FailureMode = true, "fail-open" }, wantErr: `limits.failureMode "fail-open": want open`},
+		{desc: "empty failure mode", change: func(c *Config) { c.Limits.FailureMode = "" }, wantErr: `limits.failureMode ""`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.desc, func(t *testing.T) {
@@ -76,6 +85,17 @@ func TestValidatePrepares(t *testing.T) {
 	}
 	if s.flushInterval != time.Second || s.sendTimeout != 5*time.Second {
 		t.Errorf("durations %v %v", s.flushInterval, s.sendTimeout)
+	}
+	if s.checkURL != "" || s.checkTimeout != 100*time.Millisecond || s.failClosed {
+		t.Errorf("limits off by default: check %q timeout %v closed %v", s.checkURL, s.checkTimeout, s.failClosed)
+	}
+
+	c.Limits = LimitsConfig{Enabled: true, Timeout: "250ms", FailureMode: " closed"}
+	if s, err = c.validate("my-route@file"); err != nil {
+		t.Fatal(err)
+	}
+	if s.checkURL != "http://collector:7480/v1/limits/check" || s.checkTimeout != 250*time.Millisecond || !s.failClosed {
+		t.Errorf("limits: check %q timeout %v closed %v", s.checkURL, s.checkTimeout, s.failClosed)
 	}
 }
 
