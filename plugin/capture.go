@@ -42,9 +42,10 @@ type captureWriter struct {
 	reqBody  []byte
 	bodyHead *bodyHead
 
-	kind     int
-	capture  bool // body bytes are kept for this response
-	returned bool // the next handler returned instead of panicking
+	kind       int
+	capture    bool // body bytes are kept for this response
+	returned   bool // the next handler returned instead of panicking
+	tenantDone bool // rec.Tenant is resolved (for the limit check)
 
 	head       []byte
 	tail       []byte
@@ -221,7 +222,8 @@ func finish(sd *sender, c *captureWriter) {
 			r.Outcome = OutcomeClientCancelled
 		case !c.returned:
 			r.Outcome = OutcomeAborted
-		case r.Status >= 400:
+		case r.Status >= 400 && r.Outcome == "":
+			// Not when the plugin answered itself (OutcomeLimited).
 			r.Outcome = OutcomeUpstreamError
 		}
 	}
@@ -259,25 +261,8 @@ func record(c *captureWriter, keys map[string]string) *Record {
 		r.RequestContentType = v[0]
 	}
 
-	if v := h[c.set.tenantHeader]; len(v) > 0 && v[0] != "" && c.set.tenantHeader != "" {
-		r.Tenant, r.TenantSource = v[0], TenantFromHeader
-		if len(r.Tenant) > maxIDLen {
-			r.Tenant = r.Tenant[:maxIDLen]
-		}
-	} else if cred := credential(h); cred != "" {
-		t, ok := keys[cred]
-		if !ok {
-			t = keyTenant(cred)
-			if keys != nil && len(keys) < maxKeyCache {
-				keys[cred] = t
-			}
-		}
-		if t != "" {
-			r.Tenant, r.TenantSource = t, TenantFromAPIKey
-		}
-	}
-	if r.Tenant == "" && c.set.tenant != "" {
-		r.Tenant, r.TenantSource = c.set.tenant, TenantFromStatic
+	if !c.tenantDone {
+		resolveTenant(c, keys)
 	}
 
 	kind, known := commonKinds[r.RequestContentType]

@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -17,13 +18,16 @@ import (
 type collectorStub struct {
 	srv *httptest.Server
 
-	mu      sync.Mutex
-	batches [][]Record
-	dropped []string // Llmtap-Dropped header of each batch
-	active  []string // Llmtap-Active-Streams header of each POST, empty batches too
-	auth    []string
-	status  int // answer; 0 means 202
-	hold    chan struct{}
+	mu        sync.Mutex
+	batches   [][]Record
+	dropped   []string // Llmtap-Dropped header of each batch
+	active    []string // Llmtap-Active-Streams header of each POST, empty batches too
+	auth      []string
+	status    int // answer; 0 means 202
+	hold      chan struct{}
+	checks    []LimitCheck     // the limit checks received
+	checkAuth []string         // their Authorization header
+	decide    http.HandlerFunc // answers limit checks, after their body is read
 }
 
 func newCollectorStub(t *testing.T) *collectorStub {
@@ -34,6 +38,10 @@ func newCollectorStub(t *testing.T) *collectorStub {
 }
 
 func (c *collectorStub) serve(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == LimitsCheckPath {
+		c.check(w, r)
+		return
+	}
 	if c.hold != nil {
 		<-c.hold
 	}
@@ -69,6 +77,32 @@ func (c *collectorStub) serve(w http.ResponseWriter, r *http.Request) {
 	c.auth = append(c.auth, r.Header.Get("Authorization"))
 	c.mu.Unlock()
 	w.WriteHeader(http.StatusAccepted)
+}
+
+// check keeps a limit check and has decide answer it.
+func (c *collectorStub) check(w http.ResponseWriter, r *http.Request) {
+	var chk LimitCheck
+	if err := json.NewDecoder(r.Body).Decode(&chk); err != nil || r.Header.Get("Content-Type") != "application/json" {
+		http.Error(w, "bad limit check", http.StatusBadRequest)
+		return
+	}
+	c.mu.Lock()
+	c.checks = append(c.checks, chk)
+	c.checkAuth = append(c.checkAuth, r.Header.Get("Authorization"))
+	decide := c.decide
+	c.mu.Unlock()
+	if decide == nil {
+		http.Error(w, "no decision set", http.StatusInternalServerError)
+		return
+	}
+	decide(w, r)
+}
+
+// onCheck sets how limit checks are answered.
+func (c *collectorStub) onCheck(decide http.HandlerFunc) {
+	c.mu.Lock()
+	c.decide = decide
+	c.mu.Unlock()
 }
 
 func (c *collectorStub) setStatus(code int) {
@@ -118,7 +152,13 @@ func testSettings(t *testing.T, url string, change func(c *Config)) *settings {
 // drained, when the test ends.
 func startSender(t *testing.T, s *settings) *sender {
 	t.Helper()
-	sd := newSender(s, discardLogger())
+	return startSenderLog(t, s, discardLogger())
+}
+
+// startSenderLog is startSender with the sender's logger.
+func startSenderLog(t *testing.T, s *settings, log *slog.Logger) *sender {
+	t.Helper()
+	sd := newSender(s, log)
 	sd.backoff = time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
 	go sd.run(ctx)

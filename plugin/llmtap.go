@@ -3,7 +3,8 @@
 // status, the bytes and the timing of every streamed write, and a bounded
 // head and tail of the bodies, and sends these records to the llmtap
 // collector in the background. It streams every write to the client at once
-// and never waits on the collector.
+// and never waits on the collector, except on routers with limits, where
+// each request waits for its limit check, at most limits.timeout.
 //
 // The package runs interpreted by Yaegi inside Traefik, so it uses only the
 // standard library, keeps per-request work small, and avoids what Yaegi
@@ -26,7 +27,8 @@ type Middleware struct {
 }
 
 // New validates the configuration and prepares the middleware. It does no
-// network I/O: the collector is contacted only by the background sender.
+// network I/O: the collector is contacted only by the background sender
+// and, on routers with limits, by each request's limit check.
 func New(_ context.Context, next http.Handler, config *Config, name string) (http.Handler, error) {
 	s, err := config.validate(name)
 	if err != nil {
@@ -50,6 +52,10 @@ func (m *Middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 		captureRequest(c, req)
 	}
 	defer finish(m.sender, c)
+	if m.set.checkURL != "" && !checkLimits(m.sender, c, req) {
+		c.returned = true
+		return
+	}
 	m.next.ServeHTTP(c, req)
 	c.returned = true
 	if c.rec.Status == 0 {

@@ -34,6 +34,37 @@ func credential(h http.Header) string {
 	return ""
 }
 
+// resolveTenant names the request's tenant in its record: the configured
+// tenant header, else a short hash of the request's API key, else the
+// router's static tenant. keys caches tenants by credential (nil: no cache).
+// It runs in the sender's goroutine (record), or on the request path when
+// the limit check needs the tenant first; then record uses that one.
+func resolveTenant(c *captureWriter, keys map[string]string) {
+	c.tenantDone = true
+	r := c.rec
+	h := c.req.Header
+	if v := h[c.set.tenantHeader]; len(v) > 0 && v[0] != "" && c.set.tenantHeader != "" {
+		r.Tenant, r.TenantSource = v[0], TenantFromHeader
+		if len(r.Tenant) > maxIDLen {
+			r.Tenant = r.Tenant[:maxIDLen]
+		}
+	} else if cred := credential(h); cred != "" {
+		t, ok := keys[cred]
+		if !ok {
+			t = keyTenant(cred)
+			if keys != nil && len(keys) < maxKeyCache {
+				keys[cred] = t
+			}
+		}
+		if t != "" {
+			r.Tenant, r.TenantSource = t, TenantFromAPIKey
+		}
+	}
+	if r.Tenant == "" && c.set.tenant != "" {
+		r.Tenant, r.TenantSource = c.set.tenant, TenantFromStatic
+	}
+}
+
 // keyTenant names the tenant of an API key by a short hash of it, so the
 // key itself never leaves the proxy. A non-bearer Authorization value
 // (Basic, Digest) carries no API key and names no tenant.

@@ -63,10 +63,19 @@ type sender struct {
 	id     string // HeaderSender
 	done   chan struct{}
 
+	// limits carries the limit checks of every router that shares this
+	// sender, so their connections to the collector are kept and reused
+	// across routers and configuration reloads. Each check is bounded by
+	// its request's context, not by a client timeout.
+	limits *http.Transport
+
 	// Owned by the run goroutine:
-	keys       map[string]string // credential -> tenant
-	buf        bytes.Buffer
-	zw         *gzip.Writer
+	keys map[string]string // credential -> tenant
+	buf  bytes.Buffer
+	zw   *gzip.Writer
+
+	// logf's state: the run goroutine and failed limit checks both log.
+	logMu      sync.Mutex
 	lastLog    time.Time
 	suppressed int
 }
@@ -82,6 +91,10 @@ func newSender(s *settings, log *slog.Logger) *sender {
 		client: &http.Client{
 			Timeout:   s.sendTimeout,
 			Transport: &http.Transport{MaxIdleConnsPerHost: 2, IdleConnTimeout: time.Minute},
+		},
+		limits: &http.Transport{
+			MaxIdleConnsPerHost: 256,
+			IdleConnTimeout:     90 * time.Second,
 		},
 		log:     log,
 		active:  new(int64),
@@ -254,6 +267,8 @@ func (sd *sender) encode(batch []*captureWriter) error {
 // most once every 10 s, saying how many lines it held back.
 func (sd *sender) logf(msg string, err error, attrs ...any) {
 	now := time.Now()
+	sd.logMu.Lock()
+	defer sd.logMu.Unlock()
 	if now.Sub(sd.lastLog) < 10*time.Second {
 		sd.suppressed++
 		return

@@ -1,0 +1,139 @@
+package llmtap
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+)
+
+// limitsUnavailable is the answer of a router that fails closed when its
+// limits cannot be checked, in the OpenAI error shape clients know.
+const limitsUnavailable = `{"error":{"message":"llmtap: rate limits cannot be checked now; retry later","type":"limits_unavailable","param":null,"code":"limits_unavailable"}}`
+
+// maxCheckAnswer bounds the bytes read from the answer to a limit check.
+const maxCheckAnswer = 64 << 10
+
+// rateHeaders are copied from the collector's answer to the client, in
+// their canonical form (RateLimit-Limit and so on).
+var rateHeaders = []string{"Ratelimit-Limit", "Ratelimit-Remaining", "Ratelimit-Reset"}
+
+// checkLimits asks the collector whether the request may be proxied (the
+// contract is at LimitsCheckPath), and reports whether it may. When it may
+// not, the client has its answer, written through c so that the response
+// is recorded like any other: the collector's denial, or a 503 when the
+// limits cannot be checked and the router fails closed. The only wait is
+// the check itself, bounded by limits.timeout.
+//
+// It runs on the request path of routers with limits, interpreted: one
+// function, stdlib calls for the work, interpreted calls only when the
+// answer is not a plain allow.
+func checkLimits(sd *sender, c *captureWriter, req *http.Request) bool {
+	s := c.set
+	r := c.rec
+	resolveTenant(c, nil)
+	chk := &LimitCheck{Tenant: r.Tenant, Route: s.route, RequestID: r.RequestID}
+	if c.reqBody != nil {
+		chk.Model, chk.Reserve = scanBody(c.reqBody)
+	}
+	ctx, cancel := context.WithTimeout(req.Context(), s.checkTimeout)
+	defer cancel()
+	var resp *http.Response
+	body, err := json.Marshal(chk)
+	if err == nil {
+		var check *http.Request
+		check, err = http.NewRequestWithContext(ctx, http.MethodPost, s.checkURL, bytes.NewReader(body))
+		if err == nil {
+			check.Header["Content-Type"] = []string{"application/json"}
+			if s.token != "" {
+				check.Header["Authorization"] = []string{"Bearer " + s.token}
+			}
+			resp, err = sd.limits.RoundTrip(check) //nolint:bodyclose // closeAnswer drains and closes it on every path below
+		}
+	}
+	if err == nil {
+		decision := ""
+		if v := resp.Header[HeaderDecision]; len(v) > 0 {
+			decision = v[0]
+		}
+		switch {
+		case decision == DecisionAllow && resp.StatusCode/100 == 2:
+			for _, k := range rateHeaders {
+				if v := resp.Header[k]; len(v) > 0 {
+					c.h[k] = v
+				}
+			}
+			r.Limit = LimitAllowed
+			if v := resp.Header[HeaderReserved]; len(v) > 0 {
+				if n, perr := strconv.ParseInt(v[0], 10, 64); perr == nil && n > 0 {
+					r.LimitReserved = n
+				}
+			}
+			closeAnswer(resp.Body)
+			return true
+		case decision == DecisionDeny && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable):
+			var msg []byte
+			msg, err = io.ReadAll(io.LimitReader(resp.Body, maxCheckAnswer))
+			closeAnswer(resp.Body)
+			if err == nil { // else a broken answer is no answer
+				r.Limit = LimitDenied
+				r.Outcome = OutcomeLimited
+				if v := resp.Header["Retry-After"]; len(v) > 0 {
+					c.h["Retry-After"] = v
+				}
+				for _, k := range rateHeaders {
+					if v := resp.Header[k]; len(v) > 0 {
+						c.h[k] = v
+					}
+				}
+				answer(c, resp.StatusCode, msg)
+				return false
+			}
+		default:
+			err = fmt.Errorf("collector answered %s without a decision", resp.Status)
+			closeAnswer(resp.Body)
+		}
+	}
+
+	// No usable answer: the router's failure mode decides.
+	if s.failClosed {
+		r.Limit = LimitFailedClosed
+	} else {
+		r.Limit = LimitFailedOpen
+	}
+	if req.Context().Err() != nil {
+		// The client went away during the check: nothing to answer, and
+		// nothing to proxy. finish records it as client_cancelled.
+		return false
+	}
+	if !s.failClosed {
+		sd.logf("llmtap: limits not checked; request proxied (limits.failureMode open)", err, "collector", s.checkURL, "route", s.route)
+		return true
+	}
+	sd.logf("llmtap: limits not checked; request answered 503 (limits.failureMode closed)", err, "collector", s.checkURL, "route", s.route)
+	r.Outcome = OutcomeLimited
+	c.h["Retry-After"] = []string{"1"}
+	answer(c, http.StatusServiceUnavailable, []byte(limitsUnavailable))
+	return false
+}
+
+// answer writes the plugin's own JSON answer through the capture writer.
+// The length is set, so the answer is not taken for a stream.
+func answer(c *captureWriter, status int, body []byte) {
+	c.h["Content-Type"] = []string{"application/json"}
+	c.h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	c.WriteHeader(status)
+	if len(body) > 0 {
+		_, _ = c.Write(body)
+	}
+}
+
+// closeAnswer reads what is left of a check's answer, within bounds, and
+// closes it, so that its connection goes back to the pool.
+func closeAnswer(body io.ReadCloser) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(body, maxCheckAnswer))
+	_ = body.Close()
+}

@@ -1,0 +1,307 @@
+package llmtap
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+const (
+	limitsBody = `{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"max_tokens":256}`
+	upstreamOK = `{"id":"chatcmpl-1","usage":{"total_tokens":3}}`
+	denialBody = `{"error":{"message":"tenant acme is over its limit","type":"rate_limit_exceeded","param":null,"code":"rate_limit_exceeded"}}`
+)
+
+// syncBuffer is a log destination the test reads while servers write.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// limitsRig is a middleware with limits on in front of an upstream that
+// counts its requests; records go to col, limit checks to checkURL's base.
+type limitsRig struct {
+	srv  string // the middleware's URL
+	col  *collectorStub
+	hits *int64 // requests that reached the upstream
+	log  *syncBuffer
+}
+
+func newLimitsRig(t *testing.T, col *collectorStub, checkBase, mode, timeout string) *limitsRig {
+	t.Helper()
+	s := testSettings(t, checkBase, func(c *Config) {
+		c.CollectorToken = "secret-token"
+		c.Limits = LimitsConfig{Enabled: true, Timeout: timeout, FailureMode: mode}
+	})
+	rig := &limitsRig{col: col, hits: new(int64), log: &syncBuffer{}}
+	var w io.Writer = rig.log
+	sd := startSenderLog(t, testSettings(t, col.srv.URL, nil), slog.New(slog.NewTextHandler(w, nil)))
+	hits := rig.hits
+	rig.srv = tapped(t, s, sd, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		atomic.AddInt64(hits, 1)
+		_, _ = io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, upstreamOK)
+	})).URL
+	return rig
+}
+
+// send posts limitsBody as request id with the given headers.
+func (rig *limitsRig) send(t *testing.T, id string, headers map[string]string) (*http.Response, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, rig.srv+"/v1/chat/completions", strings.NewReader(limitsBody))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(HeaderRequestID, id)
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, string(body)
+}
+
+func TestLimitAllowed(t *testing.T) {
+	col := newCollectorStub(t)
+	col.onCheck(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(HeaderDecision, DecisionAllow)
+		w.Header().Set(HeaderReserved, "256")
+		w.Header().Set("RateLimit-Limit", "1000")
+		w.Header().Set("RateLimit-Remaining", "744")
+		w.Header().Set("RateLimit-Reset", "30")
+		w.WriteHeader(http.StatusOK)
+	})
+	rig := newLimitsRig(t, col, col.srv.URL, "closed", "2s")
+	resp, body := rig.send(t, "req-allowed", map[string]string{"Authorization": "Bearer sk-tenant-key"})
+
+	if resp.StatusCode != http.StatusOK || body != upstreamOK || atomic.LoadInt64(rig.hits) != 1 {
+		t.Fatalf("status %d body %q upstream hits %d, want the upstream's answer", resp.StatusCode, body, atomic.LoadInt64(rig.hits))
+	}
+	for k, want := range map[string]string{"RateLimit-Limit": "1000", "RateLimit-Remaining": "744", "RateLimit-Reset": "30"} {
+		if got := resp.Header.Get(k); got != want {
+			t.Errorf("response %s %q, want %q", k, got, want)
+		}
+	}
+	r := col.records(t, 1)[0]
+	if r.Limit != LimitAllowed || r.LimitReserved != 256 || r.Outcome != OutcomeCompleted || r.Status != 200 {
+		t.Errorf("record limit %q reserved %d outcome %q status %d", r.Limit, r.LimitReserved, r.Outcome, r.Status)
+	}
+	col.mu.Lock()
+	defer col.mu.Unlock()
+	if len(col.checks) != 1 {
+		t.Fatalf("%d limit checks, want 1", len(col.checks))
+	}
+	chk := col.checks[0]
+	want := LimitCheck{Tenant: keyTenant("Bearer sk-tenant-key"), Route: "test-route", Model: "gpt-4o", RequestID: "req-allowed", Reserve: 256}
+	if chk != want {
+		t.Errorf("check %+v, want %+v", chk, want)
+	}
+	if r.Tenant != chk.Tenant || r.TenantSource != TenantFromAPIKey {
+		t.Errorf("record tenant %q from %q, the check named %q", r.Tenant, r.TenantSource, chk.Tenant)
+	}
+	if col.checkAuth[0] != "Bearer secret-token" {
+		t.Errorf("check authorization %q", col.checkAuth[0])
+	}
+}
+
+func TestLimitDenied(t *testing.T) {
+	for _, status := range []int{http.StatusTooManyRequests, http.StatusServiceUnavailable} {
+		t.Run(http.StatusText(status), func(t *testing.T) {
+			col := newCollectorStub(t)
+			col.onCheck(func(w http.ResponseWriter, r *http.Request) {
+				h := w.Header()
+				h.Set(HeaderDecision, DecisionDeny)
+				h.Set("Content-Type", "application/json")
+				h.Set("Retry-After", "7")
+				h.Set("RateLimit-Limit", "100")
+				h.Set("RateLimit-Remaining", "0")
+				h.Set("RateLimit-Reset", "7")
+				w.WriteHeader(status)
+				_, _ = io.WriteString(w, denialBody)
+			})
+			rig := newLimitsRig(t, col, col.srv.URL, "open", "2s")
+			resp, body := rig.send(t, "req-denied", map[string]string{"X-Tenant-ID": "acme"})
+
+			if resp.StatusCode != status || body != denialBody {
+				t.Errorf("status %d body %q, want %d and the collector's body", resp.StatusCode, body, status)
+			}
+			for k, want := range map[string]string{"Retry-After": "7", "RateLimit-Limit": "100", "RateLimit-Remaining": "0", "RateLimit-Reset": "7", "Content-Type": "application/json", HeaderRequestID: "req-denied"} {
+				if got := resp.Header.Get(k); got != want {
+					t.Errorf("response %s %q, want %q", k, got, want)
+				}
+			}
+			if n := atomic.LoadInt64(rig.hits); n != 0 {
+				t.Errorf("the upstream saw %d requests, want none", n)
+			}
+			r := col.records(t, 1)[0]
+			if r.Outcome != OutcomeLimited || r.Limit != LimitDenied || r.Status != status || string(r.ResponseHead) != denialBody {
+				t.Errorf("record outcome %q limit %q status %d head %q", r.Outcome, r.Limit, r.Status, r.ResponseHead)
+			}
+			if r.Tenant != "acme" || r.TenantSource != TenantFromHeader || r.RequestBody == nil {
+				t.Errorf("record tenant %q from %q, request body %q", r.Tenant, r.TenantSource, r.RequestBody)
+			}
+		})
+	}
+}
+
+// closedPortURL returns a URL on which nothing listens.
+func closedPortURL(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	return "http://" + addr
+}
+
+// TestLimitCheckFailure: without a usable answer, the router's failure mode
+// decides, within the check's timeout.
+func TestLimitCheckFailure(t *testing.T) {
+	const timeout = 100 * time.Millisecond
+	causes := []struct {
+		desc   string
+		decide http.HandlerFunc
+		down   bool // the check goes to a closed port
+	}{
+		{desc: "slow", decide: func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-r.Context().Done():
+			case <-time.After(5 * time.Second):
+			}
+			w.Header().Set(HeaderDecision, DecisionAllow)
+		}},
+		{desc: "unreachable", down: true},
+		{desc: "no decision", decide: func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, `{"ok":true}`)
+		}},
+		{desc: "error without decision", decide: func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "limits store down", http.StatusInternalServerError)
+		}},
+		{desc: "deny with a status outside the contract", decide: func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set(HeaderDecision, DecisionDeny)
+			w.WriteHeader(http.StatusOK)
+		}},
+	}
+	for _, cause := range causes {
+		for _, mode := range []string{"open", "closed"} {
+			t.Run(cause.desc+" "+mode, func(t *testing.T) {
+				col := newCollectorStub(t)
+				col.onCheck(cause.decide)
+				base := col.srv.URL
+				if cause.down {
+					base = closedPortURL(t)
+				}
+				rig := newLimitsRig(t, col, base, mode, timeout.String())
+				start := time.Now()
+				resp, body := rig.send(t, "req-"+mode, nil)
+				if d := time.Since(start); d > timeout+time.Second {
+					t.Errorf("answered after %v, want within the %v timeout and a margin", d, timeout)
+				}
+				r := col.records(t, 1)[0]
+				hits := atomic.LoadInt64(rig.hits)
+				if mode == "open" {
+					if resp.StatusCode != http.StatusOK || body != upstreamOK || hits != 1 {
+						t.Errorf("status %d body %q upstream hits %d, want the upstream's answer", resp.StatusCode, body, hits)
+					}
+					if r.Limit != LimitFailedOpen || r.Outcome != OutcomeCompleted {
+						t.Errorf("record limit %q outcome %q", r.Limit, r.Outcome)
+					}
+				} else {
+					if resp.StatusCode != http.StatusServiceUnavailable || body != limitsUnavailable || hits != 0 {
+						t.Errorf("status %d body %q upstream hits %d, want 503 and no upstream request", resp.StatusCode, body, hits)
+					}
+					if resp.Header.Get("Retry-After") != "1" || resp.Header.Get("Content-Type") != "application/json" {
+						t.Errorf("Retry-After %q Content-Type %q", resp.Header.Get("Retry-After"), resp.Header.Get("Content-Type"))
+					}
+					if r.Limit != LimitFailedClosed || r.Outcome != OutcomeLimited || r.Status != http.StatusServiceUnavailable {
+						t.Errorf("record limit %q outcome %q status %d", r.Limit, r.Outcome, r.Status)
+					}
+				}
+				logged := rig.log.String()
+				if !strings.Contains(logged, "limits not checked") || !strings.Contains(logged, base+LimitsCheckPath) || strings.Contains(logged, "secret-token") {
+					t.Errorf("log %q: want the failure with the collector URL, and never the token", logged)
+				}
+			})
+		}
+	}
+}
+
+// TestLimitCheckClientGone: a client that leaves during the check is
+// neither answered nor proxied.
+func TestLimitCheckClientGone(t *testing.T) {
+	col := newCollectorStub(t)
+	checking := make(chan struct{}, 1)
+	col.onCheck(func(w http.ResponseWriter, r *http.Request) {
+		checking <- struct{}{}
+		<-r.Context().Done()
+	})
+	rig := newLimitsRig(t, col, col.srv.URL, "open", "5s")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-checking
+		cancel()
+	}()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, rig.srv, strings.NewReader(limitsBody))
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		_ = resp.Body.Close()
+		t.Fatalf("answered %s, want the request cancelled", resp.Status)
+	}
+	r := col.records(t, 1)[0]
+	if r.Outcome != OutcomeClientCancelled || r.Status != 0 || atomic.LoadInt64(rig.hits) != 0 {
+		t.Errorf("record outcome %q status %d, upstream hits %d", r.Outcome, r.Status, atomic.LoadInt64(rig.hits))
+	}
+	if strings.Contains(rig.log.String(), "limits not checked") {
+		t.Errorf("a client that left was logged as a collector failure: %s", rig.log.String())
+	}
+}
+
+// TestNoLimitsNoCheck: with limits off, no check is made and the record
+// says nothing of limits.
+func TestNoLimitsNoCheck(t *testing.T) {
+	col := newCollectorStub(t)
+	s := testSettings(t, col.srv.URL, nil)
+	srv := tapped(t, s, startSender(t, s), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "ok")
+	}))
+	resp, err := http.Post(srv.URL, "application/json", strings.NewReader(limitsBody))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	r := col.records(t, 1)[0]
+	col.mu.Lock()
+	defer col.mu.Unlock()
+	if len(col.checks) != 0 || r.Limit != "" || r.LimitReserved != 0 {
+		t.Errorf("%d checks, record limit %q reserved %d", len(col.checks), r.Limit, r.LimitReserved)
+	}
+}
