@@ -1,0 +1,281 @@
+// Package redis keeps the collector's shared limit state in Redis: the
+// request and token quotas of every bucket, the token reservations, and
+// the limit policies set through the admin API. Every collector replica
+// sees the same state. Each check is one Lua script that reads Redis's own
+// clock, so replicas with drifting clocks agree.
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/llmtap/llmtap/collector"
+)
+
+// Limiter takes from and settles the quotas of buckets.
+type Limiter struct {
+	rdb goredis.UniversalClient
+}
+
+// NewLimiter uses rdb, which the caller owns and closes.
+func NewLimiter(rdb goredis.UniversalClient) *Limiter { return &Limiter{rdb: rdb} }
+
+// takeScript takes one request (GCRA, as in go-redis/redis_rate) and
+// reserves tokens (a token bucket) for one bucket, both or neither. Times
+// are microseconds of Redis's clock.
+//
+// KEYS: 1 the request quota's theoretical arrival time (string),
+// 2 the token bucket (hash: level, ts), 3 reservations by expiry (sorted
+// set of request ids), 4 reserved tokens by request id (hash; "s" once
+// settled).
+// ARGV: 1 request limit, 2 request period, 3 request burst, 4 token limit,
+// 5 token period, 6 tokens to reserve, 7 request id, 8 reservation TTL,
+// 9 "1" to peek.
+// Returns: allowed (0/1), reason, then per quota remaining, reset and
+// retry-after (µs; remaining -1 when the quota is off), then the reserved
+// tokens.
+var takeScript = goredis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local rlimit, rperiod, rburst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local tlimit, tperiod = tonumber(ARGV[4]), tonumber(ARGV[5])
+local peek = ARGV[9] == '1'
+local allowed, reason = 1, ''
+
+local r_rem, r_reset, r_retry, r_tat, r_new, interval = -1, 0, 0, 0, nil, 0
+if rlimit > 0 then
+  interval = rperiod / rlimit
+  r_tat = tonumber(redis.call('GET', KEYS[1])) or now
+  if r_tat < now then r_tat = now end
+  r_new = r_tat + interval
+  local diff = now - (r_new - rburst * interval)
+  if diff < 0 and not peek then
+    allowed, reason, r_retry = 0, 'requests', -diff
+  end
+end
+
+local t_rem, t_reset, t_retry, level, cost = -1, 0, 0, 0, 0
+if tlimit > 0 then
+  local rate = tlimit / tperiod
+  local b = redis.call('HMGET', KEYS[2], 'level', 'ts')
+  level = tonumber(b[1])
+  local ts = tonumber(b[2])
+  if level == nil or ts == nil then level, ts = tlimit, now end
+  if now > ts then level = level + (now - ts) * rate end
+  -- Release reservations whose records never came.
+  local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 100)
+  for _, id in ipairs(expired) do
+    level = level + (tonumber(redis.call('HGET', KEYS[4], id)) or 0)
+    redis.call('HDEL', KEYS[4], id)
+    redis.call('ZREM', KEYS[3], id)
+  end
+  if level > tlimit then level = tlimit end
+  cost = math.min(math.max(tonumber(ARGV[6]), 1), tlimit)
+  if peek then cost = 0 end
+  if level < cost then
+    if allowed == 1 then reason = 'tokens' end
+    allowed = 0
+    t_retry = (cost - level) / rate
+  end
+end
+
+if allowed == 1 and not peek then
+  if r_new then
+    redis.call('SET', KEYS[1], string.format('%.0f', r_new), 'PX', math.ceil((r_new - now) / 1000) + 1)
+    r_tat = r_new
+  end
+  if tlimit > 0 then
+    level = level - cost
+    local ttl = tonumber(ARGV[8])
+    redis.call('ZADD', KEYS[3], now + ttl, ARGV[7])
+    redis.call('HSET', KEYS[4], ARGV[7], cost)
+    redis.call('PEXPIRE', KEYS[3], math.ceil(ttl / 1000) * 2)
+    redis.call('PEXPIRE', KEYS[4], math.ceil(ttl / 1000) * 2)
+  else
+    cost = 0
+  end
+else
+  cost = 0
+end
+if rlimit > 0 then
+  -- As the quota stands now, after the take if there was one.
+  r_rem = math.max(math.floor((now - (r_tat - rburst * interval)) / interval + 1e-9), 0)
+  r_reset = r_tat - now
+end
+if tlimit > 0 then
+  local rate = tlimit / tperiod
+  t_reset = (tlimit - level) / rate
+  t_rem = math.max(math.floor(level + 1e-9), 0)
+  redis.call('HSET', KEYS[2], 'level', string.format('%.6f', level), 'ts', string.format('%.0f', now))
+  redis.call('PEXPIRE', KEYS[2], math.ceil((t_reset + tonumber(ARGV[8])) / 1000) + 1000)
+end
+return {allowed, reason, r_rem, math.ceil(r_reset), math.ceil(r_retry), t_rem, math.ceil(t_reset), math.ceil(t_retry), cost}
+`)
+
+// settleScript settles one reservation: the reserved tokens minus the used
+// ones go back to the bucket (a negative difference is charged). A
+// reservation already released by its TTL is charged in full; one already
+// settled (a record sent twice) is left alone.
+//
+// KEYS: 1 token bucket, 2 reservations by expiry, 3 reserved tokens.
+// ARGV: 1 request id, 2 tokens used.
+var settleScript = goredis.NewScript(`
+local v = redis.call('HGET', KEYS[3], ARGV[1])
+if v == 's' then return 0 end
+local used = tonumber(ARGV[2])
+local delta = -used
+if v then
+  delta = tonumber(v) - used
+  -- Keep a mark until the reservation's expiry cleans it, so a record
+  -- sent twice is not charged twice.
+  redis.call('HSET', KEYS[3], ARGV[1], 's')
+end
+if delta ~= 0 and redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('HINCRBYFLOAT', KEYS[1], 'level', delta)
+end
+return string.format('%.0f', delta)
+`)
+
+// keys are a bucket's keys. The bucket sits in a hash tag, so that all of
+// a bucket's keys live on one Redis Cluster slot, as a script needs.
+func keys(bucket string) []string {
+	tag := "llmtap:limit:{" + url.QueryEscape(bucket) + "}:"
+	return []string{tag + "req", tag + "tok", tag + "res", tag + "resamt"}
+}
+
+func micros(d time.Duration) int64 { return d.Microseconds() }
+
+// Take runs takeScript for t.
+func (l *Limiter) Take(ctx context.Context, t collector.Take) (collector.Taken, error) {
+	peek := "0"
+	if t.Peek {
+		peek = "1"
+	}
+	burst := t.Requests.Burst
+	if burst <= 0 {
+		burst = t.Requests.Limit
+	}
+	var rlimit, tlimit int64
+	if t.Requests.On() {
+		rlimit = t.Requests.Limit
+	}
+	if t.Tokens.On() {
+		tlimit = t.Tokens.Limit
+	}
+	res, err := takeScript.Run(ctx, l.rdb, keys(t.Bucket),
+		rlimit, micros(t.Requests.Period), burst,
+		tlimit, micros(t.Tokens.Period),
+		t.Reserve, t.RequestID, micros(t.ReservationTTL), peek).Slice()
+	if err != nil {
+		return collector.Taken{}, fmt.Errorf("redis limit take: %w", err)
+	}
+	return parseTaken(res)
+}
+
+func parseTaken(res []any) (collector.Taken, error) {
+	if len(res) != 9 {
+		return collector.Taken{}, fmt.Errorf("redis limit take: %d values returned, want 9", len(res))
+	}
+	n := make([]int64, 0, 9)
+	for i, v := range res {
+		if i == 1 {
+			continue
+		}
+		x, ok := v.(int64)
+		if !ok {
+			return collector.Taken{}, fmt.Errorf("redis limit take: value %d is %T, want an integer", i, v)
+		}
+		n = append(n, x)
+	}
+	reason, _ := res[1].(string)
+	us := func(x int64) time.Duration { return time.Duration(x) * time.Microsecond }
+	return collector.Taken{
+		Allowed:  n[0] == 1,
+		Reason:   collector.LimitReason(reason),
+		Requests: collector.QuotaState{Remaining: n[1], Reset: us(n[2]), RetryAfter: us(n[3])},
+		Tokens:   collector.QuotaState{Remaining: n[4], Reset: us(n[5]), RetryAfter: us(n[6])},
+		Reserved: n[7],
+	}, nil
+}
+
+// Settle settles reservations in one round trip.
+func (l *Limiter) Settle(ctx context.Context, ss []collector.Settlement) error {
+	if len(ss) == 0 {
+		return nil
+	}
+	run := func(cmd func(ctx context.Context, c goredis.Scripter, keys []string, args ...any) *goredis.Cmd) ([]goredis.Cmder, error) {
+		pipe := l.rdb.Pipeline()
+		for _, s := range ss {
+			k := keys(s.Bucket)
+			cmd(ctx, pipe, []string{k[1], k[2], k[3]}, s.RequestID, s.Used)
+		}
+		return pipe.Exec(ctx)
+	}
+	_, err := run(settleScript.EvalSha)
+	if err != nil && goredis.HasErrorPrefix(err, "NOSCRIPT") {
+		// Redis restarted and lost its script cache: load and go again.
+		_, err = run(settleScript.Eval)
+	}
+	if err != nil {
+		return fmt.Errorf("redis limit settle (%d reservations): %w", len(ss), err)
+	}
+	return nil
+}
+
+// Ping checks that Redis answers.
+func (l *Limiter) Ping(ctx context.Context) error {
+	if err := l.rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis ping: %w", err)
+	}
+	return nil
+}
+
+// policiesKey holds every stored policy, by tenant.
+const policiesKey = "llmtap:limit:policies"
+
+// Policies stores limit policies, as opaque documents by tenant.
+type Policies struct {
+	rdb goredis.UniversalClient
+}
+
+// NewPolicies uses rdb, which the caller owns and closes.
+func NewPolicies(rdb goredis.UniversalClient) *Policies { return &Policies{rdb: rdb} }
+
+// Get returns a tenant's policy document, or an error wrapping
+// collector.ErrNotFound.
+func (p *Policies) Get(ctx context.Context, tenant string) ([]byte, error) {
+	b, err := p.rdb.HGet(ctx, policiesKey, tenant).Bytes()
+	if errors.Is(err, goredis.Nil) {
+		return nil, fmt.Errorf("limit policy of %q: %w", tenant, collector.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("redis get limit policy: %w", err)
+	}
+	return b, nil
+}
+
+// Put stores a tenant's policy document.
+func (p *Policies) Put(ctx context.Context, tenant string, doc []byte) error {
+	if err := p.rdb.HSet(ctx, policiesKey, tenant, doc).Err(); err != nil {
+		return fmt.Errorf("redis put limit policy: %w", err)
+	}
+	return nil
+}
+
+// Delete removes a tenant's policy, or returns an error wrapping
+// collector.ErrNotFound when it has none.
+func (p *Policies) Delete(ctx context.Context, tenant string) error {
+	n, err := p.rdb.HDel(ctx, policiesKey, tenant).Result()
+	if err != nil {
+		return fmt.Errorf("redis delete limit policy: %w", err)
+	}
+	if n == 0 {
+		return fmt.Errorf("limit policy of %q: %w", tenant, collector.ErrNotFound)
+	}
+	return nil
+}
