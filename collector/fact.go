@@ -90,6 +90,12 @@ type Fact struct {
 	Chunks        []string // events (SSE/NDJSON) in the captured body
 	ChunkOffsetUs []int64  // when each chunk reached the client
 	Truncated     bool     // a body was cut to its capture limit
+
+	// Limit is how the request fared with llmtap's limits (the plugin's
+	// Limit* values), empty when its router has none; LimitReserved is
+	// the tokens reserved for it, settled against Usage.
+	Limit         string
+	LimitReserved int64
 }
 
 // ErrNotFound is returned by a Store that has no fact for an id.

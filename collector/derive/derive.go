@@ -46,6 +46,8 @@ func Fact(r *llmtap.Record) *collector.Fact {
 		ResponseBytes:     r.ResponseBytes,
 		RequestBody:       string(r.RequestBody),
 		Truncated:         r.RequestTruncated || r.ResponseTruncated,
+		Limit:             r.Limit,
+		LimitReserved:     r.LimitReserved,
 	}
 	f.ErrorType = Classify(r.Status, r.Outcome)
 	if len(r.WriteNs) > 0 {
@@ -96,7 +98,7 @@ func Classify(status int, outcome string) collector.ErrorClass {
 		return collector.ErrClientCancel
 	case outcome == llmtap.OutcomeAborted:
 		return collector.ErrAborted
-	case status == 429:
+	case outcome == llmtap.OutcomeLimited, status == 429:
 		return collector.ErrRateLimited
 	case status == 504:
 		return collector.ErrUpstreamTimeout

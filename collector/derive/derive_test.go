@@ -154,6 +154,8 @@ func TestClassify(t *testing.T) {
 		{499, llmtap.OutcomeClientCancelled, collector.ErrClientCancel},
 		{200, llmtap.OutcomeAborted, collector.ErrAborted},
 		{429, llmtap.OutcomeUpstreamError, collector.ErrRateLimited},
+		{503, llmtap.OutcomeLimited, collector.ErrRateLimited},
+		{429, llmtap.OutcomeLimited, collector.ErrRateLimited},
 		{504, llmtap.OutcomeUpstreamError, collector.ErrUpstreamTimeout},
 		{502, llmtap.OutcomeUpstreamError, collector.ErrUpstream5xx},
 		{404, llmtap.OutcomeUpstreamError, collector.ErrUpstream4xx},

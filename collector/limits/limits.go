@@ -1,0 +1,468 @@
+// Package limits decides whether a tenant is within its limits: it finds
+// the tenant's policy (set through the admin API, else in the
+// configuration file, else the default), asks the shared limit store to
+// take one request and reserve tokens, applies the policy's failure mode
+// when the store cannot answer, and settles token reservations with the
+// usage of the records that arrive later.
+package limits
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/llmtap/llmtap/collector"
+	llmtap "github.com/llmtap/llmtap/plugin"
+)
+
+// Store takes from and settles the quotas of buckets.
+type Store interface {
+	Take(ctx context.Context, t collector.Take) (collector.Taken, error)
+	Settle(ctx context.Context, s []collector.Settlement) error
+}
+
+// PolicyStore keeps the policies set through the admin API, as JSON by
+// tenant. Get and Delete return errors wrapping collector.ErrNotFound for
+// a tenant without one.
+type PolicyStore interface {
+	Get(ctx context.Context, tenant string) ([]byte, error)
+	Put(ctx context.Context, tenant string, doc []byte) error
+	Delete(ctx context.Context, tenant string) error
+}
+
+// Observer is told of every check and store failure (the metrics).
+type Observer interface {
+	Checked(d *Decision, took time.Duration)
+	StoreFailed(op string)
+}
+
+// Options configure a Service.
+type Options struct {
+	Store    Store
+	Policies PolicyStore
+	// Default applies to tenants with no policy of their own; nil: no limits.
+	Default *Policy
+	// Tenants are the policies of the configuration file, by tenant.
+	Tenants map[string]*Policy
+	// DefaultReservation is the tokens reserved for a request that gives
+	// no bound of its own.
+	DefaultReservation int64
+	// ReservationTTL releases a reservation whose record never arrives.
+	ReservationTTL time.Duration
+	// PolicyCacheTTL is how long a policy read from the store is used
+	// before it is read again: how long other replicas take to see a
+	// change made through one of them.
+	PolicyCacheTTL time.Duration
+	Observer       Observer
+	Logger         *slog.Logger
+}
+
+// Service answers limit checks.
+type Service struct {
+	opt   Options
+	cache policyCache
+	logs  throttle
+}
+
+// New makes a Service.
+func New(opt Options) *Service {
+	return &Service{
+		opt:   opt,
+		cache: policyCache{ttl: opt.PolicyCacheTTL, m: map[string]cached{}},
+		logs:  throttle{last: map[string]time.Time{}, suppressed: map[string]int{}},
+	}
+}
+
+// Policy sources, as GET /v1/limits/{tenant} reports them.
+const (
+	SourceAPI     = "api"     // set through the admin API
+	SourceConfig  = "config"  // the configuration file's tenants
+	SourceDefault = "default" // the configuration file's default
+)
+
+// QuotaStatus is one quota of a decision.
+type QuotaStatus struct {
+	Limit     int64
+	Period    time.Duration
+	Remaining int64
+	Reset     time.Duration
+}
+
+// Decision is the answer to a check.
+type Decision struct {
+	Allowed bool
+	// Reason names the quota that denied the request, or
+	// ReasonUnavailable when the limits could not be checked and fail
+	// closed.
+	Reason        collector.LimitReason
+	Tenant, Route string
+	// Requests and Tokens are the quotas that apply, nil when none does.
+	Requests, Tokens *QuotaStatus
+	Reserved         int64
+	// RetryAfter is set on a denial.
+	RetryAfter time.Duration
+	// FailedOpen: allowed only because the limits could not be checked.
+	FailedOpen bool
+	// Err is why the limits could not be checked.
+	Err error
+}
+
+// effective is the policy that applies to one tenant and route.
+type effective struct {
+	source     string
+	tenant     *Policy // the tenant's whole policy
+	policy     *Policy // what applies on the route
+	bucket     string
+	failClosed bool
+}
+
+// Check decides on one request, taking from its quotas when it is allowed.
+func (s *Service) Check(ctx context.Context, c llmtap.LimitCheck) *Decision {
+	start := time.Now()
+	d := &Decision{Allowed: true, Tenant: c.Tenant, Route: c.Route}
+	eff := s.resolve(ctx, c.Tenant, c.Route)
+	if !eff.policy.limited() {
+		s.opt.Observer.Checked(d, time.Since(start))
+		return d
+	}
+	reserve := c.Reserve
+	if reserve <= 0 {
+		reserve = s.opt.DefaultReservation
+	}
+	id := c.RequestID
+	if id == "" {
+		// Nothing will settle this reservation: its TTL releases it.
+		id = "unnamed-" + randomID()
+	}
+	take := s.take(eff, reserve, id)
+	taken, err := s.opt.Store.Take(ctx, take)
+	if err != nil {
+		s.unavailable(d, eff, err, "take")
+		s.opt.Observer.Checked(d, time.Since(start))
+		return d
+	}
+	s.decide(d, eff, take, taken)
+	if !d.Allowed {
+		s.logDenial(d)
+	}
+	s.opt.Observer.Checked(d, time.Since(start))
+	return d
+}
+
+func (s *Service) take(eff effective, reserve int64, id string) collector.Take {
+	t := collector.Take{Bucket: eff.bucket, Reserve: reserve, RequestID: id, ReservationTTL: s.opt.ReservationTTL}
+	if r := eff.policy.Requests; r != nil {
+		t.Requests = collector.Quota{Limit: r.Limit, Period: time.Duration(r.Period), Burst: r.Burst}
+	}
+	if tk := eff.policy.Tokens; tk != nil {
+		t.Tokens = collector.Quota{Limit: tk.Limit, Period: time.Duration(tk.Period)}
+	}
+	return t
+}
+
+func (s *Service) decide(d *Decision, eff effective, t collector.Take, taken collector.Taken) {
+	d.Allowed, d.Reason, d.Reserved = taken.Allowed, taken.Reason, taken.Reserved
+	if t.Requests.On() {
+		d.Requests = &QuotaStatus{Limit: t.Requests.Limit, Period: t.Requests.Period, Remaining: taken.Requests.Remaining, Reset: taken.Requests.Reset}
+	}
+	if t.Tokens.On() {
+		d.Tokens = &QuotaStatus{Limit: t.Tokens.Limit, Period: t.Tokens.Period, Remaining: taken.Tokens.Remaining, Reset: taken.Tokens.Reset}
+	}
+	if !d.Allowed {
+		d.RetryAfter = taken.Requests.RetryAfter
+		if taken.Tokens.RetryAfter > d.RetryAfter {
+			d.RetryAfter = taken.Tokens.RetryAfter
+		}
+	}
+}
+
+// unavailable applies the policy's failure mode.
+func (s *Service) unavailable(d *Decision, eff effective, err error, op string) {
+	s.opt.Observer.StoreFailed(op)
+	d.Err = err
+	if eff.failClosed {
+		d.Allowed, d.Reason, d.RetryAfter = false, collector.ReasonUnavailable, time.Second
+	} else {
+		d.FailedOpen = true
+	}
+	if ok, n := s.logs.allow("store:"+op, 10*time.Second); ok {
+		s.opt.Logger.Warn("limits cannot be checked; applying failure modes", "op", op, "err", err,
+			"failure_mode", failureMode(eff.failClosed), "suppressed", n)
+	}
+}
+
+func failureMode(closed bool) FailureMode {
+	if closed {
+		return FailClosed
+	}
+	return FailOpen
+}
+
+// logDenial logs a tenant reaching a limit, at most once a minute per
+// tenant, route and reason, with the number of denials left unlogged.
+func (s *Service) logDenial(d *Decision) {
+	if ok, n := s.logs.allow("deny:"+string(d.Reason)+":"+d.Route+":"+d.Tenant, time.Minute); ok {
+		q := d.Requests
+		if d.Reason == collector.ReasonTokens {
+			q = d.Tokens
+		}
+		attrs := []any{"tenant", d.Tenant, "route", d.Route, "reason", d.Reason, "retry_after", d.RetryAfter.Round(time.Millisecond), "suppressed", n}
+		if q != nil {
+			attrs = append(attrs, "limit", q.Limit, "period", q.Period)
+		}
+		s.opt.Logger.Info("limit reached", attrs...)
+	}
+}
+
+// Settle settles the token reservations of facts with the tokens they
+// used. A failure is counted and logged, not returned: the facts are
+// stored anyway, and unsettled reservations are released by their TTL.
+func (s *Service) Settle(ctx context.Context, facts []*collector.Fact) {
+	var ss []collector.Settlement
+	for _, f := range facts {
+		if f.Limit != llmtap.LimitAllowed || f.LimitReserved <= 0 {
+			continue
+		}
+		eff := s.resolve(ctx, f.Tenant, f.Route)
+		if eff.policy == nil || eff.policy.Tokens == nil {
+			continue
+		}
+		ss = append(ss, collector.Settlement{Bucket: eff.bucket, RequestID: f.RequestID, Used: used(f, eff.policy.Tokens.Count)})
+	}
+	if len(ss) == 0 {
+		return
+	}
+	if err := s.opt.Store.Settle(ctx, ss); err != nil {
+		s.opt.Observer.StoreFailed("settle")
+		if ok, n := s.logs.allow("store:settle", 10*time.Second); ok {
+			s.opt.Logger.Warn("token reservations not settled; their TTL releases them", "reservations", len(ss), "err", err, "suppressed", n)
+		}
+	}
+}
+
+// used is the tokens a request used, as its limit counts them. When the
+// response did not say, a failed request used none, and a successful one
+// is charged what was reserved for it.
+func used(f *collector.Fact, count TokenCount) int64 {
+	u := f.Usage
+	if u.Output == nil || (count != CountOutput && u.Input == nil) {
+		if f.Status >= 400 || f.Status == 0 {
+			return 0
+		}
+		return f.LimitReserved
+	}
+	n := *u.Output
+	if count != CountOutput {
+		n += *u.Input
+	}
+	return n
+}
+
+// Status is a tenant's limits and remaining quotas now.
+type Status struct {
+	Tenant, Route string
+	Source        string
+	Policy        *Policy // the tenant's whole policy
+	Requests      *QuotaStatus
+	Tokens        *QuotaStatus
+}
+
+// Status reports a tenant's policy and what remains of its quotas on a
+// route ("" for the tenant's own quotas), without taking anything.
+func (s *Service) Status(ctx context.Context, tenant, route string) (*Status, error) {
+	eff := s.resolve(ctx, tenant, route)
+	st := &Status{Tenant: tenant, Route: route, Source: eff.source, Policy: eff.tenant}
+	if !eff.policy.limited() {
+		return st, nil
+	}
+	t := s.take(eff, 0, "")
+	t.Peek = true
+	taken, err := s.opt.Store.Take(ctx, t)
+	if err != nil {
+		s.opt.Observer.StoreFailed("status")
+		return nil, fmt.Errorf("limits of %q: %w", tenant, err)
+	}
+	d := &Decision{}
+	s.decide(d, eff, t, taken)
+	st.Requests, st.Tokens = d.Requests, d.Tokens
+	return st, nil
+}
+
+// Put stores a tenant's policy for every replica; this replica uses it at
+// once, the others within PolicyCacheTTL.
+func (s *Service) Put(ctx context.Context, tenant string, p *Policy) error {
+	doc, err := json.Marshal(p)
+	if err != nil {
+		return fmt.Errorf("encode policy: %w", err)
+	}
+	if err := s.opt.Policies.Put(ctx, tenant, doc); err != nil {
+		s.opt.Observer.StoreFailed("policy")
+		return err
+	}
+	s.cache.put(tenant, cached{policy: p, source: SourceAPI})
+	return nil
+}
+
+// Delete removes a tenant's stored policy: the configuration file's policy
+// or the default applies again. It wraps collector.ErrNotFound when the
+// tenant had none.
+func (s *Service) Delete(ctx context.Context, tenant string) error {
+	err := s.opt.Policies.Delete(ctx, tenant)
+	if err != nil && !errors.Is(err, collector.ErrNotFound) {
+		s.opt.Observer.StoreFailed("policy")
+		return err
+	}
+	s.cache.drop(tenant)
+	return err
+}
+
+// resolve finds the policy for a tenant and route. A store that cannot be
+// read leaves the last policy read from it, else the configuration's.
+func (s *Service) resolve(ctx context.Context, tenant, route string) effective {
+	c, ok := s.cache.get(tenant)
+	if !ok {
+		c = s.lookup(ctx, tenant)
+	}
+	eff := effective{source: c.source, tenant: c.policy, policy: c.policy, bucket: "t=" + url.QueryEscape(tenant)}
+	if c.policy == nil {
+		return eff
+	}
+	if rp, ok := c.policy.Routes[route]; ok && rp != nil {
+		eff.policy = rp
+		eff.bucket += ",r=" + url.QueryEscape(route)
+	}
+	mode := eff.policy.FailureMode
+	if mode == "" {
+		mode = c.policy.FailureMode
+	}
+	eff.failClosed = mode == FailClosed
+	return eff
+}
+
+func (s *Service) lookup(ctx context.Context, tenant string) cached {
+	doc, err := s.opt.Policies.Get(ctx, tenant)
+	switch {
+	case err == nil:
+		p, perr := ParsePolicy(doc)
+		if perr == nil {
+			c := cached{policy: p, source: SourceAPI}
+			s.cache.put(tenant, c)
+			return c
+		}
+		// Only a hand edit in Redis can get here: say so, and use the file's.
+		if ok, _ := s.logs.allow("bad-policy:"+tenant, time.Minute); ok {
+			s.opt.Logger.Error("stored limit policy is invalid; using the configuration's", "tenant", tenant, "err", perr)
+		}
+	case errors.Is(err, collector.ErrNotFound):
+	default:
+		// Keep using what we have for a while rather than asking a store
+		// that is down on every check.
+		s.opt.Observer.StoreFailed("policy")
+		c, ok := s.cache.stale(tenant)
+		if !ok {
+			c = s.static(tenant)
+		}
+		s.cache.put(tenant, c)
+		return c
+	}
+	c := s.static(tenant)
+	s.cache.put(tenant, c)
+	return c
+}
+
+func (s *Service) static(tenant string) cached {
+	if p, ok := s.opt.Tenants[tenant]; ok {
+		return cached{policy: p, source: SourceConfig}
+	}
+	return cached{policy: s.opt.Default, source: SourceDefault}
+}
+
+func randomID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// maxCached bounds the policy cache; past it the cache starts over.
+const maxCached = 100_000
+
+type cached struct {
+	policy *Policy
+	source string
+	at     time.Time
+}
+
+// policyCache holds policies by tenant for ttl.
+type policyCache struct {
+	ttl time.Duration
+	mu  sync.RWMutex
+	m   map[string]cached
+}
+
+func (c *policyCache) get(tenant string) (cached, bool) {
+	c.mu.RLock()
+	e, ok := c.m[tenant]
+	c.mu.RUnlock()
+	return e, ok && time.Since(e.at) < c.ttl
+}
+
+// stale returns an entry however old, for when the store cannot be read.
+func (c *policyCache) stale(tenant string) (cached, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	e, ok := c.m[tenant]
+	return e, ok
+}
+
+func (c *policyCache) put(tenant string, e cached) {
+	e.at = time.Now()
+	c.mu.Lock()
+	if len(c.m) >= maxCached {
+		c.m = map[string]cached{}
+	}
+	c.m[tenant] = e
+	c.mu.Unlock()
+}
+
+func (c *policyCache) drop(tenant string) {
+	c.mu.Lock()
+	delete(c.m, tenant)
+	c.mu.Unlock()
+}
+
+// maxThrottled bounds the keys a throttle remembers.
+const maxThrottled = 10_000
+
+// throttle lets a log line through at most once per interval per key, and
+// counts the ones it held back.
+type throttle struct {
+	mu         sync.Mutex
+	last       map[string]time.Time
+	suppressed map[string]int
+}
+
+// allow says whether to log now, and how many lines were held back since
+// the last one.
+func (t *throttle) allow(key string, every time.Duration) (bool, int) {
+	now := time.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if last, ok := t.last[key]; ok && now.Sub(last) < every {
+		t.suppressed[key]++
+		return false, 0
+	}
+	if len(t.last) >= maxThrottled {
+		t.last, t.suppressed = map[string]time.Time{}, map[string]int{}
+	}
+	n := t.suppressed[key]
+	delete(t.suppressed, key)
+	t.last[key] = now
+	return true, n
+}

@@ -1,0 +1,350 @@
+package limits
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+
+	"github.com/llmtap/llmtap/collector"
+	"github.com/llmtap/llmtap/collector/redis"
+	llmtap "github.com/llmtap/llmtap/plugin"
+)
+
+// observer counts what the service reports.
+type observer struct {
+	mu        sync.Mutex
+	decisions map[string]int
+	failures  map[string]int
+}
+
+func (o *observer) Checked(d *Decision, _ time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	k := "allowed"
+	switch {
+	case d.FailedOpen:
+		k = "failed_open"
+	case !d.Allowed:
+		k = "denied:" + string(d.Reason)
+	}
+	o.decisions[k]++
+}
+
+func (o *observer) StoreFailed(op string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.failures[op]++
+}
+
+type fixture struct {
+	mr   *miniredis.Miniredis
+	svc  *Service
+	obs  *observer
+	logs *bytes.Buffer
+}
+
+func newFixture(t *testing.T, opt Options) *fixture {
+	t.Helper()
+	mr := miniredis.RunT(t)
+	rdb := redis.NewClient(redis.Options{Addr: mr.Addr(), Timeout: 200 * time.Millisecond})
+	t.Cleanup(func() { _ = rdb.Close() })
+	f := &fixture{mr: mr, obs: &observer{decisions: map[string]int{}, failures: map[string]int{}}, logs: &bytes.Buffer{}}
+	opt.Store = redis.NewLimiter(rdb)
+	opt.Policies = redis.NewPolicies(rdb)
+	opt.Observer = f.obs
+	opt.Logger = slog.New(slog.NewTextHandler(&syncWriter{w: f.logs}, nil))
+	if opt.DefaultReservation == 0 {
+		opt.DefaultReservation = 100
+	}
+	if opt.ReservationTTL == 0 {
+		opt.ReservationTTL = time.Minute
+	}
+	if opt.PolicyCacheTTL == 0 {
+		opt.PolicyCacheTTL = time.Hour
+	}
+	f.svc = New(opt)
+	return f
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+func (f *fixture) check(tenant, route string, reserve int64, id string) *Decision {
+	return f.svc.Check(context.Background(), llmtap.LimitCheck{Tenant: tenant, Route: route, Reserve: reserve, RequestID: id})
+}
+
+func reqs(n int64, period time.Duration) *RequestLimit {
+	return &RequestLimit{Limit: n, Period: Period(period)}
+}
+
+func toks(n int64, period time.Duration, count TokenCount) *TokenLimit {
+	return &TokenLimit{Limit: n, Period: Period(period), Count: count}
+}
+
+func TestPolicyPrecedence(t *testing.T) {
+	f := newFixture(t, Options{
+		Default: &Policy{Requests: reqs(1, time.Hour)},
+		Tenants: map[string]*Policy{
+			"file": {
+				Requests:    reqs(2, time.Hour),
+				FailureMode: FailClosed,
+				Routes:      map[string]*Policy{"tts": {Requests: reqs(3, time.Hour)}},
+			},
+		},
+	})
+	ctx := context.Background()
+	if err := f.svc.Put(ctx, "api", &Policy{Requests: reqs(4, time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		tenant, route string
+		source        string
+		limit         int64
+		failClosed    bool
+	}{
+		{"nobody", "chat", SourceDefault, 1, false},
+		{"file", "chat", SourceConfig, 2, true},
+		{"file", "tts", SourceConfig, 3, true}, // the route inherits the failure mode
+		{"api", "chat", SourceAPI, 4, false},
+	}
+	for _, tt := range tests {
+		eff := f.svc.resolve(ctx, tt.tenant, tt.route)
+		if eff.source != tt.source || eff.policy.Requests.Limit != tt.limit || eff.failClosed != tt.failClosed {
+			t.Errorf("%s/%s: source %s limit %d fail closed %v; want %s %d %v", tt.tenant, tt.route,
+				eff.source, eff.policy.Requests.Limit, eff.failClosed, tt.source, tt.limit, tt.failClosed)
+		}
+	}
+	// Deleting the API's policy brings back the file's.
+	if err := f.svc.Put(ctx, "file", &Policy{Requests: reqs(9, time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.svc.Delete(ctx, "file"); err != nil {
+		t.Fatal(err)
+	}
+	if eff := f.svc.resolve(ctx, "file", "chat"); eff.source != SourceConfig {
+		t.Fatalf("after delete: source %s, want config", eff.source)
+	}
+	if err := f.svc.Delete(ctx, "file"); !errors.Is(err, collector.ErrNotFound) {
+		t.Fatalf("second delete: %v, want ErrNotFound", err)
+	}
+}
+
+func TestRouteQuotasAreSeparate(t *testing.T) {
+	f := newFixture(t, Options{Default: &Policy{
+		Requests: reqs(1, time.Hour),
+		Routes:   map[string]*Policy{"tts": {Requests: reqs(1, time.Hour)}},
+	}})
+	if !f.check("a", "chat", 0, "1").Allowed || !f.check("a", "tts", 0, "2").Allowed {
+		t.Fatal("the first request of each route was denied")
+	}
+	if f.check("a", "chat", 0, "3").Allowed || f.check("a", "embeddings", 0, "4").Allowed {
+		t.Fatal("routes without their own limits should share the tenant's exhausted quota")
+	}
+}
+
+func TestTenantIsolation(t *testing.T) {
+	f := newFixture(t, Options{Default: &Policy{Requests: &RequestLimit{Limit: 2, Period: Period(time.Minute)}}})
+	for i := 0; i < 2; i++ {
+		if d := f.check("a", "chat", 0, ""); !d.Allowed {
+			t.Fatalf("tenant a request %d denied", i)
+		}
+	}
+	d := f.check("a", "chat", 0, "")
+	if d.Allowed || d.Reason != collector.ReasonRequests || d.RetryAfter <= 0 {
+		t.Fatalf("tenant a past its limit: %+v", d)
+	}
+	if d := f.check("b", "chat", 0, ""); !d.Allowed || d.Requests.Remaining != 1 {
+		t.Fatalf("tenant b was affected by tenant a: %+v", d)
+	}
+}
+
+func TestNoLimitsNeedNoRedis(t *testing.T) {
+	f := newFixture(t, Options{})
+	f.mr.Close()
+	// With nothing to limit, only the policy lookup fails (and is counted);
+	// the check allows without a reservation.
+	d := f.check("a", "chat", 10, "x")
+	if !d.Allowed || d.FailedOpen || d.Requests != nil || d.Tokens != nil {
+		t.Fatalf("unlimited tenant: %+v", d)
+	}
+}
+
+func usage(in, out int64) collector.Usage { return collector.Usage{Input: &in, Output: &out} }
+
+func TestSettlement(t *testing.T) {
+	tests := []struct {
+		name   string
+		count  TokenCount
+		fact   collector.Fact
+		remain int64 // of 1000 after reserving 300 and settling
+	}{
+		{"total", CountTotal, collector.Fact{Status: 200, Usage: usage(50, 100)}, 850},
+		{"output only", CountOutput, collector.Fact{Status: 200, Usage: usage(50, 100)}, 900},
+		{"over the reservation", CountTotal, collector.Fact{Status: 200, Usage: usage(200, 300)}, 500},
+		{"no usage on success keeps the reservation", CountTotal, collector.Fact{Status: 200}, 700},
+		{"no usage on failure gives it back", CountTotal, collector.Fact{Status: 503}, 1000},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, Options{Default: &Policy{Tokens: toks(1000, time.Hour, tt.count)}})
+			d := f.check("a", "chat", 300, "r1")
+			if !d.Allowed || d.Reserved != 300 {
+				t.Fatalf("check: %+v", d)
+			}
+			fact := tt.fact
+			fact.RequestID, fact.Tenant, fact.Route = "r1", "a", "chat"
+			fact.Limit, fact.LimitReserved = llmtap.LimitAllowed, 300
+			f.svc.Settle(context.Background(), []*collector.Fact{&fact})
+			st, err := f.svc.Status(context.Background(), "a", "chat")
+			if err != nil {
+				t.Fatal(err)
+			}
+			// An hour's period refills 0.28 tokens a second: allow a little.
+			if st.Tokens.Remaining < tt.remain || st.Tokens.Remaining > tt.remain+1 {
+				t.Fatalf("remaining %d, want %d", st.Tokens.Remaining, tt.remain)
+			}
+		})
+	}
+}
+
+// TestConcurrentReservationsHoldTheLimit is the issue's proof: 50
+// concurrent streaming requests against 1,000 tokens a minute admit no
+// more than the limit plus one reservation, however they interleave.
+func TestConcurrentReservationsHoldTheLimit(t *testing.T) {
+	f := newFixture(t, Options{Default: &Policy{Tokens: toks(1000, time.Minute, CountTotal)}})
+	const reserve = 150
+	var admitted atomic.Int64
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			<-start
+			if d := f.check("a", "chat", reserve, "r"+string(rune('A'+i))); d.Allowed {
+				admitted.Add(d.Reserved)
+			}
+		}(i)
+	}
+	close(start)
+	wg.Wait()
+	if got := admitted.Load(); got > 1000+reserve || got < 1000-reserve {
+		t.Fatalf("admitted %d tokens of reservations; want at most 1000 + %d and more than %d", got, reserve, 1000-reserve)
+	}
+	t.Logf("admitted %d reserved tokens of a 1000-token quota", admitted.Load())
+}
+
+func TestFailureModes(t *testing.T) {
+	f := newFixture(t, Options{
+		Default: &Policy{Requests: reqs(100, time.Minute)},
+		Tenants: map[string]*Policy{"strict": {Requests: reqs(100, time.Minute), FailureMode: FailClosed}},
+	})
+	// Warm the policy cache, then lose Redis.
+	f.check("open", "chat", 0, "")
+	f.check("strict", "chat", 0, "")
+	addr := f.mr.Addr()
+	f.mr.Close()
+
+	d := f.check("open", "chat", 0, "")
+	if !d.Allowed || !d.FailedOpen || d.Err == nil {
+		t.Fatalf("fail open: %+v", d)
+	}
+	d = f.check("strict", "chat", 0, "")
+	if d.Allowed || d.Reason != collector.ReasonUnavailable || d.RetryAfter != time.Second {
+		t.Fatalf("fail closed: %+v", d)
+	}
+	if f.obs.failures["take"] != 2 {
+		t.Fatalf("store failures %v, want 2 takes", f.obs.failures)
+	}
+	if n := strings.Count(f.logs.String(), "limits cannot be checked"); n != 1 {
+		t.Fatalf("%d log lines about Redis, want 1 (rate-limited):\n%s", n, f.logs)
+	}
+
+	// Redis comes back: checks recover by themselves.
+	if err := f.mr.StartAddr(addr); err != nil {
+		t.Fatal(err)
+	}
+	d = f.check("strict", "chat", 0, "")
+	if !d.Allowed || d.FailedOpen {
+		t.Fatalf("after Redis came back: %+v", d)
+	}
+}
+
+func TestDenialIsLoggedOnceAMinute(t *testing.T) {
+	f := newFixture(t, Options{Default: &Policy{Requests: reqs(1, time.Hour)}})
+	for i := 0; i < 5; i++ {
+		f.check("a", "chat", 0, "")
+	}
+	f.check("b", "chat", 0, "")
+	f.check("b", "chat", 0, "")
+	out := f.logs.String()
+	if n := strings.Count(out, "limit reached"); n != 2 {
+		t.Fatalf("%d limit lines, want one per tenant:\n%s", n, out)
+	}
+	for _, want := range []string{"tenant=a", "reason=requests", "limit=1", "period=1h0m0s"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("log lacks %q:\n%s", want, out)
+		}
+	}
+	if f.obs.decisions["denied:requests"] != 5 {
+		t.Fatalf("decisions %v, want 5 denials", f.obs.decisions)
+	}
+}
+
+func TestThrottleCountsSuppressed(t *testing.T) {
+	th := throttle{last: map[string]time.Time{}, suppressed: map[string]int{}}
+	if ok, _ := th.allow("k", time.Millisecond); !ok {
+		t.Fatal("first line held back")
+	}
+	th.allow("k", time.Hour)
+	th.allow("k", time.Hour)
+	time.Sleep(2 * time.Millisecond)
+	if ok, n := th.allow("k", time.Millisecond); !ok || n != 2 {
+		t.Fatalf("after the interval: %v, %d suppressed; want true, 2", ok, n)
+	}
+}
+
+func TestParsePolicy(t *testing.T) {
+	tests := []struct {
+		body    string
+		wantErr string
+	}{
+		{`{"requests":{"limit":10,"period":"1m","burst":5},"tokens":{"limit":1000,"period":"1h","count":"output"},"failure_mode":"closed","routes":{"tts":{"requests":{"limit":1,"period":"1s"}}}}`, ""},
+		{`{}`, ""},
+		{`{"requests":{"limit":10,"period":"1 minute"}}`, `period "1 minute": want a duration`},
+		{`{"requests":{"limit":10,"period":"0s"}}`, `requests.period: "0s": want a duration from 1ms`},
+		{`{"requests":{"limit":-1,"period":"1m"}}`, "requests.limit: -1: want at least 1"},
+		{`{"tokens":{"limit":5,"period":"1m","count":"input"}}`, `tokens.count: "input": want total or output`},
+		{`{"failure_mode":"sometimes"}`, `failure_mode: "sometimes": want open or closed`},
+		{`{"request":{"limit":1}}`, `unknown field "request"`},
+		{`{"routes":{"a":{"routes":{"b":{}}}}}`, "routes.a.routes: routes cannot be nested"},
+		{`{"routes":{"a":null}}`, "routes.a: empty"},
+		{`{} {}`, "one JSON object expected"},
+		{`[1]`, "not valid JSON"},
+	}
+	for _, tt := range tests {
+		_, err := ParsePolicy([]byte(tt.body))
+		switch {
+		case tt.wantErr == "" && err != nil:
+			t.Errorf("%s: %v", tt.body, err)
+		case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+			t.Errorf("%s: error %v, want it to contain %q", tt.body, err, tt.wantErr)
+		}
+	}
+}
