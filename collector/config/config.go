@@ -42,6 +42,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/llmtap/llmtap/collector/limits"
 )
 
 // Sentinel errors, for errors.Is.
@@ -72,6 +74,7 @@ type Config struct {
 	Log             Log        `yaml:"log" json:"log"`
 	ClickHouse      ClickHouse `yaml:"clickhouse" json:"clickhouse"`
 	Redis           Redis      `yaml:"redis" json:"redis"`
+	Limits          Limits     `yaml:"limits" json:"limits"`
 	Metrics         Metrics    `yaml:"metrics" json:"metrics"`
 }
 
@@ -110,6 +113,24 @@ type Redis struct {
 	Addr     string `yaml:"addr" json:"addr"` // host:port
 	Password Secret `yaml:"password" json:"password"`
 	DB       int    `yaml:"db" json:"db"` // 0..15
+	// Timeout bounds each Redis command of a limit check; past it the
+	// limit's failure mode decides.
+	Timeout Duration `yaml:"timeout" json:"timeout"`
+}
+
+// Limits are the per-tenant limits the plugins check. Policies set through
+// the admin API (kept in Redis) take precedence over Tenants, and Default
+// applies to every tenant with neither.
+type Limits struct {
+	// DefaultReservation is the tokens reserved for a request that sets
+	// no max_tokens (or max_output_tokens, max_completion_tokens).
+	DefaultReservation int64 `yaml:"default_reservation" json:"default_reservation"`
+	// ReservationTimeout releases a reservation whose record never comes.
+	ReservationTimeout Duration `yaml:"reservation_timeout" json:"reservation_timeout"`
+	// PolicyCache is how long a policy read from Redis is reused.
+	PolicyCache Duration                  `yaml:"policy_cache" json:"policy_cache"`
+	Default     *limits.Policy            `yaml:"default" json:"default"`
+	Tenants     map[string]*limits.Policy `yaml:"tenants" json:"tenants"`
 }
 
 // Metrics configures the Prometheus metrics.
@@ -139,7 +160,12 @@ func Default() *Config {
 			BodyRetention: Duration(7 * 24 * time.Hour),
 			SpoolMaxBytes: 1 << 30,
 		},
-		Redis:   Redis{Addr: "127.0.0.1:6379"},
+		Redis: Redis{Addr: "127.0.0.1:6379", Timeout: Duration(50 * time.Millisecond)},
+		Limits: Limits{
+			DefaultReservation: 1024,
+			ReservationTimeout: Duration(10 * time.Minute),
+			PolicyCache:        Duration(time.Second),
+		},
 		Metrics: Metrics{MaxSeries: 1000},
 	}
 	c.fillDefaults()
@@ -300,7 +326,14 @@ func (c *Config) LogValue() slog.Value {
 		slog.Group("redis",
 			slog.String("addr", c.Redis.Addr),
 			slog.Any("password", c.Redis.Password),
-			slog.Int("db", c.Redis.DB)),
+			slog.Int("db", c.Redis.DB),
+			slog.String("timeout", c.Redis.Timeout.String())),
+		slog.Group("limits",
+			slog.Int64("default_reservation", c.Limits.DefaultReservation),
+			slog.String("reservation_timeout", c.Limits.ReservationTimeout.String()),
+			slog.String("policy_cache", c.Limits.PolicyCache.String()),
+			slog.Bool("default", c.Limits.Default != nil),
+			slog.Int("tenants", len(c.Limits.Tenants))),
 		slog.Group("metrics",
 			slog.Int("max_series", c.Metrics.MaxSeries)),
 	)

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/llmtap/llmtap/collector/limits"
 )
 
 // Every secret in testdata and in testEnv contains this, so one check
@@ -92,6 +94,15 @@ var badFiles = []struct {
 	{"redis_addr.bad.yaml", ErrInvalid, []string{`redis.addr: "localhost" is not host:port`}},
 	{"redis_db.bad.yaml", ErrInvalid, []string{"redis.db: 16 is out of range 0..15"}},
 	{"redis_db_negative.bad.yaml", ErrInvalid, []string{"redis.db: -1 is out of range 0..15"}},
+	{"redis_timeout.bad.yaml", ErrInvalid, []string{"redis.timeout: 0s must be greater than 0"}},
+	{"limits_period.bad.yaml", ErrParse, []string{`line 4:`, `period "1 minute": want a duration such as 1s, 1m or 24h`}},
+	{"limits_policy.bad.yaml", ErrInvalid, []string{
+		`limits.default.requests.limit: 0: want at least 1`,
+		`limits.tenants.acme.failure_mode: "maybe": want open or closed`,
+		`limits.tenants.acme.routes.chat.tokens.count: "input": want total or output`,
+		`limits.tenants.acme.routes.chat.routes: routes cannot be nested in a route`,
+		`limits.default_reservation: 0: want at least 1`,
+	}},
 	{"max_series.bad.yaml", ErrInvalid, []string{"metrics.max_series: 0 must be at least 1"}},
 	{"several.bad.yaml", ErrInvalid, []string{
 		`invalid configuration: listen: "nowhere" is not host:port`,
@@ -179,7 +190,23 @@ func TestLoadGood(t *testing.T) {
 					Cluster:       "main",
 				},
 				// A number is read as the text that was written.
-				Redis:   Redis{Addr: "redis.internal:6380", Password: NewSecret("12345"), DB: 3},
+				Redis: Redis{Addr: "redis.internal:6380", Password: NewSecret("12345"), DB: 3, Timeout: Duration(20 * time.Millisecond)},
+				Limits: Limits{
+					DefaultReservation: 512,
+					ReservationTimeout: Duration(5 * time.Minute),
+					PolicyCache:        Duration(2 * time.Second),
+					Default: &limits.Policy{
+						Requests: &limits.RequestLimit{Limit: 600, Period: limits.Period(time.Minute), Burst: 100},
+						Tokens:   &limits.TokenLimit{Limit: 200000, Period: limits.Period(time.Minute)},
+					},
+					Tenants: map[string]*limits.Policy{"acme": {
+						Tokens:      &limits.TokenLimit{Limit: 1000, Period: limits.Period(time.Minute), Count: limits.CountOutput},
+						FailureMode: limits.FailClosed,
+						Routes: map[string]*limits.Policy{"tts": {
+							Requests: &limits.RequestLimit{Limit: 10, Period: limits.Period(time.Second)},
+						}},
+					}},
+				},
 				Metrics: Metrics{MaxSeries: 250},
 			}
 		}},

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"sort"
 	"strconv"
 	"strings"
 	"unicode"
@@ -56,6 +57,8 @@ func (c *Config) Validate() error {
 
 	p.add("redis.addr", checkAddr(c.Redis.Addr))
 	p.add("redis.db", checkRange(c.Redis.DB, 0, maxRedisDB))
+	p.add("redis.timeout", checkPositive(c.Redis.Timeout))
+	c.Limits.validate(&p)
 	p.add("metrics.max_series", checkRange(c.Metrics.MaxSeries, 1, -1))
 	return p.err()
 }
@@ -166,4 +169,30 @@ func checkSize(s Size) string {
 		return fmt.Sprintf("%s must be greater than 0", s)
 	}
 	return ""
+}
+
+func (l *Limits) validate(p *problems) {
+	if l.DefaultReservation < 1 {
+		p.add("limits.default_reservation", fmt.Sprintf("%d: want at least 1", l.DefaultReservation))
+	}
+	p.add("limits.reservation_timeout", checkPositive(l.ReservationTimeout))
+	p.add("limits.policy_cache", checkPositive(l.PolicyCache))
+	if l.Default != nil {
+		*p = append(*p, l.Default.Problems("limits.default")...)
+	}
+	names := make([]string, 0, len(l.Tenants))
+	for name := range l.Tenants {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		switch pol := l.Tenants[name]; {
+		case name == "" || len(name) > 128:
+			p.add("limits.tenants", fmt.Sprintf("tenant name %q: want 1 to 128 characters", name))
+		case pol == nil:
+			p.add("limits.tenants."+name, "empty: give requests or tokens, or remove the tenant")
+		default:
+			*p = append(*p, pol.Problems("limits.tenants."+name)...)
+		}
+	}
 }

@@ -1,5 +1,5 @@
 // Package http is the collector's HTTP API: record ingest from the plugins,
-// request lookup, health, readiness and metrics. Errors are answered as
+// request lookup, limit checks and policies, health, readiness and metrics. Errors are answered as
 // JSON {"error": ...} with the status decided in one place (writeError).
 package http
 
@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -44,13 +43,15 @@ type Checker func(ctx context.Context) error
 
 // Options configure a Server.
 type Options struct {
-	IngestToken  string // bearer token required on ingest; empty: none
+	IngestToken  string // bearer token required on ingest and limit checks; empty: none
+	AdminToken   string // bearer token of the admin endpoints; empty: they are off
 	MaxBodyBytes int64  // request body limit, after gzip decoding too
 	Queue        collector.Queue
 	Store        collector.Store
 	Derive       Deriver
 	Observer     Observer
 	Ready        Checker
+	Limits       Limiter
 	Gatherer     prometheus.Gatherer
 	Logger       *slog.Logger
 }
@@ -66,6 +67,7 @@ func New(opt Options) *Server {
 	s := &Server{opt: opt, router: mux.NewRouter()}
 	s.router.HandleFunc(llmtap.RecordsPath, s.ingest).Methods(http.MethodPost)
 	s.router.HandleFunc("/v1/requests/{id}", s.request).Methods(http.MethodGet)
+	s.limitRoutes()
 	s.router.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -100,8 +102,7 @@ const maxLine = 8 << 20
 // deduplicated by request id in storage).
 func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 	if !s.authorized(r) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="llmtap"`)
-		writeJSON(w, http.StatusUnauthorized, IngestResult{Error: "missing or wrong bearer token"})
+		unauthorized(w)
 		return
 	}
 	if n, err := strconv.ParseInt(r.Header.Get(llmtap.HeaderDropped), 10, 64); err == nil && n > 0 {
@@ -131,6 +132,9 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 	}
 
 	var res IngestResult
+	// Facts with token reservations, settled once the batch is read.
+	var reserved []*collector.Fact
+	defer func() { s.opt.Limits.Settle(r.Context(), reserved) }()
 	sc := bufio.NewScanner(src)
 	sc.Buffer(make([]byte, 0, 64<<10), maxLine)
 	line := 0
@@ -160,6 +164,9 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 		}
 		s.opt.Observer.Observe(f)
 		res.Accepted++
+		if f.LimitReserved > 0 {
+			reserved = append(reserved, f)
+		}
 	}
 	s.opt.Observer.Received(res.Accepted)
 	if err := sc.Err(); err != nil {
@@ -212,12 +219,9 @@ func truncate(s string, n int) string {
 	return s
 }
 
+// authorized checks the ingest token, which the plugins send.
 func (s *Server) authorized(r *http.Request) bool {
-	if s.opt.IngestToken == "" {
-		return true
-	}
-	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(s.opt.IngestToken)) == 1
+	return s.opt.IngestToken == "" || bearer(r, s.opt.IngestToken)
 }
 
 func (s *Server) request(w http.ResponseWriter, r *http.Request) {

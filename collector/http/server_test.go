@@ -15,11 +15,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/llmtap/llmtap/collector"
+	"github.com/llmtap/llmtap/collector/limits"
 	"github.com/llmtap/llmtap/collector/metrics"
+	"github.com/llmtap/llmtap/collector/redis"
 	llmtap "github.com/llmtap/llmtap/plugin"
 )
 
@@ -57,13 +60,31 @@ type fixture struct {
 	queue *fakeQueue
 	reg   *prometheus.Registry
 	ready error
+	redis *miniredis.Miniredis
+}
+
+// limitsPolicy is the fixture's default limit policy.
+var limitsPolicy = &limits.Policy{
+	Requests: &limits.RequestLimit{Limit: 3, Period: limits.Period(time.Hour)},
+	Tokens:   &limits.TokenLimit{Limit: 1000, Period: limits.Period(time.Hour)},
 }
 
 func newFixture(t *testing.T, room int) *fixture {
 	t.Helper()
-	f := &fixture{queue: &fakeQueue{room: room}, reg: prometheus.NewRegistry()}
+	f := &fixture{queue: &fakeQueue{room: room}, reg: prometheus.NewRegistry(), redis: miniredis.RunT(t)}
+	rdb := redis.NewClient(redis.Options{Addr: f.redis.Addr(), Timeout: 200 * time.Millisecond})
+	t.Cleanup(func() { _ = rdb.Close() })
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	f.srv = New(Options{
-		IngestToken:  "tok",
+		IngestToken: "tok",
+		AdminToken:  "adm",
+		Limits: limits.New(limits.Options{
+			Store: redis.NewLimiter(rdb), Policies: redis.NewPolicies(rdb),
+			Default:            limitsPolicy,
+			Tenants:            map[string]*limits.Policy{"strict": {Requests: limitsPolicy.Requests, FailureMode: limits.FailClosed}},
+			DefaultReservation: 100, ReservationTTL: time.Minute, PolicyCacheTTL: time.Hour,
+			Observer: metrics.NewLimits(f.reg, 100), Logger: logger,
+		}),
 		MaxBodyBytes: 64 << 10,
 		Queue:        f.queue,
 		Store:        fakeStore{"known": {RequestID: "known", Route: "openai", Status: 200, Start: time.Unix(1700000000, 123e6)}},
@@ -71,7 +92,7 @@ func newFixture(t *testing.T, room int) *fixture {
 		Observer:     metrics.New(f.reg, 100),
 		Ready:        func(context.Context) error { return f.ready },
 		Gatherer:     f.reg,
-		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger:       logger,
 	})
 	return f
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/llmtap/llmtap/collector"
+	llmtap "github.com/llmtap/llmtap/plugin"
 )
 
 // Overflow is the label value of series past the cap.
@@ -30,6 +31,7 @@ type Metrics struct {
 	errors    *capped
 	missing   *capped
 	rejected  *capped
+	unchecked *capped
 	received  prometheus.Counter
 	dropped   prometheus.Counter
 	active    *activeStreams
@@ -84,6 +86,10 @@ func New(reg prometheus.Registerer, maxSeries int) *Metrics {
 		Name: "llmtap_records_rejected_total",
 		Help: "Record lines refused at ingest, by reason.",
 	}, []string{"reason"})), maxSeries)
+	m.unchecked = newCapped(vec(prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "llmtap_limit_unchecked_total",
+		Help: "Requests on routers with limits that the plugin could not check (collector unreachable or slow), by route and the router's failure mode: open (proxied) or closed (answered 503).",
+	}, []string{"route", "mode"})), maxSeries)
 	m.received = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "llmtap_records_received_total",
 		Help: "Records accepted at ingest.",
@@ -125,6 +131,12 @@ func (m *Metrics) Observe(f *collector.Fact) {
 	}
 	if f.ErrorType != "" {
 		m.errors.counter(route, string(f.ErrorType)).Inc()
+	}
+	switch f.Limit {
+	case llmtap.LimitFailedOpen:
+		m.unchecked.counter(route, "open").Inc()
+	case llmtap.LimitFailedClosed:
+		m.unchecked.counter(route, "closed").Inc()
 	}
 }
 

@@ -6,10 +6,12 @@
 //	llmtap-collector [-config FILE] migrate                  apply schema migrations and exit
 //
 // Start order: configuration, ClickHouse connection and migrations, the
-// writer, then the HTTP server. Stop order (SIGINT, SIGTERM): the HTTP
-// server stops accepting and finishes in-flight requests, then the writer
-// drains its queue to ClickHouse (or the spool), then the connection
-// closes; all within shutdown_timeout.
+// Redis client (which connects on first use: Redis being down only
+// triggers the limits' failure modes), the writer, then the HTTP server.
+// Stop order (SIGINT, SIGTERM): the HTTP server stops accepting and
+// finishes in-flight requests, then the writer drains its queue to
+// ClickHouse (or the spool), then the Redis client and the ClickHouse
+// connection close; all within shutdown_timeout.
 package main
 
 import (
@@ -29,15 +31,21 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/llmtap/llmtap/collector/clickhouse"
 	"github.com/llmtap/llmtap/collector/config"
 	"github.com/llmtap/llmtap/collector/derive"
 	apihttp "github.com/llmtap/llmtap/collector/http"
+	"github.com/llmtap/llmtap/collector/limits"
 	"github.com/llmtap/llmtap/collector/metrics"
+	"github.com/llmtap/llmtap/collector/redis"
 )
 
 func main() {
+	// go-redis logs every failed dial on its own; the limits log Redis
+	// failures themselves, rate-limited.
+	goredis.SetLogger(quietLogger{})
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stderr, os.LookupEnv); err != nil {
@@ -141,6 +149,22 @@ func serve(ctx context.Context, cfg *config.Config, conn driver.Conn, log *slog.
 		Lost:          m.Lost,
 	})
 	store := clickhouse.NewStore(conn, cfg.ClickHouse.Database)
+	rdb := redis.NewClient(redis.Options{
+		Addr: cfg.Redis.Addr, Password: cfg.Redis.Password.Reveal(), DB: cfg.Redis.DB,
+		Timeout: time.Duration(cfg.Redis.Timeout),
+	})
+	defer rdb.Close()
+	lim := limits.New(limits.Options{
+		Store:              redis.NewLimiter(rdb),
+		Policies:           redis.NewPolicies(rdb),
+		Default:            cfg.Limits.Default,
+		Tenants:            cfg.Limits.Tenants,
+		DefaultReservation: cfg.Limits.DefaultReservation,
+		ReservationTTL:     time.Duration(cfg.Limits.ReservationTimeout),
+		PolicyCacheTTL:     time.Duration(cfg.Limits.PolicyCache),
+		Observer:           metrics.NewLimits(reg, cfg.Metrics.MaxSeries),
+		Logger:             log,
+	})
 	metrics.RegisterStorage(reg, func() metrics.Storage {
 		s := writer.Stats()
 		return metrics.Storage{
@@ -152,6 +176,8 @@ func serve(ctx context.Context, cfg *config.Config, conn driver.Conn, log *slog.
 
 	api := apihttp.New(apihttp.Options{
 		IngestToken:  cfg.IngestToken.Reveal(),
+		AdminToken:   cfg.AdminToken.Reveal(),
+		Limits:       lim,
 		MaxBodyBytes: int64(cfg.MaxBodyBytes),
 		Queue:        writer,
 		Store:        store,
@@ -232,3 +258,8 @@ func ready(store *clickhouse.Store, writer *clickhouse.Writer, spoolDir string, 
 		return nil // degraded: records go to the spool until ClickHouse is back
 	}
 }
+
+// quietLogger drops go-redis's own log lines.
+type quietLogger struct{}
+
+func (quietLogger) Printf(context.Context, string, ...any) {}
