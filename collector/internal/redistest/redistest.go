@@ -1,0 +1,101 @@
+// Package redistest runs a real Redis server for integration tests,
+// through the project's own scripts/redis.sh (Debian's redis-server on
+// loopback, in a temporary run folder, on a free port). A test that cannot
+// start it fails; it never skips.
+package redistest
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Server is one running Redis.
+type Server struct {
+	Addr   string // host:port
+	RunDir string
+	script string
+	env    []string
+}
+
+// Start starts a server; Close stops it and removes its files.
+func Start() (*Server, error) {
+	_, file, _, _ := runtime.Caller(0)
+	script := filepath.Join(filepath.Dir(file), "..", "..", "..", "scripts", "redis.sh")
+	run, err := os.MkdirTemp("", "llmtap-redis-")
+	if err != nil {
+		return nil, err
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	_ = l.Close()
+	s := &Server{
+		Addr:   fmt.Sprintf("127.0.0.1:%d", port),
+		RunDir: run,
+		script: script,
+		env:    append(os.Environ(), "LLMTAP_RUN="+run, fmt.Sprintf("REDIS_PORT=%d", port)),
+	}
+	if err := s.ctl("start"); err != nil {
+		return nil, fmt.Errorf("redis did not start (logs in %s): %w", run, err)
+	}
+	return s, nil
+}
+
+// Kill stops the server at once (SIGKILL), as a crash would.
+func (s *Server) Kill() error {
+	b, err := os.ReadFile(filepath.Join(s.RunDir, "redis", "pid"))
+	if err != nil {
+		return fmt.Errorf("redis pid: %w", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return fmt.Errorf("redis pid %q: %w", b, err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		return fmt.Errorf("kill redis: %w", err)
+	}
+	// Reap it when it is our child; wait until the port is free either way.
+	p, _ := os.FindProcess(pid)
+	_, _ = p.Wait()
+	for i := 0; i < 100; i++ {
+		c, err := net.Dial("tcp", s.Addr)
+		if err != nil {
+			return nil
+		}
+		_ = c.Close()
+		time.Sleep(10 * time.Millisecond)
+	}
+	return fmt.Errorf("redis at %s still answers after SIGKILL", s.Addr)
+}
+
+// Restart starts the server again on the same port (empty: Redis keeps no data here).
+func (s *Server) Restart() error { return s.ctl("start") }
+
+// Close stops the server and removes its files.
+func (s *Server) Close() error {
+	err := s.ctl("stop")
+	if err == nil {
+		err = os.RemoveAll(s.RunDir)
+	}
+	return err
+}
+
+func (s *Server) ctl(verb string) error {
+	cmd := exec.Command("bash", s.script, verb)
+	cmd.Env = s.env
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("redis.sh %s: %w\n%s", verb, err, out)
+	}
+	return nil
+}
