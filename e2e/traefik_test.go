@@ -13,23 +13,22 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/llmtap/llmtap/internal/traefiktest"
 	llmtap "github.com/llmtap/llmtap/plugin"
 )
 
-// stack is one Traefik with two routers to the same upstream: bare.test
-// without the plugin, tap.test with it.
+// stack is one Traefik with routers to the same upstream: bare.test
+// without the plugin, tap.test with it, and three with limits: limits.test
+// (failing open), limits-closed.test (failing closed) and limits-down.test
+// (failing open, its collector down).
 type stack struct {
 	entry     string // Traefik's entrypoint, host:port
 	collector *collector
@@ -54,163 +53,86 @@ func run(m *testing.M, bin string) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
+	root, err := filepath.Abs("..")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 
 	col := newCollector()
 	defer col.srv.Close()
 	up := newUpstream()
 	defer up.srv.Close()
 
-	entry, err := freeAddr()
+	entry, err := traefiktest.FreeAddr()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	stop, err := startTraefik(bin, dir, entry, up.srv.URL, col.srv.URL)
+	// A collector that is not there: nothing listens on this address.
+	down, err := traefiktest.FreeAddr()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	tr, err := traefiktest.Start(traefiktest.Options{
+		Bin:        bin,
+		Dir:        dir,
+		Entry:      entry,
+		Dynamic:    fmt.Sprintf(dynamicConfig, col.srv.URL, up.srv.URL, "http://"+down),
+		Root:       root,
+		ReadyHosts: []string{"bare.test", "tap.test", "limits.test", "limits-closed.test", "limits-down.test"},
+		ReadyPath:  "/json",
+	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
 	env = &stack{entry: entry, collector: col, upstream: up}
 	code := m.Run()
-	stop()
-	// The plugin must not turn the proxy's deliberate aborts (client gone,
-	// upstream broken off) into panics that Traefik logs as errors.
-	logText, err := os.ReadFile(filepath.Join(dir, "traefik.log"))
+	tr.Stop()
+	logText, err := tr.Log()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if bytes.Contains(logText, []byte("panic")) || bytes.Contains(logText, []byte("level=error")) {
-		fmt.Fprintf(os.Stderr, "e2e: Traefik logged errors:\n%s\n", logText)
+	if bad := unexpectedErrors(logText); len(bad) > 0 {
+		fmt.Fprintf(os.Stderr, "e2e: Traefik logged errors:\n%s\n", bytes.Join(bad, []byte("\n")))
 		return 1
 	}
 	return code
 }
 
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
+// expectedErrors are the plugin's own error lines that the tests cause on
+// purpose: a collector that is down or too slow for the limit check.
+var expectedErrors = [][]byte{
+	[]byte("llmtap: limits not checked"),
+	[]byte("llmtap: batch not delivered to the collector"),
 }
 
-// startTraefik installs the plugin under dir/plugins-local, writes the
-// static and dynamic configuration and starts Traefik in dir, then waits
-// until the plugin route answers.
-func startTraefik(bin, dir, entry, upstreamURL, collectorURL string) (func(), error) {
-	root, err := filepath.Abs("..")
-	if err != nil {
-		return nil, err
-	}
-	if err := installPlugin(root, filepath.Join(dir, "plugins-local", "src", "github.com", "llmtap", "llmtap")); err != nil {
-		return nil, fmt.Errorf("install plugin: %w", err)
-	}
-	dynamic := filepath.Join(dir, "dynamic.yml")
-	if err := os.WriteFile(dynamic, []byte(fmt.Sprintf(dynamicConfig, collectorURL, upstreamURL)), 0o644); err != nil {
-		return nil, err
-	}
-	static := filepath.Join(dir, "traefik.yml")
-	if err := os.WriteFile(static, []byte(fmt.Sprintf(staticConfig, entry, dynamic)), 0o644); err != nil {
-		return nil, err
-	}
-	logPath := filepath.Join(dir, "traefik.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(bin, "--configFile="+static)
-	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start traefik: %w", err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	stop := func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
+// unexpectedErrors returns the lines of Traefik's log that say error or
+// panic, but for expectedErrors. The plugin must not turn the proxy's
+// deliberate aborts (client gone, upstream broken off) into panics that
+// Traefik logs as errors.
+func unexpectedErrors(logText []byte) [][]byte {
+	var bad [][]byte
+	for _, line := range bytes.Split(logText, []byte("\n")) {
+		lower := bytes.ToLower(line)
+		if !bytes.Contains(lower, []byte("panic")) && !bytes.Contains(lower, []byte("error")) && !bytes.Contains(line, []byte(" ERR ")) {
+			continue
 		}
-		_ = logFile.Close()
-	}
-	deadline := time.Now().Add(60 * time.Second)
-	ready := func(host string) bool {
-		req, _ := http.NewRequest(http.MethodGet, "http://"+entry+"/json", nil)
-		req.Host = host
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}
-	for {
-		if ready("tap.test") && ready("bare.test") {
-			return stop, nil
-		}
-		select {
-		case <-exited:
-		case <-time.After(100 * time.Millisecond):
-			if time.Now().Before(deadline) {
-				continue
+		expected := false
+		for _, e := range expectedErrors {
+			if bytes.Contains(line, e) && !bytes.Contains(lower, []byte("panic")) {
+				expected = true
 			}
 		}
-		stop()
-		logText, _ := os.ReadFile(logPath)
-		return nil, fmt.Errorf("traefik did not serve the plugin route within 60 s; its log:\n%s", logText)
+		if !expected {
+			bad = append(bad, line)
+		}
 	}
+	return bad
 }
-
-// installPlugin copies what the plugin catalogue would ship: the manifest,
-// go.mod and the plugin's non-test sources.
-func installPlugin(root, dst string) error {
-	if err := os.MkdirAll(filepath.Join(dst, "plugin"), 0o755); err != nil {
-		return err
-	}
-	files := []string{".traefik.yml", "go.mod"}
-	srcs, err := filepath.Glob(filepath.Join(root, "plugin", "*.go"))
-	if err != nil {
-		return err
-	}
-	for _, s := range srcs {
-		if !strings.HasSuffix(s, "_test.go") {
-			files = append(files, filepath.Join("plugin", filepath.Base(s)))
-		}
-	}
-	for _, f := range files {
-		b, err := os.ReadFile(filepath.Join(root, f))
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(filepath.Join(dst, f), b, 0o644); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-const staticConfig = `
-global:
-  checkNewVersion: false
-  sendAnonymousUsage: false
-log:
-  level: ERROR
-entryPoints:
-  web:
-    address: %q
-providers:
-  file:
-    filename: %q
-experimental:
-  localPlugins:
-    llmtap:
-      moduleName: github.com/llmtap/llmtap
-`
 
 const dynamicConfig = `
 http:
@@ -222,19 +144,58 @@ http:
       rule: Host(` + "`tap.test`" + `)
       service: up
       middlewares: [llmtap]
+    limits:
+      rule: Host(` + "`limits.test`" + `)
+      service: up
+      middlewares: [llmtap-limits]
+    limits-closed:
+      rule: Host(` + "`limits-closed.test`" + `)
+      service: up
+      middlewares: [llmtap-limits-closed]
+    limits-down:
+      rule: Host(` + "`limits-down.test`" + `)
+      service: up
+      middlewares: [llmtap-limits-down]
   middlewares:
     llmtap:
       plugin:
         llmtap:
-          collectorURL: %q
+          collectorURL: %[1]q
           route: e2e
           flushInterval: 50ms
           maxResponseBodyBytes: 65536
+    llmtap-limits:
+      plugin:
+        llmtap:
+          collectorURL: %[1]q
+          route: e2e-limits
+          flushInterval: 50ms
+          limits:
+            enabled: true
+            timeout: 200ms
+    llmtap-limits-closed:
+      plugin:
+        llmtap:
+          collectorURL: %[1]q
+          route: e2e-limits-closed
+          flushInterval: 50ms
+          limits:
+            enabled: true
+            timeout: 200ms
+            failureMode: closed
+    llmtap-limits-down:
+      plugin:
+        llmtap:
+          collectorURL: %[3]q
+          route: e2e-limits-down
+          limits:
+            enabled: true
+            timeout: 200ms
   services:
     up:
       loadBalancer:
         servers:
-          - url: %q
+          - url: %[2]q
 `
 
 // collector is an in-process stand-in for the llmtap collector: it decodes
@@ -244,11 +205,16 @@ type collector struct {
 
 	mu      sync.Mutex
 	records map[string]llmtap.Record
+	checks  map[string]llmtap.LimitCheck // by request id
 }
 
 func newCollector() *collector {
-	c := &collector{records: map[string]llmtap.Record{}}
+	c := &collector{records: map[string]llmtap.Record{}, checks: map[string]llmtap.LimitCheck{}}
 	c.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == llmtap.LimitsCheckPath {
+			c.check(w, r)
+			return
+		}
 		if r.URL.Path != llmtap.RecordsPath || r.Header.Get("Content-Encoding") != "gzip" {
 			http.Error(w, "unexpected request", http.StatusBadRequest)
 			return
@@ -273,6 +239,64 @@ func newCollector() *collector {
 		w.WriteHeader(http.StatusAccepted)
 	}))
 	return c
+}
+
+// Limit check answers of the fake collector, by tenant.
+const (
+	tenantOver = "over" // denied, 429
+	tenantSlow = "slow" // answered after the plugin's timeout
+	denialBody = `{"error":{"message":"tenant over is over its token limit","type":"rate_limit_exceeded","param":null,"code":"rate_limit_exceeded"}}`
+)
+
+// check answers a limit check by the tenant it names: tenantOver is
+// denied, tenantSlow waits past every router's timeout, any other tenant
+// is allowed and gets its reserve (1000 when it asked none).
+func (c *collector) check(w http.ResponseWriter, r *http.Request) {
+	var chk llmtap.LimitCheck
+	if err := json.NewDecoder(r.Body).Decode(&chk); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	c.mu.Lock()
+	c.checks[chk.RequestID] = chk
+	c.mu.Unlock()
+	h := w.Header()
+	switch chk.Tenant {
+	case tenantOver:
+		h.Set(llmtap.HeaderDecision, llmtap.DecisionDeny)
+		h.Set("Content-Type", "application/json")
+		h.Set("Retry-After", "5")
+		h.Set("RateLimit-Limit", "100")
+		h.Set("RateLimit-Remaining", "0")
+		h.Set("RateLimit-Reset", "5")
+		w.WriteHeader(http.StatusTooManyRequests)
+		_, _ = io.WriteString(w, denialBody)
+	case tenantSlow:
+		select {
+		case <-r.Context().Done():
+		case <-time.After(5 * time.Second):
+		}
+		h.Set(llmtap.HeaderDecision, llmtap.DecisionAllow)
+	default:
+		reserve := chk.Reserve
+		if reserve == 0 {
+			reserve = 1000
+		}
+		h.Set(llmtap.HeaderDecision, llmtap.DecisionAllow)
+		h.Set(llmtap.HeaderReserved, fmt.Sprint(reserve))
+		h.Set("RateLimit-Limit", "100")
+		h.Set("RateLimit-Remaining", "99")
+		h.Set("RateLimit-Reset", "60")
+		w.WriteHeader(http.StatusOK)
+	}
+}
+
+// limitCheck returns the limit check made for a request id.
+func (c *collector) limitCheck(id string) (llmtap.LimitCheck, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	chk, ok := c.checks[id]
+	return chk, ok
 }
 
 // record waits for the record of one request id.
