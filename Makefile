@@ -24,9 +24,11 @@ test-unit:
 	$(GO) test -race -count=1 ./...
 	cd collector && $(GO) test -race -count=1 ./...
 
+# The collector's integration tests start real ClickHouse, Redis and, for
+# the limits, Traefik with the plugin.
 test-integration:
 	scripts/install.sh
-	cd collector && $(GO) test -tags integration -count=1 ./...
+	cd collector && TRAEFIK_BIN=$$(../scripts/traefik-build.sh) $(GO) test -tags integration -count=1 ./...
 
 test-yaegi:
 	scripts/yaegi-test.sh
@@ -46,11 +48,13 @@ lint:
 	shellcheck -x scripts/*.sh .ci/run
 
 ## bench: throughput and latency through the real Traefik (bare, noop, llmtap),
-## the plugin's per-request cost under Yaegi, and ingest into ClickHouse
+## the plugin's per-request cost under Yaegi, ingest into ClickHouse, and
+## limit checks against Redis with the latency they add through Traefik
 bench:
 	cd tools/yaegibench && $(GO) test -run '^$$' -bench . -benchtime 20000x -count 3
 	scripts/bench.sh
 	scripts/bench-ingest.sh
+	scripts/bench-limits.sh
 
 ## demo: ClickHouse, the collector, a mock LLM upstream and Traefik with the
 ## plugin; a short workload and what ClickHouse holds

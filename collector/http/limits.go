@@ -86,8 +86,10 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, body)
 }
 
+// validateCheck accepts an empty tenant: requests that name none share
+// one quota under the default policy.
 func validateCheck(c *llmtap.LimitCheck) error {
-	if err := checkName("tenant", c.Tenant, true); err != nil {
+	if err := checkName("tenant", c.Tenant, false); err != nil {
 		return err
 	}
 	if err := checkName("route", c.Route, false); err != nil {

@@ -98,6 +98,18 @@ func TestCheckDeniesWith429(t *testing.T) {
 	}
 }
 
+func TestCheckWithoutTenantSharesOneQuota(t *testing.T) {
+	f := newFixture(t, -1)
+	for i := 0; i < 3; i++ {
+		if w := f.do(t, http.MethodPost, llmtap.LimitsCheckPath, "tok", `{"route":"chat"}`); w.Code != http.StatusOK {
+			t.Fatalf("anonymous request %d: %d %s", i, w.Code, w.Body)
+		}
+	}
+	if w := f.do(t, http.MethodPost, llmtap.LimitsCheckPath, "tok", `{"route":"chat"}`); w.Code != http.StatusTooManyRequests {
+		t.Fatalf("anonymous requests past the default limit: %d", w.Code)
+	}
+}
+
 func TestCheckTenantsAreIsolated(t *testing.T) {
 	f := newFixture(t, -1)
 	for i := 0; i < 4; i++ {
@@ -120,7 +132,8 @@ func TestCheckBadInput(t *testing.T) {
 	}{
 		{"", `{"tenant":"a"}`, http.StatusUnauthorized, "bearer token"},
 		{"adm", `{"tenant":"a"}`, http.StatusUnauthorized, "bearer token"},
-		{"tok", `{"route":"chat"}`, http.StatusBadRequest, "tenant is missing"},
+		{"tok", `{"tenant":"a","route":"` + strings.Repeat("r", 200) + `"}`, http.StatusBadRequest, "route"},
+		{"tok", `{"tenant":"a","request_id":"x\u0000"}`, http.StatusBadRequest, "request_id"},
 		{"tok", `{"tenant":"a\nb"}`, http.StatusBadRequest, "control characters"},
 		{"tok", `{"tenant":"` + strings.Repeat("x", 129) + `"}`, http.StatusBadRequest, "at most 128 bytes"},
 		{"tok", `{"tenant":"a","reserve":-5}`, http.StatusBadRequest, "reserve -5"},

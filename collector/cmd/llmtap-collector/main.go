@@ -43,9 +43,6 @@ import (
 )
 
 func main() {
-	// go-redis logs every failed dial on its own; the limits log Redis
-	// failures themselves, rate-limited.
-	goredis.SetLogger(quietLogger{})
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stderr, os.LookupEnv); err != nil {
@@ -77,6 +74,9 @@ func run(ctx context.Context, args []string, stderr io.Writer, env func(string) 
 	}
 	log := newLogger(stderr, cfg.Log)
 	log.Info("configuration", "config", cfg)
+	// go-redis would log every failed dial on its own (process-wide); the
+	// limits log Redis failures themselves, rate-limited.
+	goredis.SetLogger(quietLogger{})
 
 	conn, err := clickhouse.Open(ctx, clickhouse.Options{
 		Addr:         cfg.ClickHouse.Addr,

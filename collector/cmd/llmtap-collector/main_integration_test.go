@@ -24,13 +24,29 @@ import (
 
 // collectorUnderTest runs the whole collector against a real ClickHouse.
 type collectorUnderTest struct {
-	ch   *chtest.Server
-	base string
-	done chan error
-	stop context.CancelFunc
+	ch     *chtest.Server
+	base   string
+	done   chan struct{} // closed when run returned, with its error in err
+	err    error
+	cancel context.CancelFunc
 }
 
-func startCollector(t *testing.T) *collectorUnderTest {
+// stop stops the collector as SIGTERM would and returns run's error.
+func (c *collectorUnderTest) stop(t *testing.T) error {
+	t.Helper()
+	c.cancel()
+	select {
+	case <-c.done:
+		return c.err
+	case <-time.After(30 * time.Second):
+		t.Fatal("collector did not stop within 30 s")
+		return nil
+	}
+}
+
+// startCollector starts ClickHouse and the collector, with extra appended
+// to the collector's configuration file.
+func startCollector(t *testing.T, extra string) *collectorUnderTest {
 	t.Helper()
 	ch, err := chtest.Start()
 	if err != nil {
@@ -62,7 +78,7 @@ clickhouse:
   spool_dir: %q
   retention: 0s
   body_retention: 0s
-`, listen, ch.Addr, filepath.Join(dir, "spool"))
+`, listen, ch.Addr, filepath.Join(dir, "spool")) + extra
 	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -73,17 +89,14 @@ clickhouse:
 		return "", false
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &collectorUnderTest{ch: ch, base: "http://" + listen, done: make(chan error, 1), stop: cancel}
-	go func() { c.done <- run(ctx, []string{"-config", cfg}, io.Discard, env) }()
+	c := &collectorUnderTest{ch: ch, base: "http://" + listen, done: make(chan struct{}), cancel: cancel}
+	go func() {
+		c.err = run(ctx, []string{"-config", cfg}, io.Discard, env)
+		close(c.done)
+	}()
 	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-c.done:
-			if err != nil {
-				t.Errorf("collector stopped with %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("collector did not stop within 30 s")
+		if err := c.stop(t); err != nil {
+			t.Errorf("collector stopped with %v", err)
 		}
 	})
 	deadline := time.Now().Add(30 * time.Second)
@@ -96,8 +109,8 @@ clickhouse:
 			}
 		}
 		select {
-		case err := <-c.done:
-			t.Fatalf("collector exited at start: %v", err)
+		case <-c.done:
+			t.Fatalf("collector exited at start: %v", c.err)
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -173,7 +186,7 @@ func streamRecord(id string) *llmtap.Record {
 }
 
 func TestIngestStoreAndLookUp(t *testing.T) {
-	c := startCollector(t)
+	c := startCollector(t, "")
 	failed := streamRecord("it-error")
 	failed.Status, failed.Outcome = 503, llmtap.OutcomeUpstreamError
 	failed.ResponseContentType, failed.ResponseHead, failed.WriteEnds, failed.WriteNs = "application/json", []byte(`{"error":{"message":"overloaded"}}`), []int64{34}, []int64{12e6}
@@ -239,7 +252,7 @@ func TestIngestStoreAndLookUp(t *testing.T) {
 // TestClickHouseOutage: ClickHouse is stopped while records stream in and
 // started again; every acknowledged record is stored exactly once.
 func TestClickHouseOutage(t *testing.T) {
-	c := startCollector(t)
+	c := startCollector(t, "")
 	const batches, perBatch = 10, 20
 	send := func(b int) {
 		recs := make([]*llmtap.Record, perBatch)

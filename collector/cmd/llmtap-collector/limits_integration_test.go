@@ -1,0 +1,385 @@
+//go:build integration
+
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/llmtap/llmtap/collector/internal/redistest"
+	"github.com/llmtap/llmtap/internal/traefiktest"
+	llmtap "github.com/llmtap/llmtap/plugin"
+)
+
+// limitStack is the whole path of a limited request: a real Traefik with
+// the plugin, the collector, ClickHouse and Redis, and an in-process
+// OpenAI-style upstream.
+type limitStack struct {
+	entry     string
+	collector *collectorUnderTest
+	redis     *redistest.Server
+	upstream  *countingUpstream
+	traefik   *traefiktest.Traefik
+}
+
+// countingUpstream streams an OpenAI chat completion with usage (180
+// output tokens) and counts the requests that reached it, by tenant.
+type countingUpstream struct {
+	srv  *httptest.Server
+	mu   sync.Mutex
+	hits map[string]int
+}
+
+const streamOutputTokens = 180
+
+func newCountingUpstream() *countingUpstream {
+	u := &countingUpstream{hits: map[string]int{}}
+	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/chat/completions" {
+			_, _ = io.WriteString(w, "ok")
+			return
+		}
+		u.mu.Lock()
+		u.hits[r.Header.Get("X-Tenant-ID")]++
+		u.mu.Unlock()
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "text/event-stream")
+		f := w.(http.Flusher)
+		for i := 0; i < 3; i++ {
+			fmt.Fprint(w, `data: {"id":"c1","object":"chat.completion.chunk","model":"it-model","choices":[{"index":0,"delta":{"content":"hi"}}]}`+"\n\n")
+			f.Flush()
+			time.Sleep(20 * time.Millisecond)
+		}
+		fmt.Fprintf(w, `data: {"id":"c1","object":"chat.completion.chunk","model":"it-model","choices":[],"usage":{"prompt_tokens":10,"completion_tokens":%d,"total_tokens":%d}}`+"\n\n", streamOutputTokens, streamOutputTokens+10)
+		fmt.Fprint(w, "data: [DONE]\n\n")
+	}))
+	return u
+}
+
+func (u *countingUpstream) hitsOf(tenant string) int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.hits[tenant]
+}
+
+const limitRouters = `
+http:
+  routers:
+    ready:
+      rule: Host(` + "`ready.test`" + `)
+      service: up
+      middlewares: [plain]
+    open:
+      rule: Host(` + "`open.test`" + `)
+      service: up
+      middlewares: [limited-open]
+    closed:
+      rule: Host(` + "`closed.test`" + `)
+      service: up
+      middlewares: [limited-closed]
+  middlewares:
+    plain:
+      plugin:
+        llmtap:
+          collectorURL: %[1]q
+          collectorToken: it-token
+    limited-open:
+      plugin:
+        llmtap:
+          collectorURL: %[1]q
+          collectorToken: it-token
+          route: chat
+          flushInterval: 50ms
+          limits:
+            enabled: true
+            timeout: 300ms
+            failureMode: open
+    limited-closed:
+      plugin:
+        llmtap:
+          collectorURL: %[1]q
+          collectorToken: it-token
+          route: chat
+          flushInterval: 50ms
+          limits:
+            enabled: true
+            timeout: 300ms
+            failureMode: closed
+  services:
+    up:
+      loadBalancer:
+        servers:
+          - url: %[2]q
+`
+
+func startLimitStack(t *testing.T) *limitStack {
+	t.Helper()
+	bin := os.Getenv("TRAEFIK_BIN")
+	if bin == "" {
+		t.Fatal("TRAEFIK_BIN is not set: run `make test`, which builds Traefik")
+	}
+	rd, err := redistest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := rd.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	c := startCollector(t, fmt.Sprintf(`
+admin_token: it-admin
+redis:
+  addr: %q
+  timeout: 100ms
+limits:
+  default_reservation: 100
+  policy_cache: 100ms
+  default:
+    requests: {limit: 3, period: 1h}
+  tenants:
+    streams:
+      tokens: {limit: 1000, period: 1m, count: output}
+    strict:
+      requests: {limit: 1000, period: 1h}
+      failure_mode: closed
+`, rd.Addr))
+	up := newCountingUpstream()
+	t.Cleanup(up.srv.Close)
+	entry, err := traefiktest.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := filepath.Abs(filepath.Join("..", "..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := traefiktest.Start(traefiktest.Options{
+		Bin: bin, Dir: t.TempDir(), Entry: entry, Root: root,
+		Dynamic:    fmt.Sprintf(limitRouters, c.base, up.srv.URL),
+		ReadyHosts: []string{"ready.test"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		tr.Stop()
+		log, err := tr.Log()
+		if err != nil {
+			t.Error(err)
+		}
+		if strings.Contains(string(log), "level=error") || strings.Contains(string(log), "panic") {
+			t.Errorf("Traefik logged errors:\n%s", log)
+		}
+	})
+	return &limitStack{entry: entry, collector: c, redis: rd, upstream: up, traefik: tr}
+}
+
+// chat sends a streaming chat completion for tenant through host and reads
+// the whole answer.
+func (s *limitStack) chat(t *testing.T, host, tenant string) (*http.Response, []byte, time.Duration) {
+	t.Helper()
+	body := `{"model":"it-model","stream":true,"max_tokens":200,"messages":[{"role":"user","content":"hi"}]}`
+	req, err := http.NewRequest(http.MethodPost, "http://"+s.entry+"/v1/chat/completions", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = host
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Tenant-ID", tenant)
+	began := time.Now()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, b, time.Since(began)
+}
+
+// fact waits for a request's fact in ClickHouse, through the collector API.
+func (s *limitStack) fact(t *testing.T, id string) map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(s.collector.base + "/v1/requests/" + id)
+		if err == nil {
+			var f map[string]any
+			err = json.NewDecoder(resp.Body).Decode(&f)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK && err == nil {
+				return f
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("request %s never reached ClickHouse", id)
+	return nil
+}
+
+func (s *limitStack) tokensRemaining(t *testing.T, tenant string) int64 {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, s.collector.base+"/v1/limits/"+tenant, nil)
+	req.Header.Set("Authorization", "Bearer it-token")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Tokens *struct {
+			Remaining int64 `json:"remaining"`
+		} `json:"tokens"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil || st.Tokens == nil {
+		t.Fatalf("limit status of %s: %d %v", tenant, resp.StatusCode, err)
+	}
+	return st.Tokens.Remaining
+}
+
+func TestLimitsThroughTraefik(t *testing.T) {
+	s := startLimitStack(t)
+
+	t.Run("allowed responses carry the quota", func(t *testing.T) {
+		resp, body, _ := s.chat(t, "open.test", "a")
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "[DONE]") {
+			t.Fatalf("%d %s", resp.StatusCode, body)
+		}
+		if resp.Header.Get("RateLimit-Limit") != "3" || resp.Header.Get("RateLimit-Remaining") != "2" || resp.Header.Get("RateLimit-Reset") == "" {
+			t.Fatalf("quota headers: %v", resp.Header)
+		}
+	})
+
+	t.Run("past the burst: 429, and the upstream never sees it", func(t *testing.T) {
+		for i := 0; i < 2; i++ {
+			if resp, _, _ := s.chat(t, "open.test", "a"); resp.StatusCode != http.StatusOK {
+				t.Fatalf("request %d within the burst: %d", i+2, resp.StatusCode)
+			}
+		}
+		resp, body, _ := s.chat(t, "open.test", "a")
+		if resp.StatusCode != http.StatusTooManyRequests {
+			t.Fatalf("4th request: %d %s", resp.StatusCode, body)
+		}
+		h := resp.Header
+		if h.Get("Retry-After") == "" || h.Get("RateLimit-Limit") != "3" || h.Get("RateLimit-Remaining") != "0" || h.Get("RateLimit-Reset") == "" ||
+			!strings.HasPrefix(h.Get("Content-Type"), "application/json") {
+			t.Fatalf("429 headers: %v", h)
+		}
+		var oa struct {
+			Error struct{ Message, Type, Code string } `json:"error"`
+		}
+		if err := json.Unmarshal(body, &oa); err != nil || oa.Error.Code != "rate_limit_exceeded" || oa.Error.Type != "requests" {
+			t.Fatalf("429 body is not an OpenAI rate-limit error: %s", body)
+		}
+		if n := s.upstream.hitsOf("a"); n != 3 {
+			t.Fatalf("the upstream saw %d requests of tenant a, want 3", n)
+		}
+		f := s.fact(t, h.Get("X-Request-Id"))
+		if f["error_type"] != "rate_limited" || f["status"] != float64(429) || f["outcome"] != llmtap.OutcomeLimited || f["tenant"] != "a" {
+			t.Fatalf("stored fact of the denied request: %v", f)
+		}
+	})
+
+	t.Run("another tenant is not affected", func(t *testing.T) {
+		if resp, _, _ := s.chat(t, "open.test", "b"); resp.StatusCode != http.StatusOK {
+			t.Fatalf("tenant b: %d", resp.StatusCode)
+		}
+	})
+
+	t.Run("50 concurrent streams hold a 1000-token limit", func(t *testing.T) {
+		var (
+			wg       sync.WaitGroup
+			mu       sync.Mutex
+			statuses = map[int]int{}
+		)
+		start := make(chan struct{})
+		for i := 0; i < 50; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				resp, _, _ := s.chat(t, "open.test", "streams")
+				mu.Lock()
+				statuses[resp.StatusCode]++
+				mu.Unlock()
+			}()
+		}
+		close(start)
+		wg.Wait()
+		admitted := statuses[http.StatusOK]
+		used := admitted * streamOutputTokens
+		t.Logf("statuses %v: %d tokens used of 1000 (one reservation: 200)", statuses, used)
+		if used > 1000+200 || admitted+statuses[http.StatusTooManyRequests] != 50 {
+			t.Fatalf("statuses %v: %d tokens used, over the limit plus one reservation", statuses, used)
+		}
+		if admitted < 1000/200 {
+			t.Fatalf("only %d admitted, want at least %d", admitted, 1000/200)
+		}
+		// The records settle the reservations: what was reserved but not
+		// used comes back (20 tokens per stream, plus the refill).
+		want := int64(1000 - used)
+		deadline := time.Now().Add(10 * time.Second)
+		for got := s.tokensRemaining(t, "streams"); got < want; got = s.tokensRemaining(t, "streams") {
+			if time.Now().After(deadline) {
+				t.Fatalf("tokens remaining %d, want at least %d once the records are settled", got, want)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+
+	t.Run("Redis killed: each limit's failure mode, then recovery", func(t *testing.T) {
+		if err := s.redis.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		resp, _, took := s.chat(t, "open.test", "c")
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("fail-open tenant with Redis down: %d", resp.StatusCode)
+		}
+		resp, body, took2 := s.chat(t, "open.test", "strict")
+		if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "limits_unavailable") || resp.Header.Get("Retry-After") == "" {
+			t.Fatalf("fail-closed tenant with Redis down: %d %s", resp.StatusCode, body)
+		}
+		t.Logf("with Redis down: fail-open answered in %v, fail-closed in %v", took, took2)
+		if err := s.redis.Restart(); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			resp, _, _ := s.chat(t, "open.test", "strict")
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("limits did not recover after Redis came back: %d", resp.StatusCode)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+
+	t.Run("collector stopped: the router's failure mode within its timeout", func(t *testing.T) {
+		if err := s.collector.stop(t); err != nil {
+			t.Fatal(err)
+		}
+		resp, _, took := s.chat(t, "open.test", "d")
+		if resp.StatusCode != http.StatusOK || took > time.Second {
+			t.Fatalf("fail-open router without a collector: %d in %v", resp.StatusCode, took)
+		}
+		resp, body, took2 := s.chat(t, "closed.test", "d")
+		if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "limits_unavailable") || took2 > time.Second {
+			t.Fatalf("fail-closed router without a collector: %d %s in %v", resp.StatusCode, body, took2)
+		}
+		t.Logf("without a collector: fail-open answered in %v, fail-closed in %v", took, took2)
+	})
+}
