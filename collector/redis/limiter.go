@@ -27,12 +27,13 @@ func NewLimiter(rdb goredis.UniversalClient) *Limiter { return &Limiter{rdb: rdb
 
 // takeScript takes one request (GCRA, as in go-redis/redis_rate) and
 // reserves tokens (a token bucket) for one bucket, both or neither. Times
-// are microseconds of Redis's clock.
+// are microseconds of Redis's clock. It makes few Redis calls, since they
+// are most of its cost: all of a bucket's state is one hash.
 //
-// KEYS: 1 the request quota's theoretical arrival time (string),
-// 2 the token bucket (hash: level, ts), 3 reservations by expiry (sorted
-// set of request ids), 4 reserved tokens by request id (hash; "s" once
-// settled).
+// KEYS: 1 the bucket (hash: tat, the request quota's theoretical arrival
+// time; level and ts, the token bucket; r:<request id>, tokens reserved,
+// or "s" once settled), 2 reservations by expiry (sorted set of request
+// ids).
 // ARGV: 1 request limit, 2 request period, 3 request burst, 4 token limit,
 // 5 token period, 6 tokens to reserve, 7 request id, 8 reservation TTL,
 // 9 "1" to peek.
@@ -44,13 +45,16 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local rlimit, rperiod, rburst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local tlimit, tperiod = tonumber(ARGV[4]), tonumber(ARGV[5])
+local ttl = tonumber(ARGV[8])
 local peek = ARGV[9] == '1'
 local allowed, reason = 1, ''
+local st = redis.call('HMGET', KEYS[1], 'tat', 'level', 'ts')
+local set = {}
 
 local r_rem, r_reset, r_retry, r_tat, r_new, interval = -1, 0, 0, 0, nil, 0
 if rlimit > 0 then
   interval = rperiod / rlimit
-  r_tat = tonumber(redis.call('GET', KEYS[1])) or now
+  r_tat = tonumber(st[1]) or now
   if r_tat < now then r_tat = now end
   r_new = r_tat + interval
   local diff = now - (r_new - rburst * interval)
@@ -59,20 +63,22 @@ if rlimit > 0 then
   end
 end
 
-local t_rem, t_reset, t_retry, level, cost = -1, 0, 0, 0, 0
+local t_rem, t_reset, t_retry, level, cost, rate = -1, 0, 0, 0, 0, 0
 if tlimit > 0 then
-  local rate = tlimit / tperiod
-  local b = redis.call('HMGET', KEYS[2], 'level', 'ts')
-  level = tonumber(b[1])
-  local ts = tonumber(b[2])
+  rate = tlimit / tperiod
+  level = tonumber(st[2])
+  local ts = tonumber(st[3])
   if level == nil or ts == nil then level, ts = tlimit, now end
   if now > ts then level = level + (now - ts) * rate end
   -- Release reservations whose records never came.
-  local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, 100)
-  for _, id in ipairs(expired) do
-    level = level + (tonumber(redis.call('HGET', KEYS[4], id)) or 0)
-    redis.call('HDEL', KEYS[4], id)
-    redis.call('ZREM', KEYS[3], id)
+  local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 100)
+  if #expired > 0 then
+    local fields = {}
+    for i, id in ipairs(expired) do fields[i] = 'r:' .. id end
+    local amounts = redis.call('HMGET', KEYS[1], unpack(fields))
+    for i = 1, #expired do level = level + (tonumber(amounts[i]) or 0) end
+    redis.call('HDEL', KEYS[1], unpack(fields))
+    redis.call('ZREM', KEYS[2], unpack(expired))
   end
   if level > tlimit then level = tlimit end
   cost = math.min(math.max(tonumber(ARGV[6]), 1), tlimit)
@@ -86,33 +92,40 @@ end
 
 if allowed == 1 and not peek then
   if r_new then
-    redis.call('SET', KEYS[1], string.format('%.0f', r_new), 'PX', math.ceil((r_new - now) / 1000) + 1)
     r_tat = r_new
+    set[#set + 1] = 'tat'
+    set[#set + 1] = string.format('%.0f', r_new)
   end
   if tlimit > 0 then
     level = level - cost
-    local ttl = tonumber(ARGV[8])
-    redis.call('ZADD', KEYS[3], now + ttl, ARGV[7])
-    redis.call('HSET', KEYS[4], ARGV[7], cost)
-    redis.call('PEXPIRE', KEYS[3], math.ceil(ttl / 1000) * 2)
-    redis.call('PEXPIRE', KEYS[4], math.ceil(ttl / 1000) * 2)
-  else
-    cost = 0
+    set[#set + 1] = 'r:' .. ARGV[7]
+    set[#set + 1] = cost
+    redis.call('ZADD', KEYS[2], now + ttl, ARGV[7])
+    redis.call('PEXPIRE', KEYS[2], math.ceil(ttl / 1000) * 2)
   end
-else
-  cost = 0
 end
+if not (allowed == 1 and not peek and tlimit > 0) then cost = 0 end
+
+local expire = 0
 if rlimit > 0 then
   -- As the quota stands now, after the take if there was one.
   r_rem = math.max(math.floor((now - (r_tat - rburst * interval)) / interval + 1e-9), 0)
   r_reset = r_tat - now
+  expire = r_reset
 end
 if tlimit > 0 then
-  local rate = tlimit / tperiod
   t_reset = (tlimit - level) / rate
   t_rem = math.max(math.floor(level + 1e-9), 0)
-  redis.call('HSET', KEYS[2], 'level', string.format('%.6f', level), 'ts', string.format('%.0f', now))
-  redis.call('PEXPIRE', KEYS[2], math.ceil((t_reset + tonumber(ARGV[8])) / 1000) + 1000)
+  set[#set + 1] = 'level'
+  set[#set + 1] = string.format('%.6f', level)
+  set[#set + 1] = 'ts'
+  set[#set + 1] = string.format('%.0f', now)
+  -- Outlive the reservations, so that their settlement finds the bucket.
+  expire = math.max(expire, t_reset + 2 * ttl)
+end
+if #set > 0 then
+  redis.call('HSET', KEYS[1], unpack(set))
+  redis.call('PEXPIRE', KEYS[1], math.ceil(expire / 1000) + 1000)
 end
 return {allowed, reason, r_rem, math.ceil(r_reset), math.ceil(r_retry), t_rem, math.ceil(t_reset), math.ceil(t_retry), cost}
 `)
@@ -120,32 +133,32 @@ return {allowed, reason, r_rem, math.ceil(r_reset), math.ceil(r_retry), t_rem, m
 // settleScript settles one reservation: the reserved tokens minus the used
 // ones go back to the bucket (a negative difference is charged). A
 // reservation already released by its TTL is charged in full; one already
-// settled (a record sent twice) is left alone.
+// settled (a record sent twice) is left alone. The mark of a settled
+// reservation stays until its expiry cleans it.
 //
-// KEYS: 1 token bucket, 2 reservations by expiry, 3 reserved tokens.
+// KEYS: 1 the bucket, 2 reservations by expiry.
 // ARGV: 1 request id, 2 tokens used.
 var settleScript = goredis.NewScript(`
-local v = redis.call('HGET', KEYS[3], ARGV[1])
+local field = 'r:' .. ARGV[1]
+local v = redis.call('HGET', KEYS[1], field)
 if v == 's' then return 0 end
 local used = tonumber(ARGV[2])
 local delta = -used
 if v then
   delta = tonumber(v) - used
-  -- Keep a mark until the reservation's expiry cleans it, so a record
-  -- sent twice is not charged twice.
-  redis.call('HSET', KEYS[3], ARGV[1], 's')
+  redis.call('HSET', KEYS[1], field, 's')
 end
-if delta ~= 0 and redis.call('EXISTS', KEYS[1]) == 1 then
+if delta ~= 0 and redis.call('HEXISTS', KEYS[1], 'level') == 1 then
   redis.call('HINCRBYFLOAT', KEYS[1], 'level', delta)
 end
 return string.format('%.0f', delta)
 `)
 
-// keys are a bucket's keys. The bucket sits in a hash tag, so that all of
-// a bucket's keys live on one Redis Cluster slot, as a script needs.
+// keys are a bucket's keys. The bucket sits in a hash tag, so that both
+// live on one Redis Cluster slot, as a script needs.
 func keys(bucket string) []string {
-	tag := "llmtap:limit:{" + url.QueryEscape(bucket) + "}:"
-	return []string{tag + "req", tag + "tok", tag + "res", tag + "resamt"}
+	tag := "llmtap:limit:{" + url.QueryEscape(bucket) + "}"
+	return []string{tag, tag + ":res"}
 }
 
 func micros(d time.Duration) int64 { return d.Microseconds() }
@@ -211,8 +224,7 @@ func (l *Limiter) Settle(ctx context.Context, ss []collector.Settlement) error {
 	run := func(cmd func(ctx context.Context, c goredis.Scripter, keys []string, args ...any) *goredis.Cmd) ([]goredis.Cmder, error) {
 		pipe := l.rdb.Pipeline()
 		for _, s := range ss {
-			k := keys(s.Bucket)
-			cmd(ctx, pipe, []string{k[1], k[2], k[3]}, s.RequestID, s.Used)
+			cmd(ctx, pipe, keys(s.Bucket), s.RequestID, s.Used)
 		}
 		return pipe.Exec(ctx)
 	}
