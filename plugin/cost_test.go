@@ -70,3 +70,12 @@ func BenchmarkFinish(b *testing.B) {
 		<-sd.queue
 	}
 }
+
+func BenchmarkScanBody(b *testing.B) {
+	body := []byte(`{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hello."}],"max_tokens":256,"stream":false}`)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		scanBody(body)
+	}
+}

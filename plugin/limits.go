@@ -28,9 +28,10 @@ var rateHeaders = []string{"Ratelimit-Limit", "Ratelimit-Remaining", "Ratelimit-
 // limits cannot be checked and the router fails closed. The only wait is
 // the check itself, bounded by limits.timeout.
 //
-// It runs on the request path of routers with limits, interpreted: one
-// function, stdlib calls for the work, interpreted calls only when the
-// answer is not a plain allow.
+// It runs interpreted on the request path of routers with limits. The
+// common answer, allow, is handled inline; the others in their own
+// functions, whose frames (Yaegi allocates every slot of a function on
+// each call) only the requests that need them pay for.
 func checkLimits(sd *sender, c *captureWriter, req *http.Request) bool {
 	s := c.set
 	r := c.rec
@@ -40,69 +41,76 @@ func checkLimits(sd *sender, c *captureWriter, req *http.Request) bool {
 		chk.Model, chk.Reserve = scanBody(c.reqBody)
 	}
 	ctx, cancel := context.WithTimeout(req.Context(), s.checkTimeout)
-	defer cancel()
-	var resp *http.Response
+	defer cancel() // after the answer's body is read
 	body, err := json.Marshal(chk)
+	var check *http.Request
 	if err == nil {
-		var check *http.Request
 		check, err = http.NewRequestWithContext(ctx, http.MethodPost, s.checkURL, bytes.NewReader(body))
-		if err == nil {
-			check.Header["Content-Type"] = []string{"application/json"}
-			if s.token != "" {
-				check.Header["Authorization"] = []string{"Bearer " + s.token}
-			}
-			resp, err = sd.limits.RoundTrip(check) //nolint:bodyclose // closeAnswer drains and closes it on every path below
-		}
 	}
+	var resp *http.Response
 	if err == nil {
-		decision := ""
-		if v := resp.Header[HeaderDecision]; len(v) > 0 {
-			decision = v[0]
+		check.Header["Content-Type"] = []string{"application/json"}
+		if s.token != "" {
+			check.Header["Authorization"] = []string{"Bearer " + s.token}
 		}
-		switch {
-		case decision == DecisionAllow && resp.StatusCode/100 == 2:
-			for _, k := range rateHeaders {
-				if v := resp.Header[k]; len(v) > 0 {
-					c.h[k] = v
-				}
-			}
-			r.Limit = LimitAllowed
-			if v := resp.Header[HeaderReserved]; len(v) > 0 {
-				if n, perr := strconv.ParseInt(v[0], 10, 64); perr == nil && n > 0 {
-					r.LimitReserved = n
-				}
-			}
-			closeAnswer(resp.Body)
-			return true
-		case decision == DecisionDeny && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable):
-			var msg []byte
-			msg, err = io.ReadAll(io.LimitReader(resp.Body, maxCheckAnswer))
-			closeAnswer(resp.Body)
-			if err == nil { // else a broken answer is no answer
-				r.Limit = LimitDenied
-				r.Outcome = OutcomeLimited
-				if v := resp.Header["Retry-After"]; len(v) > 0 {
-					c.h["Retry-After"] = v
-				}
-				for _, k := range rateHeaders {
-					if v := resp.Header[k]; len(v) > 0 {
-						c.h[k] = v
-					}
-				}
-				answer(c, resp.StatusCode, msg)
-				return false
-			}
-		default:
-			err = fmt.Errorf("collector answered %s without a decision", resp.Status)
-			closeAnswer(resp.Body)
+		resp, err = sd.limits.RoundTrip(check) //nolint:bodyclose // closed by closeAnswer or notAllowed
+	}
+	if err != nil {
+		return unchecked(sd, c, req, err)
+	}
+	if v := resp.Header[HeaderDecision]; len(v) == 0 || v[0] != DecisionAllow || resp.StatusCode/100 != 2 {
+		return notAllowed(sd, c, req, resp)
+	}
+	for _, k := range rateHeaders {
+		if v := resp.Header[k]; len(v) > 0 {
+			c.h[k] = v
 		}
 	}
+	r.Limit = LimitAllowed
+	if v := resp.Header[HeaderReserved]; len(v) > 0 {
+		if n, perr := strconv.ParseInt(v[0], 10, 64); perr == nil && n > 0 {
+			r.LimitReserved = n
+		}
+	}
+	closeAnswer(resp.Body)
+	return true
+}
 
-	// No usable answer: the router's failure mode decides.
+// notAllowed handles a check's answer other than allow: a denial, answered
+// to the client as the collector wrote it, or an answer outside the
+// contract, which counts as no answer. It closes the answer's body.
+func notAllowed(sd *sender, c *captureWriter, req *http.Request, resp *http.Response) bool {
+	defer closeAnswer(resp.Body)
+	deny := len(resp.Header[HeaderDecision]) > 0 && resp.Header[HeaderDecision][0] == DecisionDeny
+	if !deny || (resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable) {
+		return unchecked(sd, c, req, fmt.Errorf("collector answered %s without a decision", resp.Status))
+	}
+	msg, err := io.ReadAll(io.LimitReader(resp.Body, maxCheckAnswer))
+	if err != nil {
+		return unchecked(sd, c, req, fmt.Errorf("read the collector's denial: %w", err))
+	}
+	c.rec.Limit = LimitDenied
+	c.rec.Outcome = OutcomeLimited
+	if v := resp.Header["Retry-After"]; len(v) > 0 {
+		c.h["Retry-After"] = v
+	}
+	for _, k := range rateHeaders {
+		if v := resp.Header[k]; len(v) > 0 {
+			c.h[k] = v
+		}
+	}
+	answer(c, resp.StatusCode, msg)
+	return false
+}
+
+// unchecked applies the router's failure mode to a request whose limits
+// could not be checked (err says why), and reports whether to proxy it.
+func unchecked(sd *sender, c *captureWriter, req *http.Request, err error) bool {
+	s := c.set
 	if s.failClosed {
-		r.Limit = LimitFailedClosed
+		c.rec.Limit = LimitFailedClosed
 	} else {
-		r.Limit = LimitFailedOpen
+		c.rec.Limit = LimitFailedOpen
 	}
 	if req.Context().Err() != nil {
 		// The client went away during the check: nothing to answer, and
@@ -114,7 +122,7 @@ func checkLimits(sd *sender, c *captureWriter, req *http.Request) bool {
 		return true
 	}
 	sd.logf("llmtap: limits not checked; request answered 503 (limits.failureMode closed)", err, "collector", s.checkURL, "route", s.route)
-	r.Outcome = OutcomeLimited
+	c.rec.Outcome = OutcomeLimited
 	c.h["Retry-After"] = []string{"1"}
 	answer(c, http.StatusServiceUnavailable, []byte(limitsUnavailable))
 	return false
