@@ -4,6 +4,7 @@
 package yaegibench
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -42,7 +44,12 @@ func load(b *testing.B, gopath, imp, pkg string, config map[string]any) http.Han
 	}
 	cfg := cfgFn.Call(nil)[0]
 	for k, v := range config {
-		cfg.Elem().FieldByName(k).Set(reflect.ValueOf(v))
+		// "Limits.Enabled" names a field of a nested struct.
+		f := cfg.Elem()
+		for _, name := range strings.Split(k, ".") {
+			f = f.FieldByName(name)
+		}
+		f.Set(reflect.ValueOf(v))
 	}
 	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -80,12 +87,25 @@ func gopath(b *testing.B) string {
 // path (ns/op), the whole process's CPU time per request (cpu-ns/op): what
 // the plugin's background sender spends counts against throughput too.
 func serve(b *testing.B, h http.Handler) {
+	serveBody(b, h, "")
+}
+
+// serveBody is serve with a request body: each request POSTs it afresh.
+func serveBody(b *testing.B, h http.Handler, body string) {
 	req := httptest.NewRequest(http.MethodGet, "/v1/chat/completions", nil)
 	req.Header.Set("Authorization", "Bearer sk-bench")
+	if body != "" {
+		req.Method = http.MethodPost
+		req.Header.Set("Content-Type", "application/json")
+		req.ContentLength = int64(len(body))
+	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	cpu0 := cpuTime()
 	for n := 0; n < b.N; n++ {
+		if body != "" {
+			req.Body = io.NopCloser(strings.NewReader(body))
+		}
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
 		if rec.Code != http.StatusOK {
@@ -113,6 +133,33 @@ func sink(b *testing.B) string {
 	return srv.URL
 }
 
+// allowingCollector is sink that also allows every limit check, with the
+// headers the real collector sends.
+func allowingCollector(b *testing.B) string {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		if r.URL.Path != limitsCheckPath {
+			w.WriteHeader(http.StatusAccepted)
+			return
+		}
+		h := w.Header()
+		h.Set("Llmtap-Decision", "allow")
+		h.Set("Llmtap-Reserved", "256")
+		h.Set("RateLimit-Limit", "100000")
+		h.Set("RateLimit-Remaining", "99744")
+		h.Set("RateLimit-Reset", "60")
+		w.WriteHeader(http.StatusOK)
+	}))
+	b.Cleanup(func() { srv.Close() })
+	return srv.URL
+}
+
+// limitsCheckPath is llmtap.LimitsCheckPath (this module does not require the plugin's).
+const limitsCheckPath = "/v1/limits/check"
+
+// chatBody is a small chat request, for the benchmarks whose request has a body.
+const chatBody = `{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hello."}],"max_tokens":256,"stream":false}`
+
 func BenchmarkNoop(b *testing.B) {
 	serve(b, load(b, gopath(b), "github.com/llmtap/noop", "noop", nil))
 }
@@ -122,4 +169,68 @@ func BenchmarkLLMTap(b *testing.B) {
 		"CollectorURL": sink(b),
 		"QueueSize":    1 << 20, // nothing dropped: every record is built and sent
 	}))
+}
+
+// BenchmarkLLMTapLimits is BenchmarkLLMTap on a router with limits: each
+// request waits for its limit check, allowed by an in-process collector.
+// Its ns/op includes that loopback round trip (see BenchmarkCheckCompiled
+// for the same round trip made by compiled code).
+func BenchmarkLLMTapLimits(b *testing.B) {
+	serve(b, load(b, gopath(b), "github.com/llmtap/llmtap/plugin", "llmtap", map[string]any{
+		"CollectorURL":   allowingCollector(b),
+		"QueueSize":      1 << 20,
+		"Limits.Enabled": true,
+		"Limits.Timeout": "5s",
+	}))
+}
+
+// BenchmarkLLMTapChat and BenchmarkLLMTapLimitsChat POST chatBody, so the
+// request body is captured and, with limits, scanned for the model and
+// max_tokens.
+func BenchmarkLLMTapChat(b *testing.B) {
+	serveBody(b, load(b, gopath(b), "github.com/llmtap/llmtap/plugin", "llmtap", map[string]any{
+		"CollectorURL": sink(b),
+		"QueueSize":    1 << 20,
+	}), chatBody)
+}
+
+func BenchmarkLLMTapLimitsChat(b *testing.B) {
+	serveBody(b, load(b, gopath(b), "github.com/llmtap/llmtap/plugin", "llmtap", map[string]any{
+		"CollectorURL":   allowingCollector(b),
+		"QueueSize":      1 << 20,
+		"Limits.Enabled": true,
+		"Limits.Timeout": "5s",
+	}), chatBody)
+}
+
+// BenchmarkCheckCompiled makes the limit check's round trip from compiled
+// code: a JSON POST on a kept connection to the same in-process collector.
+// The difference to BenchmarkLLMTapLimits - BenchmarkLLMTap is what the
+// interpreter adds to the check.
+func BenchmarkCheckCompiled(b *testing.B) {
+	url := allowingCollector(b) + limitsCheckPath
+	tr := &http.Transport{MaxIdleConnsPerHost: 16}
+	b.Cleanup(tr.CloseIdleConnections)
+	body := []byte(`{"tenant":"key-0123456789ab","route":"bench","model":"gpt-4o-mini","request_id":"0123456789abcdef0123456789abcdef","reserve":256}`)
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	for n := 0; n < b.N; n++ {
+		req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+		if err != nil {
+			b.Fatal(err)
+		}
+		req.Header["Content-Type"] = []string{"application/json"}
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		if resp.Header.Get("Llmtap-Decision") != "allow" {
+			b.Fatal(resp.Status)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
 }
