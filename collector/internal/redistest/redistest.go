@@ -68,14 +68,22 @@ func (s *Server) Kill() error {
 	p, _ := os.FindProcess(pid)
 	_, _ = p.Wait()
 	for i := 0; i < 100; i++ {
-		c, err := net.Dial("tcp", s.Addr)
-		if err != nil {
+		if !answers(s.Addr) {
 			return nil
 		}
-		_ = c.Close()
 		time.Sleep(10 * time.Millisecond)
 	}
 	return fmt.Errorf("redis at %s still answers after SIGKILL", s.Addr)
+}
+
+// answers says whether something accepts connections at addr.
+func answers(addr string) bool {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return false
+	}
+	_ = c.Close()
+	return true
 }
 
 // Restart starts the server again on the same port (empty: Redis keeps no data here).
