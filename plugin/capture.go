@@ -240,8 +240,8 @@ func finish(sd *sender, c *captureWriter) {
 
 // record completes the wire record of a finished observation. It runs in
 // the sender's goroutine. keys caches tenants by credential header value
-// and belongs to that goroutine (nil: no cache).
-func record(c *captureWriter, keys map[string]string) *Record {
+// (nil: no cache).
+func record(c *captureWriter, keys *tenantKeys) *Record {
 	req := c.req
 	h := req.Header
 	r := c.rec

@@ -35,7 +35,7 @@ var rateHeaders = []string{"Ratelimit-Limit", "Ratelimit-Remaining", "Ratelimit-
 func checkLimits(sd *sender, c *captureWriter, req *http.Request) bool {
 	s := c.set
 	r := c.rec
-	resolveTenant(c, nil)
+	resolveTenant(c, sd.keys)
 	chk := &LimitCheck{Tenant: r.Tenant, Route: s.route, RequestID: r.RequestID}
 	if c.reqBody != nil {
 		chk.Model, chk.Reserve = scanBody(c.reqBody)

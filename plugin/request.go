@@ -34,12 +34,23 @@ func credential(h http.Header) string {
 	return ""
 }
 
+// tenantKeys caches tenants by credential header value, for the sender's
+// goroutine (record) and for the limit checks on the request path. Hashing
+// a key costs about 2.5 µs under Yaegi, a look-up here 0.3 µs. Past
+// maxKeyCache credentials, new ones are hashed every time.
+type tenantKeys struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+func newTenantKeys() *tenantKeys { return &tenantKeys{m: map[string]string{}} }
+
 // resolveTenant names the request's tenant in its record: the configured
 // tenant header, else a short hash of the request's API key, else the
-// router's static tenant. keys caches tenants by credential (nil: no cache).
-// It runs in the sender's goroutine (record), or on the request path when
-// the limit check needs the tenant first; then record uses that one.
-func resolveTenant(c *captureWriter, keys map[string]string) {
+// router's static tenant. keys may be nil (no cache). It runs in the
+// sender's goroutine (record), or first on the request path when the limit
+// check needs the tenant; record then keeps that one.
+func resolveTenant(c *captureWriter, keys *tenantKeys) {
 	c.tenantDone = true
 	r := c.rec
 	h := c.req.Header
@@ -49,11 +60,20 @@ func resolveTenant(c *captureWriter, keys map[string]string) {
 			r.Tenant = r.Tenant[:maxIDLen]
 		}
 	} else if cred := credential(h); cred != "" {
-		t, ok := keys[cred]
+		t, ok := "", false
+		if keys != nil {
+			keys.mu.Lock()
+			t, ok = keys.m[cred]
+			keys.mu.Unlock()
+		}
 		if !ok {
 			t = keyTenant(cred)
-			if keys != nil && len(keys) < maxKeyCache {
-				keys[cred] = t
+			if keys != nil {
+				keys.mu.Lock()
+				if len(keys.m) < maxKeyCache {
+					keys.m[cred] = t
+				}
+				keys.mu.Unlock()
 			}
 		}
 		if t != "" {

@@ -42,7 +42,7 @@ func TestTenantOf(t *testing.T) {
 			s := &settings{tenantHeader: http.CanonicalHeaderKey(tt.header), tenant: tt.static}
 			req := httptest.NewRequest(http.MethodGet, "/", nil)
 			req.Header = h
-			keys := map[string]string{}
+			keys := newTenantKeys()
 			for i := 0; i < 2; i++ { // the second time from the cache
 				r := record(&captureWriter{req: req, set: s, rec: &Record{}}, keys)
 				if r.Tenant != tt.want || r.TenantSource != tt.wantSource {

@@ -69,10 +69,12 @@ type sender struct {
 	// its request's context, not by a client timeout.
 	limits *http.Transport
 
+	// keys caches tenants by credential, for record and the limit checks.
+	keys *tenantKeys
+
 	// Owned by the run goroutine:
-	keys map[string]string // credential -> tenant
-	buf  bytes.Buffer
-	zw   *gzip.Writer
+	buf bytes.Buffer
+	zw  *gzip.Writer
 
 	// logf's state: the run goroutine and failed limit checks both log.
 	logMu      sync.Mutex
@@ -85,7 +87,7 @@ func newSender(s *settings, log *slog.Logger) *sender {
 		url:       s.recordsURL,
 		token:     s.token,
 		queue:     make(chan *captureWriter, s.queueSize),
-		keys:      map[string]string{},
+		keys:      newTenantKeys(),
 		batchSize: s.batchSize,
 		interval:  s.flushInterval,
 		client: &http.Client{
