@@ -11,6 +11,7 @@ export LLMTAP_RUN=$LLMTAP_RUN/demo
 export TRAEFIK_PORT=${TRAEFIK_PORT:-18080}
 export CLICKHOUSE_TCP_PORT=${CLICKHOUSE_TCP_PORT:-19000}
 export CLICKHOUSE_HTTP_PORT=${CLICKHOUSE_HTTP_PORT:-18123}
+export REDIS_PORT=${REDIS_PORT:-16379}
 UPSTREAM_PORT=${UPSTREAM_PORT:-18900}
 COLLECTOR_PORT=${COLLECTOR_PORT:-17480}
 
@@ -31,6 +32,7 @@ cleanup() {
 	"$ROOT/scripts/traefik.sh" stop || true
 	stop_service collector "$collector_pid" || true
 	[ -z "$upstream_pid" ] || { kill "$upstream_pid" 2>/dev/null; wait "$upstream_pid" 2>/dev/null || true; }
+	"$ROOT/scripts/redis.sh" stop || true
 	"$ROOT/scripts/clickhouse.sh" stop || true
 }
 trap cleanup EXIT
@@ -41,14 +43,25 @@ step "starting ClickHouse (empty: each demo starts afresh)"
 rm -rf "$LLMTAP_RUN/clickhouse" "$LLMTAP_RUN/spool"
 "$ROOT/scripts/clickhouse.sh" start
 
+step "starting Redis (the tenants' limits)"
+"$ROOT/scripts/redis.sh" stop >/dev/null 2>&1 || true
+"$ROOT/scripts/redis.sh" start
+
 step "starting the collector on 127.0.0.1:$COLLECTOR_PORT"
 port_in_use "$COLLECTOR_PORT" && die "port 127.0.0.1:$COLLECTOR_PORT is in use (set COLLECTOR_PORT)"
 cat >"$LLMTAP_RUN/collector.yaml" <<YAML
 listen: 127.0.0.1:$COLLECTOR_PORT
 ingest_token: demo-token
+admin_token: demo-admin
 clickhouse:
   addr: 127.0.0.1:$CLICKHOUSE_TCP_PORT
   spool_dir: $LLMTAP_RUN/spool
+redis:
+  addr: 127.0.0.1:$REDIS_PORT
+limits:
+  tenants:
+    team-small:
+      requests: {limit: 2, period: 1m}
 YAML
 "$LLMTAP_BIN/llmtap-collector" -config "$LLMTAP_RUN/collector.yaml" >"$LLMTAP_RUN/collector.log" 2>&1 &
 echo $! >"$collector_pid"
@@ -68,7 +81,7 @@ sed -e "s/__UPSTREAM__/127.0.0.1:$UPSTREAM_PORT/g" -e "s/__COLLECTOR__/127.0.0.1
 base=http://127.0.0.1:$TRAEFIK_PORT
 wait_for 30 curl -sf -o /dev/null "$base/json" || die "Traefik does not route to the mock upstream; logs in $LLMTAP_RUN/traefik"
 
-step "sending a short workload: JSON, SSE streams, an upstream error, a client that leaves"
+step "sending a short workload: JSON, SSE streams, an upstream error, a tenant over its limit, a client that leaves"
 for i in 1 2 3; do
 	curl -sf -o /dev/null -H "X-Tenant-ID: team-$i" -H 'Content-Type: application/json' \
 		-d '{"model":"mock-1","messages":[{"role":"user","content":"hi"}]}' "$base/json"
@@ -78,6 +91,11 @@ for key in sk-demo-alice sk-demo-bob; do
 		-d '{"model":"mock-1","stream":true,"stream_options":{"include_usage":true}}' "$base/sse"
 done
 curl -s -o /dev/null "$base/error"
+statuses=
+for i in 1 2 3; do
+	statuses+=" $(curl -s -o /dev/null -w '%{http_code}' -H 'X-Tenant-ID: team-small' "$base/json")"
+done
+step "tenant team-small, allowed 2 requests a minute, got:$statuses"
 curl -sN -m 0.2 -o /dev/null -H 'X-Tenant-ID: impatient' "$base/sse" || true
 sleep 3 # the plugin sends every second, the collector writes every second
 
@@ -96,7 +114,9 @@ cat <<TXT
   Traefik with llmtap   $base              (try: curl -N $base/sse)
   collector API         http://127.0.0.1:$COLLECTOR_PORT/v1/requests/$id
   metrics               http://127.0.0.1:$COLLECTOR_PORT/metrics
+  limits of a tenant    curl -H 'Authorization: Bearer demo-admin' http://127.0.0.1:$COLLECTOR_PORT/v1/limits/team-small
   ClickHouse            clickhouse-client --port $CLICKHOUSE_TCP_PORT   (HTTP: http://127.0.0.1:$CLICKHOUSE_HTTP_PORT)
+  Redis                 redis-cli -p $REDIS_PORT
   logs                  $LLMTAP_RUN
 [demo] Ctrl-C stops everything.
 TXT
