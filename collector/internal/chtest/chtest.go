@@ -6,11 +6,8 @@ package chtest
 
 import (
 	"fmt"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
+
+	"github.com/llmtap/llmtap/collector/internal/service"
 )
 
 // Server is one running ClickHouse.
@@ -18,70 +15,41 @@ type Server struct {
 	Addr   string // native protocol, host:port
 	HTTP   string // HTTP interface, host:port
 	RunDir string
-	script string
-	env    []string
+	script *service.Script
 }
 
 // Start starts a server; Stop stops it.
 func Start() (*Server, error) {
-	_, file, _, _ := runtime.Caller(0)
-	script := filepath.Join(filepath.Dir(file), "..", "..", "..", "scripts", "clickhouse.sh")
-	run, err := os.MkdirTemp("", "llmtap-ch-")
+	tcp, err := service.FreePort()
 	if err != nil {
 		return nil, err
 	}
-	tcp, err := freePort()
+	http, err := service.FreePort()
 	if err != nil {
 		return nil, err
 	}
-	http, err := freePort()
+	script, err := service.New("clickhouse.sh",
+		fmt.Sprintf("CLICKHOUSE_TCP_PORT=%d", tcp), fmt.Sprintf("CLICKHOUSE_HTTP_PORT=%d", http))
 	if err != nil {
 		return nil, err
 	}
 	s := &Server{
 		Addr:   fmt.Sprintf("127.0.0.1:%d", tcp),
 		HTTP:   fmt.Sprintf("127.0.0.1:%d", http),
-		RunDir: run,
+		RunDir: script.RunDir,
 		script: script,
-		env: append(os.Environ(), "LLMTAP_RUN="+run,
-			fmt.Sprintf("CLICKHOUSE_TCP_PORT=%d", tcp), fmt.Sprintf("CLICKHOUSE_HTTP_PORT=%d", http)),
 	}
-	if err := s.ctl("start"); err != nil {
-		return nil, fmt.Errorf("clickhouse did not start (logs in %s): %w", run, err)
+	if err := script.Run("start"); err != nil {
+		return nil, fmt.Errorf("clickhouse did not start (logs in %s): %w", s.RunDir, err)
 	}
 	return s, nil
 }
 
 // Stop stops the server, keeping its data for a later Restart.
-func (s *Server) Stop() error { return s.ctl("stop") }
+func (s *Server) Stop() error { return s.script.Run("stop") }
 
 // Restart starts a stopped server again on the same ports and data.
-func (s *Server) Restart() error { return s.ctl("start") }
+func (s *Server) Restart() error { return s.script.Run("start") }
 
 // Close stops the server and removes its files.
-func (s *Server) Close() error {
-	err := s.Stop()
-	if err == nil {
-		err = os.RemoveAll(s.RunDir)
-	}
-	return err
-}
-
-func (s *Server) ctl(verb string) error {
-	cmd := exec.Command("bash", s.script, verb)
-	cmd.Env = s.env
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("clickhouse.sh %s: %w\n%s", verb, err, out)
-	}
-	return nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+func (s *Server) Close() error { return s.script.Close() }

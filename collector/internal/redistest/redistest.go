@@ -8,45 +8,35 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/llmtap/llmtap/collector/internal/service"
 )
 
 // Server is one running Redis.
 type Server struct {
 	Addr   string // host:port
 	RunDir string
-	script string
-	env    []string
+	script *service.Script
 }
 
 // Start starts a server; Close stops it and removes its files.
 func Start() (*Server, error) {
-	_, file, _, _ := runtime.Caller(0)
-	script := filepath.Join(filepath.Dir(file), "..", "..", "..", "scripts", "redis.sh")
-	run, err := os.MkdirTemp("", "llmtap-redis-")
+	port, err := service.FreePort()
 	if err != nil {
 		return nil, err
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	script, err := service.New("redis.sh", fmt.Sprintf("REDIS_PORT=%d", port))
 	if err != nil {
 		return nil, err
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	_ = l.Close()
-	s := &Server{
-		Addr:   fmt.Sprintf("127.0.0.1:%d", port),
-		RunDir: run,
-		script: script,
-		env:    append(os.Environ(), "LLMTAP_RUN="+run, fmt.Sprintf("REDIS_PORT=%d", port)),
-	}
-	if err := s.ctl("start"); err != nil {
-		return nil, fmt.Errorf("redis did not start (logs in %s): %w", run, err)
+	s := &Server{Addr: fmt.Sprintf("127.0.0.1:%d", port), RunDir: script.RunDir, script: script}
+	if err := script.Run("start"); err != nil {
+		return nil, fmt.Errorf("redis did not start (logs in %s): %w", s.RunDir, err)
 	}
 	return s, nil
 }
@@ -87,23 +77,7 @@ func answers(addr string) bool {
 }
 
 // Restart starts the server again on the same port (empty: Redis keeps no data here).
-func (s *Server) Restart() error { return s.ctl("start") }
+func (s *Server) Restart() error { return s.script.Run("start") }
 
 // Close stops the server and removes its files.
-func (s *Server) Close() error {
-	err := s.ctl("stop")
-	if err == nil {
-		err = os.RemoveAll(s.RunDir)
-	}
-	return err
-}
-
-func (s *Server) ctl(verb string) error {
-	cmd := exec.Command("bash", s.script, verb)
-	cmd.Env = s.env
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("redis.sh %s: %w\n%s", verb, err, out)
-	}
-	return nil
-}
+func (s *Server) Close() error { return s.script.Close() }
