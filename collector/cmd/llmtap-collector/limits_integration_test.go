@@ -8,28 +8,13 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/llmtap/llmtap/collector/internal/redistest"
-	"github.com/llmtap/llmtap/internal/traefiktest"
 	llmtap "github.com/llmtap/llmtap/plugin"
 )
-
-// limitStack is the whole path of a limited request: a real Traefik with
-// the plugin, the collector, ClickHouse and Redis, and an in-process
-// OpenAI-style upstream.
-type limitStack struct {
-	entry     string
-	collector *collectorUnderTest
-	redis     *redistest.Server
-	upstream  *countingUpstream
-	traefik   *traefiktest.Traefik
-}
 
 // countingUpstream streams an OpenAI chat completion with usage (180
 // output tokens) and counts the requests that reached it, by tenant.
@@ -121,22 +106,13 @@ http:
           - url: %[2]q
 `
 
-func startLimitStack(t *testing.T) *limitStack {
+func startLimitStack(t *testing.T) (*stack, *countingUpstream) {
 	t.Helper()
-	bin := os.Getenv("TRAEFIK_BIN")
-	if bin == "" {
-		t.Fatal("TRAEFIK_BIN is not set: run `make test`, which builds Traefik")
-	}
-	rd, err := redistest.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := rd.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	c := startCollector(t, fmt.Sprintf(`
+	up := newCountingUpstream()
+	t.Cleanup(up.srv.Close)
+	s := startStack(t, stackOptions{
+		collector: func(redisAddr string) string {
+			return fmt.Sprintf(`
 admin_token: it-admin
 redis:
   addr: %q
@@ -152,41 +128,19 @@ limits:
     strict:
       requests: {limit: 1000, period: 1h}
       failure_mode: closed
-`, rd.Addr))
-	up := newCountingUpstream()
-	t.Cleanup(up.srv.Close)
-	entry, err := traefiktest.FreeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := filepath.Abs(filepath.Join("..", "..", ".."))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr, err := traefiktest.Start(traefiktest.Options{
-		Bin: bin, Dir: t.TempDir(), Entry: entry, Root: root,
-		Dynamic:    fmt.Sprintf(limitRouters, c.base, up.srv.URL),
-		ReadyHosts: []string{"ready.test"},
+`, redisAddr)
+		},
+		dynamic:   func(collectorURL string) string { return fmt.Sprintf(limitRouters, collectorURL, up.srv.URL) },
+		readyHost: "ready.test",
+		// The last subtest stops the collector.
+		expectedErrors: []string{"llmtap: limits not checked", "llmtap: batch not delivered"},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		tr.Stop()
-		log, err := tr.Log()
-		if err != nil {
-			t.Error(err)
-		}
-		if strings.Contains(string(log), "level=error") || strings.Contains(string(log), "panic") {
-			t.Errorf("Traefik logged errors:\n%s", log)
-		}
-	})
-	return &limitStack{entry: entry, collector: c, redis: rd, upstream: up, traefik: tr}
+	return s, up
 }
 
 // chat sends a streaming chat completion for tenant through host and reads
 // the whole answer.
-func (s *limitStack) chat(t *testing.T, host, tenant string) (*http.Response, []byte, time.Duration) {
+func (s *stack) chat(t *testing.T, host, tenant string) (*http.Response, []byte, time.Duration) {
 	t.Helper()
 	body := `{"model":"it-model","stream":true,"max_tokens":200,"messages":[{"role":"user","content":"hi"}]}`
 	req, err := http.NewRequest(http.MethodPost, "http://"+s.entry+"/v1/chat/completions", strings.NewReader(body))
@@ -210,7 +164,7 @@ func (s *limitStack) chat(t *testing.T, host, tenant string) (*http.Response, []
 }
 
 // fact waits for a request's fact in ClickHouse, through the collector API.
-func (s *limitStack) fact(t *testing.T, id string) map[string]any {
+func (s *stack) fact(t *testing.T, id string) map[string]any {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
@@ -229,7 +183,7 @@ func (s *limitStack) fact(t *testing.T, id string) map[string]any {
 	return nil
 }
 
-func (s *limitStack) tokensRemaining(t *testing.T, tenant string) int64 {
+func (s *stack) tokensRemaining(t *testing.T, tenant string) int64 {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, s.collector.base+"/v1/limits/"+tenant, nil)
 	req.Header.Set("Authorization", "Bearer it-token")
@@ -250,7 +204,7 @@ func (s *limitStack) tokensRemaining(t *testing.T, tenant string) int64 {
 }
 
 func TestLimitsThroughTraefik(t *testing.T) {
-	s := startLimitStack(t)
+	s, up := startLimitStack(t)
 
 	t.Run("allowed responses carry the quota", func(t *testing.T) {
 		resp, body, _ := s.chat(t, "open.test", "a")
@@ -283,7 +237,7 @@ func TestLimitsThroughTraefik(t *testing.T) {
 		if err := json.Unmarshal(body, &oa); err != nil || oa.Error.Code != "rate_limit_exceeded" || oa.Error.Type != "requests" {
 			t.Fatalf("429 body is not an OpenAI rate-limit error: %s", body)
 		}
-		if n := s.upstream.hitsOf("a"); n != 3 {
+		if n := up.hitsOf("a"); n != 3 {
 			t.Fatalf("the upstream saw %d requests of tenant a, want 3", n)
 		}
 		f := s.fact(t, h.Get("X-Request-Id"))

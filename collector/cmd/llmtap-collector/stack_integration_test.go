@@ -1,0 +1,102 @@
+//go:build integration
+
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/llmtap/llmtap/collector/internal/redistest"
+	"github.com/llmtap/llmtap/internal/traefiktest"
+)
+
+// stack is the whole path of a request: a real Traefik with the plugin
+// loaded from plugins-local, the collector, ClickHouse and Redis.
+type stack struct {
+	entry     string
+	collector *collectorUnderTest
+	redis     *redistest.Server
+	traefik   *traefiktest.Traefik
+}
+
+type stackOptions struct {
+	// collector returns what to add to the collector's configuration.
+	collector func(redisAddr string) string
+	// dynamic returns Traefik's dynamic configuration.
+	dynamic func(collectorURL string) string
+	// readyHost is a host whose GET / through Traefik answers 200 once the
+	// plugin is loaded.
+	readyHost string
+	// expectedErrors are parts of error lines the test causes on purpose
+	// (such as the plugin's when the collector is stopped).
+	expectedErrors []string
+}
+
+// startStack starts every part and stops them when the test ends; the
+// test fails if Traefik logged an error meanwhile.
+func startStack(t *testing.T, o stackOptions) *stack {
+	t.Helper()
+	bin := os.Getenv("TRAEFIK_BIN")
+	if bin == "" {
+		t.Fatal("TRAEFIK_BIN is not set: run `make test`, which builds Traefik")
+	}
+	rd, err := redistest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := rd.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	c := startCollector(t, o.collector(rd.Addr))
+	entry, err := traefiktest.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := filepath.Abs(filepath.Join("..", "..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := traefiktest.Start(traefiktest.Options{
+		Bin: bin, Dir: t.TempDir(), Entry: entry, Root: root,
+		Dynamic:    o.dynamic(c.base),
+		ReadyHosts: []string{o.readyHost},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		tr.Stop()
+		log, err := tr.Log()
+		if err != nil {
+			t.Error(err)
+		}
+		if bad := unexpectedErrors(string(log), o.expectedErrors); bad != "" {
+			t.Errorf("Traefik logged errors:\n%s", bad)
+		}
+	})
+	return &stack{entry: entry, collector: c, redis: rd, traefik: tr}
+}
+
+// unexpectedErrors returns the error lines of a Traefik log (its own ERR
+// lines, the plugin's level=ERROR lines, panics) that contain none of
+// expected.
+func unexpectedErrors(log string, expected []string) string {
+	var bad []string
+	for _, line := range strings.Split(log, "\n") {
+		if !strings.Contains(line, " ERR ") && !strings.Contains(strings.ToLower(line), "level=error") && !strings.Contains(line, "panic") {
+			continue
+		}
+		ok := false
+		for _, e := range expected {
+			ok = ok || strings.Contains(line, e)
+		}
+		if !ok {
+			bad = append(bad, line)
+		}
+	}
+	return strings.Join(bad, "\n")
+}
