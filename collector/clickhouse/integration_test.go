@@ -482,3 +482,67 @@ func waitForLong(t *testing.T, what string, d time.Duration, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestIntegrationDocumentedQueries runs every query of docs/queries.md on
+// the real server, over a table holding a few facts, so that the queries
+// users copy from the docs work.
+func TestIntegrationDocumentedQueries(t *testing.T) {
+	const db = "llmtap_docs"
+	conn := migrated(t, db)
+	ctx := context.Background()
+	w := NewWriter(conn, WriterOptions{Database: db, BatchSize: 10, FlushInterval: 50 * time.Millisecond, QueueSize: 100, Logger: testLogger(t)})
+	wctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- w.Run(wctx) }()
+	for i := 0; i < 5; i++ {
+		f := testFact(i)
+		f.Start = time.Now().UTC()
+		if err := w.Enqueue(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop()
+	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile("../../docs/queries.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	queries := sqlBlocks(string(doc))
+	if len(queries) < 5 {
+		t.Fatalf("found %d queries in docs/queries.md", len(queries))
+	}
+	for _, q := range queries {
+		q = strings.ReplaceAll(q, "llmtap.requests", db+".requests")
+		q = strings.ReplaceAll(q, "{request_id}", testFact(0).RequestID)
+		rows, err := conn.Query(ctx, q)
+		if err != nil {
+			t.Errorf("documented query fails: %v\n%s", err, q)
+			continue
+		}
+		n := 0
+		for rows.Next() {
+			n++
+		}
+		if err := rows.Err(); err != nil {
+			t.Errorf("documented query fails: %v\n%s", err, q)
+		}
+		_ = rows.Close()
+		// The facts include every kind and error class, so each query has rows.
+		if n == 0 {
+			t.Errorf("documented query returned no rows over recent facts:\n%s", q)
+		}
+	}
+}
+
+// sqlBlocks returns the ```sql blocks of a Markdown text.
+func sqlBlocks(md string) []string {
+	var out []string
+	for _, part := range strings.Split(md, "```sql\n")[1:] {
+		if end := strings.Index(part, "```"); end >= 0 {
+			out = append(out, part[:end])
+		}
+	}
+	return out
+}
