@@ -56,10 +56,11 @@ bench:
 	scripts/bench-ingest.sh
 	scripts/bench-limits.sh
 
-## demo: ClickHouse, the collector, a mock LLM upstream and Traefik with the
-## plugin; a short workload and what ClickHouse holds
+## demo: ClickHouse, Redis, the collector, the mock LLM upstream and Traefik
+## with the plugin; a short mixed workload, a summary from ClickHouse, and the
+## stack kept up until Ctrl-C
 demo:
-	scripts/demo.sh
+	@scripts/demo.sh
 
 clean:
 	rm -rf bin .run

@@ -1,123 +1,197 @@
 #!/usr/bin/env bash
 # shellcheck source-path=SCRIPTDIR
-# make demo: the whole stack on loopback: ClickHouse, the collector, a mock
-# LLM upstream, and the real Traefik with the llmtap plugin; then a short
-# workload and a summary read back from ClickHouse and the metrics. Runs
-# until Ctrl-C, then stops everything it started.
-# shellcheck source=lib.sh
-source "$(dirname "$0")/lib.sh"
+# make demo: on a bare Debian machine, installs what is missing, builds, and
+# starts on loopback ClickHouse, Redis, the collector, the mock LLM upstream
+# and the real Traefik with the llmtap plugin (traefik/demo.yml: routes
+# openai, anthropic and tts, each with limits). Then a short mixed workload
+# through Traefik, a summary read back from ClickHouse, the addresses, and
+# the stack stays up until Ctrl-C, which stops everything the demo started.
+#
+# One progress line per step; a step that fails says which part failed and
+# where its logs are. Everything lives in .run/demo ($LLMTAP_RUN/demo),
+# apart from `make up`'s .run/up; ClickHouse starts empty each time. Ports
+# and their variables: see scripts/stack-lib.sh (Traefik 18080, collector
+# 17480, ClickHouse 19000 and 18123, Redis 16379, mock 18900).
+# shellcheck source=stack-lib.sh
+source "$(dirname "$0")/stack-lib.sh"
 
-export LLMTAP_RUN=$LLMTAP_RUN/demo
-export TRAEFIK_PORT=${TRAEFIK_PORT:-18080}
-export CLICKHOUSE_TCP_PORT=${CLICKHOUSE_TCP_PORT:-19000}
-export CLICKHOUSE_HTTP_PORT=${CLICKHOUSE_HTTP_PORT:-18123}
-export REDIS_PORT=${REDIS_PORT:-16379}
-UPSTREAM_PORT=${UPSTREAM_PORT:-18900}
-COLLECTOR_PORT=${COLLECTOR_PORT:-17480}
+STACK_MOCK=1
+INGEST_TOKEN=demo-token
+ADMIN_TOKEN=demo-admin
+# team-small may send 2 requests a minute: its third gets a 429.
+STACK_LIMITS_YAML="limits:
+  tenants:
+    team-small:
+      requests: {limit: 2, period: 1m}"
+stack_init demo
+STACK_MOCK_ARGS=(-ttft 100ms -gap 20ms -tokens 16)
+STACK_DYNAMIC_TEMPLATE=$ROOT/traefik/demo.yml
+STACK_DYNAMIC_VALUES=(
+	"MOCK=http://127.0.0.1:$UPSTREAM_PORT"
+	"COLLECTOR=http://127.0.0.1:$COLLECTOR_PORT"
+	"TOKEN=$INGEST_TOKEN"
+)
+base=http://127.0.0.1:$TRAEFIK_PORT
+work=$LLMTAP_RUN/workload
 
-step() { printf '[demo] %s\n' "$*"; }
+# One demo at a time in this run folder.
+demo_pid=$LLMTAP_RUN/demo.pid
+if pid=$(pid_of "$demo_pid") && grep -qa demo.sh "/proc/$pid/cmdline"; then
+	die "a demo already runs (pid $pid); Ctrl-C it first"
+fi
+echo $$ >"$demo_pid"
 
-step "installing what is missing"
-"$ROOT/scripts/install.sh"
-step "building Traefik $TRAEFIK_VERSION (cached after the first time), the collector and the mock upstream"
-"$ROOT/scripts/traefik-build.sh" >/dev/null
-mkdir -p "$LLMTAP_RUN" "$LLMTAP_BIN"
-go build -o "$LLMTAP_BIN/mock-upstream" "$ROOT/bench/upstream"
-(cd "$ROOT/collector" && go build -o "$LLMTAP_BIN/llmtap-collector" ./cmd/llmtap-collector)
-
-upstream_pid=
-collector_pid=$LLMTAP_RUN/collector.pid
+# Ctrl-C (or TERM) ends the demo: the stack stops, in order, and the demo
+# exits 0, as it was meant to end.
 cleanup() {
-	step "stopping"
-	"$ROOT/scripts/traefik.sh" stop || true
-	stop_service collector "$collector_pid" || true
-	[ -z "$upstream_pid" ] || { kill "$upstream_pid" 2>/dev/null; wait "$upstream_pid" 2>/dev/null || true; }
-	"$ROOT/scripts/redis.sh" stop || true
-	"$ROOT/scripts/clickhouse.sh" stop || true
+	local stopped
+	trap - INT TERM
+	step_interrupted
+	[ -z "${sleeper:-}" ] || kill "$sleeper" 2>/dev/null || true
+	if stack_running >/dev/null; then
+		printf '[demo] stopping the stack ... '
+		stopped=$(stack_stop 2>&1 | sed 's/^stopped //; s/ (pid [0-9]*)//' | paste -sd, - | sed 's/,/, /g')
+		printf 'stopped %s\n' "$stopped"
+	fi
+	rm -f "$demo_pid"
 }
 trap cleanup EXIT
 trap 'exit 0' INT TERM
 
-step "starting ClickHouse (empty: each demo starts afresh)"
-"$ROOT/scripts/clickhouse.sh" stop >/dev/null 2>&1 || true
-rm -rf "$LLMTAP_RUN/clickhouse" "$LLMTAP_RUN/spool"
-"$ROOT/scripts/clickhouse.sh" start
+# A demo killed outright (SIGKILL, a closed laptop) leaves its stack.
+if stack_running >/dev/null; then
+	step "stopping what an earlier demo left running" stack_stop
+fi
+rm -rf "$LLMTAP_RUN/clickhouse" "$LLMTAP_RUN/collector" "$work"
+stack_start
 
-step "starting Redis (the tenants' limits)"
-"$ROOT/scripts/redis.sh" stop >/dev/null 2>&1 || true
-"$ROOT/scripts/redis.sh" start
+# --- the workload -------------------------------------------------------------
+mkdir -p "$work"
+sent=0
+# send ROUTE WHAT WHO FILE CURL_ARGS...: one request through Traefik, the
+# response body saved in the workload folder; prints what the client saw.
+send() {
+	local route=$1 what=$2 who=$3 file=$work/$4 seen code secs
+	shift 4
+	sent=$((sent + 1))
+	seen=$(curl -sN -m 10 -o "$file" -w '%{http_code} %{time_total}' "$@" 2>/dev/null) || true
+	read -r code secs <<<"$seen"
+	printf '  %-9s  %-26s  %-19s  %3s  %5.2f s%s\n' "$route" "$what" "$who" "$code" "${secs:-0}" "${NOTE:-}"
+	LAST_CODE=$code
+}
+json=(-H 'Content-Type: application/json')
+chat='"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hello to the demo"}]'
+sse_usage='"stream":true,"stream_options":{"include_usage":true}'
+claude='"model":"claude-3-5-haiku-latest","max_tokens":256,"messages":[{"role":"user","content":"Say hello to the demo"}]'
+chat_url=$base/v1/chat/completions
 
-step "starting the collector on 127.0.0.1:$COLLECTOR_PORT"
-port_in_use "$COLLECTOR_PORT" && die "port 127.0.0.1:$COLLECTOR_PORT is in use (set COLLECTOR_PORT)"
-cat >"$LLMTAP_RUN/collector.yaml" <<YAML
-listen: 127.0.0.1:$COLLECTOR_PORT
-ingest_token: demo-token
-admin_token: demo-admin
-clickhouse:
-  addr: 127.0.0.1:$CLICKHOUSE_TCP_PORT
-  spool_dir: $LLMTAP_RUN/spool
-redis:
-  addr: 127.0.0.1:$REDIS_PORT
-limits:
-  tenants:
-    team-small:
-      requests: {limit: 2, period: 1m}
-YAML
-"$LLMTAP_BIN/llmtap-collector" -config "$LLMTAP_RUN/collector.yaml" >"$LLMTAP_RUN/collector.log" 2>&1 &
-echo $! >"$collector_pid"
-collector_up() { curl -sf -o /dev/null "http://127.0.0.1:$COLLECTOR_PORT/readyz"; }
-await_start collector "$collector_pid" "" collector_up "$LLMTAP_RUN/collector.log"
-
-step "starting the mock LLM upstream on 127.0.0.1:$UPSTREAM_PORT"
-port_in_use "$UPSTREAM_PORT" && die "port 127.0.0.1:$UPSTREAM_PORT is in use (set UPSTREAM_PORT)"
-"$LLMTAP_BIN/mock-upstream" -addr "127.0.0.1:$UPSTREAM_PORT" -first 120ms -gap 40ms -events 8 2>"$LLMTAP_RUN/upstream.log" &
-upstream_pid=$!
-wait_for 10 port_in_use "$UPSTREAM_PORT" || die "mock upstream did not start; log: $LLMTAP_RUN/upstream.log"
-
-step "starting Traefik with the plugin on 127.0.0.1:$TRAEFIK_PORT"
-sed -e "s/__UPSTREAM__/127.0.0.1:$UPSTREAM_PORT/g" -e "s/__COLLECTOR__/127.0.0.1:$COLLECTOR_PORT/g" \
-	"$ROOT/traefik/demo.yml" >"$LLMTAP_RUN/dynamic.yml"
-"$ROOT/scripts/traefik.sh" start "$LLMTAP_RUN/dynamic.yml"
-base=http://127.0.0.1:$TRAEFIK_PORT
-wait_for 30 curl -sf -o /dev/null "$base/json" || die "Traefik does not route to the mock upstream; logs in $LLMTAP_RUN/traefik"
-
-step "sending a short workload: JSON, SSE streams, an upstream error, a tenant over its limit, a client that leaves"
+say "workload through Traefik (answers in $(relpath "$work")/):"
+printf '  %-9s  %-26s  %-19s  %s  %s\n' route request tenant/key got time
+send openai "chat, SSE + usage" "team-a" 01-chat.sse "${json[@]}" -H 'X-Tenant-ID: team-a' \
+	-H 'X-Mock-Ttft: 120ms' -d "{$chat,$sse_usage}" "$chat_url"
+send openai "chat, SSE + usage" "team-b" 02-chat.sse "${json[@]}" -H 'X-Tenant-ID: team-b' \
+	-H 'X-Mock-Ttft: 250ms' -d "{$chat,$sse_usage}" "$chat_url"
+send openai "chat, SSE + usage" "key sk-demo-alice" 03-chat.sse "${json[@]}" \
+	-H 'Authorization: Bearer sk-demo-alice-0123456789' -d "{$chat,$sse_usage}" "$chat_url"
+send openai "chat, JSON" "team-a" 04-chat.json "${json[@]}" -H 'X-Tenant-ID: team-a' \
+	-d "{$chat}" "$chat_url"
+send openai "responses, SSE" "team-b" 05-responses.sse "${json[@]}" -H 'X-Tenant-ID: team-b' \
+	-H 'X-Mock-Ttft: 180ms' -d '{"model":"gpt-4o-mini","input":"Say hello to the demo","stream":true}' \
+	"$base/v1/responses"
+send anthropic "messages, SSE" "key sk-ant-demo-bob" 06-messages.sse "${json[@]}" \
+	-H 'x-api-key: sk-ant-demo-bob-0123456789' -H 'anthropic-version: 2023-06-01' \
+	-H 'X-Mock-Ttft: 150ms' -d "{$claude,\"stream\":true}" "$base/v1/messages"
+send anthropic "messages, SSE" "team-a" 07-messages.sse "${json[@]}" -H 'X-Tenant-ID: team-a' \
+	-H 'anthropic-version: 2023-06-01' -d "{$claude,\"stream\":true}" "$base/v1/messages"
+send tts "speech, WAV stream" "team-a" speech.wav "${json[@]}" -H 'X-Tenant-ID: team-a' \
+	-H 'X-Mock-Ttft: 200ms' -H 'X-Mock-Tokens: 8' \
+	-d '{"model":"tts-1","voice":"alloy","input":"Hello from the llmtap demo","response_format":"wav"}' \
+	"$base/v1/audio/speech"
+send tts "speech, WAV stream" "team-b" 09-speech.wav "${json[@]}" -H 'X-Tenant-ID: team-b' \
+	-H 'X-Mock-Tokens: 8' -d '{"model":"tts-1","voice":"alloy","input":"Hello again"}' \
+	"$base/v1/audio/speech"
+limited=
 for i in 1 2 3; do
-	curl -sf -o /dev/null -H "X-Tenant-ID: team-$i" -H 'Content-Type: application/json' \
-		-d '{"model":"mock-1","messages":[{"role":"user","content":"hi"}]}' "$base/json"
+	[ "$i" -lt 3 ] || NOTE="   (2 a minute)"
+	send openai "chat, JSON ($i of 3)" "team-small" "1$i-limited.json" "${json[@]}" \
+		-H 'X-Tenant-ID: team-small' -d "{$chat}" "$chat_url"
+	limited+=" $LAST_CODE"
+	NOTE=
 done
-for key in sk-demo-alice sk-demo-bob; do
-	curl -sfN -o /dev/null -H "Authorization: Bearer $key" -H 'Content-Type: application/json' \
-		-d '{"model":"mock-1","stream":true,"stream_options":{"include_usage":true}}' "$base/sse"
-done
-curl -s -o /dev/null "$base/error"
-statuses=
-for i in 1 2 3; do
-	statuses+=" $(curl -s -o /dev/null -w '%{http_code}' -H 'X-Tenant-ID: team-small' "$base/json")"
-done
-step "tenant team-small, allowed 2 requests a minute, got:$statuses"
-curl -sN -m 0.2 -o /dev/null -H 'X-Tenant-ID: impatient' "$base/sse" || true
-sleep 3 # the plugin sends every second, the collector writes every second
+NOTE="   (X-Mock-Fail: 503)"
+send openai "chat, upstream error" "team-b" 14-error.json "${json[@]}" -H 'X-Tenant-ID: team-b' \
+	-H 'X-Mock-Fail: 503' -d "{$chat,$sse_usage}" "$chat_url"
+NOTE="   (client left at 0.2 s)"
+send openai "chat, SSE, client leaves" "team-a" 15-cancel.sse "${json[@]}" -H 'X-Tenant-ID: team-a' \
+	-m 0.2 -H 'X-Mock-Ttft: 1s' -d "{$chat,$sse_usage}" "$chat_url"
+NOTE=
+[ "$limited" = " 200 200 429" ] || say "warning: team-small got$limited, not 200 200 429"
 
-ch() { clickhouse-client --port "$CLICKHOUSE_TCP_PORT" --format PrettyCompactMonoBlock -q "$1"; }
-step "per route, from ClickHouse:"
-ch "SELECT route, count() AS requests, quantile(0.5)(ttft_ms) AS p50_ttft_ms, quantile(0.95)(ttft_ms) AS p95_ttft_ms,
-	sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, countIf(error_type != '') AS errors
-	FROM llmtap.requests FINAL GROUP BY route"
-step "the requests:"
-ch "SELECT request_id, tenant, path, status, kind, error_type, ttfb_ms, ttft_ms, duration_ms, input_tokens, output_tokens
-	FROM llmtap.requests FINAL ORDER BY start, start_ms"
-id=$(clickhouse-client --port "$CLICKHOUSE_TCP_PORT" -q "SELECT request_id FROM llmtap.requests FINAL WHERE kind = 'sse' AND error_type = '' LIMIT 1")
+# --- what ClickHouse holds ----------------------------------------------------
+ch() { clickhouse-client --host 127.0.0.1 --port "$CLICKHOUSE_TCP_PORT" "$@"; }
+records() { ch -q 'SELECT count() FROM llmtap.requests FINAL' 2>/dev/null || echo 0; }
+all_landed() { [ "$(records)" -ge "$sent" ]; }
+# The plugin sends every second, the collector writes every second: poll,
+# within a bound, and show what there is if some are missing.
+printf '[demo] waiting for the %d records to reach ClickHouse ... ' "$sent"
+t0=$EPOCHREALTIME
+if wait_for 20 all_landed; then
+	printf 'ok (%s)\n' "$(elapsed "$t0")"
+else
+	printf 'only %s after 20 s; see %s\n' "$(records)" "$(relpath "$LLMTAP_RUN/collector/collector.log")"
+fi
+
+echo
+say "per route, from ClickHouse (llmtap.requests FINAL; TTFT for streams, TTFA for audio):"
+ch -q "SELECT route, count(),
+		if(countIf(ttfa_ms IS NOT NULL) > 0, 'TTFA', 'TTFT'),
+		quantile(0.5)(ifNull(ttft_ms, ttfa_ms)), quantile(0.95)(ifNull(ttft_ms, ttfa_ms)),
+		sum(input_tokens), sum(output_tokens), countIf(error_type != '')
+	FROM llmtap.requests FINAL GROUP BY route ORDER BY route FORMAT TSV" |
+	awk -F'\t' '
+	function ms(v) { return (v == "\\N" || v == "nan" || v == "") ? "-" : sprintf("%d ms", v + 0.5) }
+	function num(v) { return (v == "\\N" || v == "") ? "-" : v }
+	BEGIN { printf "  %-9s  %8s  %-6s  %7s  %7s  %9s  %6s  %6s\n", "route", "requests", "metric", "p50", "p95", "tokens in", "out", "errors" }
+	{ printf "  %-9s  %8d  %-6s  %7s  %7s  %9s  %6s  %6d\n", $1, $2, $3, ms($4), ms($5), num($6), num($7), $8 }'
+ch -q "SELECT route, error_type, count() FROM llmtap.requests FINAL
+	WHERE error_type != '' GROUP BY route, error_type ORDER BY route, error_type FORMAT TSV" |
+	awk -F'\t' '
+	$1 != route { if (line != "") print line; route = $1; line = "  errors of " $1 ": " $2 " " $3; next }
+	{ line = line ", " $2 " " $3 }
+	END { if (line != "") print line }'
+
+echo
+say "the requests, oldest first (times in ms; first: TTFT or TTFA; tokens: in/out):"
+ch --format PrettyCompactNoEscapes -q "SELECT route, tenant, status, kind, error_type AS error,
+		ttfb_ms AS ttfb, multiIf(ttft_ms IS NOT NULL, concat('ttft ', toString(ttft_ms)),
+			ttfa_ms IS NOT NULL, concat('ttfa ', toString(ttfa_ms)), '') AS first,
+		duration_ms AS took,
+		concat(ifNull(toString(input_tokens), '-'), '/', ifNull(toString(output_tokens), '-')) AS tokens
+	FROM llmtap.requests FINAL ORDER BY start, start_ms, request_id" | sed 's/^/  /'
+
+# One stream measured at the proxy against the mock's own clock.
+read -r id ttft <<<"$(ch -q "SELECT request_id, ttft_ms FROM llmtap.requests FINAL
+	WHERE route = 'openai' AND kind = 'sse' AND error_type = '' AND ttft_ms IS NOT NULL
+	ORDER BY start, start_ms LIMIT 1 FORMAT TSV")"
+truth=$(curl -s -m 5 "http://127.0.0.1:$UPSTREAM_PORT/mock/truth/$id" | grep -o '"ttft_us":[0-9]*' | cut -d: -f2) || true
+echo
+if [ -n "$truth" ]; then
+	say "request $id: TTFT $ttft ms at the proxy, $((truth / 1000)) ms at the mock (/mock/truth)"
+fi
+
+echo
+say "the stack is up; Ctrl-C stops it:"
+stack_addresses "http://127.0.0.1:$UPSTREAM_PORT (the mock; routes: $(relpath "$LLMTAP_RUN/traefik/dynamic.yml"))" \
+	team-small "$ADMIN_TOKEN" "${id:-}"
+stack_write_env "http://127.0.0.1:$UPSTREAM_PORT"
 cat <<TXT
-
-[demo] the stack is up:
-  Traefik with llmtap   $base              (try: curl -N $base/sse)
-  collector API         http://127.0.0.1:$COLLECTOR_PORT/v1/requests/$id
-  metrics               http://127.0.0.1:$COLLECTOR_PORT/metrics
-  limits of a tenant    curl -H 'Authorization: Bearer demo-admin' http://127.0.0.1:$COLLECTOR_PORT/v1/limits/team-small
-  ClickHouse            clickhouse-client --port $CLICKHOUSE_TCP_PORT   (HTTP: http://127.0.0.1:$CLICKHOUSE_HTTP_PORT)
-  Redis                 redis-cli -p $REDIS_PORT
-  logs                  $LLMTAP_RUN
-[demo] Ctrl-C stops everything.
+  try it:
+    curl -N $base/v1/chat/completions -H 'X-Tenant-ID: me' -H 'X-Mock-Ttft: 300ms' \\
+      -d '{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true}}'
+    clickhouse-client --port $CLICKHOUSE_TCP_PORT -q 'SELECT * FROM llmtap.requests FINAL FORMAT Vertical'
 TXT
-while :; do sleep 3600; done
+while :; do
+	sleep 60 &
+	sleeper=$!
+	wait "$sleeper" || true
+done
