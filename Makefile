@@ -6,7 +6,7 @@ SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 GO ?= go
 
-.PHONY: all build test test-unit test-yaegi test-infra test-integration test-e2e lint bench demo clean
+.PHONY: all build test test-unit test-yaegi test-infra test-integration test-e2e lint bench demo up down clean
 
 all: build
 
@@ -61,6 +61,16 @@ bench:
 ## stack kept up until Ctrl-C
 demo:
 	@scripts/demo.sh
+
+## up: the same stack in the background, Traefik sending every path through
+## the plugin to UPSTREAM=URL (empty: the mock); ROUTE=NAME (llm), LIMITS=1.
+## Ports and tokens in .run/up/env; ports overridable (see scripts/up.sh)
+up:
+	@scripts/up.sh
+
+## down: stop what `make up` started
+down:
+	@scripts/down.sh
 
 clean:
 	rm -rf bin .run
