@@ -6,7 +6,7 @@ SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 GO ?= go
 
-.PHONY: all build test test-unit test-yaegi test-infra test-integration test-e2e lint bench demo up down clean
+.PHONY: all build test test-unit test-yaegi test-infra test-integration test-e2e test-stack lint bench demo up down clean
 
 all: build
 
@@ -18,7 +18,7 @@ build:
 
 ## test: unit tests (compiled and under Yaegi), the real servers, the
 ## collector against a real ClickHouse, and the plugin inside a real Traefik
-test: test-unit test-yaegi test-infra test-integration test-e2e
+test: test-unit test-yaegi test-infra test-integration test-e2e test-stack
 
 test-unit:
 	$(GO) test -race -count=1 ./...
@@ -39,6 +39,11 @@ test-infra:
 test-e2e:
 	TRAEFIK_BIN=$$(scripts/traefik-build.sh) $(GO) test -tags e2e -count=1 -v ./e2e 2>&1 | \
 		grep -v '^=== RUN'
+
+# make up and make down for real, on free ports: with the mock, then in
+# front of an upstream named by URL.
+test-stack:
+	scripts/test-stack.sh
 
 ## lint: golangci-lint (pinned) on every module, shellcheck on the scripts
 lint:
