@@ -58,37 +58,45 @@
 //
 // A request sets its knobs as query parameters (?ttft=150ms&tokens=3) or as
 // headers X-Mock-<Name> (X-Mock-Ttft: 150ms). When both name a knob, the
-// header wins. A header X-Mock-<Name> that names no knob is an error, to
-// catch typos.
+// header wins (an empty header counts as absent). A header X-Mock-<Name>
+// that names no knob is an error, to catch typos.
 //
-//	ttft    duration ≥ 0    time to first token (first audio byte); default Options.TTFT
-//	gap     duration ≥ 0    pause between tokens (audio chunks); default Options.Gap
-//	tokens  int ≥ 0         content tokens (audio chunks); default Options.Tokens
-//	chunk   even int ≥ 2    bytes per audio chunk (speech only); default 4800
-//	fail    400..599        answer at once with this status and an error body in
-//	                        the endpoint's provider shape (OpenAI {"error": {message,
-//	                        type, param, code}}, Anthropic {"type": "error", "error":
-//	                        {type, message}}); 429 and 503 add Retry-After: 1
-//	hang    duration|forever wait this long, or until the client leaves, before
-//	                        anything is sent (for upstream timeouts); then go on
-//	drop    0..tokens       close the connection abruptly right after the n-th
-//	                        content token (audio chunk): no end of body. 0 drops
-//	                        right after the headers and the non-content events sent
-//	                        before the first token. A non-streamed body is cut just
-//	                        after the n-th token's text.
+//	knob    value                     default, meaning
+//	ttft    duration ≥ 0              Options.TTFT: time to first token (first audio byte)
+//	gap     duration ≥ 0              Options.Gap: pause between tokens (audio chunks)
+//	tokens  0 to 1000000              Options.Tokens: content tokens (audio chunks)
+//	chunk   even, 2 to 1048576        4800: bytes per audio chunk (speech only)
+//	fail    400 to 599                none: answer at once with this status and an
+//	                                  error body in the endpoint's provider shape:
+//	                                  OpenAI {"error": {message, type, param, code}},
+//	                                  Anthropic {"type": "error", "error": {type,
+//	                                  message}}; 429 and 503 add Retry-After: 1
+//	hang    duration ≥ 0, or forever  none: wait this long, or until the client
+//	                                  leaves, before sending anything (for upstream
+//	                                  timeouts); then go on
+//	drop    0 to tokens               none: right after the n-th content token (audio
+//	                                  chunk), close the connection without ending
+//	                                  the body; 0 drops right after the headers and
+//	                                  the non-content events sent before the first
+//	                                  token. A non-streamed body is cut just after
+//	                                  the n-th token's text.
 //
-// The order is: body, knobs, hang, fail, the response. A bad knob answers
-// 400 in the endpoint's error shape, naming the knob and its value. Durations
-// are Go durations (150ms, 1.5s). drop needs a connection it can hijack
-// (HTTP/1.1); elsewhere it aborts the handler with http.ErrAbortHandler.
+// The order is: body, knobs, hang, fail, the response. A bad knob, or a body
+// that is not JSON, answers 400 in the endpoint's error shape, naming the
+// knob and its value. Durations are Go durations (150ms, 1.5s). drop needs a
+// connection it can hijack (HTTP/1.1); elsewhere it aborts the handler with
+// http.ErrAbortHandler.
 //
 // # Truth
 //
 // Each request to one of the four POST endpoints leaves a Truth, keyed by
 // its X-Request-Id header (the llmtap plugin always sets one). A request
 // without one gets a random id; the id, given or made, is returned in the
-// X-Request-Id response header. The server keeps the latest
-// Options.MaxTruths truths and forgets the oldest.
+// X-Request-Id response header. The truth is stored when the server is done
+// with the request: the last write, the drop, or noticing that the client
+// left (Cancelled). Server.Truth and GET /mock/truth/{request_id} wait up to
+// 5 s for a request with that id still being served. The server keeps the
+// latest Options.MaxTruths truths and forgets the oldest.
 package mock
 
 import (
@@ -121,6 +129,7 @@ const truthWait = 5 * time.Second
 
 // Options are the server's defaults for requests that set no knob. A zero
 // field takes its default; a negative TTFT, Gap or Tokens means none (0).
+// Tokens is at most 1000000, as the knob.
 type Options struct {
 	TTFT      time.Duration // time to first token; default DefaultTTFT
 	Gap       time.Duration // pause between tokens; default DefaultGap
@@ -190,7 +199,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // Truth returns the truth of the request with this id. For a request still
-// being served it first waits for the end, at most a few seconds.
+// being served it first waits for the end, at most 5 s.
 func (s *Server) Truth(requestID string) (Truth, bool) {
 	return s.truths.get(context.Background(), requestID, truthWait)
 }
