@@ -98,8 +98,9 @@ stack_addresses "$upstream_line" "<tenant>" "LLMTAP_ADMIN_TOKEN in the env file"
 cat <<TXT
   try it:
     source $(relpath "$LLMTAP_RUN/env")
-    curl -N \$LLMTAP_TRAEFIK_URL/v1/chat/completions -H 'X-Tenant-ID: me'$auth \\
-      -H 'Content-Type: application/json' -d '{"model":"gpt-4o-mini","stream":true,
-      "stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Hi"}]}'
+    curl -N \$LLMTAP_TRAEFIK_URL/v1/chat/completions -H 'X-Tenant-ID: me' \\
+      -H 'Content-Type: application/json'$auth \\
+      -d '{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},
+           "messages":[{"role":"user","content":"Hi"}]}'
     clickhouse-client --port $CLICKHOUSE_TCP_PORT -q 'SELECT * FROM llmtap.requests FINAL FORMAT Vertical'
 TXT
