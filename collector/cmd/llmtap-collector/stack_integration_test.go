@@ -29,6 +29,8 @@ type stackOptions struct {
 	// readyHost is a host whose GET / through Traefik answers 200 once the
 	// plugin is loaded.
 	readyHost string
+	// readyPath is the path of that request ("/" when empty).
+	readyPath string
 	// expectedErrors are parts of error lines the test causes on purpose
 	// (such as the plugin's when the collector is stopped).
 	expectedErrors []string
@@ -64,6 +66,7 @@ func startStack(t *testing.T, o stackOptions) *stack {
 		Bin: bin, Dir: t.TempDir(), Entry: entry, Root: root,
 		Dynamic:    o.dynamic(c.base),
 		ReadyHosts: []string{o.readyHost},
+		ReadyPath:  o.readyPath,
 	})
 	if err != nil {
 		t.Fatal(err)

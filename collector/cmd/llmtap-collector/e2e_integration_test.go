@@ -1,0 +1,392 @@
+//go:build integration
+
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/llmtap/llmtap/mock"
+)
+
+// The whole path against the mock LLM upstream: Traefik with the plugin,
+// the collector, ClickHouse and Redis, each a real process or server. The
+// mock knows when it really sent the first token or audio byte, so the
+// collector's TTFT and TTFA are compared with the truth.
+
+// maxTimingError bounds how far the stored TTFT or TTFA may be from the
+// mock's: the proxy's own transit plus the millisecond the row rounds to.
+const maxTimingError = 5 * time.Millisecond
+
+const wholePathRouters = `
+http:
+  routers:
+    openai:
+      rule: Host(` + "`openai.test`" + `)
+      service: mock
+      middlewares: [openai]
+    anthropic:
+      rule: Host(` + "`anthropic.test`" + `)
+      service: mock
+      middlewares: [anthropic]
+    tts:
+      rule: Host(` + "`tts.test`" + `)
+      service: mock
+      middlewares: [tts]
+  middlewares:
+    openai:
+      plugin:
+        llmtap: {collectorURL: %[1]q, collectorToken: it-token, flushInterval: 50ms}
+    anthropic:
+      plugin:
+        llmtap: {collectorURL: %[1]q, collectorToken: it-token, flushInterval: 50ms}
+    tts:
+      plugin:
+        llmtap: {collectorURL: %[1]q, collectorToken: it-token, flushInterval: 50ms}
+  serversTransports:
+    short:
+      forwardingTimeouts:
+        responseHeaderTimeout: 1s
+  services:
+    mock:
+      loadBalancer:
+        serversTransport: short
+        servers:
+          - url: %[2]q
+`
+
+type wholePath struct {
+	*stack
+	mock *mock.Server
+}
+
+func startWholePath(t *testing.T) *wholePath {
+	t.Helper()
+	m := mock.New(mock.Options{TTFT: 80 * time.Millisecond, Gap: 40 * time.Millisecond, Tokens: 6})
+	up := httptest.NewServer(m)
+	t.Cleanup(up.Close)
+	s := startStack(t, stackOptions{
+		collector: func(redisAddr string) string { return fmt.Sprintf("redis:\n  addr: %q\n", redisAddr) },
+		dynamic:   func(collectorURL string) string { return fmt.Sprintf(wholePathRouters, collectorURL, up.URL) },
+		readyHost: "openai.test",
+		readyPath: "/healthz",
+	})
+	return &wholePath{stack: s, mock: m}
+}
+
+// event is one SSE event as the client received it.
+type event struct {
+	at   time.Duration
+	data string
+}
+
+// send posts body to path through Traefik for host, with mock knobs as
+// headers, and returns the response (body unread) and when it was sent.
+func (w *wholePath) send(t *testing.T, ctx context.Context, host, path, body string, knobs map[string]string) (*http.Response, time.Time) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+w.entry+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = host
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer sk-it-key")
+	for k, v := range knobs {
+		req.Header.Set("X-Mock-"+k, v)
+	}
+	began := time.Now()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, began
+}
+
+// events reads an SSE body to its end, noting when each data line arrived.
+func events(t *testing.T, body io.Reader, began time.Time) []event {
+	t.Helper()
+	var out []event
+	sc := bufio.NewScanner(body)
+	for sc.Scan() {
+		if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+			out = append(out, event{at: time.Since(began), data: data})
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// truth waits for the mock's account of a request.
+func (w *wholePath) truth(t *testing.T, id string, done func(mock.Truth) bool) mock.Truth {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		tr, ok := w.mock.Truth(id)
+		if ok && done(tr) {
+			return tr
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the mock has no finished account of request %s: %+v", id, tr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func finished(tr mock.Truth) bool { return tr.DoneUnixNs > 0 }
+
+// rows counts a request's rows in ClickHouse.
+func (w *wholePath) rows(t *testing.T, id string) int {
+	t.Helper()
+	out := strings.TrimSpace(w.collector.query(t, "SELECT count() FROM llmtap_it.requests FINAL WHERE request_id = '"+id+"'"))
+	n, err := strconv.Atoi(out)
+	if err != nil {
+		t.Fatalf("count of rows: %q", out)
+	}
+	return n
+}
+
+func num(f map[string]any, key string) (int64, bool) {
+	v, ok := f[key].(float64)
+	return int64(v), ok
+}
+
+// checkTiming compares a stored millisecond time with the mock's truth.
+func checkTiming(t *testing.T, what string, f map[string]any, key string, truthUs int64) {
+	t.Helper()
+	ms, ok := num(f, key)
+	if !ok {
+		t.Fatalf("%s: no %s in the stored fact %v", what, key, f)
+	}
+	diff := time.Duration(ms)*time.Millisecond - time.Duration(truthUs)*time.Microsecond
+	t.Logf("%s: stored %s %d ms, the mock's truth %.3f ms, error %+.3f ms", what, key, ms, float64(truthUs)/1000, float64(diff)/1e6)
+	if diff < -maxTimingError || diff > maxTimingError {
+		t.Errorf("%s: %s off the truth by %v (at most %v)", what, key, diff, maxTimingError)
+	}
+}
+
+// checkComplete checks the one stored row of a request: found through the
+// collector API and in ClickHouse, with the status, error class and usage.
+func (w *wholePath) checkComplete(t *testing.T, id string, status int, errorType string, tr mock.Truth) map[string]any {
+	t.Helper()
+	f := w.fact(t, id)
+	storedError, _ := f["error_type"].(string) // absent when there is none
+	if got, _ := num(f, "status"); got != int64(status) || storedError != errorType {
+		t.Errorf("request %s stored with status %v and error %v, want %d and %q", id, f["status"], f["error_type"], status, errorType)
+	}
+	if n := w.rows(t, id); n != 1 {
+		t.Errorf("request %s has %d rows in ClickHouse, want 1", id, n)
+	}
+	if status < 400 {
+		in, _ := num(f, "input_tokens")
+		out, _ := num(f, "output_tokens")
+		if in != int64(tr.InputTokens) || out != int64(tr.OutputTokens) || tr.OutputTokens == 0 {
+			t.Errorf("request %s stored usage %d in / %d out, the mock sent %d / %d", id, in, out, tr.InputTokens, tr.OutputTokens)
+		}
+	}
+	return f
+}
+
+// metricSum adds the samples of a metric whose line matches.
+func (w *wholePath) metricSum(t *testing.T, pattern string) float64 {
+	t.Helper()
+	resp, err := http.Get(w.collector.base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	re := regexp.MustCompile(pattern)
+	sum := 0.0
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "#") || !re.MatchString(line) {
+			continue
+		}
+		if v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64); err == nil {
+			sum += v
+		}
+	}
+	return sum
+}
+
+func TestWholePathAgainstTheMock(t *testing.T) {
+	w := startWholePath(t)
+	ctx := context.Background()
+	metricsBefore := map[string]float64{}
+	watched := map[string]string{
+		"requests":  `^llmtap_requests_total\{`,
+		"ttft":      `^gen_ai_server_time_to_first_token_seconds_count\{`,
+		"ttfa":      `^llmtap_time_to_first_audio_seconds_count\{`,
+		"tokens":    `^llmtap_tokens_total\{.*type="output"`,
+		"5xx":       `^llmtap_errors_total\{.*class="upstream_5xx"`,
+		"timeout":   `^llmtap_errors_total\{.*class="upstream_timeout"`,
+		"cancelled": `^llmtap_errors_total\{.*class="client_cancel"`,
+	}
+	for k, p := range watched {
+		metricsBefore[k] = w.metricSum(t, p)
+	}
+
+	streams := []struct {
+		name, host, path, body string
+		contentEvents          func([]event) []event
+	}{
+		{"OpenAI chat", "openai.test", "/v1/chat/completions",
+			`{"model":"mock-1","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"say hello to the test"}]}`,
+			func(es []event) []event { return filterData(es, `"content":"tok`) }},
+		{"OpenAI Responses", "openai.test", "/v1/responses",
+			`{"model":"mock-1","stream":true,"input":"say hello to the test"}`,
+			func(es []event) []event { return filterData(es, `"type":"response.output_text.delta"`) }},
+		{"Anthropic messages", "anthropic.test", "/v1/messages",
+			`{"model":"mock-claude","stream":true,"max_tokens":64,"messages":[{"role":"user","content":"say hello to the test"}]}`,
+			func(es []event) []event { return filterData(es, `"type":"content_block_delta"`) }},
+	}
+	for _, sc := range streams {
+		t.Run(sc.name+" streams event by event, TTFT and usage match the mock", func(t *testing.T) {
+			resp, began := w.send(t, ctx, sc.host, sc.path, sc.body, nil)
+			es := events(t, resp.Body, began)
+			resp.Body.Close()
+			id := resp.Header.Get("X-Request-Id")
+			if resp.StatusCode != http.StatusOK || id == "" {
+				t.Fatalf("status %d, request id %q", resp.StatusCode, id)
+			}
+			content := sc.contentEvents(es)
+			if len(content) != 6 {
+				t.Fatalf("%d content events of %d, want 6", len(content), len(es))
+			}
+			// The mock waits 40 ms between tokens: each must arrive on its own.
+			for i := 1; i < len(content); i++ {
+				if gap := content[i].at - content[i-1].at; gap < 25*time.Millisecond {
+					t.Fatalf("content events %d and %d arrived %v apart: the stream was held back", i-1, i, gap)
+				}
+			}
+			tr := w.truth(t, id, finished)
+			f := w.checkComplete(t, id, http.StatusOK, "", tr)
+			checkTiming(t, sc.name, f, "ttft_ms", tr.TTFTUs)
+		})
+	}
+
+	t.Run("OpenAI chat without streaming: usage, no TTFT", func(t *testing.T) {
+		resp, _ := w.send(t, ctx, "openai.test", "/v1/chat/completions", `{"model":"mock-1","messages":[{"role":"user","content":"hello"}]}`, nil)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		id := resp.Header.Get("X-Request-Id")
+		f := w.checkComplete(t, id, http.StatusOK, "", w.truth(t, id, finished))
+		if f["ttft_ms"] != nil || f["kind"] != "json" {
+			t.Errorf("a JSON answer stored with ttft %v, kind %v", f["ttft_ms"], f["kind"])
+		}
+	})
+
+	t.Run("TTS audio is byte-identical, TTFA matches the mock", func(t *testing.T) {
+		resp, _ := w.send(t, ctx, "tts.test", "/v1/audio/speech", `{"model":"mock-tts","input":"hello there","voice":"alloy"}`,
+			map[string]string{"Tokens": "5", "Chunk": "9600"})
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := mock.Audio(5, 9600); !bytes.Equal(got, want) {
+			t.Fatalf("audio: %d bytes, want the mock's %d bytes unchanged", len(got), len(want))
+		}
+		id := resp.Header.Get("X-Request-Id")
+		tr := w.truth(t, id, finished)
+		f := w.fact(t, id)
+		if got, _ := num(f, "response_bytes"); got != int64(len(mock.Audio(5, 9600))) || f["kind"] != "raw" || w.rows(t, id) != 1 {
+			t.Errorf("stored audio response: %v bytes, kind %v", f["response_bytes"], f["kind"])
+		}
+		checkTiming(t, "TTS", f, "ttfa_ms", tr.TTFAUs)
+	})
+
+	t.Run("a client that leaves: client_cancel, and the mock sees it", func(t *testing.T) {
+		cctx, cancel := context.WithCancel(ctx)
+		resp, _ := w.send(t, cctx, "openai.test", "/v1/chat/completions", `{"model":"mock-1","stream":true}`,
+			map[string]string{"Ttft": "20ms", "Gap": "300ms", "Tokens": "20"})
+		id := resp.Header.Get("X-Request-Id")
+		r := bufio.NewReader(resp.Body)
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(line, `"content":"tok`) {
+				break
+			}
+		}
+		cancel()
+		resp.Body.Close()
+		tr := w.truth(t, id, func(tr mock.Truth) bool { return tr.Cancelled })
+		f := w.fact(t, id)
+		if f["error_type"] != "client_cancel" {
+			t.Errorf("stored error %v, want client_cancel", f["error_type"])
+		}
+		t.Logf("the mock saw the cancellation after %d of 20 tokens", tr.OutputTokens)
+	})
+
+	t.Run("an upstream 5xx: upstream_5xx", func(t *testing.T) {
+		resp, _ := w.send(t, ctx, "openai.test", "/v1/chat/completions", `{"model":"mock-1"}`, map[string]string{"Fail": "503"})
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("status %d, want 503", resp.StatusCode)
+		}
+		id := resp.Header.Get("X-Request-Id")
+		w.checkComplete(t, id, http.StatusServiceUnavailable, "upstream_5xx", mock.Truth{})
+	})
+
+	t.Run("an upstream that hangs: Traefik's 504, upstream_timeout", func(t *testing.T) {
+		resp, _ := w.send(t, ctx, "openai.test", "/v1/chat/completions", `{"model":"mock-1"}`, map[string]string{"Hang": "5s"})
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusGatewayTimeout {
+			t.Fatalf("status %d, want 504 after the 1 s responseHeaderTimeout", resp.StatusCode)
+		}
+		id := resp.Header.Get("X-Request-Id")
+		w.checkComplete(t, id, http.StatusGatewayTimeout, "upstream_timeout", mock.Truth{})
+	})
+
+	t.Run("an upstream that breaks off mid-stream: aborted", func(t *testing.T) {
+		resp, _ := w.send(t, ctx, "openai.test", "/v1/chat/completions", `{"model":"mock-1","stream":true}`, map[string]string{"Drop": "2"})
+		_, err := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err == nil {
+			t.Fatal("the client read a complete body from a stream the upstream broke off")
+		}
+		id := resp.Header.Get("X-Request-Id")
+		if tr := w.truth(t, id, finished); !tr.Dropped {
+			t.Fatalf("the mock did not drop the connection: %+v", tr)
+		}
+		if f := w.fact(t, id); f["error_type"] != "aborted" {
+			t.Errorf("stored error %v, want aborted", f["error_type"])
+		}
+	})
+
+	t.Run("the metrics moved", func(t *testing.T) {
+		want := map[string]float64{"requests": 9, "ttft": 3, "ttfa": 1, "tokens": 3 * 6, "5xx": 1, "timeout": 1, "cancelled": 1}
+		for k, p := range watched {
+			if got := w.metricSum(t, p) - metricsBefore[k]; got < want[k] {
+				t.Errorf("%s (%s) rose by %v, want at least %v", k, p, got, want[k])
+			}
+		}
+	})
+}
+
+// filterData keeps the events whose data contains s.
+func filterData(es []event, s string) []event {
+	var out []event
+	for _, e := range es {
+		if strings.Contains(e.data, s) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
