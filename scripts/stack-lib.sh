@@ -54,9 +54,15 @@ stack_init() {
 # part_pidfile NAME [RUN]: the pid file of a part in RUN (default: ours).
 part_pidfile() { printf '%s/%s/pid' "${2:-$LLMTAP_RUN}" "$1"; }
 
-# part_exe NAME: the program the part's process runs, so that a pid file
-# left by a reboot never names somebody else's process.
+# part_exe NAME [RUN]: the program the part's process runs, as noted when
+# it started (else as this checkout builds it), so that a pid file left by
+# a reboot never names somebody else's process.
 part_exe() {
+	local noted=${2:-$LLMTAP_RUN}/$1/exe
+	if [ -s "$noted" ]; then
+		cat "$noted"
+		return 0
+	fi
 	case $1 in
 	traefik) echo "$TRAEFIK_EXE" ;;
 	mock) echo "$MOCK_BIN" ;;
@@ -66,12 +72,20 @@ part_exe() {
 	esac
 }
 
+# note_exe NAME: notes the program the part's process runs now that it has
+# started.
+note_exe() {
+	local pid
+	pid=$(cat "$(part_pidfile "$1")")
+	readlink -f "/proc/$pid/exe" >"$LLMTAP_RUN/$1/exe"
+}
+
 # stack_running [RUN]: prints "name pid" for each part alive in RUN; false
 # when none is.
 stack_running() {
 	local part pid found=1
 	for part in "${STACK_PARTS[@]}"; do
-		if pid=$(pid_of "$(part_pidfile "$part" "${1:-}")" "$(part_exe "$part")"); then
+		if pid=$(pid_of "$(part_pidfile "$part" "${1:-}")" "$(part_exe "$part" "${1:-}")"); then
 			echo "$part $pid"
 			found=0
 		fi
@@ -80,17 +94,24 @@ stack_running() {
 }
 
 # stack_stop: stops every part of this stack that runs, in order, and says
-# which (one "stopped NAME (pid N)" line each). Stale pid files go too.
+# which (one "stopped NAME (pid N)" line each). Stale pid files go too; one
+# whose pid now runs another program is reported, and that process left
+# alone.
 stack_stop() {
-	local part file pid
+	local part file pid exe
 	for part in "${STACK_PARTS[@]}"; do
 		file=$(part_pidfile "$part")
-		if pid=$(pid_of "$file" "$(part_exe "$part")"); then
-			stop_pid_file "$file" "$(part_exe "$part")"
+		exe=$(part_exe "$part")
+		if pid=$(pid_of "$file" "$exe"); then
+			stop_pid_file "$file" "$exe"
+			rm -f "$(dirname "$file")/exe"
 			echo "stopped $part (pid $pid)"
-		else
-			rm -f "$file"
+			continue
 		fi
+		if pid=$(pid_of "$file"); then
+			echo "left alone: pid $pid of $file runs $(readlink "/proc/$pid/exe" 2>/dev/null || echo '?'), not $exe"
+		fi
+		rm -f "$file" "$(dirname "$file")/exe"
 	done
 }
 
@@ -201,8 +222,14 @@ traefik_routes() {
 	[ "$(curl -s -m 2 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$TRAEFIK_PORT/.llmtap/ready")" = 418 ]
 }
 
-stack_start_clickhouse() { setsid -w "$ROOT/scripts/clickhouse.sh" start; }
-stack_start_redis() { setsid -w "$ROOT/scripts/redis.sh" start; }
+stack_start_clickhouse() {
+	setsid -w "$ROOT/scripts/clickhouse.sh" start
+	note_exe clickhouse
+}
+stack_start_redis() {
+	setsid -w "$ROOT/scripts/redis.sh" start
+	note_exe redis
+}
 
 # stack_start_collector: writes its configuration (tokens, ClickHouse,
 # Redis, the spool in the run folder, $STACK_LIMITS_YAML) and starts it.
@@ -231,6 +258,7 @@ YAML
 		"$COLLECTOR_BIN" -config "$dir/collector.yaml" </dev/null >>"$dir/collector.log" 2>&1 &
 	echo $! >"$dir/pid"
 	await_start collector "$dir/pid" "" collector_ready "$dir/collector.log"
+	note_exe collector
 }
 
 # stack_start_mock ARGS...: the mock upstream on UPSTREAM_PORT.
@@ -241,6 +269,7 @@ stack_start_mock() {
 	setsid "$MOCK_BIN" -addr "127.0.0.1:$UPSTREAM_PORT" "$@" </dev/null >>"$dir/mock.log" 2>&1 &
 	echo $! >"$dir/pid"
 	await_start mock "$dir/pid" "" mock_ready "$dir/mock.log"
+	note_exe mock
 }
 
 # render TEMPLATE OUT KEY=VALUE...: TEMPLATE with every __KEY__ replaced by
@@ -261,6 +290,7 @@ render() {
 # waits until it routes through the plugin.
 stack_start_traefik() {
 	setsid -w "$ROOT/scripts/traefik.sh" start "$STACK_DYNAMIC"
+	note_exe traefik
 	wait_for 20 traefik_routes ||
 		die "traefik runs but does not route through the llmtap plugin (did the plugin load?); logs: $LLMTAP_RUN/traefik/traefik.log"
 }
