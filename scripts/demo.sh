@@ -53,7 +53,7 @@ cleanup() {
 		stopped=$(stack_stop 2>&1 | sed 's/^stopped //; s/ (pid [0-9]*)//' | paste -sd, - | sed 's/,/, /g')
 		printf 'stopped %s\n' "$stopped"
 	fi
-	rm -f "$demo_pid"
+	rm -f "$demo_pid" "$LLMTAP_RUN/env"
 }
 trap cleanup EXIT
 trap 'exit 0' INT TERM
@@ -62,7 +62,8 @@ trap 'exit 0' INT TERM
 if stack_running >/dev/null; then
 	step "stopping what an earlier demo left running" stack_stop
 fi
-rm -rf "$LLMTAP_RUN/clickhouse" "$LLMTAP_RUN/collector" "$work"
+# Each demo starts afresh: empty ClickHouse, this run's logs only.
+find "$LLMTAP_RUN" -mindepth 1 -maxdepth 1 ! -name demo.pid -exec rm -rf {} +
 stack_start
 
 # --- the workload -------------------------------------------------------------
@@ -103,7 +104,7 @@ send anthropic "messages, SSE" "key sk-ant-demo-bob" 06-messages.sse "${json[@]}
 	-H 'X-Mock-Ttft: 150ms' -d "{$claude,\"stream\":true}" "$base/v1/messages"
 send anthropic "messages, SSE" "team-a" 07-messages.sse "${json[@]}" -H 'X-Tenant-ID: team-a' \
 	-H 'anthropic-version: 2023-06-01' -d "{$claude,\"stream\":true}" "$base/v1/messages"
-send tts "speech, WAV stream" "team-a" speech.wav "${json[@]}" -H 'X-Tenant-ID: team-a' \
+send tts "speech, WAV stream" "team-a" 08-speech.wav "${json[@]}" -H 'X-Tenant-ID: team-a' \
 	-H 'X-Mock-Ttft: 200ms' -H 'X-Mock-Tokens: 8' \
 	-d '{"model":"tts-1","voice":"alloy","input":"Hello from the llmtap demo","response_format":"wav"}' \
 	"$base/v1/audio/speech"
@@ -113,16 +114,16 @@ send tts "speech, WAV stream" "team-b" 09-speech.wav "${json[@]}" -H 'X-Tenant-I
 limited=
 for i in 1 2 3; do
 	[ "$i" -lt 3 ] || NOTE="   (2 a minute)"
-	send openai "chat, JSON ($i of 3)" "team-small" "1$i-limited.json" "${json[@]}" \
+	send openai "chat, JSON ($i of 3)" "team-small" "1$((i - 1))-limited.json" "${json[@]}" \
 		-H 'X-Tenant-ID: team-small' -d "{$chat}" "$chat_url"
 	limited+=" $LAST_CODE"
 	NOTE=
 done
 NOTE="   (X-Mock-Fail: 503)"
-send openai "chat, upstream error" "team-b" 14-error.json "${json[@]}" -H 'X-Tenant-ID: team-b' \
+send openai "chat, upstream error" "team-b" 13-error.json "${json[@]}" -H 'X-Tenant-ID: team-b' \
 	-H 'X-Mock-Fail: 503' -d "{$chat,$sse_usage}" "$chat_url"
 NOTE="   (client left at 0.2 s)"
-send openai "chat, SSE, client leaves" "team-a" 15-cancel.sse "${json[@]}" -H 'X-Tenant-ID: team-a' \
+send openai "chat, SSE, client leaves" "team-a" 14-cancel.sse "${json[@]}" -H 'X-Tenant-ID: team-a' \
 	-m 0.2 -H 'X-Mock-Ttft: 1s' -d "{$chat,$sse_usage}" "$chat_url"
 NOTE=
 [ "$limited" = " 200 200 429" ] || say "warning: team-small got$limited, not 200 200 429"

@@ -299,6 +299,7 @@ stack_start_traefik() {
 # STACK_DYNAMIC_TEMPLATE and STACK_DYNAMIC_VALUES (KEY=VALUE...) describe
 # Traefik's dynamic configuration; STACK_MOCK_ARGS the mock's flags.
 stack_start() {
+	: >"$STACK_LOG"
 	step "checking the ports: $(for v in $(stack_ports); do printf '%s ' "${!v}"; done | sed 's/ $//')" stack_check_ports
 	step "installing what is missing (Debian packages)" stack_install
 	step "building Traefik $TRAEFIK_VERSION (cached; the first build takes ~8 min)" stack_build_traefik
