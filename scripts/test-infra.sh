@@ -8,21 +8,8 @@
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
-passed=0
-failed=0
-# check NAME CMD...: runs CMD quietly; shows its output only when it fails.
-check() {
-	local name=$1 out
-	shift
-	if out=$("$@" 2>&1); then
-		passed=$((passed + 1))
-		printf 'ok   %s\n' "$name"
-	else
-		failed=$((failed + 1))
-		printf 'FAIL %s\n' "$name"
-		[ -z "$out" ] || printf '%s\n' "$out" | sed 's/^/     /'
-	fi
-}
+# shellcheck source=test-lib.sh
+source "$(dirname "$0")/test-lib.sh"
 
 LLMTAP_RUN=$(mktemp -d "${TMPDIR:-/tmp}/llmtap-infra.XXXXXX")
 export LLMTAP_RUN

@@ -17,21 +17,8 @@ source "$(dirname "$0")/lib.sh"
 # make that runs this or the caller's environment.
 unset MAKEFLAGS MAKELEVEL MFLAGS UPSTREAM ROUTE LIMITS
 
-passed=0
-failed=0
-# check NAME CMD...: runs CMD quietly; shows its output only when it fails.
-check() {
-	local name=$1 out
-	shift
-	if out=$("$@" 2>&1); then
-		passed=$((passed + 1))
-		printf 'ok   %s\n' "$name"
-	else
-		failed=$((failed + 1))
-		printf 'FAIL %s\n' "$name"
-		[ -z "$out" ] || printf '%s\n' "$out" | tail -n 30 | sed 's/^/     /'
-	fi
-}
+# shellcheck source=test-lib.sh
+source "$(dirname "$0")/test-lib.sh"
 
 LLMTAP_RUN=$(mktemp -d "${TMPDIR:-/tmp}/llmtap-stack.XXXXXX")
 export LLMTAP_RUN
