@@ -1,7 +1,9 @@
-// Command upstream is the benchmark's and the demo's mock LLM upstream and
-// collector sink: a small JSON endpoint, an SSE endpoint that streams a
-// short completion, and POST /v1/records that accepts the plugin's batches,
-// counts the records.
+// Command upstream is the benchmarks' upstream and collector sink: a small
+// JSON endpoint, an SSE endpoint that streams a short completion, and POST
+// /v1/records that accepts the plugin's batches and counts the records. It
+// is as cheap as an upstream can be, so that the benchmarks measure the
+// proxy; the mock LLM upstream with the providers' formats and knobs is
+// mock/ (used by the demo and the end-to-end tests).
 package main
 
 import (
