@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # shellcheck source-path=SCRIPTDIR
 # Self-check of the real-infrastructure scripts, run by `make test`: installs
-# the packages, starts ClickHouse and Redis in a scratch run folder on free
-# ports (so a developer's own instances are left alone), runs real queries,
-# stops both and checks that nothing is left running. Whatever happens, what
+# the packages, starts ClickHouse, Redis and Prometheus in a scratch run
+# folder on free ports (so a developer's own instances are left alone), runs
+# real queries, stops them and checks that nothing is left running. Whatever happens, what
 # it started is stopped (trap). Last line: "infra: N passed, M failed".
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -16,10 +16,13 @@ export LLMTAP_RUN
 CLICKHOUSE_TCP_PORT=$(free_port) || die "no free port"
 CLICKHOUSE_HTTP_PORT=$(free_port) || die "no free port"
 REDIS_PORT=$(free_port) || die "no free port"
-# Three random picks may collide; draw again until they differ.
+PROMETHEUS_PORT=$(free_port) || die "no free port"
+# Random picks may collide; draw again until they differ.
 while [ "$CLICKHOUSE_HTTP_PORT" = "$CLICKHOUSE_TCP_PORT" ]; do CLICKHOUSE_HTTP_PORT=$(free_port); done
 while [ "$REDIS_PORT" = "$CLICKHOUSE_TCP_PORT" ] || [ "$REDIS_PORT" = "$CLICKHOUSE_HTTP_PORT" ]; do REDIS_PORT=$(free_port); done
-export CLICKHOUSE_TCP_PORT CLICKHOUSE_HTTP_PORT REDIS_PORT
+while [[ " $CLICKHOUSE_TCP_PORT $CLICKHOUSE_HTTP_PORT $REDIS_PORT " == *" $PROMETHEUS_PORT "* ]]; do PROMETHEUS_PORT=$(free_port); done
+export CLICKHOUSE_TCP_PORT CLICKHOUSE_HTTP_PORT REDIS_PORT PROMETHEUS_PORT
+PROM_PID=$LLMTAP_RUN/prometheus/pid
 
 CH_PID=$LLMTAP_RUN/clickhouse/pid
 REDIS_PID=$LLMTAP_RUN/redis/pid
@@ -27,6 +30,7 @@ REDIS_PID=$LLMTAP_RUN/redis/pid
 cleanup() {
 	bash "$ROOT/scripts/clickhouse.sh" stop >/dev/null 2>&1 || true
 	bash "$ROOT/scripts/redis.sh" stop >/dev/null 2>&1 || true
+	bash "$ROOT/scripts/prometheus.sh" stop >/dev/null 2>&1 || true
 	if [ "$failed" -eq 0 ]; then
 		rm -rf "$LLMTAP_RUN"
 	else
@@ -48,11 +52,12 @@ expect() {
 	[ "$got" = "$want" ] || { echo "want '$want', got '$got'"; return 1; }
 }
 
-# same_pid FILE NAME: a second start of NAME must keep the pid of the first.
+# same_pid FILE NAME [ARG]: a second start of NAME must keep the pid of the
+# first.
 same_pid() {
 	local before
 	before=$(cat "$1") || return 1
-	bash "$ROOT/scripts/$2.sh" start || return 1
+	bash "$ROOT/scripts/$2.sh" start "${@:3}" || return 1
 	expect "$before" cat "$1"
 }
 
@@ -98,6 +103,24 @@ stopped() {
 
 reaped() { ! kill -0 "$1" 2>/dev/null; }
 
+# Prometheus is configured to scrape itself every second; prom_scrapes_itself
+# waits for a sample of its own `up`.
+prom_config() {
+	cat >"$LLMTAP_RUN/prometheus.yml" <<YAML
+global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: self
+    static_configs:
+      - targets: ['127.0.0.1:$PROMETHEUS_PORT']
+YAML
+}
+prom_start() { prom_config && bash "$ROOT/scripts/prometheus.sh" start "$LLMTAP_RUN/prometheus.yml"; }
+prom_up() {
+	curl -sf "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/query?query=up%7Bjob%3D%22self%22%7D" | grep -q '"value":\[[0-9.]*,"1"\]'
+}
+prom_scrapes_itself() { wait_for 15 prom_up; }
+
 check "install.sh: packages present" bash "$ROOT/scripts/install.sh"
 check "clickhouse: start (tcp $CLICKHOUSE_TCP_PORT, http $CLICKHOUSE_HTTP_PORT)" bash "$ROOT/scripts/clickhouse.sh" start
 check "clickhouse: second start is a no-op" same_pid "$CH_PID" clickhouse
@@ -109,6 +132,10 @@ check "clickhouse: MergeTree table with LowCardinality, insert, count" ch_table
 check "redis: start (port $REDIS_PORT)" bash "$ROOT/scripts/redis.sh" start
 check "redis: second start is a no-op" same_pid "$REDIS_PID" redis
 check "redis: SET/GET" redis_set_get
+check "prometheus: start (port $PROMETHEUS_PORT)" prom_start
+check "prometheus: second start is a no-op" same_pid "$PROM_PID" prometheus "$LLMTAP_RUN/prometheus.yml"
+check "prometheus: scrapes a target (up == 1)" prom_scrapes_itself
+check "prometheus: stop leaves no process" stopped prometheus "$PROM_PID" "$PROMETHEUS_PORT"
 check "clickhouse: stop leaves no process" stopped clickhouse "$CH_PID" "$CLICKHOUSE_TCP_PORT" "$CLICKHOUSE_HTTP_PORT"
 check "redis: stop leaves no process" stopped redis "$REDIS_PID" "$REDIS_PORT"
 check "clickhouse: stop when stopped is a no-op" bash "$ROOT/scripts/clickhouse.sh" stop
