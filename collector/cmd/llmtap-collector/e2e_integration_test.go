@@ -46,13 +46,13 @@ http:
   middlewares:
     openai:
       plugin:
-        llmtap: {collectorURL: %[1]q, collectorToken: it-token, flushInterval: 50ms}
+        llmtap: {collectorURL: %[1]q, collectorToken: it-token, flushInterval: 50ms, limits: {enabled: true}}
     anthropic:
       plugin:
-        llmtap: {collectorURL: %[1]q, collectorToken: it-token, flushInterval: 50ms}
+        llmtap: {collectorURL: %[1]q, collectorToken: it-token, flushInterval: 50ms, limits: {enabled: true}}
     tts:
       plugin:
-        llmtap: {collectorURL: %[1]q, collectorToken: it-token, flushInterval: 50ms}
+        llmtap: {collectorURL: %[1]q, collectorToken: it-token, flushInterval: 50ms, limits: {enabled: true}}
   serversTransports:
     short:
       forwardingTimeouts:
@@ -76,7 +76,10 @@ func startWholePath(t *testing.T) *wholePath {
 	up := httptest.NewServer(m)
 	t.Cleanup(up.Close)
 	s := startStack(t, stackOptions{
-		collector: func(redisAddr string) string { return fmt.Sprintf("redis:\n  addr: %q\n", redisAddr) },
+		// Limits are on for every route; only the tenant "small" has any.
+		collector: func(redisAddr string) string {
+			return fmt.Sprintf("redis:\n  addr: %q\nlimits:\n  tenants:\n    small:\n      requests: {limit: 1, period: 1h}\n", redisAddr)
+		},
 		dynamic:   func(collectorURL string) string { return fmt.Sprintf(wholePathRouters, collectorURL, up.URL) },
 		readyHost: "openai.test",
 		readyPath: "/healthz",

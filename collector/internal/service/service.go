@@ -35,9 +35,10 @@ func New(name string, env ...string) (*Script, error) {
 	}, nil
 }
 
-// Run runs the script with one verb (start, stop); its output is in the error.
-func (s *Script) Run(verb string) error {
-	cmd := exec.Command("bash", s.path, verb)
+// Run runs the script with a verb (start, stop) and its arguments; the
+// script's output is in the error.
+func (s *Script) Run(verb string, args ...string) error {
+	cmd := exec.Command("bash", append([]string{s.path, verb}, args...)...)
 	cmd.Env = s.env
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("%s %s: %w\n%s", filepath.Base(s.path), verb, err, out)
