@@ -6,7 +6,7 @@ SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 GO ?= go
 
-.PHONY: all build test test-unit test-yaegi test-infra test-integration test-e2e test-stack lint bench demo up down clean
+.PHONY: all build test test-unit test-yaegi test-infra test-alerts test-integration test-e2e test-stack lint bench demo up down clean
 
 all: build
 
@@ -18,7 +18,7 @@ build:
 
 ## test: unit tests (compiled and under Yaegi), the real servers, the
 ## collector against a real ClickHouse, and the plugin inside a real Traefik
-test: test-unit test-yaegi test-infra test-integration test-e2e test-stack
+test: test-unit test-yaegi test-infra test-alerts test-integration test-e2e test-stack
 
 test-unit:
 	$(GO) test -race -count=1 ./...
@@ -35,6 +35,11 @@ test-yaegi:
 
 test-infra:
 	scripts/test-infra.sh
+
+# promtool checks and unit tests of the alert rules (a firing and a silent
+# case per alert), their runbooks and the metrics they name
+test-alerts:
+	scripts/test-alerts.sh
 
 test-e2e:
 	TRAEFIK_BIN=$$(scripts/traefik-build.sh) $(GO) test -tags e2e -count=1 -v ./e2e 2>&1 | \
