@@ -89,10 +89,11 @@
 // full. Writer.Run batches by size and time, retries a failed insert a few
 // times with backoff, then writes the batch to a bounded spool on disk
 // (one fsync'd gob file per batch) and replays the spool, oldest first,
-// when ClickHouse answers again. On shutdown it drains the queue to
-// ClickHouse or the spool. A fact Enqueue accepted is lost only when the
-// spool is full, disabled or fails, and then it is counted
-// (Stats.SpoolDropped). Replays may store a batch twice (an insert that
-// failed after the server took it); the sort key makes those copies one
-// row.
+// when ClickHouse answers again. Writer.Shutdown drains the queue to
+// ClickHouse or the spool within its context's deadline, inserts giving
+// way to the spool when the deadline nears. A fact Enqueue accepted is
+// lost only when the spool is full, disabled or fails, and then it is
+// counted (Stats.SpoolDropped). Replays may store a batch twice (an
+// insert that failed after the server took it); the sort key makes those
+// copies one row.
 package clickhouse

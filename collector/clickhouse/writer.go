@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/proto"
 	"github.com/llmtap/llmtap/collector"
@@ -27,6 +28,19 @@ var (
 // WriterOptions configure a Writer; zero values take the defaults named.
 type WriterOptions struct {
 	Database string // DefaultDatabase when empty
+	// Cluster is Schema.Cluster. With a cluster, rows go through the
+	// Distributed table requests, which routes each to its shard (by
+	// request id), rather than straight into requests_local: the writer
+	// needs to know neither the shards nor their health. Each insert
+	// carries insert_distributed_sync=1: it returns once every shard it
+	// touched has stored its rows (one replica each; replication does the
+	// rest), so an error means a retry or the spool, as on a single
+	// server. Without it, the server the collector talks to would answer
+	// as soon as it queued the rows on its own disk for background
+	// sending: faster, but a row acknowledged that way is lost with that
+	// disk, and a shard that stays down piles up rows there unseen by the
+	// writer's retries, spool and metrics.
+	Cluster string
 	// A batch is flushed at BatchSize rows (default 5000) or BatchBytes
 	// of captured bodies (default 32 MiB), whichever comes first. Each
 	// INSERT writes a part, which cost 18.16 a fixed ~0.1 s for this table
@@ -125,6 +139,16 @@ type Writer struct {
 	closed  bool
 	running atomic.Bool
 
+	// Shutdown closes stopping once; Run closes done when it returns.
+	// insertsOver ends when the shutdown deadline nears: inserts still
+	// running are cut and no new one starts.
+	stopOnce    sync.Once
+	stopping    chan struct{}
+	done        chan struct{}
+	insertsOver context.Context
+	endInserts  context.CancelFunc
+	drainLost   uint64 // facts the drain could neither write nor spool; read after done
+
 	spool *spool // nil when disabled; set by Run
 
 	// Run's goroutine only.
@@ -147,12 +171,17 @@ type Writer struct {
 // NewWriter returns a Writer on conn; call Run to start it.
 func NewWriter(conn driver.Conn, opts WriterOptions) *Writer {
 	o := opts.withDefaults()
+	insertsOver, endInserts := context.WithCancel(context.Background())
 	return &Writer{
-		conn:      conn,
-		opts:      o,
-		log:       o.Logger.With("component", "clickhouse.writer", "database", o.Database),
-		insertSQL: "INSERT INTO " + o.Database + "." + requestsTable + " (" + columnList() + ")",
-		queue:     make(chan *collector.Fact, o.QueueSize),
+		conn:        conn,
+		opts:        o,
+		log:         o.Logger.With("component", "clickhouse.writer", "database", o.Database),
+		insertSQL:   "INSERT INTO " + o.Database + "." + requestsTable + " (" + columnList() + ")",
+		queue:       make(chan *collector.Fact, o.QueueSize),
+		stopping:    make(chan struct{}),
+		done:        make(chan struct{}),
+		insertsOver: insertsOver,
+		endInserts:  endInserts,
 	}
 }
 
@@ -203,23 +232,27 @@ func (w *Writer) loadSpool() *spool {
 	return w.spool
 }
 
-// Run writes batches until ctx is done, then stops taking facts, writes
-// what is queued (to the spool if ClickHouse is down) and returns nil.
+// Run writes batches until Shutdown is called or ctx is done, then stops
+// taking facts, writes what is queued (to the spool if ClickHouse is down)
+// and returns nil.
 // A batch is flushed when it reaches BatchSize facts or BatchBytes, or
 // when FlushInterval passed. An insert that fails is tried Retries more
 // times with backoff, then its batch goes to the spool; while ClickHouse
 // stays down batches go straight to the spool and the server is probed
 // with growing pauses. Spooled batches are replayed, oldest first and
 // several files per INSERT, once it answers. Run returns an error only if
-// it cannot start (bad database name, unusable spool folder): start it
-// before taking traffic.
+// it cannot start (bad database or cluster name, unusable spool folder):
+// start it before taking traffic.
 func (w *Writer) Run(ctx context.Context) error {
 	if !w.running.CompareAndSwap(false, true) {
 		return errors.New("clickhouse: Writer.Run called twice")
 	}
-	if err := validDatabase(w.opts.Database); err != nil {
-		w.close()
-		return err
+	defer close(w.done)
+	for _, err := range []error{validDatabase(w.opts.Database), validCluster(w.opts.Cluster)} {
+		if err != nil {
+			w.close()
+			return err
+		}
 	}
 	if w.opts.SpoolDir == "" {
 		w.log.Warn("no spool folder: batches ClickHouse refuses will be dropped")
@@ -247,6 +280,9 @@ func (w *Writer) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
+			w.drain(ctx, batch)
+			return nil
+		case <-w.stopping:
 			w.drain(ctx, batch)
 			return nil
 		case f := <-w.queue:
@@ -281,11 +317,45 @@ func (w *Writer) close() {
 	w.mu.Unlock()
 }
 
-// drain runs once ctx is done: no fact is taken any more, and each queued
-// one is written with one try each batch, or spooled.
+// Shutdown stops the writer, as http.Server.Shutdown stops a server:
+// Enqueue refuses facts from now on (ErrClosed), what is queued or waiting
+// in the batch being filled is written to ClickHouse, one try per batch,
+// or spooled, and Shutdown returns once Run has returned. When ctx has a
+// deadline, inserts end when a quarter of the time left remains (one
+// already running is cut off, and spooled), and the batches left then go
+// straight to the spool: a ClickHouse that hangs cannot make the drain
+// lose facts it could have spooled. When ctx ends before Run returned,
+// Shutdown returns an error that counts the facts neither written nor
+// spooled yet. Call it after Run has started.
+func (w *Writer) Shutdown(ctx context.Context) error {
+	w.stopOnce.Do(func() {
+		if d, ok := ctx.Deadline(); ok {
+			time.AfterFunc(time.Until(d)*3/4, w.endInserts)
+		}
+		close(w.stopping)
+	})
+	select {
+	case <-w.done:
+		if w.drainLost > 0 {
+			return fmt.Errorf("clickhouse: writer drain lost %d facts that could be neither written nor spooled (see the errors logged)", w.drainLost)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("clickhouse: writer drain cut short with %d facts neither written nor spooled: %w", w.queued.Load(), ctx.Err())
+	}
+}
+
+// errDrainDeadline is why a batch is spooled without trying ClickHouse
+// when the shutdown deadline is near.
+var errDrainDeadline = errors.New("shutdown deadline near: no time left to insert")
+
+// drain runs once Run is told to stop: no fact is taken any more, and each
+// queued one is written with one try each batch, or spooled.
 func (w *Writer) drain(ctx context.Context, batch []*collector.Fact) {
 	w.close()
 	start, n := time.Now(), len(batch)
+	dropped := w.spoolDropped.Load()
+	defer func() { w.drainLost = w.spoolDropped.Load() - dropped }()
 	var size int64
 	for _, f := range batch {
 		size += factSize(f)
@@ -314,6 +384,10 @@ func (w *Writer) drain(ctx context.Context, batch []*collector.Fact) {
 func (w *Writer) flush(ctx context.Context, batch []*collector.Fact, retries int) {
 	n := len(batch)
 	defer w.queued.Add(-int64(n))
+	if w.insertsOver.Err() != nil {
+		w.toSpool(batch, errDrainDeadline)
+		return
+	}
 	if w.down && time.Now().Before(w.nextProbe) {
 		w.toSpool(batch, errors.New("ClickHouse is down"))
 		return
@@ -328,12 +402,17 @@ func (w *Writer) flush(ctx context.Context, batch []*collector.Fact, retries int
 			break // a server that hangs gets no more tries: spool
 		}
 		w.log.Warn("insert failed; retrying", "rows", n, "try", try, "of", retries+1, "err", err)
-		if !sleep(ctx, w.opts.RetryBackoff<<(try-1)) {
+		if !w.pause(ctx, w.opts.RetryBackoff<<(try-1)) {
 			break // shutting down: spool rather than wait
 		}
 		err = w.insert(ctx, batch)
 	}
 	if err != nil {
+		if w.insertsOver.Err() != nil {
+			// Cut by the drain's own deadline: ClickHouse may be fine.
+			w.toSpool(batch, fmt.Errorf("%w: %w", errDrainDeadline, err))
+			return
+		}
 		w.markDown(err)
 		w.toSpool(batch, err)
 		return
@@ -343,9 +422,12 @@ func (w *Writer) flush(ctx context.Context, batch []*collector.Fact, retries int
 }
 
 // insert sends one batch as one INSERT. Its context is not ctx's
-// cancellation: an insert cut off half-way leaves its outcome unknown.
+// cancellation: an insert cut off half-way leaves its outcome unknown. It
+// ends at WriteTimeout, or when the shutdown deadline nears (the batch is
+// then spooled: stored twice at worst, which the sort key undoes).
 func (w *Writer) insert(ctx context.Context, facts []*collector.Fact) error {
 	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.opts.WriteTimeout)
+	defer context.AfterFunc(w.insertsOver, cancel)()
 	defer cancel()
 	err := w.send(ictx, facts)
 	if err != nil {
@@ -355,6 +437,12 @@ func (w *Writer) insert(ctx context.Context, facts []*collector.Fact) error {
 }
 
 func (w *Writer) send(ctx context.Context, facts []*collector.Fact) error {
+	if w.opts.Cluster != "" {
+		// Known to every server from 18.16 on (in current releases an
+		// alias of distributed_foreground_insert); see
+		// WriterOptions.Cluster.
+		ctx = ch.Context(ctx, ch.WithSettings(ch.Settings{"insert_distributed_sync": 1}))
+	}
 	b, err := w.conn.PrepareBatch(ctx, w.insertSQL)
 	if err != nil {
 		return fmt.Errorf("prepare insert: %w", err)
@@ -430,7 +518,7 @@ func (w *Writer) replay(ctx context.Context) {
 		return
 	}
 	deadline := now.Add(w.opts.FlushInterval)
-	for ctx.Err() == nil && len(w.queue) < w.opts.BatchSize && time.Now().Before(deadline) {
+	for ctx.Err() == nil && !w.stopRequested() && len(w.queue) < w.opts.BatchSize && time.Now().Before(deadline) {
 		names, facts := w.gather()
 		if len(names) == 0 {
 			return
@@ -497,6 +585,16 @@ func (w *Writer) gather() (names []string, facts []*collector.Fact) {
 	return names, facts
 }
 
+// stopRequested says Shutdown was called.
+func (w *Writer) stopRequested() bool {
+	select {
+	case <-w.stopping:
+		return true
+	default:
+		return false
+	}
+}
+
 func (w *Writer) markDown(err error) {
 	w.probeWait = nextBackoff(w.probeWait, w.opts.RetryBackoff, w.opts.MaxBackoff)
 	w.nextProbe = time.Now().Add(w.probeWait)
@@ -524,14 +622,17 @@ func nextBackoff(cur, first, limit time.Duration) time.Duration {
 	return cur
 }
 
-// sleep waits d or until ctx is done; false if ctx ended it.
-func sleep(ctx context.Context, d time.Duration) bool {
+// pause waits d, or less when ctx is done or Shutdown is called; false
+// if they cut it.
+func (w *Writer) pause(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
 		return true
 	case <-ctx.Done():
+		return false
+	case <-w.stopping:
 		return false
 	}
 }

@@ -26,6 +26,8 @@ type fakeConn struct {
 
 	mu     sync.Mutex
 	down   bool
+	hang   bool // inserts wait until their context ends
+	hung   int  // inserts that waited so
 	poison string
 	rows   []string
 	sends  int // INSERTs that succeeded
@@ -44,6 +46,16 @@ func (c *fakeConn) stored() []string {
 }
 
 func (c *fakeConn) PrepareBatch(ctx context.Context, query string, _ ...driver.PrepareBatchOption) (driver.Batch, error) {
+	c.mu.Lock()
+	hang := c.hang
+	if hang {
+		c.hung++
+	}
+	c.mu.Unlock()
+	if hang {
+		<-ctx.Done()
+		return nil, fmt.Errorf("read: %w", ctx.Err())
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.down {
@@ -435,5 +447,155 @@ func TestWriterReportsLostFacts(t *testing.T) {
 	defer mu.Unlock()
 	if !slices.Equal(lost, ids) {
 		t.Errorf("lost %v, want %v", lost, ids)
+	}
+}
+
+// runWriter runs a writer whose only stop is the test's Shutdown.
+func runWriter(t *testing.T, conn driver.Conn, o WriterOptions) (*Writer, chan error) {
+	t.Helper()
+	if o.Logger == nil {
+		o.Logger = testLogger(t)
+	}
+	w := NewWriter(conn, o)
+	done := make(chan error, 1)
+	go func() { done <- w.Run(context.Background()) }()
+	waitFor(t, "Run to start", func() bool { return w.running.Load() })
+	return w, done
+}
+
+// spooledIDs reads the request ids of every batch in a spool folder.
+func spooledIDs(t *testing.T, dir string) []string {
+	t.Helper()
+	s := mustOpenSpool(t, dir, 1<<30)
+	var ids []string
+	for _, name := range s.names() {
+		fs, err := s.read(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range fs {
+			ids = append(ids, f.RequestID)
+		}
+	}
+	return ids
+}
+
+func TestWriterShutdown(t *testing.T) {
+	tests := []struct {
+		desc      string
+		conn      *fakeConn
+		timeout   time.Duration
+		wantWrite bool          // else spooled
+		within    time.Duration // Shutdown returns within
+	}{
+		{desc: "ClickHouse up: queue written", conn: &fakeConn{}, timeout: 5 * time.Second, wantWrite: true, within: time.Second},
+		{desc: "ClickHouse down: queue spooled", conn: &fakeConn{down: true}, timeout: 5 * time.Second, within: time.Second},
+		// Inserts give up at three quarters of the 400ms; the rest is
+		// for the spool.
+		{desc: "ClickHouse hangs: spooled before the deadline", conn: &fakeConn{hang: true}, timeout: 400 * time.Millisecond, within: 400 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.desc, func(t *testing.T) {
+			dir := t.TempDir()
+			w, done := runWriter(t, tt.conn, WriterOptions{BatchSize: 10, FlushInterval: time.Hour, SpoolDir: dir})
+			ids := enqueue(t, w, 0, 25) // two full batches in flight or written, five waiting
+			ctx, cancel := context.WithTimeout(context.Background(), tt.timeout)
+			defer cancel()
+			start := time.Now()
+			if err := w.Shutdown(ctx); err != nil {
+				t.Fatalf("Shutdown: %v", err)
+			}
+			if took := time.Since(start); took > tt.within {
+				t.Errorf("Shutdown took %s, want at most %s", took, tt.within)
+			}
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+			if err := w.Enqueue(testFact(99)); !errors.Is(err, ErrClosed) {
+				t.Errorf("Enqueue after Shutdown: %v, want ErrClosed", err)
+			}
+			got := append(tt.conn.stored(), spooledIDs(t, dir)...)
+			slices.Sort(got)
+			if !slices.Equal(got, ids) {
+				t.Errorf("written and spooled %v, want %v", got, ids)
+			}
+			st := w.Stats()
+			if st.Queued != 0 || st.SpoolDropped != 0 {
+				t.Errorf("after Shutdown: %+v", st)
+			}
+			if tt.wantWrite && st.SpooledBatches != 0 {
+				t.Errorf("ClickHouse up, yet %d batches spooled", st.SpooledBatches)
+			}
+			if !tt.wantWrite && len(tt.conn.stored()) != 0 {
+				t.Errorf("wrote %v to a ClickHouse that was down", tt.conn.stored())
+			}
+			if err := w.Shutdown(context.Background()); err != nil {
+				t.Errorf("second Shutdown: %v", err)
+			}
+		})
+	}
+}
+
+// TestWriterShutdownCutsARunningInsert: an insert that hangs when
+// Shutdown is called is cut off as the deadline nears, and its batch
+// spooled with the rest.
+func TestWriterShutdownCutsARunningInsert(t *testing.T) {
+	conn := &fakeConn{hang: true}
+	dir := t.TempDir()
+	w, done := runWriter(t, conn, WriterOptions{BatchSize: 10, FlushInterval: time.Hour, SpoolDir: dir, WriteTimeout: time.Hour})
+	ids := enqueue(t, w, 0, 10)
+	waitFor(t, "the insert to hang", func() bool { conn.mu.Lock(); defer conn.mu.Unlock(); return conn.hung == 1 })
+	ids = append(ids, enqueue(t, w, 10, 5)...)
+	ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := w.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if took := time.Since(start); took < 250*time.Millisecond || took > 400*time.Millisecond {
+		t.Errorf("Shutdown took %s, want about 300ms (three quarters of the deadline)", took)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	if got := spooledIDs(t, dir); !slices.Equal(got, ids) {
+		t.Errorf("spooled %v, want %v", got, ids)
+	}
+}
+
+// TestWriterShutdownReportsLosses: a drain that had to drop facts (no
+// spool, ClickHouse down) says so.
+func TestWriterShutdownReportsLosses(t *testing.T) {
+	w, _ := runWriter(t, &fakeConn{down: true}, WriterOptions{BatchSize: 10, FlushInterval: time.Hour})
+	enqueue(t, w, 0, 5)
+	err := w.Shutdown(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "writer drain lost 5 facts") {
+		t.Errorf("Shutdown: %v", err)
+	}
+}
+
+// TestWriterShutdownCutShort: a drain that cannot finish in time is
+// reported, with the facts left.
+func TestWriterShutdownCutShort(t *testing.T) {
+	conn := &fakeConn{hang: true}
+	w, done := runWriter(t, conn, WriterOptions{BatchSize: 10, FlushInterval: time.Hour, WriteTimeout: 300 * time.Millisecond})
+	enqueue(t, w, 0, 5)
+	// No deadline, only a cancellation: the insert is not cut early.
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	err := w.Shutdown(ctx)
+	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "5 facts neither written nor spooled") {
+		t.Errorf("Shutdown cut short: %v", err)
+	}
+	select {
+	case err := <-done: // the insert timed out; without a spool the facts are dropped
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after its insert timed out")
+	}
+	if st := w.Stats(); st.SpoolDropped != 5 {
+		t.Errorf("after the cut drain: %+v", st)
 	}
 }
