@@ -5,13 +5,38 @@
 //	llmtap-collector [-config FILE] [-listen ADDR]          serve
 //	llmtap-collector [-config FILE] migrate                  apply schema migrations and exit
 //
-// Start order: configuration, ClickHouse connection and migrations, the
-// Redis client (which connects on first use: Redis being down only
-// triggers the limits' failure modes), the writer, then the HTTP server.
-// Stop order (SIGINT, SIGTERM): the HTTP server stops accepting and
-// finishes in-flight requests, then the writer drains its queue to
-// ClickHouse (or the spool), then the Redis client and the ClickHouse
-// connection close; all within shutdown_timeout.
+// # Start and stop
+//
+// serve states the order once, as a group of parts (group.go) that start
+// in the order they are added and stop in the reverse order, each part
+// stopped only once the one after it has returned:
+//
+//  1. ClickHouse connection (opened, and migrations applied, before serve)
+//  2. Redis client (it connects on first use: Redis being down only
+//     triggers the limits' failure modes)
+//  3. writer (opens the spool; replays it once ClickHouse answers)
+//  4. HTTP server
+//
+// On SIGINT or SIGTERM, or when a part stops by itself (the writer failing
+// stops the server), the parts stop in the order 4, 3, 2, 1, all within
+// shutdown_timeout:
+//
+//  4. The HTTP server stops accepting (readiness probes then fail to
+//     connect) and finishes in-flight requests, for at most half of
+//     shutdown_timeout; a request cut off then is not acknowledged. A
+//     record batch is acknowledged (202) only once every record of it is
+//     in the writer's queue.
+//  3. The writer takes no more facts and writes what is queued to
+//     ClickHouse, or to the spool if ClickHouse is down; inserts give way
+//     to the spool when a quarter of the time left remains.
+//  2. The Redis client closes (in-flight limit checks and settlements are
+//     over by then).
+//  1. The ClickHouse connection closes.
+//
+// The process exits 0 after a signal when every part stopped in time. It
+// exits 1 with a line naming each part that did not (for the writer, how
+// many acknowledged facts were neither written nor spooled), or when a part
+// failed. A second signal kills the process at once.
 package main
 
 import (
@@ -45,6 +70,10 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop() // a second signal kills the process at once
+	}()
 	if err := run(ctx, os.Args[1:], os.Stderr, os.LookupEnv); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return
@@ -88,22 +117,23 @@ func run(ctx context.Context, args []string, stderr io.Writer, env func(string) 
 	if err != nil {
 		return fmt.Errorf("clickhouse %s: %w", cfg.ClickHouse.Addr, err)
 	}
-	defer conn.Close()
 	schema := clickhouse.Schema{
 		Database:      cfg.ClickHouse.Database,
 		Retention:     time.Duration(cfg.ClickHouse.Retention),
 		BodyRetention: time.Duration(cfg.ClickHouse.EffectiveBodyRetention()),
 	}
 	if err := clickhouse.NewMigrator(conn, schema, log).Migrate(ctx); err != nil {
+		_ = conn.Close()
 		return fmt.Errorf("migrate: %w", err)
 	}
 	if fs.Arg(0) == "migrate" {
 		log.Info("migrations applied")
-		return nil
+		return conn.Close()
 	} else if fs.NArg() > 0 {
+		_ = conn.Close()
 		return fmt.Errorf("unknown command %q: want migrate, or none to serve", fs.Arg(0))
 	}
-	return serve(ctx, cfg, conn, log)
+	return serve(ctx, cfg, conn, log) // closes conn
 }
 
 func loadConfig(path, listen string, env func(string) (string, bool)) (*config.Config, error) {
@@ -134,7 +164,15 @@ func newLogger(w io.Writer, c config.Log) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
+// serve runs the collector until ctx ends or a part fails; it owns conn
+// and closes it last. The group below is the one statement of the start
+// and stop order (see the package documentation).
 func serve(ctx context.Context, cfg *config.Config, conn driver.Conn, log *slog.Logger) error {
+	lis, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		_ = conn.Close()
+		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg, cfg.Metrics.MaxSeries)
@@ -153,7 +191,6 @@ func serve(ctx context.Context, cfg *config.Config, conn driver.Conn, log *slog.
 		Addr: cfg.Redis.Addr, Password: cfg.Redis.Password.Reveal(), DB: cfg.Redis.DB,
 		Timeout: time.Duration(cfg.Redis.Timeout),
 	})
-	defer rdb.Close()
 	lim := limits.New(limits.Options{
 		Store:              redis.NewLimiter(rdb),
 		Policies:           redis.NewPolicies(rdb),
@@ -173,7 +210,6 @@ func serve(ctx context.Context, cfg *config.Config, conn driver.Conn, log *slog.
 			SpoolDropped: s.SpoolDropped, SpoolErrors: s.SpoolErrors, Replayed: s.Replayed,
 		}
 	})
-
 	api := apihttp.New(apihttp.Options{
 		IngestToken:  cfg.IngestToken.Reveal(),
 		AdminToken:   cfg.AdminToken.Reveal(),
@@ -188,49 +224,39 @@ func serve(ctx context.Context, cfg *config.Config, conn driver.Conn, log *slog.
 		Logger:       log,
 	})
 	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
-	lis, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
-	}
-	log.Info("serving", "addr", lis.Addr().String())
 
-	// The writer runs until the HTTP server has stopped taking records.
-	writerCtx, stopWriter := context.WithCancel(context.Background())
-	defer stopWriter()
-	writerDone := make(chan error, 1)
-	go func() { writerDone <- writer.Run(writerCtx) }()
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(lis) }()
+	// Start order top down, stop order bottom up.
+	g := &group{log: log}
+	g.add("clickhouse", nil, func(context.Context) error { return conn.Close() })
+	g.add("redis", nil, func(context.Context) error { return rdb.Close() })
+	g.add("writer",
+		func() error { return writer.Run(context.Background()) },
+		writer.Shutdown)
+	g.add("http",
+		func() error {
+			log.Info("serving", "addr", lis.Addr().String())
+			if err := srv.Serve(lis); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		},
+		func(ctx context.Context) error { return shutdownHTTP(ctx, srv) })
+	return g.run(ctx, time.Duration(cfg.ShutdownTimeout))
+}
 
-	var serveErr error
-	writerStopped := false
-	select {
-	case <-ctx.Done():
-	case serveErr = <-served:
-	case err := <-writerDone:
-		writerStopped = true
-		serveErr = fmt.Errorf("writer stopped: %w", err)
+// shutdownHTTP stops accepting and waits for in-flight requests, for at
+// most half the time ctx has left: the writer's drain needs the rest.
+// Requests still running then have their connections closed, so their
+// records are not acknowledged.
+func shutdownHTTP(ctx context.Context, srv *http.Server) error {
+	if d, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, time.Now().Add(time.Until(d)/2))
+		defer cancel()
 	}
-	log.Info("shutting down")
-	deadline, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.ShutdownTimeout))
-	defer cancel()
-	if err := srv.Shutdown(deadline); err != nil {
-		log.Error("http shutdown", "err", err)
-	}
-	stopWriter()
-	if writerStopped {
-		return serveErr
-	}
-	select {
-	case err := <-writerDone:
-		if err != nil && !errors.Is(err, context.Canceled) {
-			log.Error("writer drain", "err", err)
-		}
-	case <-deadline.Done():
-		log.Error("writer did not drain before the shutdown timeout", "queued", writer.Stats().Queued)
-	}
-	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
-		return serveErr
+	if err := srv.Shutdown(ctx); err != nil {
+		_ = srv.Close()
+		return fmt.Errorf("requests still in flight were cut off: %w", err)
 	}
 	return nil
 }
