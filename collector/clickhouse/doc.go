@@ -96,4 +96,67 @@
 // counted (Stats.SpoolDropped). Replays may store a batch twice (an
 // insert that failed after the server took it); the sort key makes those
 // copies one row.
+//
+// # Scale-out
+//
+// A collector keeps no state but its spool, so any number of them can run
+// behind one Service, writing to the same ClickHouse (the limits live in
+// Redis). Migrate is safe to run from several collectors at once: every
+// statement is idempotent and the migrations table takes duplicate
+// records.
+//
+// For a ClickHouse cluster, set Schema.Cluster and WriterOptions.Cluster
+// to the name of a cluster in the servers' remote_servers. Plan then
+// gives the cluster variant:
+//
+//   - Every statement runs ON CLUSTER: the database, the migrations
+//     table, the tables and the retention ALTERs reach every server
+//     through the distributed DDL queue.
+//   - The rows live in requests_local on every server,
+//     ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/<db>/requests_local',
+//     '{replica}', inserted_at), with the single-server table's columns,
+//     sort key and partitions; the version gate gives it the same codecs,
+//     index and TTLs.
+//   - requests is Distributed(<cluster>, <db>, requests_local,
+//     cityHash64(request_id)): the same column types, no codec, index or
+//     TTL (it stores nothing). The writer inserts into it and Store.Get
+//     reads it, so queries written for llmtap.requests work unchanged.
+//   - llmtap_migrations is ReplicatedMergeTree at
+//     /clickhouse/tables/<db>/llmtap_migrations with replica name
+//     {shard}-{replica}: every server holds the whole history.
+//
+// Sharding by request id keeps the deduplication of a single server: all
+// copies of a record (a resend, a spool replay) land on one shard, where
+// ReplacingMergeTree collapses them, and FINAL or Store.Get's newest-first
+// read, which run shard by shard through the Distributed table, see them
+// together. Both were run through a Distributed table on 18.16. Adding
+// shards changes where an id lands: a record sent again after that may
+// stay a second row on another shard.
+//
+// Each insert waits until every shard it touched has stored its rows
+// (insert_distributed_sync=1; see WriterOptions.Cluster), so a shard that
+// is down sends the batch to the spool as a down server does. Store.Get
+// asks every shard; on modern servers optimize_skip_unused_shards=1 in
+// the collector's settings profile narrows it to the one the id hashes
+// to (18.16 does not know the setting, and the collector sends none that
+// a server may not know).
+//
+// Every server needs ZooKeeper or ClickHouse Keeper (<zookeeper>), the
+// macros {shard} and {replica} (<macros>; each replica its own pair), the
+// cluster in <remote_servers> with internal_replication set to true (the
+// replicated table copies rows to the other replicas of a shard; without
+// it the Distributed table would write each replica itself), and
+// distributed DDL (<distributed_ddl>, present in the stock configuration).
+// An ON CLUSTER statement waits for every server of the cluster
+// (distributed_ddl_task_timeout, 180 s by default), so Migrate fails
+// while one is down. The ZooKeeper paths are fixed as above: two llmtap
+// databases on one ZooKeeper need different database names.
+//
+// A database has one layout. Migrate refuses a requests table of the
+// other one (a single server's table with a cluster configured, or a
+// Distributed table without), since IF NOT EXISTS would otherwise leave
+// it as it is. To move to a cluster, migrate a new database and copy the
+// rows (INSERT INTO new.requests SELECT * FROM old.requests). The cluster
+// name is written into the Distributed table when it is created: renaming
+// the cluster later means recreating requests by hand.
 package clickhouse

@@ -42,7 +42,10 @@ func (m *Migrator) Migrate(ctx context.Context) error {
 		return err
 	}
 	db := m.schema.Database
-	for _, st := range bootstrap(db) {
+	if err := m.checkLayout(ctx); err != nil {
+		return err
+	}
+	for _, st := range bootstrap(m.schema) {
 		if err := m.conn.Exec(ctx, st); err != nil {
 			return fmt.Errorf("clickhouse: create %s.%s: %w", db, migrationsTable, err)
 		}
@@ -69,6 +72,40 @@ func (m *Migrator) Migrate(ctx context.Context) error {
 	if f := FeaturesOf(v); !f.TTL && (m.schema.Retention > 0 || m.schema.BodyRetention > 0) {
 		m.log.Warn("server has no TTL: retention is not enforced; drop old monthly partitions by hand (ALTER TABLE ... DROP PARTITION)",
 			"server", v.String(), "needs", modernSince.String(), "retention", m.schema.Retention, "body_retention", m.schema.BodyRetention)
+	}
+	return nil
+}
+
+// checkLayout refuses a requests table of the other layout: a database
+// made for a single server (requests holds the rows) while a cluster is
+// configured, or a cluster's (requests is Distributed) without one. The
+// statements of Plan all say IF NOT EXISTS, so without this check such a
+// database would be left as it is and the writer would insert into the
+// wrong table.
+func (m *Migrator) checkLayout(ctx context.Context) error {
+	db := m.schema.Database
+	rows, err := m.conn.Query(ctx, "SELECT engine FROM system.tables WHERE database = ? AND name = ?", db, requestsTable)
+	if err != nil {
+		return fmt.Errorf("clickhouse: read the engine of %s.%s: %w", db, requestsTable, err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("clickhouse: read the engine of %s.%s: %w", db, requestsTable, err)
+		}
+		return nil // a new database
+	}
+	var engine string
+	if err := rows.Scan(&engine); err != nil {
+		return fmt.Errorf("clickhouse: read the engine of %s.%s: %w", db, requestsTable, err)
+	}
+	switch distributed := engine == "Distributed"; {
+	case m.schema.Cluster != "" && !distributed:
+		return fmt.Errorf("clickhouse: %s.%s is a %s table, made for a single server, but cluster %q is configured: "+
+			"give the cluster its own database (the rows do not move by themselves), or configure no cluster", db, requestsTable, engine, m.schema.Cluster)
+	case m.schema.Cluster == "" && distributed:
+		return fmt.Errorf("clickhouse: %s.%s is a Distributed table, made for a cluster, but no cluster is configured: "+
+			"configure the cluster it was made for, or use another database", db, requestsTable)
 	}
 	return nil
 }

@@ -11,10 +11,25 @@ import (
 // DefaultDatabase is used when a Database option is empty.
 const DefaultDatabase = "llmtap"
 
-// Table names.
+// Table names. requests is the table every query reads and the writer
+// inserts into: the rows themselves on a single server, a Distributed
+// table over requests_local on a cluster (see Schema.Cluster).
 const (
 	requestsTable   = "requests"
+	localTable      = "requests_local"
 	migrationsTable = "llmtap_migrations"
+)
+
+// ZooKeeper paths of the replicated tables on a cluster. {shard} and
+// {replica} are macros every server must define (<macros> in its
+// configuration); the database name keeps two llmtap databases on one
+// ZooKeeper apart. The migrations table has no {shard} in its path: every
+// server of the cluster is a replica of one table, so a collector reads
+// the same history whichever server it talks to, and its replica name is
+// {shard}-{replica}, unique across the cluster.
+const (
+	localZKPath      = "/clickhouse/tables/{shard}/%s/" + localTable
+	migrationsZKPath = "/clickhouse/tables/%s/" + migrationsTable
 )
 
 // sortKey is the ORDER BY of the requests table. ReplacingMergeTree
@@ -106,9 +121,42 @@ type Schema struct {
 	// its start while the rest of the row stays; 0 keeps them as long as
 	// the row.
 	BodyRetention time.Duration
+	// Cluster is the name of a cluster in the servers' remote_servers, or
+	// empty for a single server. With a cluster every statement runs ON
+	// CLUSTER, the rows live in requests_local
+	// (ReplicatedReplacingMergeTree) on every server, and requests is a
+	// Distributed table over them sharded by request id; see "Scale-out"
+	// in the package doc.
+	Cluster string
 }
 
 var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// validCluster checks a cluster name is empty or a plain identifier, so
+// SQL can carry it unquoted in ON CLUSTER and in the Distributed engine.
+func validCluster(name string) error {
+	if name != "" && !identRE.MatchString(name) {
+		return fmt.Errorf("clickhouse: cluster name %q: use letters, digits and _ only, not starting with a digit", name)
+	}
+	return nil
+}
+
+// onCluster is the ON CLUSTER clause of every DDL statement, or "".
+func (s Schema) onCluster() string {
+	if s.Cluster == "" {
+		return ""
+	}
+	return " ON CLUSTER " + s.Cluster
+}
+
+// storageTable is the table that holds the rows: the one TTLs, codecs and
+// merges apply to.
+func (s Schema) storageTable() string {
+	if s.Cluster == "" {
+		return s.Database + "." + requestsTable
+	}
+	return s.Database + "." + localTable
+}
 
 // validDatabase checks a database name is a plain identifier, so SQL can
 // carry it unquoted.
@@ -137,6 +185,9 @@ func (s Schema) Validate() error {
 	s = s.withDefaults()
 	var errs []error
 	if err := validDatabase(s.Database); err != nil {
+		errs = append(errs, err)
+	}
+	if err := validCluster(s.Cluster); err != nil {
 		errs = append(errs, err)
 	}
 	for _, r := range []struct {
@@ -176,29 +227,27 @@ func Plan(v Version, s Schema) []Migration {
 	s = s.withDefaults()
 	f := FeaturesOf(v)
 	return []Migration{
-		{
-			Version: 1,
-			Name:    "create_requests",
-			Statements: []string{
-				"CREATE DATABASE IF NOT EXISTS " + s.Database,
-				createRequests(f, s.Database),
-			},
-		},
+		{Version: 1, Name: "create_requests", Statements: createRequests(f, s)},
 		retentionMigration(f, s),
 	}
 }
 
 // bootstrap creates what Migrate needs before it can read its own record:
 // the database and the migrations table.
-func bootstrap(database string) []string {
+func bootstrap(s Schema) []string {
+	engine := "MergeTree"
+	if s.Cluster != "" {
+		// Replicated, so that every server holds the whole history.
+		engine = "ReplicatedMergeTree('" + fmt.Sprintf(migrationsZKPath, s.Database) + "', '{shard}-{replica}')"
+	}
 	return []string{
-		"CREATE DATABASE IF NOT EXISTS " + database,
-		"CREATE TABLE IF NOT EXISTS " + database + "." + migrationsTable + ` (
+		"CREATE DATABASE IF NOT EXISTS " + s.Database + s.onCluster(),
+		"CREATE TABLE IF NOT EXISTS " + s.Database + "." + migrationsTable + s.onCluster() + ` (
     version UInt32,
     name String,
     applied_at DateTime
 )
-ENGINE = MergeTree
+ENGINE = ` + engine + `
 ORDER BY (version, applied_at)`,
 	}
 }
@@ -215,24 +264,52 @@ func columnType(c column, f Features) string {
 	return typ
 }
 
-func createRequests(f Features, database string) string {
+// createRequests is migration 1: the database and the requests table, or
+// on a cluster the local tables and the Distributed table over them.
+func createRequests(f Features, s Schema) []string {
+	db := "CREATE DATABASE IF NOT EXISTS " + s.Database + s.onCluster()
+	if s.Cluster == "" {
+		return []string{db, createTable(f, s.Database+"."+requestsTable, true,
+			"ReplacingMergeTree(inserted_at)\nPARTITION BY toYYYYMM(start)\nORDER BY "+sortKey)}
+	}
+	local := createTable(f, s.storageTable()+s.onCluster(), true,
+		"ReplicatedReplacingMergeTree('"+fmt.Sprintf(localZKPath, s.Database)+"', '{replica}', inserted_at)\n"+
+			"PARTITION BY toYYYYMM(start)\nORDER BY "+sortKey)
+	// Sharding by request id sends every copy of a record (a resend by
+	// the plugin, a spool replay) to the same shard, where
+	// ReplacingMergeTree collapses it as on a single server, and lets
+	// Store.Get and FINAL dedupe shard by shard. A Distributed table
+	// stores nothing: it has the columns' types but no codecs, index or
+	// TTL, which stay on requests_local.
+	dist := createTable(f, s.Database+"."+requestsTable+s.onCluster(), false,
+		"Distributed("+s.Cluster+", "+s.Database+", "+localTable+", cityHash64(request_id))")
+	return []string{db, local, dist}
+}
+
+// createTable is CREATE TABLE IF NOT EXISTS name with the columns of
+// requests and engine. A table that stores the rows gets the codecs and
+// the request_id index its server has; a Distributed one only the types.
+func createTable(f Features, name string, stores bool, engine string) string {
+	cf := f
+	if !stores {
+		cf.Codecs = false
+	}
+	index := stores && f.SkipIndex
 	var b strings.Builder
-	b.WriteString("CREATE TABLE IF NOT EXISTS " + database + "." + requestsTable + "\n(\n")
+	b.WriteString("CREATE TABLE IF NOT EXISTS " + name + "\n(\n")
 	for i, c := range columns {
-		b.WriteString("    " + c.name + " " + columnType(c, f))
-		if i < len(columns)-1 || f.SkipIndex {
+		b.WriteString("    " + c.name + " " + columnType(c, cf))
+		if i < len(columns)-1 || index {
 			b.WriteString(",")
 		}
 		b.WriteString("\n")
 	}
-	if f.SkipIndex {
+	if index {
 		// Get looks rows up by id alone; the sort key cannot help it.
 		b.WriteString("    INDEX request_id_bf request_id TYPE bloom_filter(0.01) GRANULARITY 4\n")
 	}
 	b.WriteString(")\n")
-	b.WriteString("ENGINE = ReplacingMergeTree(inserted_at)\n")
-	b.WriteString("PARTITION BY toYYYYMM(start)\n")
-	b.WriteString("ORDER BY " + sortKey)
+	b.WriteString("ENGINE = " + engine)
 	return b.String()
 }
 
@@ -247,7 +324,9 @@ func retentionMigration(f Features, s Schema) Migration {
 	if !f.TTL {
 		return m
 	}
-	table := s.Database + "." + requestsTable
+	// TTLs belong to the table that stores the rows: requests_local on a
+	// cluster (a Distributed table has none).
+	table := s.storageTable() + s.onCluster()
 	if s.Retention > 0 {
 		m.Statements = append(m.Statements,
 			"ALTER TABLE "+table+" MODIFY TTL start + "+interval(s.Retention))
@@ -297,9 +376,13 @@ func durationUnits(d time.Duration) (int64, string) {
 func renderPlan(v Version, s Schema) string {
 	s = s.withDefaults()
 	var b strings.Builder
-	fmt.Fprintf(&b, "-- ClickHouse %s, database %s, retention %s, body retention %s\n", v, s.Database, shortDuration(s.Retention), shortDuration(s.BodyRetention))
+	cluster := ""
+	if s.Cluster != "" {
+		cluster = ", cluster " + s.Cluster
+	}
+	fmt.Fprintf(&b, "-- ClickHouse %s, database %s%s, retention %s, body retention %s\n", v, s.Database, cluster, shortDuration(s.Retention), shortDuration(s.BodyRetention))
 	fmt.Fprintf(&b, "-- features: %+v\n\n-- bootstrap\n", FeaturesOf(v))
-	for _, st := range bootstrap(s.Database) {
+	for _, st := range bootstrap(s) {
 		b.WriteString(st + ";\n\n")
 	}
 	for _, m := range Plan(v, s) {

@@ -31,6 +31,10 @@ func TestPlanGolden(t *testing.T) {
 			v: Version{24, 8, 4}, s: Schema{}},
 		{desc: "20.1, body retention in hours only", golden: "plan_20.1_bodies.sql",
 			v: Version{20, 1, 2}, s: Schema{Database: "obs", BodyRetention: 36 * time.Hour}},
+		{desc: "18.16 on a cluster: replicated and Distributed tables, ON CLUSTER, no TTL", golden: "plan_18.16_cluster.sql",
+			v: Version{18, 16, 1}, s: Schema{Cluster: "llmtap_cluster", Retention: 90 * day, BodyRetention: 7 * day}},
+		{desc: "25.3 on a cluster: codecs, index and TTLs on requests_local only", golden: "plan_25.3_cluster.sql",
+			v: Version{25, 3, 1}, s: Schema{Database: "obs", Cluster: "main", Retention: 90 * day, BodyRetention: 7 * day}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.golden, func(t *testing.T) {
@@ -86,6 +90,83 @@ func TestPlanBranches(t *testing.T) {
 	}
 }
 
+// TestPlanCluster checks the shape of the cluster variant on both sides
+// of the version gate: every statement ON CLUSTER, the rows in a
+// replicated local table with everything the server offers, requests a
+// Distributed table with types only, sharded by request id.
+func TestPlanCluster(t *testing.T) {
+	s := Schema{Database: "obs", Cluster: "main", Retention: 90 * day, BodyRetention: 7 * day}
+	for _, v := range []Version{{18, 16, 1}, {25, 3, 1}} {
+		f := FeaturesOf(v)
+		plan := Plan(v, s)
+		var all []string
+		all = append(all, bootstrap(s)...)
+		for _, m := range plan {
+			all = append(all, m.Statements...)
+		}
+		for _, st := range all {
+			if !strings.Contains(st, " ON CLUSTER main") {
+				t.Errorf("%s: statement without ON CLUSTER:\n%s", v, st)
+			}
+		}
+		if got := bootstrap(s)[1]; !strings.Contains(got, "ENGINE = ReplicatedMergeTree('/clickhouse/tables/obs/llmtap_migrations', '{shard}-{replica}')") {
+			t.Errorf("%s: migrations table not replicated across the cluster:\n%s", v, got)
+		}
+		create := plan[0].Statements
+		if len(create) != 3 {
+			t.Fatalf("%s: migration 1 has %d statements, want database, local table, Distributed table", v, len(create))
+		}
+		local, dist := create[1], create[2]
+		for _, want := range []string{
+			"CREATE TABLE IF NOT EXISTS obs.requests_local ON CLUSTER main\n",
+			"ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/obs/requests_local', '{replica}', inserted_at)",
+			"PARTITION BY toYYYYMM(start)", "ORDER BY " + sortKey,
+		} {
+			if !strings.Contains(local, want) {
+				t.Errorf("%s: local table lacks %q:\n%s", v, want, local)
+			}
+		}
+		if strings.Contains(local, "CODEC") != f.Codecs || strings.Contains(local, "bloom_filter") != f.SkipIndex ||
+			strings.Contains(local, "LowCardinality") != f.LowCardinality {
+			t.Errorf("%s: local table does not follow the version gate %+v:\n%s", v, f, local)
+		}
+		if !strings.HasPrefix(dist, "CREATE TABLE IF NOT EXISTS obs.requests ON CLUSTER main\n") ||
+			!strings.HasSuffix(dist, "\nENGINE = Distributed(main, obs, requests_local, cityHash64(request_id))") {
+			t.Errorf("%s: Distributed table:\n%s", v, dist)
+		}
+		for _, bad := range []string{"CODEC", "TTL", "INDEX", "PARTITION", "ORDER BY"} {
+			if strings.Contains(dist, bad) {
+				t.Errorf("%s: Distributed table has %s:\n%s", v, bad, dist)
+			}
+		}
+		if strings.Contains(dist, "LowCardinality") != f.LowCardinality {
+			t.Errorf("%s: Distributed column types differ from the local table's", v)
+		}
+		retention := plan[1].Statements
+		if f.TTL != (len(retention) == 2) {
+			t.Errorf("%s: %d retention statements with TTL %v", v, len(retention), f.TTL)
+		}
+		for _, st := range retention {
+			if !strings.HasPrefix(st, "ALTER TABLE obs.requests_local ON CLUSTER main") {
+				t.Errorf("%s: retention not on the local table:\n%s", v, st)
+			}
+		}
+	}
+}
+
+// TestPlanSingleUnchanged: without a cluster nothing of the cluster
+// variant shows.
+func TestPlanSingleUnchanged(t *testing.T) {
+	for _, v := range []Version{{18, 16, 1}, {25, 3, 1}} {
+		got := renderPlan(v, Schema{Retention: 90 * day, BodyRetention: 7 * day})
+		for _, bad := range []string{"ON CLUSTER", "Replicated", "Distributed", "requests_local", "cluster"} {
+			if strings.Contains(got, bad) {
+				t.Errorf("%s single-server plan contains %q", v, bad)
+			}
+		}
+	}
+}
+
 func TestFeaturesOf(t *testing.T) {
 	tests := []struct {
 		v    Version
@@ -122,6 +203,10 @@ func TestSchemaValidate(t *testing.T) {
 		{desc: "negative", s: Schema{Retention: -time.Hour}, wantErr: "retention -1h0m0s"},
 		{desc: "fractional seconds", s: Schema{BodyRetention: 1500 * time.Millisecond}, wantErr: "body retention 1.5s"},
 		{desc: "bodies outlive rows", s: Schema{Retention: day, BodyRetention: 2 * day}, wantErr: "exceeds retention"},
+		{desc: "cluster", s: Schema{Cluster: "prod_2"}},
+		{desc: "cluster with a dash", s: Schema{Cluster: "prod-eu"}, wantErr: `cluster name "prod-eu": use letters, digits and _ only`},
+		{desc: "cluster with SQL", s: Schema{Cluster: "c ON CLUSTER x"}, wantErr: `cluster name "c ON CLUSTER x"`},
+		{desc: "cluster starting with a digit", s: Schema{Cluster: "1c"}, wantErr: "cluster name"},
 	}
 	for _, tt := range tests {
 		err := tt.s.Validate()

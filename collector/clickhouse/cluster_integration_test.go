@@ -1,0 +1,257 @@
+//go:build integration
+
+package clickhouse
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/llmtap/llmtap/collector"
+	"github.com/llmtap/llmtap/collector/internal/zktest"
+)
+
+// TestIntegrationCluster runs the cluster variant of the schema on a real
+// ClickHouse 18.16 that uses a real ZooKeeper and is the one shard and
+// replica of its cluster: ON CLUSTER statements, replicated tables, the
+// Distributed table, the writer and Store.Get through it, and
+// deduplication on the shard.
+func TestIntegrationCluster(t *testing.T) {
+	start := time.Now()
+	zk, err := zktest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			_ = zk.Stop() // keep its logs
+			return
+		}
+		if err := zk.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	srv, err := zktest.StartClickHouse(zk, "llmtap_it")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("ClickHouse logs in %s, ZooKeeper's in %s", srv.RunDir, zk.RunDir)
+			_ = srv.Stop()
+			return
+		}
+		if err := srv.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	t.Logf("ZooKeeper and ClickHouse started in %s", time.Since(start).Round(time.Millisecond))
+	conn := openAt(t, srv.Addr)
+	ctx := context.Background()
+	const db = "it_cluster"
+	schema := Schema{Database: db, Cluster: srv.Cluster, Retention: 90 * day, BodyRetention: 7 * day}
+
+	t.Run("migrate twice at once, then again", func(t *testing.T) {
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		for i := range errs {
+			c := openAt(t, srv.Addr)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = NewMigrator(c, schema, testLogger(t)).Migrate(ctx)
+			}()
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			t.Fatal(err)
+		}
+		if err := NewMigrator(conn, schema, testLogger(t)).Migrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		// 18.16 has no TTL: migration 2 is not recorded.
+		latest, err := NewMigrator(conn, schema, nil).applied(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := map[uint32]string{1: "create_requests"}; !reflect.DeepEqual(latest, want) {
+			t.Errorf("recorded %v, want %v", latest, want)
+		}
+		engines := map[string]string{}
+		rows, err := conn.Query(ctx, "SELECT name, engine FROM system.tables WHERE database = ?", db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var name, engine string
+			if err := rows.Scan(&name, &engine); err != nil {
+				t.Fatal(err)
+			}
+			engines[name] = engine
+		}
+		want := map[string]string{
+			"llmtap_migrations": "ReplicatedMergeTree",
+			"requests_local":    "ReplicatedReplacingMergeTree",
+			"requests":          "Distributed",
+		}
+		if !reflect.DeepEqual(engines, want) {
+			t.Errorf("tables %v, want %v", engines, want)
+		}
+		replicas := map[string]string{}
+		rrows, err := conn.Query(ctx, "SELECT table, zookeeper_path, replica_name FROM system.replicas WHERE database = ?", db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rrows.Close()
+		for rrows.Next() {
+			var table, path, replica string
+			if err := rrows.Scan(&table, &path, &replica); err != nil {
+				t.Fatal(err)
+			}
+			replicas[table] = path + " " + replica
+		}
+		wantReplicas := map[string]string{
+			"llmtap_migrations": "/clickhouse/tables/it_cluster/llmtap_migrations " + srv.Shard + "-" + srv.Replica,
+			"requests_local":    "/clickhouse/tables/" + srv.Shard + "/it_cluster/requests_local " + srv.Replica,
+		}
+		if !reflect.DeepEqual(replicas, wantReplicas) {
+			t.Errorf("replicas %v, want %v", replicas, wantReplicas)
+		}
+		for _, table := range []string{"requests", "requests_local"} {
+			checkColumns(t, conn, db, table)
+		}
+	})
+
+	in := make([]*collector.Fact, 500)
+	t.Run("write through the Distributed table and get", func(t *testing.T) {
+		w, stop := startWriter(t, conn, WriterOptions{Database: db, Cluster: srv.Cluster, FlushInterval: 20 * time.Millisecond, SpoolDir: t.TempDir()})
+		for i := range in {
+			in[i] = testFact(i)
+			if err := w.Enqueue(in[i]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitFor(t, "rows written", func() bool { return w.Stats().Written == uint64(len(in)) })
+		stop()
+		if st := w.Stats(); st.WriteErrors != 0 || st.SpooledBatches != 0 {
+			t.Errorf("stats: %+v", st)
+		}
+		// insert_distributed_sync: the rows are on the shard when the
+		// insert returns, not queued for background sending.
+		for _, table := range []string{"requests", "requests_local"} {
+			if got := count(t, conn, "SELECT count() FROM "+db+"."+table); got != uint64(len(in)) {
+				t.Errorf("%s: %d rows, want %d", table, got, len(in))
+			}
+		}
+		store := NewStore(conn, db)
+		for _, i := range []int{0, 1, 2, 3, 7, 11, 250, 499} {
+			got, err := store.Get(ctx, in[i].RequestID)
+			if err != nil {
+				t.Fatalf("Get %s: %v", in[i].RequestID, err)
+			}
+			if want := stored(in[i]); !reflect.DeepEqual(got, want) {
+				t.Errorf("Get %s:\n got %+v\nwant %+v", in[i].RequestID, got, want)
+			}
+		}
+		if _, err := store.Get(ctx, "no-such-id"); !errors.Is(err, collector.ErrNotFound) {
+			t.Errorf("Get of a missing id: %v, want ErrNotFound", err)
+		}
+	})
+
+	t.Run("a record sent again is one row after a merge", func(t *testing.T) {
+		f := in[3]
+		again := *f
+		again.Model = "re-derived-model" // a later copy, from a newer collector
+		time.Sleep(1100 * time.Millisecond) // a later inserted_at
+		w, stop := startWriter(t, conn, WriterOptions{Database: db, Cluster: srv.Cluster, FlushInterval: 10 * time.Millisecond})
+		if err := w.Enqueue(&again); err != nil {
+			t.Fatal(err)
+		}
+		stop()
+		const where = " WHERE request_id = ?"
+		if got := count(t, conn, "SELECT count() FROM "+db+".requests_local"+where, f.RequestID); got != 2 {
+			t.Fatalf("%d copies on the shard before merging, want 2 (the test needs the unmerged state)", got)
+		}
+		if got := count(t, conn, "SELECT count() FROM "+db+".requests FINAL"+where, f.RequestID); got != 1 {
+			t.Errorf("FINAL through the Distributed table: %d rows, want 1", got)
+		}
+		got, err := NewStore(conn, db).Get(ctx, f.RequestID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Model != again.Model {
+			t.Errorf("Get returned model %q, want the newest copy's %q", got.Model, again.Model)
+		}
+		if err := conn.Exec(ctx, "OPTIMIZE TABLE "+db+".requests_local ON CLUSTER "+srv.Cluster+" FINAL"); err != nil {
+			t.Fatal(err)
+		}
+		if got := count(t, conn, "SELECT count() FROM "+db+".requests_local"+where, f.RequestID); got != 1 {
+			t.Errorf("%d rows after OPTIMIZE FINAL, want 1", got)
+		}
+		if got := count(t, conn, "SELECT count() FROM "+db+".requests"); got != uint64(len(in)) {
+			t.Errorf("%d rows in all, want %d", got, len(in))
+		}
+	})
+
+	t.Run("a cluster database refused without a cluster", func(t *testing.T) {
+		err := NewMigrator(conn, Schema{Database: db}, nil).Migrate(ctx)
+		if err == nil || !strings.Contains(err.Error(), "it_cluster.requests is a Distributed table, made for a cluster, but no cluster is configured") {
+			t.Errorf("Migrate without the cluster: %v", err)
+		}
+	})
+}
+
+// TestIntegrationSingleDatabaseRefusedOnCluster: a database made for a
+// single server is not silently kept when a cluster is configured.
+func TestIntegrationSingleDatabaseRefusedOnCluster(t *testing.T) {
+	const db = "it_single_layout"
+	conn := migrated(t, db)
+	err := NewMigrator(conn, Schema{Database: db, Cluster: "somewhere"}, nil).Migrate(context.Background())
+	if err == nil || !strings.Contains(err.Error(), `it_single_layout.requests is a ReplacingMergeTree table, made for a single server, but cluster "somewhere" is configured`) {
+		t.Errorf("Migrate with a cluster: %v", err)
+	}
+}
+
+func openAt(t *testing.T, addr string) driver.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := Open(ctx, Options{Addr: addr, DialTimeout: 2 * time.Second, ReadTimeout: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+// checkColumns: table has the columns of requests, in the writer's order
+// (18.16's system.columns lists them in table order).
+func checkColumns(t *testing.T, conn driver.Conn, db, table string) {
+	t.Helper()
+	rows, err := conn.Query(context.Background(), "SELECT name, type FROM system.columns WHERE database = ? AND table = ?", db, table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var got []string
+	for rows.Next() {
+		var name, typ string
+		if err := rows.Scan(&name, &typ); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, name+" "+typ)
+	}
+	var want []string
+	for _, c := range columns {
+		want = append(want, c.name+" "+c.typ)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("%s.%s columns:\n%s\nwant\n%s", db, table, strings.Join(got, ", "), strings.Join(want, ", "))
+	}
+}

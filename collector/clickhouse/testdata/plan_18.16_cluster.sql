@@ -1,0 +1,104 @@
+-- ClickHouse 18.16.1, database llmtap, cluster llmtap_cluster, retention 90d, body retention 7d
+-- features: {Codecs:false TTL:false LowCardinality:false SkipIndex:false}
+
+-- bootstrap
+CREATE DATABASE IF NOT EXISTS llmtap ON CLUSTER llmtap_cluster;
+
+CREATE TABLE IF NOT EXISTS llmtap.llmtap_migrations ON CLUSTER llmtap_cluster (
+    version UInt32,
+    name String,
+    applied_at DateTime
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/llmtap/llmtap_migrations', '{shard}-{replica}')
+ORDER BY (version, applied_at);
+
+-- migration 1: create_requests
+CREATE DATABASE IF NOT EXISTS llmtap ON CLUSTER llmtap_cluster;
+
+CREATE TABLE IF NOT EXISTS llmtap.requests_local ON CLUSTER llmtap_cluster
+(
+    request_id String,
+    upstream_request_id String,
+    start DateTime,
+    start_ms UInt16,
+    tenant String,
+    tenant_source String,
+    route String,
+    provider String,
+    model String,
+    method String,
+    host String,
+    path String,
+    status UInt16,
+    outcome String,
+    kind String,
+    error_type String,
+    streaming UInt8,
+    ttfb_ms Int64,
+    ttft_ms Nullable(Int64),
+    ttfa_ms Nullable(Int64),
+    duration_ms Int64,
+    input_tokens Nullable(Int64),
+    output_tokens Nullable(Int64),
+    cache_read_tokens Nullable(Int64),
+    cache_write_tokens Nullable(Int64),
+    reasoning_tokens Nullable(Int64),
+    usage_source String,
+    usage_missing String,
+    request_bytes Int64,
+    response_bytes Int64,
+    request_body String,
+    response_body String,
+    response_chunks Array(String),
+    chunk_offsets_us Array(Int64),
+    truncated UInt8,
+    inserted_at DateTime
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/llmtap/requests_local', '{replica}', inserted_at)
+PARTITION BY toYYYYMM(start)
+ORDER BY (route, start, start_ms, request_id);
+
+CREATE TABLE IF NOT EXISTS llmtap.requests ON CLUSTER llmtap_cluster
+(
+    request_id String,
+    upstream_request_id String,
+    start DateTime,
+    start_ms UInt16,
+    tenant String,
+    tenant_source String,
+    route String,
+    provider String,
+    model String,
+    method String,
+    host String,
+    path String,
+    status UInt16,
+    outcome String,
+    kind String,
+    error_type String,
+    streaming UInt8,
+    ttfb_ms Int64,
+    ttft_ms Nullable(Int64),
+    ttfa_ms Nullable(Int64),
+    duration_ms Int64,
+    input_tokens Nullable(Int64),
+    output_tokens Nullable(Int64),
+    cache_read_tokens Nullable(Int64),
+    cache_write_tokens Nullable(Int64),
+    reasoning_tokens Nullable(Int64),
+    usage_source String,
+    usage_missing String,
+    request_bytes Int64,
+    response_bytes Int64,
+    request_body String,
+    response_body String,
+    response_chunks Array(String),
+    chunk_offsets_us Array(Int64),
+    truncated UInt8,
+    inserted_at DateTime
+)
+ENGINE = Distributed(llmtap_cluster, llmtap, requests_local, cityHash64(request_id));
+
+-- migration 2: retention rows=90d bodies=7d
+-- (does not apply to this server)
+

@@ -1,0 +1,111 @@
+-- ClickHouse 25.3.1, database obs, cluster main, retention 90d, body retention 7d
+-- features: {Codecs:true TTL:true LowCardinality:true SkipIndex:true}
+
+-- bootstrap
+CREATE DATABASE IF NOT EXISTS obs ON CLUSTER main;
+
+CREATE TABLE IF NOT EXISTS obs.llmtap_migrations ON CLUSTER main (
+    version UInt32,
+    name String,
+    applied_at DateTime
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/obs/llmtap_migrations', '{shard}-{replica}')
+ORDER BY (version, applied_at);
+
+-- migration 1: create_requests
+CREATE DATABASE IF NOT EXISTS obs ON CLUSTER main;
+
+CREATE TABLE IF NOT EXISTS obs.requests_local ON CLUSTER main
+(
+    request_id String CODEC(ZSTD(1)),
+    upstream_request_id String CODEC(ZSTD(1)),
+    start DateTime CODEC(DoubleDelta, ZSTD(1)),
+    start_ms UInt16,
+    tenant LowCardinality(String),
+    tenant_source LowCardinality(String),
+    route LowCardinality(String),
+    provider LowCardinality(String),
+    model LowCardinality(String),
+    method LowCardinality(String),
+    host LowCardinality(String),
+    path String CODEC(ZSTD(1)),
+    status UInt16,
+    outcome LowCardinality(String),
+    kind LowCardinality(String),
+    error_type LowCardinality(String),
+    streaming UInt8,
+    ttfb_ms Int64 CODEC(ZSTD(1)),
+    ttft_ms Nullable(Int64) CODEC(ZSTD(1)),
+    ttfa_ms Nullable(Int64) CODEC(ZSTD(1)),
+    duration_ms Int64 CODEC(ZSTD(1)),
+    input_tokens Nullable(Int64) CODEC(ZSTD(1)),
+    output_tokens Nullable(Int64) CODEC(ZSTD(1)),
+    cache_read_tokens Nullable(Int64) CODEC(ZSTD(1)),
+    cache_write_tokens Nullable(Int64) CODEC(ZSTD(1)),
+    reasoning_tokens Nullable(Int64) CODEC(ZSTD(1)),
+    usage_source LowCardinality(String),
+    usage_missing LowCardinality(String),
+    request_bytes Int64 CODEC(ZSTD(1)),
+    response_bytes Int64 CODEC(ZSTD(1)),
+    request_body String CODEC(ZSTD(3)),
+    response_body String CODEC(ZSTD(3)),
+    response_chunks Array(String) CODEC(ZSTD(3)),
+    chunk_offsets_us Array(Int64) CODEC(ZSTD(1)),
+    truncated UInt8,
+    inserted_at DateTime CODEC(Delta, ZSTD(1)),
+    INDEX request_id_bf request_id TYPE bloom_filter(0.01) GRANULARITY 4
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/obs/requests_local', '{replica}', inserted_at)
+PARTITION BY toYYYYMM(start)
+ORDER BY (route, start, start_ms, request_id);
+
+CREATE TABLE IF NOT EXISTS obs.requests ON CLUSTER main
+(
+    request_id String,
+    upstream_request_id String,
+    start DateTime,
+    start_ms UInt16,
+    tenant LowCardinality(String),
+    tenant_source LowCardinality(String),
+    route LowCardinality(String),
+    provider LowCardinality(String),
+    model LowCardinality(String),
+    method LowCardinality(String),
+    host LowCardinality(String),
+    path String,
+    status UInt16,
+    outcome LowCardinality(String),
+    kind LowCardinality(String),
+    error_type LowCardinality(String),
+    streaming UInt8,
+    ttfb_ms Int64,
+    ttft_ms Nullable(Int64),
+    ttfa_ms Nullable(Int64),
+    duration_ms Int64,
+    input_tokens Nullable(Int64),
+    output_tokens Nullable(Int64),
+    cache_read_tokens Nullable(Int64),
+    cache_write_tokens Nullable(Int64),
+    reasoning_tokens Nullable(Int64),
+    usage_source LowCardinality(String),
+    usage_missing LowCardinality(String),
+    request_bytes Int64,
+    response_bytes Int64,
+    request_body String,
+    response_body String,
+    response_chunks Array(String),
+    chunk_offsets_us Array(Int64),
+    truncated UInt8,
+    inserted_at DateTime
+)
+ENGINE = Distributed(main, obs, requests_local, cityHash64(request_id));
+
+-- migration 2: retention rows=90d bodies=7d
+ALTER TABLE obs.requests_local ON CLUSTER main MODIFY TTL start + INTERVAL 90 DAY;
+
+ALTER TABLE obs.requests_local ON CLUSTER main
+    MODIFY COLUMN request_body String CODEC(ZSTD(3)) TTL start + INTERVAL 7 DAY,
+    MODIFY COLUMN response_body String CODEC(ZSTD(3)) TTL start + INTERVAL 7 DAY,
+    MODIFY COLUMN response_chunks Array(String) CODEC(ZSTD(3)) TTL start + INTERVAL 7 DAY,
+    MODIFY COLUMN chunk_offsets_us Array(Int64) CODEC(ZSTD(1)) TTL start + INTERVAL 7 DAY;
+
