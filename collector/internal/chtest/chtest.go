@@ -6,6 +6,13 @@ package chtest
 
 import (
 	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
 
 	"github.com/llmtap/llmtap/collector/internal/service"
 )
@@ -48,7 +55,43 @@ func Start() (*Server, error) {
 // Stop stops the server, keeping its data for a later Restart.
 func (s *Server) Stop() error { return s.script.Run("stop") }
 
-// Restart starts a stopped server again on the same ports and data.
+// Kill stops the server at once (SIGKILL), as a crash or the OOM killer
+// would: nothing is flushed, in-flight inserts are cut off. Its data stay
+// for a later Restart. It returns once neither port answers.
+func (s *Server) Kill() error {
+	b, err := os.ReadFile(filepath.Join(s.RunDir, "clickhouse", "pid"))
+	if err != nil {
+		return fmt.Errorf("clickhouse pid: %w", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return fmt.Errorf("clickhouse pid %q: %w", b, err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		return fmt.Errorf("kill clickhouse: %w", err)
+	}
+	// The script started it in the background: it is not our child, so
+	// wait for its ports to close rather than for the process.
+	for i := 0; i < 500; i++ {
+		if !answers(s.Addr) && !answers(s.HTTP) {
+			return nil
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return fmt.Errorf("clickhouse at %s still answers 5 s after SIGKILL", s.Addr)
+}
+
+// answers says whether something accepts connections at addr.
+func answers(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return false
+	}
+	_ = c.Close()
+	return true
+}
+
+// Restart starts a stopped or killed server again on the same ports and data.
 func (s *Server) Restart() error { return s.script.Run("start") }
 
 // Close stops the server and removes its files.
