@@ -11,14 +11,21 @@
 // Environment variables that override fields (ApplyEnv; an empty value
 // is ignored, so "VAR=" from a template cannot switch authentication off):
 //
-//	LLMTAP_LISTEN               listen
-//	LLMTAP_INGEST_TOKEN         ingest_token
-//	LLMTAP_ADMIN_TOKEN          admin_token
-//	LLMTAP_CLICKHOUSE_ADDR      clickhouse.addr
-//	LLMTAP_CLICKHOUSE_PASSWORD  clickhouse.password
-//	LLMTAP_REDIS_ADDR           redis.addr
-//	LLMTAP_REDIS_PASSWORD       redis.password
-//	LLMTAP_LOG_LEVEL            log.level
+//	LLMTAP_LISTEN                   listen
+//	LLMTAP_INGEST_TOKEN             ingest_token
+//	LLMTAP_ADMIN_TOKEN              admin_token
+//	LLMTAP_CLICKHOUSE_ADDR          clickhouse.addr
+//	LLMTAP_CLICKHOUSE_PASSWORD      clickhouse.password
+//	LLMTAP_REDIS_ADDR               redis.addr or redis.addrs (see below)
+//	LLMTAP_REDIS_PASSWORD           redis.password
+//	LLMTAP_REDIS_SENTINEL_PASSWORD  redis.sentinel_password
+//	LLMTAP_LOG_LEVEL                log.level
+//
+// LLMTAP_REDIS_ADDR replaces the file's Redis addresses, both addr and
+// addrs: it holds one host:port or several separated by commas. One
+// address, with no redis.master_name, becomes redis.addr; otherwise the
+// list becomes redis.addrs (a Redis Cluster's nodes, or the Sentinels
+// when the file sets redis.master_name).
 //
 // Tokens and passwords are Secrets: they print as "[redacted]" through
 // fmt, encoding/json, yaml and slog, and no error repeats them. Log the
@@ -104,15 +111,30 @@ type ClickHouse struct {
 	// into <os temp>/llmtap-spool.
 	SpoolDir      string `yaml:"spool_dir" json:"spool_dir"`
 	SpoolMaxBytes Size   `yaml:"spool_max_bytes" json:"spool_max_bytes"`
-	// Cluster is reserved for ON CLUSTER support; it is not used yet.
+	// Cluster names a cluster of the servers' remote_servers; set, the
+	// schema is the cluster variant (ON CLUSTER, replicated tables and a
+	// Distributed requests table; see the clickhouse package). Empty: one
+	// server.
 	Cluster string `yaml:"cluster" json:"cluster"`
 }
 
-// Redis holds shared state such as rate limits.
+// Redis holds shared state such as rate limits. It is one server (Addr),
+// a Redis Cluster (Addrs) or a master found through Sentinels
+// (MasterName and Addrs).
 type Redis struct {
-	Addr     string `yaml:"addr" json:"addr"` // host:port
-	Password Secret `yaml:"password" json:"password"`
-	DB       int    `yaml:"db" json:"db"` // 0..15
+	// Addr is one server, host:port. Load and Default turn "" into
+	// 127.0.0.1:6379 when Addrs is empty too.
+	Addr string `yaml:"addr" json:"addr"`
+	// Addrs, instead of Addr: a Redis Cluster's nodes (two or more), or
+	// with MasterName the Sentinels (one or more). One address without
+	// MasterName is one server, as Addr.
+	Addrs []string `yaml:"addrs" json:"addrs"`
+	// MasterName is the master's name in the Sentinels' configuration.
+	MasterName string `yaml:"master_name" json:"master_name"`
+	Password   Secret `yaml:"password" json:"password"`
+	// SentinelPassword is the Sentinels' own password, if they need one.
+	SentinelPassword Secret `yaml:"sentinel_password" json:"sentinel_password"`
+	DB               int    `yaml:"db" json:"db"` // 0..15; 0 on a Redis Cluster
 	// Timeout bounds each Redis command of a limit check; past it the
 	// limit's failure mode decides.
 	Timeout Duration `yaml:"timeout" json:"timeout"`
@@ -140,9 +162,21 @@ type Metrics struct {
 	MaxSeries int `yaml:"max_series" json:"max_series"`
 }
 
+// defaultRedisAddr is redis.addr when neither addr nor addrs is set.
+const defaultRedisAddr = "127.0.0.1:6379"
+
 // Default returns the configuration an empty file gives.
 func Default() *Config {
-	c := &Config{
+	c := defaults()
+	c.fillDefaults()
+	return c
+}
+
+// defaults is Default before fillDefaults: what a file is decoded over.
+// Defaults that depend on other fields are left to fillDefaults, so that
+// a file setting redis.addrs does not also get redis.addr.
+func defaults() *Config {
+	return &Config{
 		Listen:          ":7480",
 		MaxBodyBytes:    16 << 20,
 		ShutdownTimeout: Duration(15 * time.Second),
@@ -160,7 +194,7 @@ func Default() *Config {
 			BodyRetention: Duration(7 * 24 * time.Hour),
 			SpoolMaxBytes: 1 << 30,
 		},
-		Redis: Redis{Addr: "127.0.0.1:6379", Timeout: Duration(50 * time.Millisecond)},
+		Redis: Redis{Timeout: Duration(50 * time.Millisecond)},
 		Limits: Limits{
 			DefaultReservation: 1024,
 			ReservationTimeout: Duration(10 * time.Minute),
@@ -168,15 +202,20 @@ func Default() *Config {
 		},
 		Metrics: Metrics{MaxSeries: 1000},
 	}
-	c.fillDefaults()
-	return c
 }
 
-// fillDefaults sets the defaults that depend on the host, after decoding,
-// so that an explicit "" in the file gets them too.
+// fillDefaults sets the defaults that depend on the host or on other
+// fields, after decoding, so that an explicit "" in the file gets them
+// too.
 func (c *Config) fillDefaults() {
 	if c.ClickHouse.SpoolDir == "" {
 		c.ClickHouse.SpoolDir = filepath.Join(os.TempDir(), "llmtap-spool")
+	}
+	if len(c.Redis.Addrs) == 0 {
+		c.Redis.Addrs = nil // "addrs: []" is no list
+		if c.Redis.Addr == "" {
+			c.Redis.Addr = defaultRedisAddr
+		}
 	}
 }
 
@@ -228,7 +267,7 @@ func parse(b []byte, env func(string) (string, bool)) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := Default()
+	c := defaults()
 	dec := yaml.NewDecoder(bytes.NewReader(text))
 	dec.KnownFields(true)
 	// io.EOF: the file is empty or only comments, which means defaults.
@@ -325,7 +364,10 @@ func (c *Config) LogValue() slog.Value {
 			slog.String("cluster", ch.Cluster)),
 		slog.Group("redis",
 			slog.String("addr", c.Redis.Addr),
+			slog.Any("addrs", c.Redis.Addrs),
+			slog.String("master_name", c.Redis.MasterName),
 			slog.Any("password", c.Redis.Password),
+			slog.Any("sentinel_password", c.Redis.SentinelPassword),
 			slog.Int("db", c.Redis.DB),
 			slog.String("timeout", c.Redis.Timeout.String())),
 		slog.Group("limits",

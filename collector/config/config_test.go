@@ -91,7 +91,14 @@ var badFiles = []struct {
 	{"body_retention_negative.bad.yaml", ErrInvalid, []string{"clickhouse.body_retention: -1h must not be negative"}},
 	{"body_retention.bad.yaml", ErrInvalid, []string{"clickhouse.body_retention: 168h is longer than clickhouse.retention (24h)", "or 0 for the same as retention"}},
 	{"spool_max_bytes.bad.yaml", ErrInvalid, []string{"clickhouse.spool_max_bytes: 0B must be greater than 0"}},
+	{"clickhouse_cluster.bad.yaml", ErrInvalid, []string{`clickhouse.cluster: "prod-eu" is not a plain identifier (letters, digits and _, not starting with a digit): it goes unquoted into ON CLUSTER`}},
 	{"redis_addr.bad.yaml", ErrInvalid, []string{`redis.addr: "localhost" is not host:port`}},
+	{"redis_addr_and_addrs.bad.yaml", ErrInvalid, []string{`redis.addrs: set together with redis.addr ("redis:6379")`, "not both"}},
+	{"redis_addrs.bad.yaml", ErrInvalid, []string{`redis.addrs[1]: "redis-1" is not host:port`}},
+	{"redis_addrs_not_list.bad.yaml", ErrParse, []string{"line 2: cannot unmarshal !!str", "into []string"}},
+	{"redis_master_name.bad.yaml", ErrInvalid, []string{`redis.master_name: "mymaster" needs the Sentinels' addresses in redis.addrs`}},
+	{"redis_cluster_db.bad.yaml", ErrInvalid, []string{"redis.db: 2: a Redis Cluster has only database 0"}},
+	{"redis_sentinel_password.bad.yaml", ErrInvalid, []string{"redis.sentinel_password: is set but redis.master_name is not"}},
 	{"redis_db.bad.yaml", ErrInvalid, []string{"redis.db: 16 is out of range 0..15"}},
 	{"redis_db_negative.bad.yaml", ErrInvalid, []string{"redis.db: -1 is out of range 0..15"}},
 	{"redis_timeout.bad.yaml", ErrInvalid, []string{"redis.timeout: 0s must be greater than 0"}},
@@ -190,7 +197,11 @@ func TestLoadGood(t *testing.T) {
 					Cluster:       "main",
 				},
 				// A number is read as the text that was written.
-				Redis: Redis{Addr: "redis.internal:6380", Password: NewSecret("12345"), DB: 3, Timeout: Duration(20 * time.Millisecond)},
+				Redis: Redis{
+					Addrs:      []string{"sentinel-0.internal:26379", "sentinel-1.internal:26379"},
+					MasterName: "llmtap", Password: NewSecret("12345"), SentinelPassword: NewSecret("s3cret-sentinel"),
+					DB: 3, Timeout: Duration(20 * time.Millisecond),
+				},
 				Limits: Limits{
 					DefaultReservation: 512,
 					ReservationTimeout: Duration(5 * time.Minute),
@@ -209,6 +220,18 @@ func TestLoadGood(t *testing.T) {
 				},
 				Metrics: Metrics{MaxSeries: 250},
 			}
+		}},
+		{"redis_cluster.good.yaml", func(c *Config) {
+			c.Redis.Addr = ""
+			c.Redis.Addrs = []string{"redis-0.redis:6379", "redis-1.redis:6379", "redis-2.redis:6379"}
+		}},
+		{"redis_sentinel.good.yaml", func(c *Config) {
+			c.Redis.Addr = ""
+			c.Redis.Addrs = []string{"sentinel:26379"}
+			c.Redis.MasterName = "mymaster"
+			c.Redis.Password = NewSecret("s3cret-redis")
+			c.Redis.SentinelPassword = NewSecret("s3cret-sentinel")
+			c.Redis.DB = 2
 		}},
 		{"env.good.yaml", func(c *Config) {
 			c.Listen = "0.0.0.0:7000"
@@ -234,6 +257,7 @@ func TestLoadGood(t *testing.T) {
 			for _, p := range [][2]Secret{
 				{got.IngestToken, want.IngestToken}, {got.AdminToken, want.AdminToken},
 				{got.ClickHouse.Password, want.ClickHouse.Password}, {got.Redis.Password, want.Redis.Password},
+				{got.Redis.SentinelPassword, want.Redis.SentinelPassword},
 			} {
 				if p[0].Reveal() != p[1].Reveal() {
 					t.Errorf("secret %q, want %q", p[0].Reveal(), p[1].Reveal())
@@ -454,6 +478,75 @@ func TestApplyEnvOS(t *testing.T) {
 	}
 	if c.Redis.Addr != "redis.os:6379" {
 		t.Errorf("redis.addr = %q", c.Redis.Addr)
+	}
+}
+
+// TestApplyEnvRedisAddr: LLMTAP_REDIS_ADDR replaces the file's addr and
+// addrs, with one address or a comma-separated list.
+func TestApplyEnvRedisAddr(t *testing.T) {
+	tests := []struct {
+		desc       string
+		file       Redis // addresses and master name from the file
+		env        string
+		wantAddr   string
+		wantAddrs  []string
+		wantErrors []string
+	}{
+		{desc: "one over addr", file: Redis{Addr: "a:1"}, env: "redis:6379", wantAddr: "redis:6379"},
+		{desc: "one over a cluster's nodes", file: Redis{Addrs: []string{"a:1", "b:2"}}, env: "redis:6379", wantAddr: "redis:6379"},
+		{desc: "a list over addr: a Redis Cluster", file: Redis{Addr: "a:1"}, env: "r0:6379, r1:6379,,r2:6379",
+			wantAddrs: []string{"r0:6379", "r1:6379", "r2:6379"}},
+		{desc: "one Sentinel with a master name", file: Redis{Addrs: []string{"s0:26379", "s1:26379"}, MasterName: "m"}, env: "sentinel:26379",
+			wantAddrs: []string{"sentinel:26379"}},
+		{desc: "a bad entry", file: Redis{Addr: "a:1"}, env: "r0:6379,r1", wantAddrs: []string{"r0:6379", "r1"},
+			wantErrors: []string{`LLMTAP_REDIS_ADDR: "r1" is not host:port`}},
+		{desc: "no address", file: Redis{Addr: "a:1"}, env: " , ", wantErrors: []string{`LLMTAP_REDIS_ADDR: " , " holds no host:port`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.desc, func(t *testing.T) {
+			c := Default()
+			c.Redis.Addr, c.Redis.Addrs, c.Redis.MasterName = tt.file.Addr, tt.file.Addrs, tt.file.MasterName
+			err := c.ApplyEnv(mapEnv(map[string]string{"LLMTAP_REDIS_ADDR": tt.env}))
+			if c.Redis.Addr != tt.wantAddr || !reflect.DeepEqual(c.Redis.Addrs, tt.wantAddrs) {
+				t.Errorf("addr %q, addrs %q; want %q, %q", c.Redis.Addr, c.Redis.Addrs, tt.wantAddr, tt.wantAddrs)
+			}
+			if len(tt.wantErrors) == 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := c.Validate(); err != nil {
+					t.Errorf("Validate after ApplyEnv: %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("ApplyEnv = %v, want ErrInvalid", err)
+			}
+			for _, w := range tt.wantErrors {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q\ndoes not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// TestRedisAddrDefault: redis.addr gets its default only when addrs is
+// empty too, whichever way the configuration was made.
+func TestRedisAddrDefault(t *testing.T) {
+	if got := Default().Redis; got.Addr != "127.0.0.1:6379" || got.Addrs != nil {
+		t.Errorf("Default: addr %q, addrs %q", got.Addr, got.Addrs)
+	}
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(path, []byte("redis:\n  addr: \"\"\n  addrs: []\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(path, mapEnv(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Redis.Addr != "127.0.0.1:6379" || c.Redis.Addrs != nil {
+		t.Errorf("empty addr and addrs: addr %q, addrs %#v", c.Redis.Addr, c.Redis.Addrs)
 	}
 }
 

@@ -125,11 +125,36 @@ var overrides = []struct {
 		return ""
 	}},
 	{"LLMTAP_REDIS_ADDR", func(c *Config, v string) string {
-		c.Redis.Addr = v
-		return checkAddr(v)
+		var addrs []string
+		for _, a := range strings.Split(v, ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				addrs = append(addrs, a)
+			}
+		}
+		// It replaces both of the file's fields, so that one variable
+		// points a collector elsewhere whatever the file says.
+		if len(addrs) == 1 && c.Redis.MasterName == "" {
+			c.Redis.Addr, c.Redis.Addrs = addrs[0], nil
+		} else {
+			c.Redis.Addr, c.Redis.Addrs = "", addrs
+		}
+		if len(addrs) == 0 {
+			return fmt.Sprintf("%q holds no host:port", v)
+		}
+		var p []string
+		for _, a := range addrs {
+			if msg := checkAddr(a); msg != "" {
+				p = append(p, msg)
+			}
+		}
+		return strings.Join(p, "; ")
 	}},
 	{"LLMTAP_REDIS_PASSWORD", func(c *Config, v string) string {
 		c.Redis.Password = NewSecret(v)
+		return ""
+	}},
+	{"LLMTAP_REDIS_SENTINEL_PASSWORD", func(c *Config, v string) string {
+		c.Redis.SentinelPassword = NewSecret(v)
 		return ""
 	}},
 	{"LLMTAP_LOG_LEVEL", func(c *Config, v string) string {

@@ -54,10 +54,12 @@ func (c *Config) Validate() error {
 			ch.BodyRetention, ch.Retention, ch.Retention))
 	}
 	p.add("clickhouse.spool_max_bytes", checkSize(ch.SpoolMaxBytes))
+	if ch.Cluster != "" && !isName(ch.Cluster) {
+		p.add("clickhouse.cluster", fmt.Sprintf("%q is not a plain identifier (letters, digits and _, not starting with a digit): "+
+			"it goes unquoted into ON CLUSTER and the Distributed engine (rename the cluster in remote_servers if need be)", ch.Cluster))
+	}
 
-	p.add("redis.addr", checkAddr(c.Redis.Addr))
-	p.add("redis.db", checkRange(c.Redis.DB, 0, maxRedisDB))
-	p.add("redis.timeout", checkPositive(c.Redis.Timeout))
+	c.Redis.validate(&p)
 	c.Limits.validate(&p)
 	p.add("metrics.max_series", checkRange(c.Metrics.MaxSeries, 1, -1))
 	return p.err()
@@ -169,6 +171,32 @@ func checkSize(s Size) string {
 		return fmt.Sprintf("%s must be greater than 0", s)
 	}
 	return ""
+}
+
+func (r *Redis) validate(p *problems) {
+	switch {
+	case r.Addr != "" && len(r.Addrs) > 0:
+		p.add("redis.addrs", fmt.Sprintf("set together with redis.addr (%q): give one server in redis.addr, "+
+			"or a Redis Cluster's nodes or the Sentinels in redis.addrs, not both", r.Addr))
+	case len(r.Addrs) == 0:
+		p.add("redis.addr", checkAddr(r.Addr))
+	}
+	for i, a := range r.Addrs {
+		p.add(fmt.Sprintf("redis.addrs[%d]", i), checkAddr(a))
+	}
+	if r.MasterName != "" && len(r.Addrs) == 0 {
+		p.add("redis.master_name", fmt.Sprintf("%q needs the Sentinels' addresses in redis.addrs", r.MasterName))
+	}
+	if r.MasterName == "" && r.SentinelPassword.Reveal() != "" {
+		p.add("redis.sentinel_password", "is set but redis.master_name is not: there are no Sentinels to use it (value not shown)")
+	}
+	// Several addresses without a master name are a Redis Cluster.
+	if r.MasterName == "" && len(r.Addrs) > 1 && r.DB != 0 {
+		p.add("redis.db", fmt.Sprintf("%d: a Redis Cluster has only database 0", r.DB))
+	} else {
+		p.add("redis.db", checkRange(r.DB, 0, maxRedisDB))
+	}
+	p.add("redis.timeout", checkPositive(r.Timeout))
 }
 
 func (l *Limits) validate(p *problems) {
