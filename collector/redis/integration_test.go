@@ -31,7 +31,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func realLimiter(t *testing.T) (*Limiter, *goredis.Client) {
+func realLimiter(t *testing.T) (*Limiter, goredis.UniversalClient) {
 	t.Helper()
 	rdb := NewClient(Options{Addr: server.Addr, Timeout: 500 * time.Millisecond})
 	t.Cleanup(func() { _ = rdb.Close() })

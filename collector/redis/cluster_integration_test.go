@@ -1,0 +1,184 @@
+//go:build integration
+
+package redis
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/llmtap/llmtap/collector"
+	"github.com/llmtap/llmtap/collector/internal/service"
+)
+
+// These tests run the limits through the two other kinds of client
+// NewClient builds, against real Redis processes: a Redis Cluster of three
+// masters and a Sentinel watching the test server. scripts/redis.sh runs
+// one plain server only, so the test starts these itself, with the same
+// redis-server binary, on free loopback ports, in temporary folders, and
+// kills them when it ends.
+
+// startRedis runs redis-server with args until the test ends and waits
+// until it answers PING on port.
+func startRedis(t *testing.T, port int, args ...string) {
+	t.Helper()
+	dir := t.TempDir()
+	logf, err := os.Create(filepath.Join(dir, "redis.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	args = append(args, "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+		"--daemonize", "no", "--dir", dir)
+	cmd := exec.Command("redis-server", args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("redis-server: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		_ = logf.Close()
+	})
+	rdb := goredis.NewClient(&goredis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port), MaxRetries: -1})
+	defer rdb.Close()
+	waitUntil(t, fmt.Sprintf("redis-server on port %d to answer (log in %s)", port, dir), func() bool {
+		return rdb.Ping(context.Background()).Err() == nil
+	})
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	ports := make([]int, n)
+	for i := range ports {
+		p, err := service.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports[i] = p
+	}
+	return ports
+}
+
+// TestRealRedisCluster: a Redis Cluster refuses a script whose keys are on
+// two slots (CROSSSLOT); the limits' keys share a hash tag per bucket, so
+// takes and a settlement of buckets spread over every master work.
+func TestRealRedisCluster(t *testing.T) {
+	ports := freePorts(t, 3)
+	var addrs []string
+	for _, p := range ports {
+		startRedis(t, p, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000")
+		addrs = append(addrs, fmt.Sprintf("127.0.0.1:%d", p))
+	}
+	create := exec.Command("redis-cli", append(append([]string{"--cluster", "create"}, addrs...), "--cluster-replicas", "0", "--cluster-yes")...)
+	if out, err := create.CombinedOutput(); err != nil {
+		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	rdb := NewClient(Options{Addrs: addrs, Timeout: 2 * time.Second})
+	defer rdb.Close()
+	cluster, ok := rdb.(*goredis.ClusterClient)
+	if !ok {
+		t.Fatalf("client %T, want a Redis Cluster client", rdb)
+	}
+	ctx := context.Background()
+	// Each node reaches cluster_state:ok on its own, once the others'
+	// gossip reached it: wait for all three.
+	for _, a := range addrs {
+		node := goredis.NewClient(&goredis.Options{Addr: a})
+		waitUntil(t, a+" to report cluster_state:ok", func() bool {
+			info, err := node.ClusterInfo(ctx).Result()
+			return err == nil && strings.Contains(info, "cluster_state:ok")
+		})
+		_ = node.Close()
+	}
+
+	// The check the hash tags pass: two keys of different slots in one
+	// script call are refused.
+	err := goredis.NewScript(`return 1`).Run(ctx, rdb, []string{"llmtap:limit:a", "llmtap:limit:b"}).Err()
+	if err == nil || !strings.Contains(err.Error(), "CROSSSLOT") {
+		t.Fatalf("a script over two slots: %v, want CROSSSLOT (is this a cluster?)", err)
+	}
+
+	lim := NewLimiter(rdb)
+	tq := collector.Quota{Limit: 1000, Period: time.Hour}
+	var settle []collector.Settlement
+	masters := map[string]bool{}
+	for i := 0; i < 30; i++ {
+		b := fmt.Sprintf("t=tenant-%d", i)
+		tk, err := lim.Take(ctx, collector.Take{Bucket: b, Requests: collector.Quota{Limit: 5, Period: time.Minute},
+			Tokens: tq, Reserve: 100, RequestID: "req", ReservationTTL: time.Minute})
+		if err != nil || !tk.Allowed || tk.Tokens.Remaining != 900 {
+			t.Fatalf("take %s: %+v, %v", b, tk, err)
+		}
+		settle = append(settle, collector.Settlement{Bucket: b, RequestID: "req", Used: 30})
+		slot, err := cluster.ClusterKeySlot(ctx, keys(b)[0]).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		masters[fmt.Sprint(slot*3/16384)] = true
+	}
+	if len(masters) < 2 {
+		t.Fatalf("buckets on %d masters only; the test wants several", len(masters))
+	}
+	if err := lim.Settle(ctx, settle); err != nil {
+		t.Fatalf("settle across masters: %v", err)
+	}
+	for _, s := range settle {
+		tk, err := lim.Take(ctx, collector.Take{Bucket: s.Bucket, Tokens: tq, Peek: true})
+		if err != nil || tk.Tokens.Remaining < 970 {
+			t.Fatalf("%s after settling 30 of 100: %+v, %v", s.Bucket, tk, err)
+		}
+	}
+	p := NewPolicies(rdb)
+	if err := p.Put(ctx, "acme", []byte(`{"requests":{"limit":5,"period":"1s"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := p.Get(ctx, "acme"); err != nil || !strings.Contains(string(b), `"limit":5`) {
+		t.Fatalf("policy: %q, %v", b, err)
+	}
+}
+
+// TestRealRedisSentinel: with a master name the client asks the Sentinel
+// for the master (the test server) and the limits run there.
+func TestRealRedisSentinel(t *testing.T) {
+	port := freePorts(t, 1)[0]
+	host, masterPort, _ := strings.Cut(server.Addr, ":")
+	conf := filepath.Join(t.TempDir(), "sentinel.conf")
+	// A Sentinel rewrites its configuration file, so it must be its own.
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf("sentinel monitor llmtap %s %s 1\n", host, masterPort)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startRedis(t, port, conf, "--sentinel")
+	rdb := NewClient(Options{Addrs: []string{fmt.Sprintf("127.0.0.1:%d", port)}, MasterName: "llmtap", Timeout: 2 * time.Second})
+	defer rdb.Close()
+	ctx := context.Background()
+	lim := NewLimiter(rdb)
+	b := bucket(t)
+	tk, err := lim.Take(ctx, collector.Take{Bucket: b, Requests: collector.Quota{Limit: 5, Period: time.Minute}})
+	if err != nil || !tk.Allowed {
+		t.Fatalf("take through the Sentinel: %+v, %v", tk, err)
+	}
+	// It ran on the master the Sentinel named: the test server.
+	direct := goredis.NewClient(&goredis.Options{Addr: server.Addr})
+	defer direct.Close()
+	if n, err := direct.Exists(ctx, keys(b)[0]).Result(); err != nil || n != 1 {
+		t.Errorf("bucket on the master: exists %d, %v", n, err)
+	}
+}
