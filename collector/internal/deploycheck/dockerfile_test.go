@@ -337,8 +337,17 @@ func TestDockerfileStages(t *testing.T) {
 		if u, _, _ := strings.Cut(user[0], ":"); u == "root" || u == "0" || u == "" {
 			t.Errorf("%s:%d: stage %s: USER %s runs as root", dockerfile, s.line, s.name, user[0])
 		}
-		if len(s.last(t, "ENTRYPOINT")) == 0 {
+		ep := s.last(t, "ENTRYPOINT")
+		if len(ep) == 0 {
 			t.Errorf("%s:%d: stage %s: no ENTRYPOINT", dockerfile, s.line, s.name)
+		}
+		// A listen address in the entrypoint is on an exposed port.
+		for i, a := range ep {
+			if a == "-addr" && i+1 < len(ep) {
+				if p := port(t, dockerfile+": ENTRYPOINT -addr", ep[i+1]); !slices.Contains(s.last(t, "EXPOSE"), p) {
+					t.Errorf("%s:%d: stage %s: ENTRYPOINT listens on %s, EXPOSE says %v", dockerfile, s.line, s.name, ep[i+1], s.last(t, "EXPOSE"))
+				}
+			}
 		}
 	}
 }
