@@ -167,7 +167,7 @@ func TestIntegrationCluster(t *testing.T) {
 	t.Run("a record sent again is one row after a merge", func(t *testing.T) {
 		f := in[3]
 		again := *f
-		again.Model = "re-derived-model" // a later copy, from a newer collector
+		again.Model = "re-derived-model"    // a later copy, from a newer collector
 		time.Sleep(1100 * time.Millisecond) // a later inserted_at
 		w, stop := startWriter(t, conn, WriterOptions{Database: db, Cluster: srv.Cluster, FlushInterval: 10 * time.Millisecond})
 		if err := w.Enqueue(&again); err != nil {
