@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # shellcheck source-path=SCRIPTDIR
 # Installs the Debian packages that the real-infrastructure tests run:
-# ClickHouse 18.16 server and client, Redis, Prometheus (for promtool), wrk,
-# curl (the ClickHouse start-up check) and shellcheck (make lint). Idempotent: a package whose
+# ClickHouse 18.16 server and client, Redis, Prometheus (for promtool),
+# ZooKeeper (the ClickHouse cluster test), wrk, curl (the ClickHouse
+# start-up check) and shellcheck (make lint). Idempotent: a package whose
 # command is already there is skipped, and apt-get update runs only when
 # something is missing. Works as root or through sudo.
 # shellcheck source=lib.sh
@@ -15,6 +16,8 @@ declare -A PACKAGES=(
 	[redis-server]=redis-server
 	[redis-cli]=redis-tools
 	[promtool]=prometheus
+	# ZooKeeper puts no command on PATH; zooinspector comes with it.
+	[zooinspector]=zookeeper
 	[wrk]=wrk
 	[curl]=curl
 	[shellcheck]=shellcheck
