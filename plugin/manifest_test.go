@@ -78,3 +78,27 @@ func TestManifestTestDataIsAccepted(t *testing.T) {
 		t.Fatalf("New: %v", err)
 	}
 }
+
+// TestConfigurationDocListsEveryOption: docs/configuration.md names every
+// option of Config, nested ones as parent.child.
+func TestConfigurationDocListsEveryOption(t *testing.T) {
+	doc, err := os.ReadFile("../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var walk func(reflect.Type, string)
+	walk = func(typ reflect.Type, prefix string) {
+		for i := 0; i < typ.NumField(); i++ {
+			f := typ.Field(i)
+			name := prefix + strings.Split(f.Tag.Get("json"), ",")[0]
+			if f.Type.Kind() == reflect.Struct {
+				walk(f.Type, name+".")
+				continue
+			}
+			if !strings.Contains(string(doc), "| `"+name+"` |") {
+				t.Errorf("docs/configuration.md has no row for the plugin option %s", name)
+			}
+		}
+	}
+	walk(reflect.TypeOf(Config{}), "")
+}

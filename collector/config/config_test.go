@@ -574,3 +574,17 @@ func TestExpand(t *testing.T) {
 		}
 	}
 }
+
+// TestConfigurationDocListsEveryOption: docs/configuration.md has a row
+// for every option of the file.
+func TestConfigurationDocListsEveryOption(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range fieldPaths(reflect.TypeOf(Config{}), "") {
+		if !strings.Contains(string(doc), "| `"+p+"` |") {
+			t.Errorf("docs/configuration.md has no row for the collector option %s", p)
+		}
+	}
+}
