@@ -235,6 +235,7 @@ func finish(sd *sender, c *captureWriter) {
 	case sd.queue <- c:
 	default:
 		atomic.AddInt64(&sd.dropped, 1)
+		atomic.AddInt64(sd.pending, -1) // it will never be taken
 	}
 }
 

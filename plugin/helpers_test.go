@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -161,7 +162,7 @@ func startSenderLog(t *testing.T, s *settings, log *slog.Logger) *sender {
 	sd := newSender(s, log)
 	sd.backoff = time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
-	go sd.run(ctx)
+	sd.start(ctx)
 	t.Cleanup(func() {
 		cancel()
 		<-sd.done
@@ -174,11 +175,18 @@ func tapped(t *testing.T, s *settings, sd *sender, handler http.Handler) *httpte
 	t.Helper()
 	// Assigned to the interface first: Yaegi wraps an interpreted type for the
 	// standard library only when it is converted to an interface it knows.
-	var h http.Handler = &Middleware{next: handler, set: s, sender: sd}
-	if sd == nil {
-		h = &idOnly{next: handler}
+	var h http.Handler = &idOnly{next: handler}
+	if sd != nil {
+		h = &Middleware{next: handler, set: s, sender: sd, pending: sd.pending}
 	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(func() { srv.Close() })
 	return srv
+}
+
+// hand gives a sender a finished observation as a request does: counted as
+// pending when it begins (ServeHTTP), then finished.
+func hand(sd *sender, c *captureWriter) {
+	atomic.AddInt64(sd.pending, 1)
+	finish(sd, c)
 }

@@ -16,14 +16,16 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net/http"
+	"sync/atomic"
 	"time"
 )
 
 // Middleware is the plugin's http.Handler.
 type Middleware struct {
-	next   http.Handler
-	set    *settings
-	sender *sender
+	next    http.Handler
+	set     *settings
+	sender  *sender
+	pending *int64 // the sender's
 }
 
 // New validates the configuration and prepares the middleware. It does no
@@ -37,7 +39,8 @@ func New(_ context.Context, next http.Handler, config *Config, name string) (htt
 	if s.recordsURL == "" {
 		return &idOnly{next: next}, nil
 	}
-	return &Middleware{next: next, set: s, sender: senderFor(s)}, nil
+	sd := senderFor(s, name)
+	return &Middleware{next: next, set: s, sender: sd, pending: sd.pending}, nil
 }
 
 func (m *Middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
@@ -50,6 +53,12 @@ func (m *Middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	}
 	if req.ContentLength != 0 && req.Body != nil {
 		captureRequest(c, req)
+	}
+	// Counted until the sender's goroutine takes the record, so that a
+	// retired sender ends only when no request of its middleware is left.
+	// Negative: the retired sender had stopped (see runRetired).
+	if atomic.AddInt64(m.pending, 1) < 0 {
+		revive(m.sender)
 	}
 	defer finish(m.sender, c)
 	if m.set.checkURL != "" && !checkLimits(m.sender, c, req) {

@@ -20,28 +20,64 @@ import (
 // every router and again on every configuration reload, and never tells the
 // old instance it is gone; so senders are shared by their settings, and a
 // reload that keeps the collector settings keeps the same sender and
-// goroutine instead of leaking one per New. A sender whose settings are no
-// longer used only holds a parked goroutine.
+// goroutine instead of leaking one per New.
+//
+// A reload that changes a middleware's collector settings replaces its
+// sender: New is called with the same middleware name and settings that map
+// to another sender. When no middleware name maps to the old sender any
+// more, it is retired: it leaves the registry, sends what it holds at once,
+// keeps sending the records of the requests still running on the old
+// middleware instances, and its goroutine ends once none is left (see
+// runRetired). A middleware that disappears from the configuration is never
+// named again, so its sender stays, parked.
 var senders = struct {
 	sync.Mutex
-	m map[string]*sender
-}{m: map[string]*sender{}}
+	m      map[string]*sender // the live senders, by settings (senderKey)
+	byName map[string]*sender // each middleware's sender, by the name New got
+}{m: map[string]*sender{}, byName: map[string]*sender{}}
 
-func senderFor(s *settings) *sender {
-	key := fmt.Sprintf("%s|%s|%d|%d|%s|%s", s.recordsURL, s.token, s.queueSize, s.batchSize, s.flushInterval, s.sendTimeout)
+func senderKey(s *settings) string {
+	return fmt.Sprintf("%s|%s|%d|%d|%s|%s", s.recordsURL, s.token, s.queueSize, s.batchSize, s.flushInterval, s.sendTimeout)
+}
+
+// senderFor returns the sender for the settings of the middleware called
+// name, starting one if needed, and retires the sender it replaces.
+func senderFor(s *settings, name string) *sender {
+	key := senderKey(s)
 	senders.Lock()
 	defer senders.Unlock()
-	if sd, ok := senders.m[key]; ok {
+	sd, ok := senders.m[key]
+	if !ok {
+		sd = newSender(s, slog.New(slog.NewTextHandler(os.Stderr, nil)))
+		sd.key = key
+		sd.start(context.Background())
+		senders.m[key] = sd
+	}
+	old := senders.byName[name]
+	senders.byName[name] = sd
+	if old == nil || old == sd {
 		return sd
 	}
-	sd := newSender(s, slog.New(slog.NewTextHandler(os.Stderr, nil)))
-	go sd.run(context.Background())
-	senders.m[key] = sd
+	for _, other := range senders.byName {
+		if other == old {
+			return sd // another middleware still uses it
+		}
+	}
+	delete(senders.m, old.key)
+	old.retire()
 	return sd
 }
 
 // sendAttempts is how often one batch is tried before it counts as dropped.
 const sendAttempts = 3
+
+// stoppedMark is added to a sender's pending count when its goroutine ends:
+// a request that then finds the count negative restarts it (revive).
+const stoppedMark = -(1 << 62)
+
+// retiredPoll is how often a retired sender checks whether it is idle
+// without a record to wake it (records dropped on a full queue).
+const retiredPoll = 250 * time.Millisecond
 
 // sender ships records to the collector: a bounded queue that never blocks
 // the request, drained by one goroutine into gzip NDJSON batches.
@@ -56,12 +92,27 @@ type sender struct {
 	backoff   time.Duration
 
 	dropped int64 // records lost since the last acknowledged batch (atomic)
+	// pending counts the requests begun with this sender whose record its
+	// goroutine has not taken yet, nor finish dropped (atomic): ServeHTTP
+	// adds one, the goroutine subtracts what it takes. A retired sender
+	// stops at 0, leaving stoppedMark. A pointer the middlewares hold: one
+	// dereference less per request under Yaegi.
+	pending *int64
 	// active counts streaming responses in flight (atomic). It is a
 	// pointer the capture writers hold, not a field they reach through
 	// the sender: see finish on recursive types.
 	active *int64
 	id     string // HeaderSender
-	done   chan struct{}
+	key    string // senderKey, in the registry
+
+	// retired is closed when New replaced this sender's settings.
+	retired    chan struct{}
+	retireOnce sync.Once
+	// mu guards running and done: whether a goroutine runs, and the
+	// channel closed when it ends (a new one when revive restarts it).
+	mu      sync.Mutex
+	running bool
+	done    chan struct{}
 
 	// limits carries the limit checks of every router that shares this
 	// sender, so their connections to the collector are kept and reused
@@ -100,24 +151,64 @@ func newSender(s *settings, log *slog.Logger) *sender {
 		},
 		log:     log,
 		active:  new(int64),
+		pending: new(int64),
 		id:      randomID(),
 		backoff: 200 * time.Millisecond,
+		retired: make(chan struct{}),
 		done:    make(chan struct{}),
 	}
 }
 
-// run sends batches until ctx ends, then sends what is queued and returns.
-// A panic is logged and the loop restarted: a panic in a plugin goroutine
-// would take all of Traefik down.
+// start runs the sender's goroutine until ctx ends or, once retired, until
+// it is idle.
+func (sd *sender) start(ctx context.Context) {
+	sd.mu.Lock()
+	sd.running = true
+	sd.mu.Unlock()
+	go sd.run(ctx)
+}
+
+// finished returns the channel closed when the goroutine ends.
+func (sd *sender) finished() chan struct{} {
+	sd.mu.Lock()
+	defer sd.mu.Unlock()
+	return sd.done
+}
+
+// retire tells the goroutine that New replaced the sender: it sends what
+// it holds at once and ends once idle.
+func (sd *sender) retire() {
+	sd.retireOnce.Do(func() { close(sd.retired) })
+}
+
+func (sd *sender) isRetired() bool {
+	select {
+	case <-sd.retired:
+		return true
+	default:
+		return false
+	}
+}
+
+// run sends batches until ctx ends, then sends what is queued and returns;
+// once the sender is retired it goes on in runRetired. A panic is logged
+// and the loop restarted: a panic in a plugin goroutine would take all of
+// Traefik down.
 func (sd *sender) run(ctx context.Context) {
 	defer func() {
 		if p := recover(); p != nil {
 			sd.log.Error("llmtap: sender panicked, restarting", "panic", fmt.Sprint(p))
 			go sd.run(ctx)
-			return
 		}
-		close(sd.done)
 	}()
+	if sd.isRetired() || sd.runLive(ctx) {
+		sd.runRetired(ctx)
+	}
+}
+
+// runLive is the sender's loop while New uses it: it reports true when the
+// sender was retired, false when ctx ended (what was queued is sent).
+func (sd *sender) runLive(ctx context.Context) bool {
 	batch := make([]*captureWriter, 0, sd.batchSize)
 	beat := time.NewTicker(sd.interval)
 	defer beat.Stop()
@@ -127,9 +218,12 @@ func (sd *sender) run(ctx context.Context) {
 		select {
 		case r := <-sd.queue:
 			batch = append(batch[:0], r)
-			if !sd.fill(ctx, &batch) {
+			more := sd.fill(ctx, &batch)
+			atomic.AddInt64(sd.pending, -int64(len(batch)))
+			if !more {
 				sd.drain(batch)
-				return
+				sd.stop()
+				return false
 			}
 			sd.send(ctx, batch)
 		case <-beat.C:
@@ -137,15 +231,93 @@ func (sd *sender) run(ctx context.Context) {
 				// No record, but streams are open: say so.
 				sd.send(ctx, batch[:0])
 			}
+		case <-sd.retired:
+			return true
 		case <-ctx.Done():
 			sd.drain(batch[:0])
+			sd.stop()
+			return false
+		}
+	}
+}
+
+// runRetired serves a sender whose settings New replaced. Requests that
+// began on the old middleware instances before Traefik switched to the new
+// ones still finish there and hand their records to this sender: each is
+// sent at once (no batch waits for the flush interval any more), and the
+// goroutine ends when none is pending. Should a request of the old
+// generation begin after that, ServeHTTP restarts it (revive).
+func (sd *sender) runRetired(ctx context.Context) {
+	batch := make([]*captureWriter, 0, sd.batchSize)
+	beat := time.NewTicker(sd.interval)
+	defer beat.Stop()
+	poll := time.NewTicker(retiredPoll)
+	defer poll.Stop()
+	for !sd.stopIfIdle() {
+		select {
+		case r := <-sd.queue:
+			batch = append(batch[:0], r)
+			for len(batch) < sd.batchSize && len(sd.queue) > 0 {
+				batch = append(batch, <-sd.queue)
+			}
+			atomic.AddInt64(sd.pending, -int64(len(batch)))
+			sd.send(ctx, batch)
+		case <-beat.C:
+			if atomic.LoadInt64(sd.active) > 0 {
+				sd.send(ctx, batch[:0])
+			}
+		case <-poll.C:
+		case <-ctx.Done():
+			sd.drain(batch[:0])
+			sd.stop()
 			return
 		}
 	}
 }
 
-// fill adds queued records to the batch until it is full or the flush
-// interval has passed; it reports false when ctx ended meanwhile.
+// stopIfIdle ends a retired sender's goroutine when no request is pending:
+// the count becomes stoppedMark in the same step, so that a request
+// beginning later sees it and revives the sender.
+func (sd *sender) stopIfIdle() bool {
+	sd.mu.Lock()
+	defer sd.mu.Unlock()
+	if !atomic.CompareAndSwapInt64(sd.pending, 0, stoppedMark) {
+		return false
+	}
+	sd.running = false
+	close(sd.done)
+	sd.client.CloseIdleConnections()
+	sd.limits.CloseIdleConnections()
+	return true
+}
+
+// stop notes that the goroutine ends because its context did.
+func (sd *sender) stop() {
+	sd.mu.Lock()
+	defer sd.mu.Unlock()
+	sd.running = false
+	close(sd.done)
+}
+
+// revive restarts the goroutine of a retired sender that had stopped when
+// a request begins on one of its middleware instances after all (Traefik
+// switches to the new instances a moment after New returns). ServeHTTP
+// calls it when the pending count it raised is negative.
+func revive(sd *sender) {
+	sd.mu.Lock()
+	defer sd.mu.Unlock()
+	if sd.running {
+		return // another request revived it first
+	}
+	atomic.AddInt64(sd.pending, -stoppedMark)
+	sd.running = true
+	sd.done = make(chan struct{})
+	go sd.run(context.Background())
+}
+
+// fill adds queued records to the batch until it is full, the flush
+// interval has passed or the sender is retired (send now); it reports
+// false when ctx ended meanwhile.
 func (sd *sender) fill(ctx context.Context, batch *[]*captureWriter) bool {
 	timer := time.NewTimer(sd.interval)
 	defer timer.Stop()
@@ -161,6 +333,8 @@ func (sd *sender) fill(ctx context.Context, batch *[]*captureWriter) bool {
 			*batch = append(*batch, r)
 		case <-timer.C:
 			return true
+		case <-sd.retired:
+			return true
 		case <-ctx.Done():
 			return false
 		}
@@ -172,9 +346,11 @@ func (sd *sender) fill(ctx context.Context, batch *[]*captureWriter) bool {
 // client's own timeout: this is the shutdown path, ctx is already over.
 func (sd *sender) drain(batch []*captureWriter) {
 	for {
+		n := len(batch)
 		for len(batch) < sd.batchSize && len(sd.queue) > 0 {
 			batch = append(batch, <-sd.queue)
 		}
+		atomic.AddInt64(sd.pending, -int64(len(batch)-n))
 		if len(batch) == 0 {
 			return
 		}

@@ -39,11 +39,11 @@ func TestSenderBatches(t *testing.T) {
 			sd := newSender(s, discardLogger())
 			// Queue everything before the sender starts, so batches fill by size.
 			for i := 0; i < tt.records; i++ {
-				finish(sd, obs(i))
+				hand(sd, obs(i))
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer func() { cancel(); <-sd.done }()
-			go sd.run(ctx)
+			sd.start(ctx)
 
 			all := col.records(t, tt.records)
 			col.mu.Lock()
@@ -76,16 +76,16 @@ func TestSenderCountsDroppedRecords(t *testing.T) {
 	})
 	sd := newSender(s, discardLogger())
 	for i := 0; i < 5; i++ {
-		finish(sd, obs(i)) // the queue holds 2: 3 are dropped, at once
+		hand(sd, obs(i)) // the queue holds 2: 3 are dropped, at once
 	}
 	if got := atomic.LoadInt64(&sd.dropped); got != 3 {
 		t.Fatalf("dropped %d, want 3", got)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer func() { cancel(); <-sd.done }()
-	go sd.run(ctx)
+	sd.start(ctx)
 	col.records(t, 2)
-	finish(sd, obs(5))
+	hand(sd, obs(5))
 	col.records(t, 3)
 
 	col.mu.Lock()
@@ -103,8 +103,8 @@ func TestSenderFailedBatchIsCountedAndReported(t *testing.T) {
 	col.setStatus(http.StatusServiceUnavailable)
 	s := testSettings(t, col.srv.URL, func(c *Config) { c.BatchSize = 2 })
 	sd := startSender(t, s)
-	finish(sd, obs(0))
-	finish(sd, obs(1))
+	hand(sd, obs(0))
+	hand(sd, obs(1))
 	deadline := time.Now().Add(5 * time.Second)
 	for atomic.LoadInt64(&sd.dropped) != 2 {
 		if time.Now().After(deadline) {
@@ -113,7 +113,7 @@ func TestSenderFailedBatchIsCountedAndReported(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	col.setStatus(0)
-	finish(sd, obs(2))
+	hand(sd, obs(2))
 	col.records(t, 1)
 	col.mu.Lock()
 	defer col.mu.Unlock()
@@ -135,7 +135,7 @@ func TestEnqueueNeverBlocks(t *testing.T) {
 	// An enqueue that waited for the hung collector would never return here;
 	// one that does not wait drops all but the few the queue and batch hold.
 	for i := 0; i < 1000; i++ {
-		finish(sd, obs(i))
+		hand(sd, obs(i))
 	}
 	if got := atomic.LoadInt64(&sd.dropped); got < 990 {
 		t.Errorf("dropped %d, want nearly all", got)
@@ -150,9 +150,9 @@ func TestSenderDrainsOnStop(t *testing.T) {
 	})
 	sd := newSender(s, discardLogger())
 	ctx, cancel := context.WithCancel(context.Background())
-	go sd.run(ctx)
+	sd.start(ctx)
 	for i := 0; i < 5; i++ {
-		finish(sd, obs(i))
+		hand(sd, obs(i))
 	}
 	time.Sleep(20 * time.Millisecond)
 	cancel()
@@ -166,10 +166,10 @@ func TestSenderRegistrySharesByConfig(t *testing.T) {
 	a := testSettings(t, "http://127.0.0.1:1/registry-test", nil)
 	b := testSettings(t, "http://127.0.0.1:1/registry-test", nil)
 	c := testSettings(t, "http://127.0.0.1:1/registry-test", func(c *Config) { c.BatchSize = 7 })
-	if senderFor(a) != senderFor(b) {
+	if senderFor(a, "registry-a") != senderFor(b, "registry-b") {
 		t.Error("same settings got two senders: a reload would leak a goroutine")
 	}
-	if senderFor(a) == senderFor(c) {
+	if senderFor(a, "registry-a") == senderFor(c, "registry-c") {
 		t.Error("different settings share a sender")
 	}
 }
