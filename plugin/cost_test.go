@@ -80,3 +80,32 @@ func BenchmarkScanBody(b *testing.B) {
 		scanBody(body)
 	}
 }
+
+// BenchmarkServeHTTP is the request path alone: ServeHTTP around a handler
+// that writes a small JSON answer, its record handed to the sender's queue
+// (emptied here, never sent). Compare with tools/yaegibench, which adds the
+// sender's work and the noise of a whole process.
+func BenchmarkServeHTTP(b *testing.B) {
+	c := CreateConfig()
+	c.CollectorURL = "http://127.0.0.1:1"
+	s, err := c.validate("bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	sd := newSender(s, discardLogger())
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", "28")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write([]byte(`{"usage":{"total_tokens":3}}`))
+	})
+	var h http.Handler = &Middleware{next: next, set: s, sender: sd, pending: sd.pending}
+	req := httptest.NewRequest(http.MethodGet, "/v1/chat/completions", nil)
+	req.Header.Set("Authorization", "Bearer sk-bench")
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		h.ServeHTTP(httptest.NewRecorder(), req)
+		<-sd.queue
+	}
+}
