@@ -121,6 +121,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, env func(string) 
 		Database:      cfg.ClickHouse.Database,
 		Retention:     time.Duration(cfg.ClickHouse.Retention),
 		BodyRetention: time.Duration(cfg.ClickHouse.EffectiveBodyRetention()),
+		Cluster:       cfg.ClickHouse.Cluster,
 	}
 	if err := clickhouse.NewMigrator(conn, schema, log).Migrate(ctx); err != nil {
 		_ = conn.Close()
@@ -178,6 +179,7 @@ func serve(ctx context.Context, cfg *config.Config, conn driver.Conn, log *slog.
 	m := metrics.New(reg, cfg.Metrics.MaxSeries)
 	writer := clickhouse.NewWriter(conn, clickhouse.WriterOptions{
 		Database:      cfg.ClickHouse.Database,
+		Cluster:       cfg.ClickHouse.Cluster,
 		BatchSize:     cfg.ClickHouse.BatchSize,
 		FlushInterval: time.Duration(cfg.ClickHouse.FlushInterval),
 		QueueSize:     cfg.ClickHouse.QueueSize,
@@ -188,8 +190,9 @@ func serve(ctx context.Context, cfg *config.Config, conn driver.Conn, log *slog.
 	})
 	store := clickhouse.NewStore(conn, cfg.ClickHouse.Database)
 	rdb := redis.NewClient(redis.Options{
-		Addr: cfg.Redis.Addr, Password: cfg.Redis.Password.Reveal(), DB: cfg.Redis.DB,
-		Timeout: time.Duration(cfg.Redis.Timeout),
+		Addr: cfg.Redis.Addr, Addrs: cfg.Redis.Addrs, MasterName: cfg.Redis.MasterName,
+		Password: cfg.Redis.Password.Reveal(), SentinelPassword: cfg.Redis.SentinelPassword.Reveal(),
+		DB: cfg.Redis.DB, Timeout: time.Duration(cfg.Redis.Timeout),
 	})
 	lim := limits.New(limits.Options{
 		Store:              redis.NewLimiter(rdb),
