@@ -17,8 +17,10 @@ func TestDocsListEveryMetric(t *testing.T) {
 	text := string(doc)
 	_, families := exposedSeries(t)
 	for name := range families {
-		short := "`_" + strings.TrimPrefix(name, "llmtap_storage_") + "`"
-		if !strings.Contains(text, "`"+name+"`") && !(strings.HasPrefix(name, "llmtap_storage_") && strings.Contains(text, short)) {
+		// The storage rows list their names as `_suffix` after the first.
+		listed := strings.Contains(text, "`"+name+"`") ||
+			strings.HasPrefix(name, "llmtap_storage_") && strings.Contains(text, "`_"+strings.TrimPrefix(name, "llmtap_storage_")+"`")
+		if !listed {
 			t.Errorf("docs/collector.md does not list the metric %s", name)
 		}
 	}
