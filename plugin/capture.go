@@ -231,12 +231,17 @@ func finish(sd *sender, c *captureWriter) {
 	// because Yaegi v0.16 fails on `c.rw, c.flusher = nil, nil`.
 	c.rw = nil
 	c.flusher = nil
-	select {
-	case sd.queue <- c:
-	default:
-		atomic.AddInt64(&sd.dropped, 1)
-		atomic.AddInt64(sd.pending, -1) // it will never be taken
+	// A slot is reserved before a plain send, not taken by a select with a
+	// default: under Yaegi v0.16, concurrent sends in such a select now and
+	// then deliver another goroutine's value (a record sent twice and its
+	// neighbour lost; found by scripts/soak.sh, reproduced in isolation).
+	if atomic.AddInt64(&sd.queued, 1) <= sd.capacity {
+		sd.queue <- c // never blocks: the slot is ours
+		return
 	}
+	atomic.AddInt64(&sd.queued, -1)
+	atomic.AddInt64(&sd.dropped, 1)
+	atomic.AddInt64(sd.pending, -1) // it will never be taken
 }
 
 // record completes the wire record of a finished observation. It runs in

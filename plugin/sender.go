@@ -82,9 +82,15 @@ const retiredPoll = 250 * time.Millisecond
 // sender ships records to the collector: a bounded queue that never blocks
 // the request, drained by one goroutine into gzip NDJSON batches.
 type sender struct {
-	url       string
-	token     string
-	queue     chan *captureWriter
+	url   string
+	token string
+	queue chan *captureWriter
+	// queued counts the records in the queue and the sends under way
+	// (atomic): finish reserves a slot here before it sends, so that its
+	// send never blocks; the goroutine gives slots back as it takes
+	// records (taken). capacity is the queue's.
+	queued    int64
+	capacity  int64
 	batchSize int
 	interval  time.Duration
 	client    *http.Client
@@ -138,6 +144,7 @@ func newSender(s *settings, log *slog.Logger) *sender {
 		url:       s.recordsURL,
 		token:     s.token,
 		queue:     make(chan *captureWriter, s.queueSize),
+		capacity:  int64(s.queueSize),
 		keys:      newTenantKeys(),
 		batchSize: s.batchSize,
 		interval:  s.flushInterval,
@@ -219,7 +226,7 @@ func (sd *sender) runLive(ctx context.Context) bool {
 		case r := <-sd.queue:
 			batch = append(batch[:0], r)
 			more := sd.fill(ctx, &batch)
-			atomic.AddInt64(sd.pending, -int64(len(batch)))
+			sd.taken(int64(len(batch)))
 			if !more {
 				sd.drain(batch)
 				sd.stop()
@@ -260,7 +267,7 @@ func (sd *sender) runRetired(ctx context.Context) {
 			for len(batch) < sd.batchSize && len(sd.queue) > 0 {
 				batch = append(batch, <-sd.queue)
 			}
-			atomic.AddInt64(sd.pending, -int64(len(batch)))
+			sd.taken(int64(len(batch)))
 			sd.send(ctx, batch)
 		case <-beat.C:
 			if atomic.LoadInt64(sd.active) > 0 {
@@ -273,6 +280,13 @@ func (sd *sender) runRetired(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// taken notes n records taken from the queue: their slots are free again,
+// and their requests no longer pending.
+func (sd *sender) taken(n int64) {
+	atomic.AddInt64(&sd.queued, -n)
+	atomic.AddInt64(sd.pending, -n)
 }
 
 // stopIfIdle ends a retired sender's goroutine when no request is pending:
@@ -350,7 +364,7 @@ func (sd *sender) drain(batch []*captureWriter) {
 		for len(batch) < sd.batchSize && len(sd.queue) > 0 {
 			batch = append(batch, <-sd.queue)
 		}
-		atomic.AddInt64(sd.pending, -int64(len(batch)-n))
+		sd.taken(int64(len(batch) - n))
 		if len(batch) == 0 {
 			return
 		}
