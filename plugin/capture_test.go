@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -234,5 +236,43 @@ func observed(t *testing.T, c *captureWriter) *Record {
 	default:
 		t.Fatal("finish queued nothing")
 		return nil
+	}
+}
+
+// TestConcurrentFinishQueuesEachRecordOnce: records finished by many
+// goroutines at once are queued once each, and what does not fit is
+// counted as dropped, never lost. Under Yaegi v0.16 a select with a
+// default used to send another goroutine's record now and then.
+func TestConcurrentFinishQueuesEachRecordOnce(t *testing.T) {
+	const workers, each = 32, 500
+	s := testSettings(t, "http://127.0.0.1:1", func(c *Config) { c.QueueSize = workers * each * 3 / 4 })
+	sd := newSender(s, discardLogger())
+	req := httptest.NewRequest(http.MethodGet, "/", nil)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				c := &captureWriter{req: req, set: s, active: sd.active, returned: true,
+					rec: &Record{RequestID: strconv.Itoa(w*each + i), Status: http.StatusOK}}
+				finish(sd, c)
+			}
+		}(w)
+	}
+	wg.Wait()
+	seen := map[string]bool{}
+	for len(sd.queue) > 0 {
+		c := <-sd.queue
+		if seen[c.rec.RequestID] {
+			t.Fatalf("record %s queued twice", c.rec.RequestID)
+		}
+		seen[c.rec.RequestID] = true
+	}
+	if got := len(seen) + int(atomic.LoadInt64(&sd.dropped)); got != workers*each {
+		t.Fatalf("%d queued + %d dropped = %d, want %d", len(seen), sd.dropped, got, workers*each)
+	}
+	if len(seen) != s.queueSize {
+		t.Fatalf("%d queued, want the queue full (%d)", len(seen), s.queueSize)
 	}
 }
