@@ -352,7 +352,7 @@ stack_addresses() {
 	printf '  %-11s %s\n' \
 		"Traefik" "http://127.0.0.1:$TRAEFIK_PORT" \
 		"upstream" "$1" \
-		"collector" "$c/v1/requests/${4:-<X-Request-Id>}" \
+		"collector" "$c/v1/requests/${4:-<X-Request-Id>} (admin token)" \
 		"metrics" "$c/metrics" \
 		"limits" "$c/v1/limits/$2 (admin token: $3)" \
 		"ClickHouse" "127.0.0.1:$CLICKHOUSE_TCP_PORT (clickhouse-client --port $CLICKHOUSE_TCP_PORT), http://127.0.0.1:$CLICKHOUSE_HTTP_PORT" \

@@ -78,6 +78,7 @@ func hostileCases() []hostile {
 		{http.MethodGet, "/v1/limits/a", ""},
 		{http.MethodPut, "/v1/limits/a", `{"requests":{"limit":1,"period":"1m"}}`},
 		{http.MethodDelete, "/v1/limits/a", ""},
+		{http.MethodGet, "/v1/requests/known", ""},
 	}
 	for _, p := range protected {
 		for _, a := range authCases {
@@ -134,23 +135,29 @@ func hostileCases() []hostile {
 	records("invalid UTF-8", ingest, []byte("\xff\xfe\xfd\n"), 400, "not a record: invalid character")
 	records("a request id of 129 characters", ingest, []byte(line(strings.Repeat("i", 129))), 400, "want 1 to 128 characters")
 	records("an empty request id", ingest, []byte(line("")), 400, `request_id \"\": want 1 to 128 characters`)
-	// Left out until fixed (reported): a request_id with control
-	// characters ("a\u0000b") or invalid UTF-8 is accepted (202) here,
-	// where POST /v1/limits/check refuses the same request_id with 400.
+	records("a request id with a NUL", ingest, []byte(`{"v":1,"request_id":"a\u0000b","start_unix_ns":1}`), 400, "want printable UTF-8 without control characters")
+	records("a request id that is not UTF-8", ingest, []byte("{\"v\":1,\"request_id\":\"a\xffb\",\"start_unix_ns\":1}"), 400, "want printable UTF-8")
 
 	// GET /v1/requests/{id}: the odd ids that cannot be stored ids.
 	cases = append(cases,
-		hostile{desc: "lookup: an id of 129 characters", method: "GET", target: "/v1/requests/" + strings.Repeat("i", 129), status: 400, want: "request id: want 1 to 128 characters"},
-		hostile{desc: "lookup: an id of 129 escaped bytes", method: "GET", target: "/v1/requests/" + strings.Repeat("%C3%A9", 65), status: 400, want: "want 1 to 128 characters"},
+		hostile{desc: "lookup: an id of 129 characters", method: "GET", target: "/v1/requests/" + strings.Repeat("i", 129), header: ingest, status: 400, want: "request id: want 1 to 128 characters"},
+		hostile{desc: "lookup: an id of 129 escaped bytes", method: "GET", target: "/v1/requests/" + strings.Repeat("%C3%A9", 65), header: ingest, status: 400, want: "want 1 to 128 characters"},
+		hostile{desc: "lookup: an id with a NUL", method: "GET", target: "/v1/requests/a%00b", header: ingest, status: 400, want: "control characters are not allowed"},
+		hostile{desc: "lookup: no id", method: "GET", target: "/v1/requests/", header: ingest, status: 404, want: "no endpoint /v1/requests/"},
+		hostile{desc: "lookup: an escaped slash", method: "GET", target: "/v1/requests/a%2Fb", header: ingest, status: 404, want: "no endpoint"},
+		hostile{desc: "lookup: dot-dot segments", method: "GET", target: "/v1/requests/../../etc/passwd", header: ingest, status: 404, want: "no endpoint"},
+		hostile{desc: "lookup: escaped dot-dot segments", method: "GET", target: "/v1/requests/..%2F..%2Fetc%2Fpasswd", header: ingest, status: 404, want: "no endpoint"},
+		hostile{desc: "limits: escaped dot-dot", method: "GET", target: "/v1/limits/..%2F..%2Fetc", header: ingest, status: 404, want: "no endpoint"},
+		hostile{desc: "an unknown path", method: "GET", target: "/nope", status: 404, want: "no endpoint /nope"},
+		hostile{desc: "GET on the records endpoint", method: "GET", target: "/v1/records", header: ingest, status: 405, want: "method GET not allowed on /v1/records; want POST"},
+		hostile{desc: "PATCH a policy", method: "PATCH", target: "/v1/limits/a", header: admin, body: []byte(`{}`), status: 405, want: "want GET or PUT or DELETE"},
+		hostile{desc: "POST a lookup", method: "POST", target: "/v1/requests/x", status: 405, want: "want GET"},
+		hostile{desc: "POST readiness", method: "POST", target: "/readyz", status: 405, want: "want GET or HEAD"},
+		hostile{desc: "POST health", method: "POST", target: "/healthz", status: 405, want: "want GET or HEAD"},
+		hostile{desc: "DELETE metrics", method: "DELETE", target: "/metrics", status: 405, want: "want GET or HEAD"},
 	)
 	// The odd ids that could be (NUL, SQL, a quote, unicode) are looked up
 	// as they are and not found: TestHostileRequestIDReachesStoreVerbatim.
-	// Left out until fixed (reported): an empty id (/v1/requests/), an id
-	// with an escaped slash (a%2Fb) and an unknown path answer mux's
-	// text/plain "404 page not found", not a JSON error; a ".." in the id
-	// (/v1/requests/../../etc/passwd, or ..%2F..%2Fetc%2Fpasswd) answers
-	// 301 to the cleaned path (/etc/passwd); the lookup takes no token at
-	// all and answers 200 with the stored bodies.
 
 	// POST /v1/limits/check.
 	check := func(desc string, body []byte, status int, want string) {
@@ -170,8 +177,8 @@ func hostileCases() []hostile {
 	check("a tenant with a NUL", []byte(`{"tenant":"a\u0000"}`), 400, "tenant \\\"a\\\\x00\\\": control characters are not allowed")
 	check("a route with a newline", []byte(`{"tenant":"a","route":"r\n"}`), 400, "route")
 	check("a request id of 129 characters", []byte(`{"request_id":"`+strings.Repeat("i", 129)+`"}`), 400, "request_id")
-	// Left out until fixed (reported): a check body over 64 KiB answers
-	// 400 "check: body over 65536 bytes" where PUT /v1/limits answers 413.
+	check("over 64 KiB", []byte(`{"tenant":"a","pad":"`+strings.Repeat("x", 70<<10)+`"}`), 413, "check: body too large: over 65536 bytes")
+	check("junk after the object", []byte(`{"tenant":"a"} {"tenant":"b"}`), 400, "one JSON object expected")
 
 	// /v1/limits/{tenant}.
 	tenantCases := []struct{ desc, tenant, want string }{
@@ -265,9 +272,8 @@ func TestHostileInput(t *testing.T) {
 	}
 }
 
-// TestHostileNoServerError sends the inputs left out of hostileCases
-// (see the comments there): each is answered wrongly today, but none with
-// a 5xx or a panic.
+// TestHostileNoServerError sweeps odd requests once more without a token
+// or with odd methods: none gets a 5xx or panics.
 func TestHostileNoServerError(t *testing.T) {
 	f := newFixture(t, -1)
 	ingest := bearerOf("tok")
@@ -318,15 +324,15 @@ func TestHostileRequestIDReachesStoreVerbatim(t *testing.T) {
 	f := newFixture(t, -1)
 	store := &recordingStore{}
 	f.srv.opt.Store = store
-	// ".." is left out until fixed (reported): mux cleans the path and
-	// answers 301 to /v1/requests (TestHostileNoServerError).
 	ids := []string{
-		"' OR 1=1 --", `" OR ""="`, "'; DROP TABLE llmtap.requests; --", `\'`, "a\x00b", "\x00",
+		"' OR 1=1 --", `" OR ""="`, "'; DROP TABLE llmtap.requests; --", `\'`, "..",
 		"%00", "日本語-🦙", "...", "a b", "x?y=1", strings.Repeat("é", 64),
 	}
 	for _, id := range ids {
 		target := "/v1/requests/" + url.PathEscape(id)
-		w := serve(t, f.srv, httptest.NewRequest(http.MethodGet, target, nil))
+		req := httptest.NewRequest(http.MethodGet, target, nil)
+		req.Header.Set("Authorization", "Bearer tok")
+		w := serve(t, f.srv, req)
 		quoted, _ := json.Marshal(fmt.Sprintf("request %q not found", id))
 		if w.Code != http.StatusNotFound || !strings.Contains(w.Body.String(), string(quoted[1:len(quoted)-1])) {
 			t.Errorf("%s: %d %s, want 404 naming the id", target, w.Code, w.Body)
@@ -342,7 +348,11 @@ func TestHostileRequestIDReachesStoreVerbatim(t *testing.T) {
 	}
 	// Refused ids never reach the store.
 	store.ids = nil
-	serve(t, f.srv, httptest.NewRequest(http.MethodGet, "/v1/requests/"+strings.Repeat("i", 129), nil))
+	for _, target := range []string{"/v1/requests/" + strings.Repeat("i", 129), "/v1/requests/a%00b"} {
+		req := httptest.NewRequest(http.MethodGet, target, nil)
+		req.Header.Set("Authorization", "Bearer tok")
+		serve(t, f.srv, req)
+	}
 	if len(store.ids) != 0 {
 		t.Errorf("an id of 129 characters reached the store: %q", store.ids)
 	}
@@ -364,10 +374,9 @@ func TestHostileIngestHeaders(t *testing.T) {
 		{llmtap.HeaderSender: strings.Repeat("s", 65), llmtap.HeaderActiveStreams: "5"},
 		{llmtap.HeaderSender: "", llmtap.HeaderActiveStreams: "5"},
 		{llmtap.HeaderSender: "s4", llmtap.HeaderActiveStreams: strings.Repeat("9", 1<<16)},
-		// Left out until fixed (reported): Llmtap-Dropped
-		// 9223372036854775807 adds 9.2e18 to the counter, and two senders
-		// each reporting Llmtap-Active-Streams 9223372036854775807 make
-		// llmtap_active_streams -2 (the int64 sum wraps).
+		{llmtap.HeaderDropped: "9223372036854775807"},
+		{llmtap.HeaderSender: "s5", llmtap.HeaderActiveStreams: "9223372036854775807"},
+		{llmtap.HeaderSender: "s6", llmtap.HeaderActiveStreams: "9223372036854775807"},
 	} {
 		req := httptest.NewRequest(http.MethodPost, "/v1/records", nil)
 		req.Header.Set("Authorization", "Bearer tok")
@@ -411,5 +420,27 @@ func TestHostileQueries(t *testing.T) {
 		if w := serve(t, f.srv, req); w.Code != http.StatusOK {
 			t.Errorf("%.60s %v: %d %.200s", tc.target, tc.header, w.Code, w.Body)
 		}
+	}
+}
+
+// TestIngestCutBodyReportsWhatWasQueued: lines read before a body breaks
+// off are queued, and the answer counts them, so the plugin's retry of the
+// batch (deduplicated in storage) is not mistaken for new data.
+func TestIngestCutBodyReportsWhatWasQueued(t *testing.T) {
+	f := newFixture(t, -1)
+	full := gz(line("r1") + "\n" + line("r2") + "\n" + line("r3") + "\n")
+	req := httptest.NewRequest(http.MethodPost, "/v1/records", bytes.NewReader(full[:len(full)-9]))
+	req.Header.Set("Authorization", "Bearer tok")
+	req.Header.Set("Content-Encoding", "gzip")
+	w := serve(t, f.srv, req)
+	var res IngestResult
+	if err := json.Unmarshal(w.Body.Bytes(), &res); err != nil {
+		t.Fatal(err)
+	}
+	f.queue.mu.Lock()
+	queued := len(f.queue.facts)
+	f.queue.mu.Unlock()
+	if w.Code != http.StatusBadRequest || !strings.Contains(res.Error, "the body ends too early") || res.Accepted != queued || queued == 0 {
+		t.Fatalf("%d %s: accepted %d, queued %d; want 400 counting the queued lines", w.Code, w.Body, res.Accepted, queued)
 	}
 }

@@ -54,7 +54,11 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) {
 	}
 	var c llmtap.LimitCheck
 	if err := decodeJSON(w, r, &c); err != nil {
-		writeJSON(w, http.StatusBadRequest, errorBody{Error: "check: " + err.Error()})
+		status := http.StatusBadRequest
+		if errors.Is(err, errBodyTooLarge) {
+			status = http.StatusRequestEntityTooLarge
+		}
+		writeJSON(w, status, errorBody{Error: "check: " + err.Error()})
 		return
 	}
 	if err := validateCheck(&c); err != nil {
@@ -330,15 +334,27 @@ type errorBody struct {
 }
 
 // decodeJSON reads one bounded JSON object into v.
-// Unknown keys are ignored, so that newer plugins can send more.
+// Unknown keys are ignored, so that newer plugins can send more; anything
+// after the object is refused.
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxLimitBody))
-	if err := dec.Decode(v); err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			return fmt.Errorf("body over %d bytes", maxLimitBody)
-		}
+	err := dec.Decode(v)
+	if err == nil && dec.More() {
+		err = errors.New("one JSON object expected, more follows")
+	}
+	if err == nil {
+		// Read to the end, so that a body over the limit is refused whole.
+		_, err = io.Copy(io.Discard, dec.Buffered())
+	}
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return fmt.Errorf("%w: over %d bytes", errBodyTooLarge, maxLimitBody)
+	case err != nil:
 		return fmt.Errorf("not a JSON object: %w", err)
 	}
 	return nil
 }
+
+// errBodyTooLarge is wrapped by decodeJSON for a body over its limit.
+var errBodyTooLarge = errors.New("body too large")

@@ -138,7 +138,7 @@ func TestCheckBadInput(t *testing.T) {
 		{"tok", `{"tenant":"` + strings.Repeat("x", 129) + `"}`, http.StatusBadRequest, "at most 128 bytes"},
 		{"tok", `{"tenant":"a","reserve":-5}`, http.StatusBadRequest, "reserve -5"},
 		{"tok", `{"tenant":`, http.StatusBadRequest, "not a JSON object"},
-		{"tok", `{"tenant":"a","pad":"` + strings.Repeat("x", 70<<10) + `"}`, http.StatusBadRequest, "body over 65536 bytes"},
+		{"tok", `{"tenant":"a","pad":"` + strings.Repeat("x", 70<<10) + `"}`, http.StatusRequestEntityTooLarge, "over 65536 bytes"},
 	}
 	for _, tt := range tests {
 		w := f.do(t, http.MethodPost, llmtap.LimitsCheckPath, tt.token, tt.body)

@@ -17,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
@@ -62,18 +64,40 @@ type Server struct {
 	router *mux.Router
 }
 
-// New builds the router.
+// New builds the router. Paths are matched as sent (no cleaning of ".."
+// into a redirect elsewhere), and unknown paths and wrong methods get a
+// JSON error like every other refusal.
 func New(opt Options) *Server {
-	s := &Server{opt: opt, router: mux.NewRouter()}
+	s := &Server{opt: opt, router: mux.NewRouter().SkipClean(true)}
 	s.router.HandleFunc(llmtap.RecordsPath, s.ingest).Methods(http.MethodPost)
 	s.router.HandleFunc("/v1/requests/{id}", s.request).Methods(http.MethodGet)
 	s.limitRoutes()
 	s.router.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	}).Methods(http.MethodGet, http.MethodHead)
+	s.router.HandleFunc("/readyz", s.ready).Methods(http.MethodGet, http.MethodHead)
+	s.router.Handle("/metrics", promhttp.HandlerFor(opt.Gatherer, promhttp.HandlerOpts{})).Methods(http.MethodGet, http.MethodHead)
+	s.router.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, errorBody{Error: fmt.Sprintf("no endpoint %s", truncate(r.URL.Path, 64))})
 	})
-	s.router.HandleFunc("/readyz", s.ready).Methods(http.MethodGet)
-	s.router.Handle("/metrics", promhttp.HandlerFor(opt.Gatherer, promhttp.HandlerOpts{}))
+	s.router.MethodNotAllowedHandler = http.HandlerFunc(s.methodNotAllowed)
 	return s
+}
+
+// methodNotAllowed answers 405 with the methods the path does take.
+func (s *Server) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
+	var allowed []string
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodDelete} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		var match mux.RouteMatch
+		if s.router.Match(probe, &match) && match.MatchErr == nil {
+			allowed = append(allowed, m)
+		}
+	}
+	w.Header().Set("Allow", strings.Join(allowed, ", "))
+	writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: fmt.Sprintf("method %s not allowed on %s; want %s",
+		r.Method, truncate(r.URL.Path, 64), strings.Join(allowed, " or "))})
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.ServeHTTP(w, r) }
@@ -91,6 +115,11 @@ type IngestResult struct {
 	Error    string      `json:"error,omitempty"`
 }
 
+// maxReported bounds the counts a plugin reports in its headers: more
+// than any one plugin can hold (its queue is bounded, and it cannot keep
+// a billion streams open).
+const maxReported = 1 << 30
+
 // maxLine bounds one NDJSON line; a record carries at most the plugin's
 // capture limits, base64-encoded.
 const maxLine = 8 << 20
@@ -105,11 +134,13 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 		unauthorized(w)
 		return
 	}
-	if n, err := strconv.ParseInt(r.Header.Get(llmtap.HeaderDropped), 10, 64); err == nil && n > 0 {
+	// Both reports are bounded, so that a broken or hostile sender cannot
+	// throw the counters out (or overflow the sum of active streams).
+	if n, err := strconv.ParseInt(r.Header.Get(llmtap.HeaderDropped), 10, 64); err == nil && n > 0 && n <= maxReported {
 		s.opt.Observer.PluginDropped(n)
 	}
 	if sender := r.Header.Get(llmtap.HeaderSender); sender != "" && len(sender) <= 64 {
-		if n, err := strconv.ParseInt(r.Header.Get(llmtap.HeaderActiveStreams), 10, 64); err == nil && n >= 0 {
+		if n, err := strconv.ParseInt(r.Header.Get(llmtap.HeaderActiveStreams), 10, 64); err == nil && n >= 0 && n <= maxReported {
 			s.opt.Observer.ActiveStreams(sender, n)
 		}
 	}
@@ -119,7 +150,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 	case "gzip":
 		zr, err := gzip.NewReader(body)
 		if err != nil {
-			s.refuse(w, err, "content is not gzip")
+			s.refuse(w, IngestResult{}, err, "content is not gzip")
 			return
 		}
 		defer zr.Close()
@@ -170,7 +201,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 	}
 	s.opt.Observer.Received(res.Accepted)
 	if err := sc.Err(); err != nil {
-		s.refuse(w, err, fmt.Sprintf("after line %d", line))
+		s.refuse(w, res, err, fmt.Sprintf("after line %d", line))
 		return
 	}
 	status := http.StatusAccepted
@@ -180,17 +211,22 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, res)
 }
 
-// refuse answers a body that could not be read to the end.
-func (s *Server) refuse(w http.ResponseWriter, err error, where string) {
+// refuse answers a body that could not be read to the end. res holds what
+// was read before: its lines are queued already, and the answer says so.
+func (s *Server) refuse(w http.ResponseWriter, res IngestResult, err error, where string) {
 	var tooLarge *http.MaxBytesError
+	status := http.StatusBadRequest
 	switch {
 	case errors.As(err, &tooLarge), errors.Is(err, errDecodedTooLarge):
-		writeJSON(w, http.StatusRequestEntityTooLarge, IngestResult{Error: fmt.Sprintf("body over %d bytes %s", s.opt.MaxBodyBytes, where)})
+		status, res.Error = http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes %s", s.opt.MaxBodyBytes, where)
 	case errors.Is(err, bufio.ErrTooLong):
-		writeJSON(w, http.StatusRequestEntityTooLarge, IngestResult{Error: fmt.Sprintf("a line over %d bytes %s", maxLine, where)})
+		status, res.Error = http.StatusRequestEntityTooLarge, fmt.Sprintf("a line over %d bytes %s", maxLine, where)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		res.Error = fmt.Sprintf("%s: the body ends too early (a cut gzip stream?): %v", where, err)
 	default:
-		writeJSON(w, http.StatusBadRequest, IngestResult{Error: fmt.Sprintf("%s: %v", where, err)})
+		res.Error = fmt.Sprintf("%s: %v", where, err)
 	}
+	writeJSON(w, status, res)
 }
 
 // decode checks one line; reason is a short label for the metric.
@@ -204,6 +240,8 @@ func decode(line []byte) (*llmtap.Record, string, error) {
 		return nil, "bad_version", fmt.Errorf("record version %d: this collector reads version %d", rec.V, llmtap.RecordVersion)
 	case rec.RequestID == "" || len(rec.RequestID) > 128:
 		return nil, "bad_request_id", fmt.Errorf("request_id %q: want 1 to 128 characters", truncate(rec.RequestID, 32))
+	case !utf8.ValidString(rec.RequestID) || strings.ContainsRune(rec.RequestID, utf8.RuneError) || strings.IndexFunc(rec.RequestID, unicode.IsControl) >= 0:
+		return nil, "bad_request_id", fmt.Errorf("request_id %q: want printable UTF-8 without control characters", truncate(rec.RequestID, 32))
 	case rec.StartUnixNs <= 0:
 		return nil, "bad_start", fmt.Errorf("start_unix_ns %d: want a positive time", rec.StartUnixNs)
 	case len(rec.WriteEnds) != len(rec.WriteNs):
@@ -224,10 +262,20 @@ func (s *Server) authorized(r *http.Request) bool {
 	return s.opt.IngestToken == "" || bearer(r, s.opt.IngestToken)
 }
 
+// request returns a stored request, bodies included, so it takes the
+// ingest or the admin token.
 func (s *Server) request(w http.ResponseWriter, r *http.Request) {
+	if !s.authorized(r) && !s.admin(r) {
+		unauthorized(w)
+		return
+	}
 	id := mux.Vars(r)["id"]
 	if id == "" || len(id) > 128 {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "request id: want 1 to 128 characters"})
+		return
+	}
+	if strings.IndexFunc(id, unicode.IsControl) >= 0 {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("request id %q: control characters are not allowed", truncate(id, 32))})
 		return
 	}
 	f, err := s.opt.Store.Get(r.Context(), id)

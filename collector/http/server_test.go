@@ -202,12 +202,15 @@ func TestLookupHealthReadyMetrics(t *testing.T) {
 	tests := []struct {
 		desc       string
 		path       string
+		token      string
 		ready      error
 		wantStatus int
 		wantInBody string
 	}{
-		{desc: "known request", path: "/v1/requests/known", wantStatus: 200, wantInBody: `"start":"2023-11-14T22:13:20.123Z"`},
-		{desc: "unknown request", path: "/v1/requests/nope", wantStatus: 404, wantInBody: `request \"nope\" not found`},
+		{desc: "known request", path: "/v1/requests/known", token: "tok", wantStatus: 200, wantInBody: `"start":"2023-11-14T22:13:20.123Z"`},
+		{desc: "known request, admin token", path: "/v1/requests/known", token: "adm", wantStatus: 200, wantInBody: `"request_id":"known"`},
+		{desc: "known request, no token", path: "/v1/requests/known", wantStatus: 401, wantInBody: "missing or wrong bearer token"},
+		{desc: "unknown request", path: "/v1/requests/nope", token: "tok", wantStatus: 404, wantInBody: `request \"nope\" not found`},
 		{desc: "health", path: "/healthz", wantStatus: 200},
 		{desc: "ready", path: "/readyz", wantStatus: 200},
 		{desc: "not ready", path: "/readyz", ready: errors.New("clickhouse down and spool full"), wantStatus: 503, wantInBody: "spool full"},
@@ -217,7 +220,11 @@ func TestLookupHealthReadyMetrics(t *testing.T) {
 		t.Run(tt.desc, func(t *testing.T) {
 			f.ready = tt.ready
 			rec := httptest.NewRecorder()
-			f.srv.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, tt.path, nil))
+			req := httptest.NewRequest(http.MethodGet, tt.path, nil)
+			if tt.token != "" {
+				req.Header.Set("Authorization", "Bearer "+tt.token)
+			}
+			f.srv.ServeHTTP(rec, req)
 			if rec.Code != tt.wantStatus || !strings.Contains(rec.Body.String(), tt.wantInBody) {
 				t.Errorf("%s: %d %s, want %d containing %s", tt.path, rec.Code, rec.Body, tt.wantStatus, tt.wantInBody)
 			}

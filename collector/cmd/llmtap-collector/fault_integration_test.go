@@ -383,7 +383,7 @@ func TestFaultCollectorKilledUnderProxyLoad(t *testing.T) {
 	}
 	found := false
 	for deadline := time.Now().Add(20 * time.Second); !found && time.Now().Before(deadline); {
-		resp, err := http.Get(base + "/v1/requests/" + id)
+		resp, err := getAuthorized(base + "/v1/requests/" + id)
 		if err == nil {
 			found = resp.StatusCode == http.StatusOK
 			resp.Body.Close()
@@ -603,20 +603,22 @@ func TestFaultHostileInputEndToEnd(t *testing.T) {
 		{"records over max_body_bytes", "POST", "/v1/records", "it-token", "", bytes.Repeat([]byte("x"), 1<<20+1), 413, "body over 1048576 bytes"},
 		{"gzip bomb", "POST", "/v1/records", "it-token", "gzip", gzipped(strings.Repeat(" ", 64<<20)), 413, "body over 1048576 bytes"},
 		{"not gzip", "POST", "/v1/records", "it-token", "gzip", []byte("plain text"), 400, "content is not gzip"},
-		{"gzip cut short", "POST", "/v1/records", "it-token", "gzip", good[:len(good)/2], 400, "unexpected EOF"},
+		{"gzip cut short", "POST", "/v1/records", "it-token", "gzip", good[:len(good)/2], 400, "the body ends too early"},
 		{"br", "POST", "/v1/records", "it-token", "br", []byte(rec("hostile-never")), 415, "want gzip or none"},
 		{"bad JSON", "POST", "/v1/records", "it-token", "", []byte("{not json"), 400, "not a record"},
 		{"a JSON array", "POST", "/v1/records", "it-token", "", []byte(`[1,2]`), 400, "cannot unmarshal array"},
 		{"invalid UTF-8", "POST", "/v1/records", "it-token", "", []byte("\xff\xfe"), 400, "invalid character"},
 		{"a huge number", "POST", "/v1/records", "it-token", "", []byte(`{"v":1,"request_id":"hostile-x","start_unix_ns":1e400}`), 400, "cannot unmarshal number"},
 		{"a request id of 129 characters", "POST", "/v1/records", "it-token", "", []byte(rec("hostile-" + strings.Repeat("i", 121))), 400, "want 1 to 128 characters"},
-		{"lookup of 129 characters", "GET", "/v1/requests/" + strings.Repeat("i", 129), "", "", nil, 400, "want 1 to 128 characters"},
-		{"lookup: SQL", "GET", "/v1/requests/'%20OR%201=1%20--", "", "", nil, 404, `request \"' OR 1=1 --\" not found`},
-		{"lookup: SQL with a LIKE", "GET", "/v1/requests/'%20OR%20request_id%20LIKE%20'hostile-%25", "", "", nil, 404, "not found"},
-		{"lookup: a statement", "GET", "/v1/requests/';%20DROP%20TABLE%20llmtap_it.requests;%20--", "", "", nil, 404, "not found"},
-		{"lookup: a backslash and a quote", "GET", `/v1/requests/%5C'`, "", "", nil, 404, "not found"},
-		{"lookup: a NUL", "GET", "/v1/requests/hostile-known%00", "", "", nil, 404, `request \"hostile-known\\x00\" not found`},
-		{"lookup: unicode", "GET", "/v1/requests/%E6%97%A5%E6%9C%AC%F0%9F%A6%99", "", "", nil, 404, "not found"},
+		{"lookup without a token", "GET", "/v1/requests/hostile-known", "", "", nil, 401, "bearer token"},
+		{"lookup of 129 characters", "GET", "/v1/requests/" + strings.Repeat("i", 129), "it-token", "", nil, 400, "want 1 to 128 characters"},
+		{"lookup: SQL", "GET", "/v1/requests/'%20OR%201=1%20--", "it-token", "", nil, 404, `request \"' OR 1=1 --\" not found`},
+		{"lookup: SQL with a LIKE", "GET", "/v1/requests/'%20OR%20request_id%20LIKE%20'hostile-%25", "it-token", "", nil, 404, "not found"},
+		{"lookup: a statement", "GET", "/v1/requests/';%20DROP%20TABLE%20llmtap_it.requests;%20--", "it-token", "", nil, 404, "not found"},
+		{"lookup: a backslash and a quote", "GET", `/v1/requests/%5C'`, "it-token", "", nil, 404, "not found"},
+		{"lookup: a NUL", "GET", "/v1/requests/hostile-known%00", "it-token", "", nil, 400, "control characters are not allowed"},
+		{"lookup: unicode", "GET", "/v1/requests/%E6%97%A5%E6%9C%AC%F0%9F%A6%99", "it-token", "", nil, 404, "not found"},
+		{"lookup: dot-dot", "GET", "/v1/requests/../../etc/passwd", "it-token", "", nil, 404, "no endpoint"},
 		{"check: bad JSON", "POST", "/v1/limits/check", "it-token", "", []byte(`{"tenant":`), 400, "not a JSON object"},
 		{"check: a huge reserve", "POST", "/v1/limits/check", "it-token", "", []byte(`{"reserve":1e30}`), 400, "cannot unmarshal number"},
 		{"check: wrong token", "POST", "/v1/limits/check", "nope", "", []byte(`{}`), 401, "bearer token"},
@@ -671,7 +673,7 @@ func TestFaultHostileInputEndToEnd(t *testing.T) {
 	}
 
 	for _, path := range []string{"/healthz", "/readyz", "/v1/requests/hostile-known"} {
-		resp, err := http.Get(c.base + path)
+		resp, err := getAuthorized(c.base + path)
 		if err != nil {
 			t.Fatalf("after the hostile input, %s: %v", path, err)
 		}
@@ -693,7 +695,7 @@ func TestFaultHostileInputEndToEnd(t *testing.T) {
 func waitFact(t *testing.T, base, id string) {
 	t.Helper()
 	for deadline := time.Now().Add(15 * time.Second); ; {
-		resp, err := http.Get(base + "/v1/requests/" + id)
+		resp, err := getAuthorized(base + "/v1/requests/" + id)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {

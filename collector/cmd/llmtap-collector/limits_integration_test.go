@@ -168,7 +168,7 @@ func (s *stack) fact(t *testing.T, id string) map[string]any {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
-		resp, err := http.Get(s.collector.base + "/v1/requests/" + id)
+		resp, err := getAuthorized(s.collector.base + "/v1/requests/" + id)
 		if err == nil {
 			var f map[string]any
 			err = json.NewDecoder(resp.Body).Decode(&f)

@@ -196,7 +196,7 @@ func TestIngestStoreAndLookUp(t *testing.T) {
 	var got map[string]any
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		resp, err := http.Get(c.base + "/v1/requests/it-stream")
+		resp, err := getAuthorized(c.base + "/v1/requests/it-stream")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -224,7 +224,7 @@ func TestIngestStoreAndLookUp(t *testing.T) {
 	if out := c.query(t, "SELECT error_type, status FROM llmtap_it.requests FINAL WHERE request_id = 'it-error'"); out != "upstream_5xx\t503" {
 		t.Errorf("ClickHouse holds %q for it-error", out)
 	}
-	resp, err := http.Get(c.base + "/v1/requests/never-sent")
+	resp, err := getAuthorized(c.base + "/v1/requests/never-sent")
 	if err != nil {
 		t.Fatal(err)
 	}

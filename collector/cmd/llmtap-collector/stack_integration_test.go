@@ -3,6 +3,7 @@
 package main
 
 import (
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -102,4 +103,14 @@ func unexpectedErrors(log string, expected []string) string {
 		}
 	}
 	return strings.Join(bad, "\n")
+}
+
+// getAuthorized GETs a collector URL with the test ingest token.
+func getAuthorized(url string) (*http.Response, error) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer it-token")
+	return http.DefaultClient.Do(req)
 }
