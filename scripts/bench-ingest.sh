@@ -9,9 +9,10 @@ source "$(dirname "$0")/lib.sh"
 
 RECORDS=${BENCH_RECORDS:-100000}
 export LLMTAP_RUN=$LLMTAP_RUN/bench-ingest
-export CLICKHOUSE_TCP_PORT=${CLICKHOUSE_TCP_PORT:-$(free_port)}
-export CLICKHOUSE_HTTP_PORT=${CLICKHOUSE_HTTP_PORT:-$(free_port)}
-PORT=$(free_port)
+mapfile -t ports < <(free_ports 3) || die "no free ports"
+export CLICKHOUSE_TCP_PORT=${CLICKHOUSE_TCP_PORT:-${ports[0]}}
+export CLICKHOUSE_HTTP_PORT=${CLICKHOUSE_HTTP_PORT:-${ports[1]}}
+PORT=${ports[2]}
 
 "$ROOT/scripts/install.sh"
 mkdir -p "$LLMTAP_RUN" "$LLMTAP_BIN"

@@ -15,12 +15,13 @@ ROUTE_RATE=${BENCH_RATE:-1000}
 CONNS=${BENCH_CONNECTIONS:-32}
 ROUNDS=${BENCH_ROUNDS:-2}
 export LLMTAP_RUN=$LLMTAP_RUN/bench-limits
-export TRAEFIK_PORT=${TRAEFIK_PORT:-$(free_port)}
-export CLICKHOUSE_TCP_PORT=${CLICKHOUSE_TCP_PORT:-$(free_port)}
-export CLICKHOUSE_HTTP_PORT=${CLICKHOUSE_HTTP_PORT:-$(free_port)}
-export REDIS_PORT=${REDIS_PORT:-$(free_port)}
-COLLECTOR_PORT=${COLLECTOR_PORT:-$(free_port)}
-UPSTREAM_PORT=${UPSTREAM_PORT:-$(free_port)}
+mapfile -t ports < <(free_ports 6) || die "no free ports"
+export TRAEFIK_PORT=${TRAEFIK_PORT:-${ports[0]}}
+export CLICKHOUSE_TCP_PORT=${CLICKHOUSE_TCP_PORT:-${ports[1]}}
+export CLICKHOUSE_HTTP_PORT=${CLICKHOUSE_HTTP_PORT:-${ports[2]}}
+export REDIS_PORT=${REDIS_PORT:-${ports[3]}}
+COLLECTOR_PORT=${COLLECTOR_PORT:-${ports[4]}}
+UPSTREAM_PORT=${UPSTREAM_PORT:-${ports[5]}}
 
 "$ROOT/scripts/install.sh"
 "$ROOT/scripts/traefik-build.sh" >/dev/null

@@ -15,8 +15,9 @@ RATE_DURATION=${BENCH_RATE_DURATION:-5s}
 CONNS=${BENCH_CONNECTIONS:-32}
 ROUNDS=${BENCH_ROUNDS:-2}
 export LLMTAP_RUN=$LLMTAP_RUN/bench
-export TRAEFIK_PORT=${TRAEFIK_PORT:-$(free_port)}
-UPSTREAM_PORT=${UPSTREAM_PORT:-$(free_port)}
+mapfile -t ports < <(free_ports 2) || die "no free ports"
+export TRAEFIK_PORT=${TRAEFIK_PORT:-${ports[0]}}
+UPSTREAM_PORT=${UPSTREAM_PORT:-${ports[1]}}
 
 "$ROOT/scripts/install.sh"
 "$ROOT/scripts/traefik-build.sh" >/dev/null

@@ -35,16 +35,28 @@ wait_for() {
 port_in_use() { (: <>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # free_port: prints a TCP port on 127.0.0.1 that nothing listens on now.
+# It is below Linux's ephemeral range (32768 and up), so that an outgoing
+# connection cannot take it between now and the server's bind.
 free_port() {
 	local port _
 	for _ in $(seq 1 200); do
-		port=$((20000 + RANDOM % 40000))
+		port=$((20000 + RANDOM % 12768))
 		if ! port_in_use "$port"; then
 			echo "$port"
 			return 0
 		fi
 	done
 	return 1
+}
+
+# free_ports N: prints N different free ports, one per line.
+free_ports() {
+	local ports=" " port
+	while [ "$(wc -w <<<"$ports")" -lt "$1" ]; do
+		port=$(free_port) || return 1
+		[[ $ports == *" $port "* ]] || ports+="$port "
+	done
+	tr ' ' '\n' <<<"${ports# }" | sed '/^$/d'
 }
 
 # pid_running PID [EXE]: true while PID is alive and not a zombie (an orphan

@@ -13,14 +13,8 @@ source "$(dirname "$0")/test-lib.sh"
 
 LLMTAP_RUN=$(mktemp -d "${TMPDIR:-/tmp}/llmtap-infra.XXXXXX")
 export LLMTAP_RUN
-CLICKHOUSE_TCP_PORT=$(free_port) || die "no free port"
-CLICKHOUSE_HTTP_PORT=$(free_port) || die "no free port"
-REDIS_PORT=$(free_port) || die "no free port"
-PROMETHEUS_PORT=$(free_port) || die "no free port"
-# Random picks may collide; draw again until they differ.
-while [ "$CLICKHOUSE_HTTP_PORT" = "$CLICKHOUSE_TCP_PORT" ]; do CLICKHOUSE_HTTP_PORT=$(free_port); done
-while [ "$REDIS_PORT" = "$CLICKHOUSE_TCP_PORT" ] || [ "$REDIS_PORT" = "$CLICKHOUSE_HTTP_PORT" ]; do REDIS_PORT=$(free_port); done
-while [[ " $CLICKHOUSE_TCP_PORT $CLICKHOUSE_HTTP_PORT $REDIS_PORT " == *" $PROMETHEUS_PORT "* ]]; do PROMETHEUS_PORT=$(free_port); done
+mapfile -t ports < <(free_ports 4) || die "no free ports"
+CLICKHOUSE_TCP_PORT=${ports[0]} CLICKHOUSE_HTTP_PORT=${ports[1]} REDIS_PORT=${ports[2]} PROMETHEUS_PORT=${ports[3]}
 export CLICKHOUSE_TCP_PORT CLICKHOUSE_HTTP_PORT REDIS_PORT PROMETHEUS_PORT
 PROM_PID=$LLMTAP_RUN/prometheus/pid
 
