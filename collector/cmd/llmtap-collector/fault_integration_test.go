@@ -253,10 +253,6 @@ const (
 // on the other it never waits; after the restart the collector takes
 // checks and records again.
 func TestFaultCollectorKilledUnderProxyLoad(t *testing.T) {
-	traefikBin := os.Getenv("TRAEFIK_BIN")
-	if traefikBin == "" {
-		t.Fatal("TRAEFIK_BIN is not set: run `make test`, which builds Traefik")
-	}
 	bin := buildCollector(t)
 	ch := startClickHouse(t)
 	rd, err := redistest.Start()
@@ -274,35 +270,13 @@ func TestFaultCollectorKilledUnderProxyLoad(t *testing.T) {
 
 	up := httptest.NewServer(mock.New(mock.Options{TTFT: 2 * time.Millisecond, Gap: time.Millisecond, Tokens: 4}))
 	t.Cleanup(up.Close)
-	entry, err := traefiktest.FreeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := filepath.Abs(filepath.Join("..", "..", ".."))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr, err := traefiktest.Start(traefiktest.Options{
-		Bin: traefikBin, Dir: t.TempDir(), Entry: entry, Root: root,
+	// The plugin's own rate-limited lines about the collector are
+	// expected; anything else (a panic, Traefik's own errors) is not.
+	_, entry := startTraefik(t, traefikOptions{
 		Dynamic:    fmt.Sprintf(faultRouters, base, up.URL),
 		ReadyHosts: []string{"limited.test", "plain.test"},
 		ReadyPath:  "/healthz",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		tr.Stop()
-		log, err := tr.Log()
-		if err != nil {
-			t.Error(err)
-		}
-		// The plugin's own rate-limited lines about the collector are
-		// expected; anything else (a panic, Traefik's own errors) is not.
-		if bad := unexpectedErrors(string(log), []string{"llmtap: limits not checked", "llmtap: batch not delivered"}); bad != "" {
-			t.Errorf("Traefik logged errors:\n%s", bad)
-		}
-	})
+	}, []string{"llmtap: limits not checked", "llmtap: batch not delivered"})
 
 	pl := startProxyLoad(entry, []string{"limited.test", "plain.test"}, 50)
 	time.Sleep(3 * time.Second)

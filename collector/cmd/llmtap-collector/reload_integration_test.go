@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/llmtap/llmtap/internal/traefiktest"
 	llmtap "github.com/llmtap/llmtap/plugin"
 )
 
@@ -43,10 +42,6 @@ http:
 // would wait an hour, sends what it holds at once, and the request that
 // began before the reload and ends after it is recorded too.
 func TestReloadFlushesOldSender(t *testing.T) {
-	bin := os.Getenv("TRAEFIK_BIN")
-	if bin == "" {
-		t.Fatal("TRAEFIK_BIN is not set: run `make test`, which builds Traefik")
-	}
 	c := startCollector(t, "")
 	release := make(chan struct{})
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -65,33 +60,10 @@ func TestReloadFlushesOldSender(t *testing.T) {
 		}
 	})
 
-	entry, err := traefiktest.FreeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := filepath.Abs(filepath.Join("..", "..", ".."))
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
-	tr, err := traefiktest.Start(traefiktest.Options{
-		Bin: bin, Dir: dir, Entry: entry, Root: root,
-		Dynamic:    fmt.Sprintf(reloadDynamic, c.base, 1000, "1h", up.URL),
-		ReadyHosts: []string{"reload.test"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		tr.Stop()
-		log, err := tr.Log()
-		if err != nil {
-			t.Error(err)
-		}
-		if bad := unexpectedErrors(string(log), nil); bad != "" {
-			t.Errorf("Traefik logged errors:\n%s", bad)
-		}
-	})
+	_, entry := startTraefik(t, traefikOptions{
+		Dir: dir, Dynamic: fmt.Sprintf(reloadDynamic, c.base, 1000, "1h", up.URL), ReadyHosts: []string{"reload.test"},
+	}, nil)
 
 	get := func(path, id string) error {
 		req, _ := http.NewRequest(http.MethodGet, "http://"+entry+path, nil)

@@ -41,10 +41,6 @@ type stackOptions struct {
 // test fails if Traefik logged an error meanwhile.
 func startStack(t *testing.T, o stackOptions) *stack {
 	t.Helper()
-	bin := os.Getenv("TRAEFIK_BIN")
-	if bin == "" {
-		t.Fatal("TRAEFIK_BIN is not set: run `make test`, which builds Traefik")
-	}
 	rd, err := redistest.Start()
 	if err != nil {
 		t.Fatal(err)
@@ -55,20 +51,36 @@ func startStack(t *testing.T, o stackOptions) *stack {
 		}
 	})
 	c := startCollector(t, o.collector(rd.Addr))
-	entry, err := traefiktest.FreeAddr()
-	if err != nil {
+	tr, entry := startTraefik(t, traefikOptions{
+		Dynamic: o.dynamic(c.base), ReadyHosts: []string{o.readyHost}, ReadyPath: o.readyPath,
+	}, o.expectedErrors)
+	return &stack{entry: entry, collector: c, redis: rd, traefik: tr}
+}
+
+// traefikOptions are traefiktest.Options without what startTraefik fills
+// in (the binary, the checkout, the entrypoint and, when empty, the folder).
+type traefikOptions = traefiktest.Options
+
+// startTraefik starts the real Traefik of TRAEFIK_BIN with the plugin and
+// stops it when the test ends, failing the test if Traefik logged an error
+// other than the expected ones. It returns Traefik and its entrypoint.
+func startTraefik(t *testing.T, o traefikOptions, expectedErrors []string) (*traefiktest.Traefik, string) {
+	t.Helper()
+	o.Bin = os.Getenv("TRAEFIK_BIN")
+	if o.Bin == "" {
+		t.Fatal("TRAEFIK_BIN is not set: run `make test`, which builds Traefik")
+	}
+	var err error
+	if o.Entry, err = traefiktest.FreeAddr(); err != nil {
 		t.Fatal(err)
 	}
-	root, err := filepath.Abs(filepath.Join("..", "..", ".."))
-	if err != nil {
+	if o.Root, err = filepath.Abs(filepath.Join("..", "..", "..")); err != nil {
 		t.Fatal(err)
 	}
-	tr, err := traefiktest.Start(traefiktest.Options{
-		Bin: bin, Dir: t.TempDir(), Entry: entry, Root: root,
-		Dynamic:    o.dynamic(c.base),
-		ReadyHosts: []string{o.readyHost},
-		ReadyPath:  o.readyPath,
-	})
+	if o.Dir == "" {
+		o.Dir = t.TempDir()
+	}
+	tr, err := traefiktest.Start(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,11 +90,11 @@ func startStack(t *testing.T, o stackOptions) *stack {
 		if err != nil {
 			t.Error(err)
 		}
-		if bad := unexpectedErrors(string(log), o.expectedErrors); bad != "" {
+		if bad := unexpectedErrors(string(log), expectedErrors); bad != "" {
 			t.Errorf("Traefik logged errors:\n%s", bad)
 		}
 	})
-	return &stack{entry: entry, collector: c, redis: rd, traefik: tr}
+	return tr, o.Entry
 }
 
 // unexpectedErrors returns the error lines of a Traefik log (its own ERR
