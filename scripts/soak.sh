@@ -72,15 +72,9 @@ cleanup() {
 	local pid
 	for pid in "${LOAD_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
 	timeout 60 "$ROOT/scripts/down.sh" >/dev/null 2>&1 || true
-	if [ "$failed" -eq 0 ]; then
-		rm -rf "$LLMTAP_RUN"
-	else
-		log "logs kept in $LLMTAP_RUN"
-	fi
+	finish_run
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 
 # $EPOCHREALTIME follows LC_NUMERIC; awk wants a dot.
 export LC_NUMERIC=C

@@ -25,15 +25,9 @@ cleanup() {
 	bash "$ROOT/scripts/clickhouse.sh" stop >/dev/null 2>&1 || true
 	bash "$ROOT/scripts/redis.sh" stop >/dev/null 2>&1 || true
 	bash "$ROOT/scripts/prometheus.sh" stop >/dev/null 2>&1 || true
-	if [ "$failed" -eq 0 ]; then
-		rm -rf "$LLMTAP_RUN"
-	else
-		log "logs kept in $LLMTAP_RUN"
-	fi
+	finish_run
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 
 ch() { timeout 30 clickhouse-client --host 127.0.0.1 --port "$CLICKHOUSE_TCP_PORT" "$@"; }
 rc() { timeout 10 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }

@@ -19,3 +19,21 @@ check() {
 		[ -z "$out" ] || printf '%s\n' "$out" | tail -n 30 | sed 's/^/     /'
 	fi
 }
+
+# finish_run: removes the scratch run folder when every check passed,
+# else says where its logs are kept. For a script's cleanup function.
+finish_run() {
+	if [ "$failed" -eq 0 ]; then
+		rm -rf "$LLMTAP_RUN"
+	else
+		log "logs kept in $LLMTAP_RUN"
+	fi
+}
+
+# on_exit FUNC: runs FUNC when the script ends, after Ctrl-C or TERM too.
+on_exit() {
+	# shellcheck disable=SC2064 # FUNC is fixed now, on purpose
+	trap "$1" EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+}

@@ -41,15 +41,9 @@ cleanup() {
 		kill "$OTHER_MOCK_PID" 2>/dev/null || true
 		wait "$OTHER_MOCK_PID" 2>/dev/null || true
 	fi
-	if [ "$failed" -eq 0 ]; then
-		rm -rf "$LLMTAP_RUN"
-	else
-		log "logs kept in $LLMTAP_RUN"
-	fi
+	finish_run
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 
 # make_up ARGS...: make up, bounded (a cold Traefik build takes ~8 min).
 make_up() { timeout 900 make -s -C "$ROOT" up "$@"; }
