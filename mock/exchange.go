@@ -20,8 +20,8 @@ type exchange struct {
 	sum    hash.Hash
 	shape  errorShape
 	store  *truthStore
-	flight chan struct{} // closed when the truth is stored
-	audio  bool          // the body is audio: its first byte sets TTFA, its chunks are no tokens
+	flight flight // the request's place in the store, until its truth is stored
+	audio  bool   // the body is audio: its first byte sets TTFA, its chunks are no tokens
 	done   bool
 	t      Truth
 }

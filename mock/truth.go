@@ -51,14 +51,16 @@ type Truth struct {
 	Dropped bool `json:"dropped"`
 }
 
-// truthStore keeps the latest truths, at most max, and knows the requests
-// still being served.
+// truthStore keeps the truths of the latest max requests, in the order they
+// arrived, and knows the requests still being served. A request takes its
+// place at arrival (begin), not when its truth is stored: requests end in
+// any order, and the ones to forget are the oldest to arrive.
 type truthStore struct {
 	mu     sync.Mutex
 	max    int
-	seq    uint64
+	seq    uint64 // arrivals so far; the latest arrival's place
 	byID   map[string]kept
-	order  []slot // ring of the stored truths, oldest at next once full
+	order  []slot // ring of places, oldest at next once full
 	next   int
 	flying map[string]chan struct{} // closed when the request's truth is stored
 }
@@ -68,46 +70,63 @@ type kept struct {
 	seq uint64
 }
 
-// slot is a place in the ring: a truth stored again under the same id gets
-// a new slot, and the old one must not evict it.
+// slot is a place in the ring: a request that reuses an id gets a new
+// place, and the old one must not evict it.
 type slot struct {
 	id  string
 	seq uint64
+}
+
+// flight is a request being served: its place and the channel that end
+// closes.
+type flight struct {
+	seq  uint64
+	done chan struct{}
 }
 
 func newTruthStore(limit int) *truthStore {
 	return &truthStore{max: limit, byID: map[string]kept{}, flying: map[string]chan struct{}{}}
 }
 
-// begin notes a request in flight; end closes the returned channel.
-func (s *truthStore) begin(id string) chan struct{} {
-	ch := make(chan struct{})
-	s.mu.Lock()
-	s.flying[id] = ch // a later request with the same id is the one to wait for
-	s.mu.Unlock()
-	return ch
-}
-
-// end stores t, forgetting the oldest truth when full, and ends the flight.
-func (s *truthStore) end(t Truth, flight chan struct{}) {
+// begin gives an arriving request its place, forgetting the truth of the
+// oldest place when the ring is full, and notes the request in flight.
+func (s *truthStore) begin(id string) flight {
+	f := flight{done: make(chan struct{})}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.flying[t.RequestID] == flight {
-		delete(s.flying, t.RequestID)
-	}
-	close(flight)
 	s.seq++
+	f.seq = s.seq
 	if len(s.order) < s.max {
-		s.order = append(s.order, slot{t.RequestID, s.seq})
+		s.order = append(s.order, slot{id, f.seq})
 	} else {
 		old := s.order[s.next]
 		if k, ok := s.byID[old.id]; ok && k.seq == old.seq {
 			delete(s.byID, old.id)
 		}
-		s.order[s.next] = slot{t.RequestID, s.seq}
+		s.order[s.next] = slot{id, f.seq}
 		s.next = (s.next + 1) % s.max
 	}
-	s.byID[t.RequestID] = kept{t, s.seq}
+	s.flying[id] = f.done // a later request with the same id is the one to wait for
+	return f
+}
+
+// end stores t in its place and ends the flight. A truth whose place was
+// taken by later arrivals while it was served is not kept, and neither is
+// one older than a truth already stored under the same id.
+func (s *truthStore) end(t Truth, f flight) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.flying[t.RequestID] == f.done {
+		delete(s.flying, t.RequestID)
+	}
+	close(f.done)
+	if s.seq-f.seq >= uint64(s.max) {
+		return // evicted while in flight
+	}
+	if k, ok := s.byID[t.RequestID]; ok && k.seq > f.seq {
+		return
+	}
+	s.byID[t.RequestID] = kept{t, f.seq}
 }
 
 // get returns the truth of id, waiting up to wait (or until ctx ends) for a
