@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -510,7 +511,7 @@ func TestIntegrationDocumentedQueries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	queries := sqlBlocks(string(doc))
+	queries := fencedBlocks(string(doc), "sql")
 	if len(queries) < 5 {
 		t.Fatalf("found %d queries in docs/queries.md", len(queries))
 	}
@@ -537,10 +538,10 @@ func TestIntegrationDocumentedQueries(t *testing.T) {
 	}
 }
 
-// sqlBlocks returns the ```sql blocks of a Markdown text.
-func sqlBlocks(md string) []string {
+// fencedBlocks returns the Markdown text's code blocks fenced as lang.
+func fencedBlocks(md, lang string) []string {
 	var out []string
-	for _, part := range strings.Split(md, "```sql\n")[1:] {
+	for _, part := range strings.Split(md, "```"+lang+"\n")[1:] {
 		if end := strings.Index(part, "```"); end >= 0 {
 			out = append(out, part[:end])
 		}
@@ -550,8 +551,10 @@ func sqlBlocks(md string) []string {
 
 // TestIntegrationBackupRestore runs the export and import commands of
 // docs/operations.md ("Portable export and import") with clickhouse-client
-// against the real server: rows exported from one database and imported
-// into a fresh one come back the same, in both formats.
+// against the real server: rows of several months, exported from one
+// database and imported into a fresh one, come back the same, in both
+// formats. The months are fixed, on both sides of a year's end, so that the
+// test does not depend on today's date.
 func TestIntegrationBackupRestore(t *testing.T) {
 	const from, to = "llmtap_backup_from", "llmtap_backup_to"
 	conn := migrated(t, from)
@@ -561,10 +564,14 @@ func TestIntegrationBackupRestore(t *testing.T) {
 	wctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- w.Run(wctx) }()
-	month := time.Now().UTC()
-	for i := 0; i < 20; i++ {
+	starts := []time.Time{
+		time.Date(2025, 12, 31, 23, 59, 59, 999_000_000, time.UTC),
+		time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(2026, 3, 29, 1, 30, 0, 0, time.UTC), // Europe's clocks go forward
+	}
+	for i := 0; i < 21; i++ {
 		f := testFact(i)
-		f.Start = month
+		f.Start = starts[i%len(starts)]
 		if err := w.Enqueue(f); err != nil {
 			t.Fatal(err)
 		}
@@ -578,30 +585,46 @@ func TestIntegrationBackupRestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var commands []string
-	for _, line := range strings.Split(string(doc), "\n") {
-		if strings.HasPrefix(line, `clickhouse-client --query "`) {
-			commands = append(commands, line)
-		}
+	section := string(doc)
+	if i := strings.Index(section, "**Portable export and import**"); i >= 0 {
+		section = section[i:]
 	}
-	if len(commands) != 4 {
-		t.Fatalf("docs/operations.md has %d clickhouse-client commands, want an export and an import in two formats", len(commands))
+	if i := strings.Index(section, "Restoring rows"); i >= 0 {
+		section = section[:i]
+	}
+	blocks := fencedBlocks(section, "sh")
+	if len(blocks) != 4 {
+		t.Fatalf("docs/operations.md has %d sh blocks under Portable export and import, want an export and an import in two formats", len(blocks))
 	}
 	_, port, _ := strings.Cut(server.Addr, ":")
 	checksum := `SELECT count(), sum(cityHash64(request_id, status, ifNull(output_tokens, -1), response_body)) FROM %s.requests FINAL`
 	want := queryString(t, conn, fmt.Sprintf(checksum, from))
-	dir := t.TempDir()
-	for i := 0; i < len(commands); i += 2 {
-		export := strings.ReplaceAll(commands[i], "llmtap.requests", from+".requests")
-		export = strings.ReplaceAll(export, "202611", month.Format("200601"))
-		imp := strings.ReplaceAll(commands[i+1], "llmtap.requests", to+".requests")
+	for i := 0; i < len(blocks); i += 2 {
+		dir := t.TempDir()
+		export := strings.NewReplacer("llmtap.requests", from+".requests", "database = 'llmtap'", "database = '"+from+"'").Replace(blocks[i])
+		imp := strings.ReplaceAll(blocks[i+1], "llmtap.requests", to+".requests")
 		for _, c := range []string{export, imp} {
-			c = strings.Replace(c, "clickhouse-client", "clickhouse-client --host 127.0.0.1 --port "+port, 1)
-			cmd := exec.Command("bash", "-c", c)
+			c = strings.ReplaceAll(c, "clickhouse-client", "clickhouse-client --host 127.0.0.1 --port "+port)
+			cmd := exec.Command("bash", "-euo", "pipefail", "-c", c)
 			cmd.Dir = dir
 			if out, err := cmd.CombinedOutput(); err != nil {
 				t.Fatalf("%s: %v\n%s", c, err, out)
 			}
+		}
+		files, err := filepath.Glob(filepath.Join(dir, "requests-*"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, f := range files {
+			names = append(names, filepath.Base(f))
+		}
+		ext := ".native"
+		if i > 0 {
+			ext = ".tsv"
+		}
+		if got, want := strings.Join(names, " "), "requests-202512"+ext+" requests-202601"+ext+" requests-202603"+ext; got != want {
+			t.Errorf("export wrote %s, want one file a month: %s", got, want)
 		}
 		if got := queryString(t, conn, fmt.Sprintf(checksum, to)); got != want {
 			t.Fatalf("after %s:\nrestored %s, exported %s", imp, got, want)
