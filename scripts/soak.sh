@@ -16,14 +16,25 @@
 # completions (3/5) and JSON ones (2/5), the mock answering at once
 # (ttft 1ms, gap 0, 8 tokens, set per request by its X-Mock-* knobs).
 #
-#   SOAK_RATE     requests per second, both kinds together (default 1700,
-#                 which 2 cores shared with other test runs sustain)
-#   SOAK_SECONDS  how long the load runs (default 60); RATE x SECONDS must
-#                 be at least 100000
+# The rate fits the machine: everything (Traefik, the collector,
+# ClickHouse, Redis, the mock and the load) shares its cores, so a fixed
+# rate that one machine carries swamps another. First a calibration
+# measures the stack's capacity here, end to end: CALIBRATE_SECONDS of the
+# same mix in a closed loop, and the rows ClickHouse holds per second from
+# the start until they stop coming. The soak then runs at SHARE_PCT% of
+# that, and never below the plan's 500 requests per second; the rows of
+# the calibration are removed before it starts. Capacity figures belong to
+# `make bench`; this only keeps the soak inside what the machine carries.
 #
-# Loopback only; bounded: well under 3 minutes once Traefik is built (it is
-# cached; `make test` builds it first). Whatever happens, what it started
-# is stopped (trap, scripts/down.sh). Last line: "soak: N passed, M failed".
+#   SOAK_RATE     requests per second, both kinds together (default: the
+#                 calibrated rate)
+#   SOAK_SECONDS  how long the load runs (default: what 100,000 requests
+#                 take at the rate); RATE x SECONDS must be at least 100000
+#
+# Loopback only; bounded: the load runs its SECONDS and at most 20 s more;
+# with Traefik built (it is cached; `make test` builds it first), about 4
+# minutes on 2 cores. Whatever happens, what it started is stopped (trap,
+# scripts/down.sh). Last line: "soak: N passed, M failed".
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
@@ -33,13 +44,13 @@ unset MAKEFLAGS MAKELEVEL MFLAGS UPSTREAM ROUTE LIMITS
 # shellcheck source=test-lib.sh
 source "$(dirname "$0")/test-lib.sh"
 
-RATE=${SOAK_RATE:-1700}
-SECONDS_LOAD=${SOAK_SECONDS:-60}
-[[ $RATE =~ ^[0-9]+$ && $SECONDS_LOAD =~ ^[0-9]+$ ]] || die "SOAK_RATE=$RATE SOAK_SECONDS=$SECONDS_LOAD: want whole numbers"
-TOTAL=$((RATE * SECONDS_LOAD))
-[ "$TOTAL" -ge 100000 ] || die "SOAK_RATE x SOAK_SECONDS = $TOTAL: want at least 100000 requests"
-STREAM_RATE=$((RATE * 3 / 5))
-JSON_RATE=$((RATE - STREAM_RATE))
+MIN_REQUESTS=100000
+MIN_RATE=500
+SHARE_PCT=20
+CALIBRATE_SECONDS=8
+RATE=${SOAK_RATE:-}
+SECONDS_LOAD=${SOAK_SECONDS:-}
+[[ $RATE =~ ^[0-9]*$ && $SECONDS_LOAD =~ ^[0-9]*$ ]] || die "SOAK_RATE=$RATE SOAK_SECONDS=$SECONDS_LOAD: want whole numbers"
 # Memory bound: the end may exceed the warm-up median by this share or
 # this many MB, whichever is larger.
 GROWTH_PCT=25
@@ -120,6 +131,69 @@ metric() {
 # ch SQL: a query's answer from ClickHouse.
 ch() { clickhouse-client --host 127.0.0.1 --port "$CLICKHOUSE_TCP_PORT" -q "$1"; }
 
+# one_more: one request after a load, so that drops the plugin has not
+# reported yet ride on its batch.
+one_more() {
+	curl -s -m 10 -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' -H 'X-Mock-Ttft: 1ms' \
+		-d "$JSON_BODY" "$URL" || true
+}
+
+# wait_rows SENT DROPPED_BEFORE: waits until ClickHouse holds a row for
+# each request sent that the plugin did not report dropped (its count
+# less DROPPED_BEFORE), or the count stays the same for 5 s (the plugin
+# and the collector flush every second), 60 s at most. Sets rows,
+# dropped, and settled_at: when rows last grew.
+wait_rows() {
+	local before same=0
+	rows=0 settled_at=$EPOCHREALTIME
+	for _ in $(seq 1 120); do
+		before=$rows
+		dropped=$(($(metric llmtap_plugin_dropped_records_total) - $2))
+		rows=$(ch "SELECT count() FROM llmtap.requests FINAL" 2>/dev/null) || rows=0
+		[[ $rows =~ ^[0-9]+$ ]] || rows=0
+		[ "$rows" = "$before" ] || settled_at=$EPOCHREALTIME
+		[ "$rows" -lt $(($1 - dropped)) ] || break
+		if [ "$rows" = "$before" ]; then same=$((same + 1)); else same=0; fi
+		[ "$same" -lt 10 ] || break
+		sleep 0.5
+	done
+}
+
+# Calibration: the capacity of the whole stack on this machine, in rows
+# stored per second, from a closed loop of the soak's mix (3 streamed
+# workers for 2 JSON ones per core).
+if [ -z "$RATE" ]; then
+	cores=$(nproc)
+	"$LLMTAP_BIN/bench-load" -url "$URL" -workers $((3 * cores)) -duration "${CALIBRATE_SECONDS}s" -body "$STREAM_BODY" "${KNOBS[@]}" \
+		>"$LLMTAP_RUN/calibrate-stream.out" 2>&1 &
+	LOAD_PIDS+=($!)
+	"$LLMTAP_BIN/bench-load" -url "$URL" -workers $((2 * cores)) -duration "${CALIBRATE_SECONDS}s" -body "$JSON_BODY" "${KNOBS[@]}" \
+		>"$LLMTAP_RUN/calibrate-json.out" 2>&1 &
+	LOAD_PIDS+=($!)
+	cal_began=$EPOCHREALTIME
+	for pid in "${LOAD_PIDS[@]}"; do wait "$pid" || true; done
+	LOAD_PIDS=()
+	read -r cal_s _ < <(tail -n 1 "$LLMTAP_RUN/calibrate-stream.out") || true
+	read -r cal_j _ < <(tail -n 1 "$LLMTAP_RUN/calibrate-json.out") || true
+	[[ ${cal_s:-} =~ ^[0-9]+$ && ${cal_j:-} =~ ^[0-9]+$ ]] || { cat "$LLMTAP_RUN"/calibrate-*.out; die "calibration: the load failed"; }
+	one_more >/dev/null
+	wait_rows $((cal_s + cal_j + 1)) 0
+	capacity=$(awk -v n="$rows" -v a="$cal_began" -v b="$settled_at" 'BEGIN { printf "%d", n / (b - a) }')
+	RATE=$((capacity * SHARE_PCT / 100))
+	[ "$RATE" -ge "$MIN_RATE" ] || RATE=$MIN_RATE
+	echo "soak: calibration on $cores cores: $((cal_s + cal_j)) requests in a closed loop, $rows rows stored at $capacity/s; the soak runs at $SHARE_PCT% of that, at least $MIN_RATE/s: $RATE/s"
+	ch "TRUNCATE TABLE llmtap.requests"
+fi
+[ -n "$SECONDS_LOAD" ] || SECONDS_LOAD=$(((MIN_REQUESTS + RATE - 1) / RATE))
+TOTAL=$((RATE * SECONDS_LOAD))
+[ "$TOTAL" -ge "$MIN_REQUESTS" ] || die "rate $RATE x $SECONDS_LOAD s = $TOTAL: want at least $MIN_REQUESTS requests"
+STREAM_RATE=$((RATE * 3 / 5))
+JSON_RATE=$((RATE - STREAM_RATE))
+# What the plugin dropped and the collector received before the soak (the
+# calibration overloads the stack on purpose) is not the soak's.
+dropped_before=$(metric llmtap_plugin_dropped_records_total)
+received_before=$(metric llmtap_records_received_total)
+
 echo "soak: $TOTAL requests in ${SECONDS_LOAD} s ($STREAM_RATE/s streamed, $JSON_RATE/s JSON) through Traefik (pid $TRAEFIK_PID) to the mock; collector pid $COLLECTOR_PID"
 "$LLMTAP_BIN/bench-load" -url "$URL" -rate "$STREAM_RATE" -duration "${SECONDS_LOAD}s" -body "$STREAM_BODY" "${KNOBS[@]}" \
 	>"$LLMTAP_RUN/load-stream.out" 2>&1 &
@@ -173,27 +247,11 @@ no_failures() {
 }
 check "$TOTAL requests, every one 200 and read to its end" no_failures
 
-# One more request after the load: a drop the plugin has not reported yet
-# rides on its batch.
-last=$(curl -s -m 10 -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' -H 'X-Mock-Ttft: 1ms' \
-	-d "$JSON_BODY" "$URL") || true
+last=$(one_more)
 echo "  one more request after the load: ${last:-no answer}"
 sent=$(( ${ok_s:-0} + ${err_s:-0} + ${ok_j:-0} + ${err_j:-0} + 1 ))
 
-# Wait for the records to be written: until the rows reach the count
-# expected, or stay the same for 5 s (the plugin and the collector flush
-# every second), for 30 s at most.
-rows=0 dropped=0 same=0
-for _ in $(seq 1 30); do
-	dropped=$(metric llmtap_plugin_dropped_records_total)
-	before=$rows
-	rows=$(ch "SELECT count() FROM llmtap.requests FINAL" 2>/dev/null) || rows=0
-	[[ $rows =~ ^[0-9]+$ ]] || rows=0
-	[ "$rows" -lt $((sent - dropped)) ] || break
-	if [ "$rows" = "$before" ]; then same=$((same + 1)); else same=0; fi
-	[ "$same" -lt 5 ] || break
-	sleep 1
-done
+wait_rows "$sent" "$dropped_before"
 lost=$(metric llmtap_storage_dropped_total)
 echo "  sent $sent (with the last one), the plugin reported $dropped dropped; ClickHouse holds $rows rows; the collector lost $lost"
 rows_match() {
@@ -201,7 +259,7 @@ rows_match() {
 		echo "rows $rows, want $sent - $dropped = $((sent - dropped)); by kind and status:"
 		ch "SELECT kind, status, outcome, count() FROM llmtap.requests FINAL GROUP BY kind, status, outcome"
 		curl -sf -m 5 "http://127.0.0.1:$COLLECTOR_PORT/metrics" | grep -E '^llmtap_(records|storage|plugin)'
-		received=$(metric llmtap_records_received_total)
+		received=$(($(metric llmtap_records_received_total) - received_before))
 		if [ "$received" -eq $((sent - dropped)) ] && [ "$rows" -lt "$received" ]; then
 			echo "the collector received $received records, as many as were sent and not dropped, but only $rows"
 			echo "distinct ids: $((received - rows)) records came twice in place of as many others, unreported"

@@ -6,7 +6,10 @@
 //	load -url http://127.0.0.1:8080/json -host tap.test -rate 1000 -duration 5s
 //	load -url http://127.0.0.1:7480/v1/limits/check -body '{"tenant":"t"}' -header 'Authorization: Bearer x'
 //
-// With -body the requests are POSTs of that body (as JSON).
+// With -body the requests are POSTs of that body (as JSON). With -workers N
+// the loop is closed instead: N workers each send their next request as
+// soon as the last one is read, for the duration, which measures what the
+// server carries at most (its capacity), not its latency.
 // Output, one line: requests errors p50_ms p90_ms p99_ms max_ms.
 package main
 
@@ -29,11 +32,12 @@ func main() {
 	duration := flag.Duration("duration", 5*time.Second, "how long to send")
 	maxInflight := flag.Int("max-inflight", 512, "requests in flight at most; past it a tick counts as an error")
 	body := flag.String("body", "", "POST this body (JSON) instead of a GET")
+	workers := flag.Int("workers", 0, "closed loop: this many workers sending back to back (-rate is then ignored)")
 	var headers headerFlags
 	flag.Var(&headers, "header", `a request header, "Name: value" (repeatable)`)
 	flag.Parse()
-	if *url == "" || *rate <= 0 {
-		fmt.Fprintln(os.Stderr, "load: -url and a positive -rate are required")
+	if *url == "" || (*rate <= 0 && *workers <= 0) {
+		fmt.Fprintln(os.Stderr, "load: -url and a positive -rate or -workers are required")
 		os.Exit(2)
 	}
 	client := &http.Client{
@@ -70,6 +74,28 @@ func main() {
 			latencies = append(latencies, d)
 		}()
 	}
+	if *workers > 0 {
+		stop := time.Now().Add(*duration)
+		for i := 0; i < *workers; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for time.Now().Before(stop) {
+					d, err := one(client, *url, *host, *body, headers)
+					mu.Lock()
+					if err != nil {
+						errors++
+					} else {
+						latencies = append(latencies, d)
+					}
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		report(latencies, errors)
+		return
+	}
 	// A ticker drops ticks when the machine is busy, which would lower
 	// the rate; instead, every tick sends what is due by the clock.
 	period := time.Second / time.Duration(*rate)
@@ -91,6 +117,11 @@ func main() {
 		}
 	}
 	wg.Wait()
+	report(latencies, errors)
+}
+
+// report prints the output line; no request succeeding is a failure.
+func report(latencies []time.Duration, errors int) {
 	if len(latencies) == 0 {
 		fmt.Fprintln(os.Stderr, "load: no request succeeded")
 		os.Exit(1)

@@ -487,8 +487,11 @@ func waitForLong(t *testing.T, what string, d time.Duration, cond func() bool) {
 
 // TestIntegrationDocumentedQueries runs every query of docs/queries.md on
 // the real server, over a table holding a few facts, so that the queries
-// users copy from the docs work.
+// users copy from the docs work. The queries' now() is a fixed instant just
+// after the facts, so neither the date nor the time of day (a run across
+// midnight, a server clock of its own) changes what they find.
 func TestIntegrationDocumentedQueries(t *testing.T) {
+	now := time.Date(2026, 3, 29, 1, 30, 0, 0, time.UTC)
 	const db = "llmtap_docs"
 	conn := migrated(t, db)
 	ctx := context.Background()
@@ -498,7 +501,7 @@ func TestIntegrationDocumentedQueries(t *testing.T) {
 	go func() { done <- w.Run(wctx) }()
 	for i := 0; i < 5; i++ {
 		f := testFact(i)
-		f.Start = time.Now().UTC()
+		f.Start = now.Add(-time.Minute)
 		if err := w.Enqueue(f); err != nil {
 			t.Fatal(err)
 		}
@@ -518,6 +521,7 @@ func TestIntegrationDocumentedQueries(t *testing.T) {
 	for _, q := range queries {
 		q = strings.ReplaceAll(q, "llmtap.requests", db+".requests")
 		q = strings.ReplaceAll(q, "{request_id}", testFact(0).RequestID)
+		q = strings.ReplaceAll(q, "now()", now.Format("toDateTime('2006-01-02 15:04:05', 'UTC')"))
 		rows, err := conn.Query(ctx, q)
 		if err != nil {
 			t.Errorf("documented query fails: %v\n%s", err, q)
