@@ -5,8 +5,15 @@
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 GO ?= go
+# go test -count for the unit tests, and flags for every go test and yaegi
+# test run (make test-repeat passes -json and -v to tally the results).
+COUNT ?= 1
+GOTESTFLAGS ?=
+YAEGIFLAGS ?=
+# The parts of make test, in the order they run.
+TEST_PARTS := test-unit test-yaegi test-infra test-alerts test-integration test-e2e test-stack test-soak
 
-.PHONY: all build test test-unit test-yaegi test-infra test-alerts test-integration test-e2e test-stack test-soak test-fault lint bench demo up down clean
+.PHONY: all build test test-repeat test-parts test-unit test-yaegi test-infra test-alerts test-integration test-e2e test-stack test-soak test-fault lint bench demo up down clean
 
 all: build
 
@@ -17,21 +24,33 @@ build:
 	cd collector && $(GO) build -o ../bin/llmtap-collector ./cmd/llmtap-collector && $(GO) vet ./...
 
 ## test: unit tests (compiled and under Yaegi), the real servers, the
-## collector against a real ClickHouse, and the plugin inside a real Traefik
-test: test-unit test-yaegi test-infra test-alerts test-integration test-e2e test-stack test-soak
+## collector against a real ClickHouse, and the plugin inside a real Traefik;
+## each part's time at the end
+test:
+	@scripts/test-parts.sh $(TEST_PARTS)
+
+## test-repeat: the parts of make test N times (default 3), PARALLEL loops at
+## once (a busy machine), then per test its passes and failures; PARTS picks
+## parts ("unit e2e"), COUNT=20 reruns each unit test within a run
+test-repeat:
+	@scripts/test-repeat.sh
+
+# the parts' names, for scripts/test-repeat.sh
+test-parts:
+	@echo $(patsubst test-%,%,$(TEST_PARTS))
 
 test-unit:
-	$(GO) test -race -count=1 ./...
-	cd collector && $(GO) test -race -count=1 ./...
+	$(GO) test -race -count=$(COUNT) $(GOTESTFLAGS) ./...
+	cd collector && $(GO) test -race -count=$(COUNT) $(GOTESTFLAGS) ./...
 
 # The collector's integration tests start real ClickHouse, Redis and, for
 # the limits, Traefik with the plugin.
 test-integration:
 	scripts/install.sh
-	cd collector && TRAEFIK_BIN=$$(../scripts/traefik-build.sh) $(GO) test -tags integration -count=1 ./...
+	cd collector && TRAEFIK_BIN=$$(../scripts/traefik-build.sh) $(GO) test -tags integration -count=1 $(GOTESTFLAGS) ./...
 
 test-yaegi:
-	scripts/yaegi-test.sh
+	scripts/yaegi-test.sh $(YAEGIFLAGS)
 
 test-infra:
 	scripts/test-infra.sh
@@ -42,7 +61,7 @@ test-alerts:
 	scripts/test-alerts.sh
 
 test-e2e:
-	TRAEFIK_BIN=$$(scripts/traefik-build.sh) $(GO) test -tags e2e -count=1 -v ./e2e 2>&1 | \
+	TRAEFIK_BIN=$$(scripts/traefik-build.sh) $(GO) test -tags e2e -count=1 -v $(GOTESTFLAGS) ./e2e 2>&1 | \
 		grep -v '^=== RUN'
 
 # make up and make down for real, on free ports: with the mock, then in
