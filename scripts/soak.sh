@@ -218,7 +218,7 @@ while :; do
 	[ "$running" = 1 ] || sent=$TOTAL
 	tr_mb=$(rss_mb "$TRAEFIK_PID")
 	co_mb=$(rss_mb "$COLLECTOR_PID")
-	printf '  %6s %9s %9s %12s %14s\n' "$t" "$sent" "$(metric llmtap_records_received_total)" "$tr_mb" "$co_mb"
+	printf '  %6s %9s %9s %12s %14s\n' "$t" "$sent" "$(($(metric llmtap_records_received_total) - received_before))" "$tr_mb" "$co_mb"
 	echo "$((sent * 100 / TOTAL)) $tr_mb $co_mb" >>"$SAMPLES"
 	[ "$running" = 1 ] || break
 	# Bounded: the load must end within its duration and 20 s.
