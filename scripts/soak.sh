@@ -87,6 +87,16 @@ cleanup() {
 }
 on_exit cleanup
 
+# One soak at a time on a machine: it loads every core, so two at once
+# (two checkouts' make test) would each see half a machine and fail,
+# whatever the rate. The second waits for the first.
+lock=${TMPDIR:-/tmp}/llmtap-soak.lock
+exec 9>"$lock"
+if ! flock -n 9; then
+	log "another soak runs on this machine; waiting for it to end ($lock)"
+	flock 9
+fi
+
 # $EPOCHREALTIME follows LC_NUMERIC; awk wants a dot.
 export LC_NUMERIC=C
 # Traefik comes from the cache (built by `make test` before this runs);
@@ -115,7 +125,7 @@ check "make up on free ports (Traefik $TRAEFIK_PORT, collector $COLLECTOR_PORT)"
 TRAEFIK_PID=$(cat "$RUN/traefik/pid")
 COLLECTOR_PID=$(cat "$RUN/collector/pid")
 URL=http://127.0.0.1:$TRAEFIK_PORT/v1/chat/completions
-KNOBS=(-header 'X-Mock-Ttft: 1ms' -header 'X-Mock-Gap: 0' -header 'X-Mock-Tokens: 8' -header 'X-Tenant-ID: soak')
+KNOBS=(-header 'X-Mock-Ttft: 1ms' -header 'X-Mock-Gap: 0' -header 'X-Mock-Tokens: 8' -header 'Authorization: Bearer sk-soak')
 STREAM_BODY='{"model":"soak","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"soak test"}]}'
 JSON_BODY='{"model":"soak","messages":[{"role":"user","content":"soak test"}]}'
 
