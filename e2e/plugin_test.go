@@ -162,7 +162,10 @@ func TestRequestIDReachesUpstreamAndClient(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodGet, "http://"+env.entry+"/json", nil)
 	req.Host = "tap.test"
 	req.Header.Set("X-Request-Id", "client-chosen-id-42")
+	// The router has no tenantHeader: a client's tenant header is ignored,
+	// and the tenant is its key's.
 	req.Header.Set("X-Tenant-ID", "acme")
+	req.Header.Set("Authorization", "Bearer sk-e2e")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -172,7 +175,7 @@ func TestRequestIDReachesUpstreamAndClient(t *testing.T) {
 		t.Errorf("client got id %q", got)
 	}
 	rec := env.collector.record(t, "client-chosen-id-42")
-	if rec.Tenant != "acme" || rec.TenantSource != llmtap.TenantFromHeader {
+	if rec.Tenant != llmtap.KeyTenant("Bearer sk-e2e") || rec.TenantSource != llmtap.TenantFromAPIKey {
 		t.Errorf("tenant %q from %q", rec.Tenant, rec.TenantSource)
 	}
 	env.upstream.mu.Lock()

@@ -169,6 +169,7 @@ http:
         llmtap:
           collectorURL: %[1]q
           route: e2e-limits
+          tenantHeader: X-Tenant-ID
           flushInterval: 50ms
           limits:
             enabled: true
@@ -178,6 +179,7 @@ http:
         llmtap:
           collectorURL: %[1]q
           route: e2e-limits-closed
+          tenantHeader: X-Tenant-ID
           flushInterval: 50ms
           limits:
             enabled: true
@@ -188,6 +190,7 @@ http:
         llmtap:
           collectorURL: %[3]q
           route: e2e-limits-down
+          tenantHeader: X-Tenant-ID
           limits:
             enabled: true
             timeout: 200ms

@@ -89,7 +89,7 @@ func (c *captureWriter) WriteHeader(code int) {
 // upstreamID keeps the upstream's own request id when it differs from ours.
 func upstreamID(r *Record, id string) {
 	if id != r.RequestID {
-		r.UpstreamRequestID = id
+		r.UpstreamRequestID = NormalizeID(id)
 	}
 }
 

@@ -21,11 +21,14 @@ type Config struct {
 	CollectorToken string `json:"collectorToken,omitempty"`
 	// Route names the route in records; empty means the middleware's name.
 	Route string `json:"route,omitempty"`
-	// TenantHeader is the request header that names the tenant. When it is
-	// empty or absent from a request, the tenant is a short hash of the
-	// request's API key, else Tenant.
+	// TenantHeader is the request header that names the tenant, for
+	// routers where a forward-auth middleware or Traefik itself sets it:
+	// a client that could set it would choose its own quota (see
+	// docs/security.md). Empty, the default: the tenant is a short hash of
+	// the request's API key, else Tenant.
 	TenantHeader string `json:"tenantHeader,omitempty"`
-	// Tenant is the tenant of requests that name none.
+	// Tenant is the tenant of requests without an API key (or without the
+	// tenant header, when one is configured).
 	Tenant string `json:"tenant,omitempty"`
 	// MaxRequestBodyBytes bounds the captured head of each request body.
 	MaxRequestBodyBytes int `json:"maxRequestBodyBytes,omitempty"`
@@ -67,7 +70,6 @@ type LimitsConfig struct {
 func CreateConfig() *Config {
 	return &Config{
 		CollectorURL:         "http://127.0.0.1:7480",
-		TenantHeader:         "X-Tenant-ID",
 		MaxRequestBodyBytes:  64 << 10,
 		MaxResponseBodyBytes: 256 << 10,
 		MaxWrites:            4096,
@@ -132,6 +134,12 @@ func (c *Config) validate(name string) (*settings, error) {
 	}
 	if s.route == "" {
 		s.route = name
+	}
+	if c.Tenant != "" && !ValidID(c.Tenant) {
+		return nil, fmt.Errorf("tenant %q: want 1 to %d letters, digits or - _ . : @ + =", c.Tenant, MaxIDLen)
+	}
+	if c.TenantHeader != "" && strings.Trim(c.TenantHeader, IDChars) != "" {
+		return nil, fmt.Errorf("tenantHeader %q: want a header name such as X-Tenant-ID", c.TenantHeader)
 	}
 	if c.CollectorURL != "" {
 		u, err := url.Parse(c.CollectorURL)

@@ -14,6 +14,12 @@ import (
 // limits cannot be checked, in the OpenAI error shape clients know.
 const limitsUnavailable = `{"error":{"message":"llmtap: rate limits cannot be checked now; retry later","type":"limits_unavailable","param":null,"code":"limits_unavailable"}}`
 
+// limitsRefused is the answer when the collector refused the check itself
+// (a 4xx other than a denial: a bad token, a check it cannot read). That
+// is no missing answer to fail open on, or a client could turn its limits
+// off with a request the check cannot carry.
+const limitsRefused = `{"error":{"message":"llmtap: the limit check was refused; the request was not proxied (see the proxy's log)","type":"limits_error","param":null,"code":"limits_error"}}`
+
 // maxCheckAnswer bounds the bytes read from the answer to a limit check.
 const maxCheckAnswer = 64 << 10
 
@@ -77,12 +83,17 @@ func checkLimits(sd *sender, c *captureWriter, req *http.Request) bool {
 }
 
 // notAllowed handles a check's answer other than allow: a denial, answered
-// to the client as the collector wrote it, or an answer outside the
-// contract, which counts as no answer. It closes the answer's body.
+// to the client as the collector wrote it; a refusal of the check (4xx),
+// answered 500 whatever the failure mode; or an answer outside the
+// contract (5xx and the like), which counts as no answer. It closes the
+// answer's body.
 func notAllowed(sd *sender, c *captureWriter, req *http.Request, resp *http.Response) bool {
 	defer closeAnswer(resp.Body)
 	deny := len(resp.Header[HeaderDecision]) > 0 && resp.Header[HeaderDecision][0] == DecisionDeny
 	if !deny || (resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable) {
+		if resp.StatusCode/100 == 4 {
+			return refused(sd, c, resp)
+		}
 		return unchecked(sd, c, req, fmt.Errorf("collector answered %s without a decision", resp.Status))
 	}
 	msg, err := io.ReadAll(io.LimitReader(resp.Body, maxCheckAnswer))
@@ -125,6 +136,18 @@ func unchecked(sd *sender, c *captureWriter, req *http.Request, err error) bool 
 	c.rec.Outcome = OutcomeLimited
 	c.h["Retry-After"] = []string{"1"}
 	answer(c, http.StatusServiceUnavailable, []byte(limitsUnavailable))
+	return false
+}
+
+// refused answers a request whose check the collector refused (resp is
+// its 4xx), and logs the collector's reason.
+func refused(sd *sender, c *captureWriter, resp *http.Response) bool {
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	sd.logf("llmtap: the collector refused a limit check; request answered 500", fmt.Errorf("collector answered %s: %s", resp.Status, msg),
+		"collector", c.set.checkURL, "route", c.set.route)
+	c.rec.Limit = LimitFailedClosed
+	c.rec.Outcome = OutcomeLimited
+	answer(c, http.StatusInternalServerError, []byte(limitsRefused))
 	return false
 }
 

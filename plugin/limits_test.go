@@ -3,6 +3,7 @@ package llmtap
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -118,7 +119,7 @@ func TestLimitAllowed(t *testing.T) {
 		t.Fatalf("%d limit checks, want 1", len(col.checks))
 	}
 	chk := col.checks[0]
-	want := LimitCheck{Tenant: keyTenant("Bearer sk-tenant-key"), Route: "test-route", Model: "gpt-4o", RequestID: "req-allowed", Reserve: 256}
+	want := LimitCheck{Tenant: KeyTenant("Bearer sk-tenant-key"), Route: "test-route", Model: "gpt-4o", RequestID: "req-allowed", Reserve: 256}
 	if chk != want {
 		t.Errorf("check %+v, want %+v", chk, want)
 	}
@@ -146,7 +147,7 @@ func TestLimitDenied(t *testing.T) {
 				_, _ = io.WriteString(w, denialBody)
 			})
 			rig := newLimitsRig(t, col, col.srv.URL, "open", "2s")
-			resp, body := rig.send(t, "req-denied", map[string]string{"X-Tenant-ID": "acme"})
+			resp, body := rig.send(t, "req-denied", map[string]string{"Authorization": "Bearer sk-acme"})
 
 			if resp.StatusCode != status || body != denialBody {
 				t.Errorf("status %d body %q, want %d and the collector's body", resp.StatusCode, body, status)
@@ -163,7 +164,7 @@ func TestLimitDenied(t *testing.T) {
 			if r.Outcome != OutcomeLimited || r.Limit != LimitDenied || r.Status != status || string(r.ResponseHead) != denialBody {
 				t.Errorf("record outcome %q limit %q status %d head %q", r.Outcome, r.Limit, r.Status, r.ResponseHead)
 			}
-			if r.Tenant != "acme" || r.TenantSource != TenantFromHeader || r.RequestBody == nil {
+			if r.Tenant != KeyTenant("Bearer sk-acme") || r.TenantSource != TenantFromAPIKey || r.RequestBody == nil {
 				t.Errorf("record tenant %q from %q, request body %q", r.Tenant, r.TenantSource, r.RequestBody)
 			}
 		})
@@ -249,6 +250,38 @@ func TestLimitCheckFailure(t *testing.T) {
 				logged := rig.log.String()
 				if !strings.Contains(logged, "limits not checked") || !strings.Contains(logged, base+LimitsCheckPath) || strings.Contains(logged, "secret-token") {
 					t.Errorf("log %q: want the failure with the collector URL, and never the token", logged)
+				}
+			})
+		}
+	}
+}
+
+// TestLimitCheckRefused: a 4xx from the check other than a denial (a bad
+// token, a check the collector cannot read) is no missing answer: the
+// request is answered 500 and never proxied, in both failure modes, so
+// that no client can turn its limits off with a request the check cannot
+// carry.
+func TestLimitCheckRefused(t *testing.T) {
+	for _, status := range []int{http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden, http.StatusRequestEntityTooLarge} {
+		for _, mode := range []string{"open", "closed"} {
+			t.Run(fmt.Sprintf("%d %s", status, mode), func(t *testing.T) {
+				col := newCollectorStub(t)
+				col.onCheck(func(w http.ResponseWriter, r *http.Request) {
+					w.Header().Set("Content-Type", "application/json")
+					w.WriteHeader(status)
+					_, _ = io.WriteString(w, `{"error":"request_id: bad"}`)
+				})
+				rig := newLimitsRig(t, col, col.srv.URL, mode, "2s")
+				resp, body := rig.send(t, "req-refused", nil)
+				if hits := atomic.LoadInt64(rig.hits); resp.StatusCode != http.StatusInternalServerError || body != limitsRefused || hits != 0 {
+					t.Errorf("status %d body %q upstream hits %d, want 500 and no upstream request", resp.StatusCode, body, hits)
+				}
+				r := col.records(t, 1)[0]
+				if r.Limit != LimitFailedClosed || r.Outcome != OutcomeLimited || r.Status != http.StatusInternalServerError {
+					t.Errorf("record limit %q outcome %q status %d", r.Limit, r.Outcome, r.Status)
+				}
+				if logged := rig.log.String(); !strings.Contains(logged, "refused a limit check") || !strings.Contains(logged, "request_id: bad") {
+					t.Errorf("log %q: want the refusal and the collector's reason", logged)
 				}
 			})
 		}

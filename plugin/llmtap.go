@@ -45,7 +45,9 @@ func New(_ context.Context, next http.Handler, config *Config, name string) (htt
 
 func (m *Middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	c := &captureWriter{rw: rw, h: rw.Header(), req: req, set: m.set, active: m.sender.active, start: time.Now(), rec: &Record{V: RecordVersion}}
-	if v := req.Header[HeaderRequestID]; len(v) > 0 && v[0] != "" && len(v[0]) <= maxIDLen {
+	// A client's id is kept only when it is one valid id; any other is
+	// replaced, for the upstream and the client too.
+	if v := req.Header[HeaderRequestID]; len(v) == 1 && ValidID(v[0]) {
 		c.rec.RequestID = v[0]
 	} else {
 		c.rec.RequestID = randomID()
@@ -84,10 +86,13 @@ func randomID() string {
 type idOnly struct{ next http.Handler }
 
 func (m *idOnly) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
-	id := req.Header.Get(HeaderRequestID)
-	if id == "" || len(id) > maxIDLen {
+	v := req.Header[HeaderRequestID]
+	id := ""
+	if len(v) == 1 && ValidID(v[0]) {
+		id = v[0]
+	} else {
 		id = randomID()
-		req.Header.Set(HeaderRequestID, id)
+		req.Header[HeaderRequestID] = []string{id}
 	}
 	rw.Header().Set(HeaderRequestID, id)
 	m.next.ServeHTTP(rw, req)

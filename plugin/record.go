@@ -1,5 +1,7 @@
 package llmtap
 
+import "strings"
+
 // The wire format between the plugin and the collector. It is defined once,
 // here, and the collector decodes these same types: change a field only with
 // a new RecordVersion.
@@ -103,6 +105,41 @@ type LimitCheck struct {
 	// max_completion_tokens, max_output_tokens), 0 when it has none: the
 	// collector then reserves its configured default.
 	Reserve int64 `json:"reserve,omitempty"`
+}
+
+// MaxIDLen bounds a request id and a tenant, in bytes.
+const MaxIDLen = 128
+
+// IDChars are the bytes a request id or a tenant may hold. Anything else
+// (control characters, spaces, quotes, slashes, non-ASCII) could split a
+// log line or a header, or name another API path.
+const IDChars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.:@+="
+
+// ValidID reports whether s is a request id or tenant as the plugin sends
+// them: 1 to MaxIDLen bytes of IDChars. The collector holds records and
+// limit checks to the same rule.
+func ValidID(s string) bool {
+	// strings.Trim with an ASCII cutset runs compiled, where a loop over
+	// the bytes would run interpreted under Yaegi.
+	return s != "" && len(s) <= MaxIDLen && strings.Trim(s, IDChars) == ""
+}
+
+// NormalizeID maps s into a valid id: cut to MaxIDLen bytes, each byte
+// outside IDChars replaced by '_'. Empty stays empty.
+func NormalizeID(s string) string {
+	if len(s) > MaxIDLen {
+		s = s[:MaxIDLen]
+	}
+	if strings.Trim(s, IDChars) == "" {
+		return s
+	}
+	b := []byte(s)
+	for i := 0; i < len(b); i++ {
+		if strings.IndexByte(IDChars, b[i]) < 0 {
+			b[i] = '_'
+		}
+	}
+	return string(b)
 }
 
 // Tenant sources: where Record.Tenant came from.

@@ -4,18 +4,14 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"hash/maphash"
 	"io"
 	"net/http"
 	"strings"
 	"sync"
 )
 
-// maxIDLen bounds a client-sent request id or tenant; longer ones are
-// replaced or cut, so a hostile header cannot bloat every record.
-const maxIDLen = 128
-
-// maxKeyCache bounds the cache of tenants by credential; past it, new
-// credentials are hashed every time.
+// maxKeyCache bounds each of the two generations of the credential cache.
 const maxKeyCache = 4096
 
 // credential returns the header value that carries the caller's API key:
@@ -34,61 +30,99 @@ func credential(h http.Header) string {
 	return ""
 }
 
-// tenantKeys caches tenants by credential header value, for the sender's
-// goroutine (record) and for the limit checks on the request path. Hashing
-// a key costs about 2.5 µs under Yaegi, a look-up here 0.3 µs. Past
-// maxKeyCache credentials, new ones are hashed every time.
+// tenantKeys caches the tenant of each credential, for the sender's
+// goroutine (record) and for the limit checks on the request path: a
+// look-up costs a fraction of hashing the key under Yaegi.
+//
+// An entry is keyed by a 64-bit hash of the credential (maphash, seeded at
+// random per cache), never by the credential itself, so every entry has
+// the same small size whatever a client sends: the cache holds at most
+// 2 x maxKeyCache fixed-size entries. Two credentials would share an entry
+// only if their hashes collided, which a client cannot aim for without the
+// seed. When the current generation is full it becomes the old one and the
+// old one is dropped; a credential found in the old one moves to the
+// current one, so the keys in use stay.
 type tenantKeys struct {
-	mu sync.Mutex
-	m  map[string]string
+	mu   sync.Mutex
+	seed maphash.Seed
+	cur  map[uint64]string
+	old  map[uint64]string
 }
 
-func newTenantKeys() *tenantKeys { return &tenantKeys{m: map[string]string{}} }
+func newTenantKeys() *tenantKeys {
+	return &tenantKeys{seed: maphash.MakeSeed(), cur: map[uint64]string{}, old: map[uint64]string{}}
+}
 
-// resolveTenant names the request's tenant in its record: the configured
-// tenant header, else a short hash of the request's API key, else the
-// router's static tenant. keys may be nil (no cache). It runs in the
-// sender's goroutine (record), or first on the request path when the limit
-// check needs the tenant; record then keeps that one.
+// tenantOf returns the tenant of a credential: from the cache, else hashed.
+func (k *tenantKeys) tenantOf(cred string) string {
+	h := maphash.String(k.seed, cred)
+	k.mu.Lock()
+	t, ok := k.cur[h]
+	k.mu.Unlock()
+	if ok {
+		return t
+	}
+	k.mu.Lock()
+	t, ok = k.old[h]
+	k.mu.Unlock()
+	if !ok {
+		t = KeyTenant(cred)
+	}
+	k.mu.Lock()
+	if len(k.cur) >= maxKeyCache {
+		k.old = k.cur
+		k.cur = make(map[uint64]string, maxKeyCache)
+	}
+	k.cur[h] = t
+	k.mu.Unlock()
+	return t
+}
+
+// resolveTenant names the request's tenant in its record. By default it is
+// a short hash of the request's API key, which a client cannot choose
+// without holding that key; else the router's static tenant. Only a router
+// configured with tenantHeader takes the tenant from that header (a header
+// a forward-auth middleware or Traefik itself sets: see docs/security.md),
+// normalized into a valid id, and only when the request carries exactly
+// one such header. keys may be nil (no cache). It runs in the sender's
+// goroutine (record), or first on the request path when the limit check
+// needs the tenant; record then keeps that one.
 func resolveTenant(c *captureWriter, keys *tenantKeys) {
 	c.tenantDone = true
 	r := c.rec
 	h := c.req.Header
-	if v := h[c.set.tenantHeader]; len(v) > 0 && v[0] != "" && c.set.tenantHeader != "" {
-		r.Tenant, r.TenantSource = v[0], TenantFromHeader
-		if len(r.Tenant) > maxIDLen {
-			r.Tenant = r.Tenant[:maxIDLen]
+	if c.set.tenantHeader != "" {
+		if v := h[c.set.tenantHeader]; len(v) == 1 && v[0] != "" {
+			// Two statements: Yaegi v0.16 loses the second value of a
+			// tuple assignment whose first is a call.
+			r.Tenant = NormalizeID(v[0])
+			r.TenantSource = TenantFromHeader
+			return
 		}
-	} else if cred := credential(h); cred != "" {
-		t, ok := "", false
+	}
+	if cred := credential(h); cred != "" {
+		t := ""
 		if keys != nil {
-			keys.mu.Lock()
-			t, ok = keys.m[cred]
-			keys.mu.Unlock()
-		}
-		if !ok {
-			t = keyTenant(cred)
-			if keys != nil {
-				keys.mu.Lock()
-				if len(keys.m) < maxKeyCache {
-					keys.m[cred] = t
-				}
-				keys.mu.Unlock()
-			}
+			t = keys.tenantOf(cred)
+		} else {
+			t = KeyTenant(cred)
 		}
 		if t != "" {
 			r.Tenant, r.TenantSource = t, TenantFromAPIKey
+			return
 		}
 	}
-	if r.Tenant == "" && c.set.tenant != "" {
+	if c.set.tenant != "" {
 		r.Tenant, r.TenantSource = c.set.tenant, TenantFromStatic
 	}
 }
 
-// keyTenant names the tenant of an API key by a short hash of it, so the
-// key itself never leaves the proxy. A non-bearer Authorization value
+// KeyTenant names the tenant of an API key credential (an Authorization,
+// X-Api-Key or Api-Key header value) by a short hash of the key, so the
+// key itself never leaves the proxy. Limits for a key are set under this
+// name. A non-bearer Authorization value
 // (Basic, Digest) carries no API key and names no tenant.
-func keyTenant(cred string) string {
+func KeyTenant(cred string) string {
 	key := cred
 	if sp := strings.IndexByte(cred, ' '); sp >= 0 {
 		if !strings.EqualFold(cred[:sp], "bearer") {

@@ -2,9 +2,11 @@ package llmtap
 
 import (
 	"bytes"
+	"hash/maphash"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -18,12 +20,17 @@ func TestTenantOf(t *testing.T) {
 		header     string // configured tenant header
 		static     string
 		reqHeaders map[string]string
+		twice      string // a header sent a second time
 		want       string
 		wantSource string
 	}{
+		{desc: "tenant header twice: ignored", header: "X-Tenant-ID", reqHeaders: map[string]string{"X-Tenant-ID": "acme", "Authorization": "Bearer " + key}, twice: "X-Tenant-ID", want: "key-2e088dda7c69", wantSource: TenantFromAPIKey},
 		{desc: "tenant header wins", header: "X-Tenant-ID", reqHeaders: map[string]string{"X-Tenant-Id": "acme", "Authorization": "Bearer " + key}, want: "acme", wantSource: TenantFromHeader},
 		{desc: "custom header", header: "X-Team", reqHeaders: map[string]string{"X-Team": "ml"}, want: "ml", wantSource: TenantFromHeader},
-		{desc: "long header cut", header: "X-Tenant-ID", reqHeaders: map[string]string{"X-Tenant-ID": strings.Repeat("t", 500)}, want: strings.Repeat("t", maxIDLen), wantSource: TenantFromHeader},
+		{desc: "long header cut", header: "X-Tenant-ID", reqHeaders: map[string]string{"X-Tenant-ID": strings.Repeat("t", 500)}, want: strings.Repeat("t", MaxIDLen), wantSource: TenantFromHeader},
+		{desc: "header normalized", header: "X-Tenant-ID", reqHeaders: map[string]string{"X-Tenant-ID": "a\tb c/\xffd"}, want: "a_b_c__d", wantSource: TenantFromHeader},
+		{desc: "no tenant header configured: the client's ignored", reqHeaders: map[string]string{"X-Tenant-ID": "victim", "Authorization": "Bearer " + key}, want: "key-2e088dda7c69", wantSource: TenantFromAPIKey},
+		{desc: "no tenant header configured, no key: static", static: "team-a", reqHeaders: map[string]string{"X-Tenant-ID": "victim"}, want: "team-a", wantSource: TenantFromStatic},
 		{desc: "bearer key hashed", header: "X-Tenant-ID", reqHeaders: map[string]string{"Authorization": "Bearer " + key}, want: "key-2e088dda7c69", wantSource: TenantFromAPIKey},
 		{desc: "bearer any case", header: "X-Tenant-ID", reqHeaders: map[string]string{"Authorization": "bearer " + key}, want: "key-2e088dda7c69", wantSource: TenantFromAPIKey},
 		{desc: "anthropic key", reqHeaders: map[string]string{"X-Api-Key": key}, want: "key-2e088dda7c69", wantSource: TenantFromAPIKey},
@@ -38,6 +45,9 @@ func TestTenantOf(t *testing.T) {
 			h := http.Header{}
 			for k, v := range tt.reqHeaders {
 				h.Set(k, v)
+			}
+			if tt.twice != "" {
+				h.Add(tt.twice, "other")
 			}
 			s := &settings{tenantHeader: http.CanonicalHeaderKey(tt.header), tenant: tt.static}
 			req := httptest.NewRequest(http.MethodGet, "/", nil)
@@ -54,6 +64,67 @@ func TestTenantOf(t *testing.T) {
 				t.Errorf("tenant %q leaks the key", got)
 			}
 		})
+	}
+}
+
+// The credential cache holds fixed-size entries, at most two generations,
+// whatever the credentials' length and number, and names every tenant
+// right across generations.
+func TestTenantKeysBounded(t *testing.T) {
+	keys := newTenantKeys()
+	long := strings.Repeat("k", 1<<20)
+	for i := 0; i < 3*maxKeyCache; i++ {
+		cred := "Bearer " + long + strconv.Itoa(i)
+		if got, want := keys.tenantOf(cred), KeyTenant(cred); got != want {
+			t.Fatalf("credential %d: tenant %q, want %q", i, got, want)
+		}
+	}
+	if n := len(keys.cur) + len(keys.old); n > 2*maxKeyCache {
+		t.Errorf("%d entries, want at most %d", n, 2*maxKeyCache)
+	}
+	// A credential still in use survives the turn of a generation.
+	keys = newTenantKeys()
+	hot := "Bearer hot"
+	for i := 0; i < 3*maxKeyCache; i++ {
+		keys.tenantOf("Bearer cold-" + strconv.Itoa(i))
+		if i%(maxKeyCache/2) == 0 {
+			keys.tenantOf(hot)
+		}
+	}
+	h := maphash.String(keys.seed, hot)
+	if _, ok := keys.cur[h]; !ok {
+		if _, ok := keys.old[h]; !ok {
+			t.Error("a credential in use was evicted")
+		}
+	}
+}
+
+func TestValidAndNormalizeID(t *testing.T) {
+	tests := []struct {
+		in, norm string
+		valid    bool
+	}{
+		{"req-123_abc.def:ghi@jkl+mno=", "req-123_abc.def:ghi@jkl+mno=", true},
+		{"", "", false},
+		{"a\tb", "a_b", false},
+		{"a b", "a_b", false},
+		{"a/b", "a_b", false},
+		{"caf\xc3\xa9", "caf__", false},
+		{"a\x00b\r\n", "a_b__", false},
+		{strings.Repeat("x", MaxIDLen), strings.Repeat("x", MaxIDLen), true},
+		{strings.Repeat("x", MaxIDLen+1), strings.Repeat("x", MaxIDLen), false},
+	}
+	for _, tt := range tests {
+		if got := ValidID(tt.in); got != tt.valid {
+			t.Errorf("ValidID(%q) = %v, want %v", tt.in, got, tt.valid)
+		}
+		got := NormalizeID(tt.in)
+		if got != tt.norm {
+			t.Errorf("NormalizeID(%q) = %q, want %q", tt.in, got, tt.norm)
+		}
+		if got != "" && !ValidID(got) {
+			t.Errorf("NormalizeID(%q) = %q, which is not valid", tt.in, got)
+		}
 	}
 }
 

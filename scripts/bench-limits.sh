@@ -166,17 +166,17 @@ YAML
 base=http://127.0.0.1:$TRAEFIK_PORT
 for route in tap limited; do
 	wait_for 30 curl -sf -o /dev/null -H "Host: $route.test" "$base/json" || die "route $route does not answer; logs in $LLMTAP_RUN/traefik"
-	wrk -t1 -c"$CONNS" -d2s -H "Host: $route.test" -H 'X-Tenant-ID: bench' "$base/json" >/dev/null
+	wrk -t1 -c"$CONNS" -d2s -H "Host: $route.test" -H 'Authorization: Bearer sk-bench' "$base/json" >/dev/null
 done
 declare -A f50 f99 rps
 for ((round = 1; round <= ROUNDS; round++)); do
 	for route in tap limited; do
-		read -r n errs a _ b _ < <("$LLMTAP_BIN/bench-load" -url "$base/json" -host "$route.test" -header 'X-Tenant-ID: bench' \
+		read -r n errs a _ b _ < <("$LLMTAP_BIN/bench-load" -url "$base/json" -host "$route.test" -header 'Authorization: Bearer sk-bench' \
 			-rate "$ROUTE_RATE" -duration "$DURATION")
 		[ "$errs" = 0 ] || die "$errs errors at $ROUTE_RATE req/s on $route"
 		f50[$route]=$(awk -v x="${f50[$route]:-0}" -v y="$a" 'BEGIN {print x + y}')
 		f99[$route]=$(awk -v x="${f99[$route]:-0}" -v y="$b" 'BEGIN {print x + y}')
-		out=$(wrk -t1 -c"$CONNS" -d"$DURATION" -H "Host: $route.test" -H 'X-Tenant-ID: bench' "$base/json")
+		out=$(wrk -t1 -c"$CONNS" -d"$DURATION" -H "Host: $route.test" -H 'Authorization: Bearer sk-bench' "$base/json")
 		grep -q 'Non-2xx\|Socket errors' <<<"$out" && { echo "$out" >&2; die "wrk saw errors on $route"; }
 		r=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
 		rps[$route]=$(awk -v x="${rps[$route]:-0}" -v y="$r" 'BEGIN {print x + y}')

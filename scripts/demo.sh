@@ -18,10 +18,13 @@ source "$(dirname "$0")/stack-lib.sh"
 STACK_MOCK=1
 INGEST_TOKEN=demo-token
 ADMIN_TOKEN=demo-admin
-# team-small may send 2 requests a minute: its third gets a 429.
+# Tenants are named by their API key (a hash of it: the plugin never keeps
+# the key). The tenant of key sk-team-small may send 2 requests a minute:
+# its third gets a 429.
+SMALL_TENANT=$(key_tenant sk-team-small)
 STACK_LIMITS_YAML="limits:
   tenants:
-    team-small:
+    $SMALL_TENANT:
       requests: {limit: 2, period: 1m}"
 stack_init demo
 STACK_MOCK_ARGS=(-ttft 100ms -gap 20ms -tokens 16)
@@ -88,45 +91,45 @@ chat_url=$base/v1/chat/completions
 
 say "workload through Traefik (answers in $(relpath "$work")/):"
 printf '  %-9s  %-26s  %-19s  %s  %s\n' route request tenant/key got time
-send openai "chat, SSE + usage" "team-a" 01-chat.sse "${json[@]}" -H 'X-Tenant-ID: team-a' \
+send openai "chat, SSE + usage" "key sk-team-a" 01-chat.sse "${json[@]}" -H 'Authorization: Bearer sk-team-a' \
 	-H 'X-Mock-Ttft: 120ms' -d "{$chat,$sse_usage}" "$chat_url"
-send openai "chat, SSE + usage" "team-b" 02-chat.sse "${json[@]}" -H 'X-Tenant-ID: team-b' \
+send openai "chat, SSE + usage" "key sk-team-b" 02-chat.sse "${json[@]}" -H 'Authorization: Bearer sk-team-b' \
 	-H 'X-Mock-Ttft: 250ms' -d "{$chat,$sse_usage}" "$chat_url"
 send openai "chat, SSE + usage" "key sk-demo-alice" 03-chat.sse "${json[@]}" \
 	-H 'Authorization: Bearer sk-demo-alice-0123456789' -d "{$chat,$sse_usage}" "$chat_url"
-send openai "chat, JSON" "team-a" 04-chat.json "${json[@]}" -H 'X-Tenant-ID: team-a' \
+send openai "chat, JSON" "key sk-team-a" 04-chat.json "${json[@]}" -H 'Authorization: Bearer sk-team-a' \
 	-d "{$chat}" "$chat_url"
-send openai "responses, SSE" "team-b" 05-responses.sse "${json[@]}" -H 'X-Tenant-ID: team-b' \
+send openai "responses, SSE" "key sk-team-b" 05-responses.sse "${json[@]}" -H 'Authorization: Bearer sk-team-b' \
 	-H 'X-Mock-Ttft: 180ms' -d '{"model":"gpt-4o-mini","input":"Say hello to the demo","stream":true}' \
 	"$base/v1/responses"
 send anthropic "messages, SSE" "key sk-ant-demo-bob" 06-messages.sse "${json[@]}" \
 	-H 'x-api-key: sk-ant-demo-bob-0123456789' -H 'anthropic-version: 2023-06-01' \
 	-H 'X-Mock-Ttft: 150ms' -d "{$claude,\"stream\":true}" "$base/v1/messages"
-send anthropic "messages, SSE" "team-a" 07-messages.sse "${json[@]}" -H 'X-Tenant-ID: team-a' \
+send anthropic "messages, SSE" "key sk-team-a" 07-messages.sse "${json[@]}" -H 'Authorization: Bearer sk-team-a' \
 	-H 'anthropic-version: 2023-06-01' -d "{$claude,\"stream\":true}" "$base/v1/messages"
-send tts "speech, WAV stream" "team-a" 08-speech.wav "${json[@]}" -H 'X-Tenant-ID: team-a' \
+send tts "speech, WAV stream" "key sk-team-a" 08-speech.wav "${json[@]}" -H 'Authorization: Bearer sk-team-a' \
 	-H 'X-Mock-Ttft: 200ms' -H 'X-Mock-Tokens: 8' \
 	-d '{"model":"tts-1","voice":"alloy","input":"Hello from the llmtap demo","response_format":"wav"}' \
 	"$base/v1/audio/speech"
-send tts "speech, WAV stream" "team-b" 09-speech.wav "${json[@]}" -H 'X-Tenant-ID: team-b' \
+send tts "speech, WAV stream" "key sk-team-b" 09-speech.wav "${json[@]}" -H 'Authorization: Bearer sk-team-b' \
 	-H 'X-Mock-Tokens: 8' -d '{"model":"tts-1","voice":"alloy","input":"Hello again"}' \
 	"$base/v1/audio/speech"
 limited=
 for i in 1 2 3; do
 	[ "$i" -lt 3 ] || NOTE="   (2 a minute)"
-	send openai "chat, JSON ($i of 3)" "team-small" "1$((i - 1))-limited.json" "${json[@]}" \
-		-H 'X-Tenant-ID: team-small' -d "{$chat}" "$chat_url"
+	send openai "chat, JSON ($i of 3)" "key sk-team-small" "1$((i - 1))-limited.json" "${json[@]}" \
+		-H 'Authorization: Bearer sk-team-small' -d "{$chat}" "$chat_url"
 	limited+=" $LAST_CODE"
 	NOTE=
 done
 NOTE="   (X-Mock-Fail: 503)"
-send openai "chat, upstream error" "team-b" 13-error.json "${json[@]}" -H 'X-Tenant-ID: team-b' \
+send openai "chat, upstream error" "key sk-team-b" 13-error.json "${json[@]}" -H 'Authorization: Bearer sk-team-b' \
 	-H 'X-Mock-Fail: 503' -d "{$chat,$sse_usage}" "$chat_url"
 NOTE="   (client left at 0.2 s)"
-send openai "chat, SSE, client leaves" "team-a" 14-cancel.sse "${json[@]}" -H 'X-Tenant-ID: team-a' \
+send openai "chat, SSE, client leaves" "key sk-team-a" 14-cancel.sse "${json[@]}" -H 'Authorization: Bearer sk-team-a' \
 	-m 0.2 -H 'X-Mock-Ttft: 1s' -d "{$chat,$sse_usage}" "$chat_url"
 NOTE=
-[ "$limited" = " 200 200 429" ] || say "warning: team-small got$limited, not 200 200 429"
+[ "$limited" = " 200 200 429" ] || say "warning: key sk-team-small got$limited, not 200 200 429"
 
 # --- what ClickHouse holds ----------------------------------------------------
 ch() { clickhouse-client --host 127.0.0.1 --port "$CLICKHOUSE_TCP_PORT" "$@"; }
@@ -183,11 +186,11 @@ fi
 echo
 say "the stack is up; Ctrl-C stops it:"
 stack_addresses "http://127.0.0.1:$UPSTREAM_PORT (the mock; routes: $(relpath "$LLMTAP_RUN/traefik/dynamic.yml"))" \
-	team-small "$ADMIN_TOKEN" "${id:-}"
+	"$SMALL_TENANT" "$ADMIN_TOKEN" "${id:-}"
 stack_write_env "http://127.0.0.1:$UPSTREAM_PORT"
 cat <<TXT
   try it:
-    curl -N $base/v1/chat/completions -H 'X-Tenant-ID: me' -H 'X-Mock-Ttft: 300ms' \\
+    curl -N $base/v1/chat/completions -H 'Authorization: Bearer sk-me' -H 'X-Mock-Ttft: 300ms' \\
       -d '{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true}}'
     clickhouse-client --port $CLICKHOUSE_TCP_PORT -q 'SELECT * FROM llmtap.requests FINAL FORMAT Vertical'
 TXT

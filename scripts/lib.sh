@@ -30,6 +30,11 @@ wait_for() {
 	done
 }
 
+# key_tenant KEY: the tenant the plugin names for requests with this API
+# key (Authorization: Bearer KEY): "key-" and 12 hex digits of its SHA-256.
+# Set a tenant's limits under this name.
+key_tenant() { printf 'key-%s\n' "$(printf %s "$1" | sha256sum | cut -c1-12)"; }
+
 # port_in_use PORT: true when something accepts connections on 127.0.0.1:PORT
 # (a refused connect means the port is free).
 port_in_use() { (: <>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }

@@ -80,11 +80,11 @@ env_addresses() {
 		curl -sf -m 5 -o /dev/null "$LLMTAP_CLICKHOUSE_HTTP/ping"' _ "$ENV_FILE"
 }
 
-# sse ID TENANT: one streamed chat through Traefik with X-Request-Id ID;
-# the stream must end with [DONE].
+# sse ID KEY: one streamed chat through Traefik with X-Request-Id ID and
+# the API key KEY; the stream must end with [DONE].
 sse() {
 	local body
-	body=$(curl -sfN -m 20 -H "X-Request-Id: $1" -H "X-Tenant-ID: $2" -H 'Content-Type: application/json' \
+	body=$(curl -sfN -m 20 -H "X-Request-Id: $1" -H "Authorization: Bearer $2" -H 'Content-Type: application/json' \
 		-d '{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi there"}]}' \
 		"http://127.0.0.1:$TRAEFIK_PORT/v1/chat/completions") || { echo "curl failed: $?"; return 1; }
 	grep -q '^data: \[DONE\]' <<<"$body" || { echo "no [DONE] in: $body"; return 1; }
@@ -140,15 +140,17 @@ down_clean() {
 
 down_again() { make_down | grep -q 'nothing was running'; }
 
-# limited TENANT: with a policy of 1 request a minute set through the admin
-# API, the tenant's first request passes and its second gets 429.
+# limited KEY: with a policy of 1 request a minute set through the admin
+# API for the tenant of API key KEY, its first request passes and its
+# second gets 429.
 limited() {
-	local codes='' _
+	local codes='' _ tenant
+	tenant=$(key_tenant "$1")
 	curl -sf -m 5 -X PUT -H "Authorization: Bearer $(env_value LLMTAP_ADMIN_TOKEN)" \
-		-d '{"requests":{"limit":1,"period":"1m"}}' "http://127.0.0.1:$COLLECTOR_PORT/v1/limits/$1" >/dev/null ||
-		{ echo "PUT /v1/limits/$1 failed"; return 1; }
+		-d '{"requests":{"limit":1,"period":"1m"}}' "http://127.0.0.1:$COLLECTOR_PORT/v1/limits/$tenant" >/dev/null ||
+		{ echo "PUT /v1/limits/$tenant failed"; return 1; }
 	for _ in 1 2; do
-		codes+="$(curl -s -m 10 -o /dev/null -w '%{http_code}' -H "X-Tenant-ID: $1" -H 'Content-Type: application/json' \
+		codes+="$(curl -s -m 10 -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $1" -H 'Content-Type: application/json' \
 			-d '{"model":"m","messages":[{"role":"user","content":"hi"}]}' "http://127.0.0.1:$TRAEFIK_PORT/v1/chat/completions") "
 	done
 	[ "$codes" = "200 429 " ] || { echo "want 200 429, got $codes"; return 1; }

@@ -82,7 +82,7 @@ stack_start
 stack_write_env "$UPSTREAM"
 trap - EXIT INT TERM
 
-auth=
+auth=" -H 'Authorization: Bearer sk-me'"
 if [ "$STACK_MOCK" = 1 ]; then
 	upstream_line="$UPSTREAM (the mock)"
 else
@@ -94,11 +94,11 @@ else
 fi
 say "the stack runs in the background; \`make down\` stops it."
 say "route \"$ROUTE\": every path through the plugin to the upstream; limits $([ "$limits" = true ] && echo on || echo off)"
-stack_addresses "$upstream_line" "<tenant>" "LLMTAP_ADMIN_TOKEN in the env file"
+stack_addresses "$upstream_line" "<tenant: key-... for an API key, see docs/security.md>" "LLMTAP_ADMIN_TOKEN in the env file"
 cat <<TXT
   try it:
     source $(relpath "$LLMTAP_RUN/env")
-    curl -N \$LLMTAP_TRAEFIK_URL/v1/chat/completions -H 'X-Tenant-ID: me' \\
+    curl -N \$LLMTAP_TRAEFIK_URL/v1/chat/completions \\
       -H 'Content-Type: application/json'$auth \\
       -d '{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},
            "messages":[{"role":"user","content":"Hi"}]}'

@@ -46,13 +46,13 @@ http:
   middlewares:
     openai:
       plugin:
-        llmtap: {collectorURL: %[1]q, collectorToken: it-token, flushInterval: 50ms, limits: {enabled: true}}
+        llmtap: {collectorURL: %[1]q, collectorToken: it-token, tenantHeader: X-Tenant-ID, flushInterval: 50ms, limits: {enabled: true}}
     anthropic:
       plugin:
-        llmtap: {collectorURL: %[1]q, collectorToken: it-token, flushInterval: 50ms, limits: {enabled: true}}
+        llmtap: {collectorURL: %[1]q, collectorToken: it-token, tenantHeader: X-Tenant-ID, flushInterval: 50ms, limits: {enabled: true}}
     tts:
       plugin:
-        llmtap: {collectorURL: %[1]q, collectorToken: it-token, flushInterval: 50ms, limits: {enabled: true}}
+        llmtap: {collectorURL: %[1]q, collectorToken: it-token, tenantHeader: X-Tenant-ID, flushInterval: 50ms, limits: {enabled: true}}
   serversTransports:
     short:
       forwardingTimeouts:

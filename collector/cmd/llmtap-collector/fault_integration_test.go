@@ -226,7 +226,7 @@ http:
   middlewares:
     limited:
       plugin:
-        llmtap: {collectorURL: %[1]q, collectorToken: it-token, route: limited, flushInterval: 100ms, limits: {enabled: true, timeout: 200ms, failureMode: open}}
+        llmtap: {collectorURL: %[1]q, collectorToken: it-token, route: limited, tenantHeader: X-Tenant-ID, flushInterval: 100ms, limits: {enabled: true, timeout: 200ms, failureMode: open}}
     plain:
       plugin:
         llmtap: {collectorURL: %[1]q, collectorToken: it-token, route: plain, flushInterval: 100ms}

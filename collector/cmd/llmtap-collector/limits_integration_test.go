@@ -77,11 +77,13 @@ http:
         llmtap:
           collectorURL: %[1]q
           collectorToken: it-token
+          tenantHeader: X-Tenant-ID
     limited-open:
       plugin:
         llmtap:
           collectorURL: %[1]q
           collectorToken: it-token
+          tenantHeader: X-Tenant-ID
           route: chat
           flushInterval: 50ms
           limits:
@@ -93,6 +95,7 @@ http:
         llmtap:
           collectorURL: %[1]q
           collectorToken: it-token
+          tenantHeader: X-Tenant-ID
           route: chat
           flushInterval: 50ms
           limits:

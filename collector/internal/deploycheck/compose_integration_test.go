@@ -244,7 +244,7 @@ func post(client *http.Client, u, body string) (int, error) {
 		return 0, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-Tenant-ID", "acme")
+	req.Header.Set("Authorization", "Bearer sk-acme")
 	resp, err := client.Do(req)
 	if err != nil {
 		return 0, err
