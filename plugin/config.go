@@ -136,7 +136,7 @@ func (c *Config) validate(name string) (*settings, error) {
 		s.route = name
 	}
 	if c.Tenant != "" && !ValidID(c.Tenant) {
-		return nil, fmt.Errorf("tenant %q: want 1 to %d letters, digits or - _ . : @ + =", c.Tenant, MaxIDLen)
+		return nil, fmt.Errorf("tenant %q: want %s", c.Tenant, IDRule)
 	}
 	if c.TenantHeader != "" && strings.Trim(c.TenantHeader, IDChars) != "" {
 		return nil, fmt.Errorf("tenantHeader %q: want a header name such as X-Tenant-ID", c.TenantHeader)

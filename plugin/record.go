@@ -115,6 +115,9 @@ const MaxIDLen = 128
 // log line or a header, or name another API path.
 const IDChars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.:@+="
 
+// IDRule says what ValidID accepts, for error messages.
+const IDRule = "1 to 128 bytes of letters, digits and - _ . : @ + ="
+
 // ValidID reports whether s is a request id or tenant as the plugin sends
 // them: 1 to MaxIDLen bytes of IDChars. The collector holds records and
 // limit checks to the same rule.

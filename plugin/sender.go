@@ -373,8 +373,13 @@ func (sd *sender) drain(batch []*captureWriter) {
 	}
 }
 
-// send posts one batch, retrying with backoff; a batch that cannot be
-// delivered is counted as dropped and reported with the next one.
+// send posts one batch, retrying with backoff when the collector could
+// not take it (no answer, 5xx, 408, 429); a batch that cannot be delivered
+// is counted as dropped and reported with the next one. A batch the
+// collector answered is never sent again: on 2xx its good lines are
+// stored, and lines it refused are named in its answer (logged here,
+// counted by the collector); any other 4xx refuses the whole batch for
+// good (a bad token, a batch too large), and a retry could not help.
 func (sd *sender) send(ctx context.Context, batch []*captureWriter) {
 	err := sd.encode(batch)
 	if err != nil {
@@ -385,10 +390,29 @@ func (sd *sender) send(ctx context.Context, batch []*captureWriter) {
 	wait := sd.backoff
 	for attempt := 1; ; attempt++ {
 		dropped := atomic.LoadInt64(&sd.dropped)
-		err = sd.post(ctx, sd.buf.Bytes(), dropped)
+		var status int
+		var answer []byte
+		status, answer, err = sd.post(ctx, sd.buf.Bytes(), dropped)
 		if err == nil {
+			// The collector has the report of the drops, whatever it
+			// made of the batch.
 			atomic.AddInt64(&sd.dropped, -dropped)
-			return
+			switch {
+			case status/100 == 2:
+				if bytes.Contains(answer, []byte(`"rejected"`)) {
+					sd.logf("llmtap: the collector refused some records of a batch", fmt.Errorf("%s", answer), "records", len(batch), "collector", sd.url)
+				}
+				return
+			case status/100 == 4 && status != http.StatusRequestTimeout && status != http.StatusTooManyRequests:
+				if status != http.StatusBadRequest {
+					// A 400 names each refused line, and the collector
+					// counts them; other refusals count nothing there.
+					atomic.AddInt64(&sd.dropped, int64(len(batch)))
+				}
+				sd.logf("llmtap: the collector refused a batch; not sent again", fmt.Errorf("collector answered %d: %s", status, answer), "records", len(batch), "collector", sd.url)
+				return
+			}
+			err = fmt.Errorf("collector answered %d: %s", status, answer)
 		}
 		if attempt == sendAttempts || ctx.Err() != nil {
 			break
@@ -405,10 +429,12 @@ func (sd *sender) send(ctx context.Context, batch []*captureWriter) {
 	sd.logf("llmtap: batch not delivered to the collector", err, "records", len(batch), "collector", sd.url)
 }
 
-func (sd *sender) post(ctx context.Context, body []byte, dropped int64) error {
+// post sends one batch and returns the collector's status and the head of
+// its answer; err only when there was no answer.
+func (sd *sender) post(ctx context.Context, body []byte, dropped int64) (int, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, sd.url, bytes.NewReader(body))
 	if err != nil {
-		return fmt.Errorf("build request: %w", err)
+		return 0, nil, fmt.Errorf("build request: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/x-ndjson")
 	req.Header.Set("Content-Encoding", "gzip")
@@ -422,14 +448,12 @@ func (sd *sender) post(ctx context.Context, body []byte, dropped int64) error {
 	req.Header.Set(HeaderActiveStreams, strconv.FormatInt(atomic.LoadInt64(sd.active), 10))
 	resp, err := sd.client.Do(req)
 	if err != nil {
-		return err
+		return 0, nil, err
 	}
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	_ = resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		return fmt.Errorf("collector answered %s", resp.Status)
-	}
-	return nil
+	return resp.StatusCode, answer, nil
 }
 
 // encode turns a batch of observations into gzip-compressed NDJSON

@@ -1,10 +1,15 @@
 package llmtap
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -194,5 +199,51 @@ func TestIdleSenderPostsNothing(t *testing.T) {
 	defer col.mu.Unlock()
 	if len(col.active) != 0 {
 		t.Errorf("an idle sender posted %d times", len(col.active))
+	}
+}
+
+// TestSenderNeverResendsAnAnsweredBatch: a batch the collector answered
+// is sent once, whatever it made of its lines; only a collector that
+// could not take it (5xx, 408, 429) sees it again. Records lost with a
+// batch are counted as dropped, except those a 400 names (the collector
+// counts them as rejected).
+func TestSenderNeverResendsAnAnsweredBatch(t *testing.T) {
+	tests := []struct {
+		status      int
+		answer      string
+		wantPosts   int64
+		wantDropped int64
+	}{
+		{status: http.StatusAccepted, answer: `{"accepted":1,"rejected":[{"line":2,"error":"request_id: bad"}]}`, wantPosts: 1},
+		{status: http.StatusBadRequest, answer: `{"accepted":0,"rejected":[{"line":1,"error":"bad"},{"line":2,"error":"bad"}]}`, wantPosts: 1},
+		{status: http.StatusUnauthorized, answer: `{"error":"bearer token"}`, wantPosts: 1, wantDropped: 2},
+		{status: http.StatusRequestEntityTooLarge, answer: `{"error":"body over"}`, wantPosts: 1, wantDropped: 2},
+		{status: http.StatusServiceUnavailable, answer: `{"error":"write queue full"}`, wantPosts: sendAttempts, wantDropped: 2},
+		{status: http.StatusTooManyRequests, wantPosts: sendAttempts, wantDropped: 2},
+	}
+	for _, tt := range tests {
+		t.Run(strconv.Itoa(tt.status), func(t *testing.T) {
+			var posts int64
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				atomic.AddInt64(&posts, 1)
+				w.WriteHeader(tt.status)
+				_, _ = io.WriteString(w, tt.answer)
+			}))
+			defer srv.Close()
+			var log bytes.Buffer
+			sd := newSender(testSettings(t, srv.URL, nil), slog.New(slog.NewTextHandler(&log, nil)))
+			sd.backoff = time.Millisecond
+			sd.send(context.Background(), []*captureWriter{obs(0), obs(1)})
+			if got := atomic.LoadInt64(&posts); got != tt.wantPosts {
+				t.Errorf("posted %d times, want %d", got, tt.wantPosts)
+			}
+			if got := atomic.LoadInt64(&sd.dropped); got != tt.wantDropped {
+				t.Errorf("dropped %d, want %d", got, tt.wantDropped)
+			}
+			// Every case here is worth a line in Traefik's log.
+			if !strings.Contains(log.String(), strconv.Itoa(tt.status)) && !strings.Contains(log.String(), "rejected") {
+				t.Errorf("log %q: want the collector's answer", log.String())
+			}
+		})
 	}
 }

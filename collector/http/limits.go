@@ -93,13 +93,13 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) {
 // validateCheck accepts an empty tenant: requests that name none share
 // one quota under the default policy.
 func validateCheck(c *llmtap.LimitCheck) error {
-	if err := checkName("tenant", c.Tenant, false); err != nil {
+	if err := checkID("tenant", c.Tenant, false); err != nil {
 		return err
 	}
 	if err := checkName("route", c.Route, false); err != nil {
 		return err
 	}
-	if err := checkName("request_id", c.RequestID, false); err != nil {
+	if err := checkID("request_id", c.RequestID, false); err != nil {
 		return err
 	}
 	if c.Reserve < 0 {
@@ -107,6 +107,21 @@ func validateCheck(c *llmtap.LimitCheck) error {
 	}
 	if len(c.Model) > 256 {
 		c.Model = c.Model[:256]
+	}
+	return nil
+}
+
+// checkID accepts a tenant or request id as the plugin sends them
+// (llmtap.ValidID); empty when optional.
+func checkID(field, v string, required bool) error {
+	if v == "" {
+		if required {
+			return fmt.Errorf("%s is missing", field)
+		}
+		return nil
+	}
+	if !llmtap.ValidID(v) {
+		return fmt.Errorf("%s %q: want %s", field, truncate(v, 32), llmtap.IDRule)
 	}
 	return nil
 }
@@ -234,7 +249,7 @@ func (s *Server) limitStatus(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	tenant, route := mux.Vars(r)["tenant"], r.URL.Query().Get("route")
-	if err := checkName("tenant", tenant, true); err != nil {
+	if err := checkID("tenant", tenant, true); err != nil {
 		writeJSON(w, http.StatusBadRequest, errorBody{Error: err.Error()})
 		return
 	}
@@ -308,7 +323,7 @@ func (s *Server) adminTenant(w http.ResponseWriter, r *http.Request) (string, bo
 		return "", false
 	}
 	tenant := mux.Vars(r)["tenant"]
-	if err := checkName("tenant", tenant, true); err != nil {
+	if err := checkID("tenant", tenant, true); err != nil {
 		writeJSON(w, http.StatusBadRequest, errorBody{Error: err.Error()})
 		return "", false
 	}

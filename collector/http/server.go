@@ -17,8 +17,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
@@ -56,7 +54,14 @@ type Options struct {
 	Limits       Limiter
 	Gatherer     prometheus.Gatherer
 	Logger       *slog.Logger
+	// Recent remembers the records accepted lately, so that a batch sent
+	// again is not counted twice; nil: a new one of DefaultRecent.
+	Recent *collector.Recent
 }
+
+// DefaultRecent is the size of each generation of Options.Recent: more
+// records than a collector takes in the seconds a plugin's retries span.
+const DefaultRecent = 1 << 16
 
 // Server serves the API.
 type Server struct {
@@ -68,6 +73,9 @@ type Server struct {
 // into a redirect elsewhere), and unknown paths and wrong methods get a
 // JSON error like every other refusal.
 func New(opt Options) *Server {
+	if opt.Recent == nil {
+		opt.Recent = collector.NewRecent(DefaultRecent)
+	}
 	s := &Server{opt: opt, router: mux.NewRouter().SkipClean(true)}
 	s.router.HandleFunc(llmtap.RecordsPath, s.ingest).Methods(http.MethodPost)
 	s.router.HandleFunc("/v1/requests/{id}", s.request).Methods(http.MethodGet)
@@ -110,7 +118,13 @@ type Rejection struct {
 
 // IngestResult is the answer to a records POST.
 type IngestResult struct {
-	Accepted int         `json:"accepted"`
+	// Accepted counts the lines queued for storage by this request.
+	Accepted int `json:"accepted"`
+	// Duplicates counts the lines already accepted before (a batch sent
+	// again): acknowledged, not counted or stored twice.
+	Duplicates int `json:"duplicates,omitempty"`
+	// Rejected names the lines refused for good, by number and reason:
+	// sending them again cannot help.
 	Rejected []Rejection `json:"rejected,omitempty"`
 	Error    string      `json:"error,omitempty"`
 }
@@ -124,11 +138,16 @@ const maxReported = 1 << 30
 // capture limits, base64-encoded.
 const maxLine = 8 << 20
 
-// ingest takes a batch of NDJSON records. Valid lines are queued even when
-// others are refused: the answer is 400 listing the refused lines by number
-// and reason, 202 when all were taken, 503 when the write queue is full
-// (the lines before the full one are queued; a retried batch is
-// deduplicated by request id in storage).
+// ingest takes a batch of NDJSON records, line by line. The answer is 202
+// when the body was read to its end and at least one line was taken (or
+// the batch was empty): it counts the lines accepted and those already
+// accepted before, and names each refused line with its reason. A line is
+// refused for good (sending it again cannot help), so the sender must not
+// resend the batch. Only when every line was refused is the answer 400.
+// 503 means the write queue is full: the lines before the full one are
+// taken, and the sender may send the whole batch again, because lines
+// already taken are recognized (Options.Recent) and neither counted nor
+// stored twice.
 func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 	if !s.authorized(r) {
 		unauthorized(w)
@@ -181,6 +200,10 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 			s.opt.Observer.Rejected(reason)
 			continue
 		}
+		if s.opt.Recent.Seen(rec.RequestID, rec.Route, rec.StartUnixNs) {
+			res.Duplicates++
+			continue
+		}
 		f := s.opt.Derive(rec)
 		if err := s.opt.Queue.Enqueue(f); err != nil {
 			s.opt.Observer.Received(res.Accepted)
@@ -193,6 +216,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, status, res)
 			return
 		}
+		s.opt.Recent.Add(rec.RequestID, rec.Route, rec.StartUnixNs)
 		s.opt.Observer.Observe(f)
 		res.Accepted++
 		if f.LimitReserved > 0 {
@@ -205,7 +229,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	status := http.StatusAccepted
-	if len(res.Rejected) > 0 {
+	if len(res.Rejected) > 0 && res.Accepted == 0 && res.Duplicates == 0 {
 		status = http.StatusBadRequest
 	}
 	writeJSON(w, status, res)
@@ -238,10 +262,10 @@ func decode(line []byte) (*llmtap.Record, string, error) {
 	switch {
 	case rec.V != llmtap.RecordVersion:
 		return nil, "bad_version", fmt.Errorf("record version %d: this collector reads version %d", rec.V, llmtap.RecordVersion)
-	case rec.RequestID == "" || len(rec.RequestID) > 128:
-		return nil, "bad_request_id", fmt.Errorf("request_id %q: want 1 to 128 characters", truncate(rec.RequestID, 32))
-	case !utf8.ValidString(rec.RequestID) || strings.ContainsRune(rec.RequestID, utf8.RuneError) || strings.IndexFunc(rec.RequestID, unicode.IsControl) >= 0:
-		return nil, "bad_request_id", fmt.Errorf("request_id %q: want printable UTF-8 without control characters", truncate(rec.RequestID, 32))
+	case !llmtap.ValidID(rec.RequestID):
+		return nil, "bad_request_id", fmt.Errorf("request_id %q: want %s", truncate(rec.RequestID, 32), llmtap.IDRule)
+	case rec.Tenant != "" && !llmtap.ValidID(rec.Tenant):
+		return nil, "bad_tenant", fmt.Errorf("tenant %q: want %s", truncate(rec.Tenant, 32), llmtap.IDRule)
 	case rec.StartUnixNs <= 0:
 		return nil, "bad_start", fmt.Errorf("start_unix_ns %d: want a positive time", rec.StartUnixNs)
 	case len(rec.WriteEnds) != len(rec.WriteNs):
@@ -270,12 +294,8 @@ func (s *Server) request(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := mux.Vars(r)["id"]
-	if id == "" || len(id) > 128 {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "request id: want 1 to 128 characters"})
-		return
-	}
-	if strings.IndexFunc(id, unicode.IsControl) >= 0 {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("request id %q: control characters are not allowed", truncate(id, 32))})
+	if !llmtap.ValidID(id) {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("request id %q: want %s", truncate(id, 32), llmtap.IDRule)})
 		return
 	}
 	f, err := s.opt.Store.Get(r.Context(), id)

@@ -126,11 +126,13 @@ func TestIngest(t *testing.T) {
 		{desc: "plain ndjson", token: "tok", body: []byte(line("a") + "\n" + line("b") + "\n"), wantStatus: 202, wantQueued: 2, wantInBody: `"accepted":2`},
 		{desc: "gzip ndjson", token: "tok", encoding: "gzip", body: gz(line("a") + "\n\n" + line("b")), wantStatus: 202, wantQueued: 2},
 		{
-			desc: "bad lines refused, good ones kept", token: "tok",
+			desc: "bad lines refused, good ones kept and acknowledged", token: "tok",
 			body:       []byte(line("a") + "\n{not json\n" + strings.Replace(line("c"), `"v":1`, `"v":9`, 1) + "\n" + line("d") + "\n"),
-			wantStatus: 400, wantQueued: 2, wantInBody: `{"accepted":2,"rejected":[{"line":2,"error":"not a record: invalid character 'n' looking for beginning of object key string"},{"line":3,"error":"record version 9: this collector reads version 1"}]}`,
+			wantStatus: 202, wantQueued: 2, wantInBody: `{"accepted":2,"rejected":[{"line":2,"error":"not a record: invalid character 'n' looking for beginning of object key string"},{"line":3,"error":"record version 9: this collector reads version 1"}]}`,
 		},
-		{desc: "missing request id", token: "tok", body: []byte(strings.Replace(line("x"), `"request_id":"x"`, `"request_id":""`, 1)), wantStatus: 400, wantInBody: `request_id \"\": want 1 to 128 characters`},
+		{desc: "every line bad: 400", token: "tok", body: []byte("{not json\n" + strings.Replace(line("c"), `"v":1`, `"v":9`, 1)), wantStatus: 400, wantInBody: `"accepted":0`},
+		{desc: "one bad id among good lines", token: "tok", body: []byte(line("a") + "\n" + line("a\tb") + "\n" + line("c")), wantStatus: 202, wantQueued: 2, wantInBody: `{"accepted":2,"rejected":[{"line":2,"error":"request_id \"a\\tb\": want`},
+		{desc: "missing request id", token: "tok", body: []byte(strings.Replace(line("x"), `"request_id":"x"`, `"request_id":""`, 1)), wantStatus: 400, wantInBody: `request_id \"\": want 1 to 128 bytes of letters, digits and - _ . : @ + =`},
 		{desc: "body too large", token: "tok", body: bytes.Repeat([]byte("x"), 70<<10), wantStatus: 413, wantInBody: "body over 65536 bytes"},
 		{desc: "gzip bomb", token: "tok", encoding: "gzip", body: gz(strings.Repeat(" ", 1<<20)), wantStatus: 413},
 		{desc: "bad gzip", token: "tok", encoding: "gzip", body: []byte("not gzip"), wantStatus: 400, wantInBody: "content is not gzip"},
@@ -166,6 +168,45 @@ func TestIngest(t *testing.T) {
 				t.Error("503 without Retry-After")
 			}
 		})
+	}
+}
+
+// TestIngestRetryCountsOnce: a batch cut by a full queue and sent again,
+// or sent twice because its answer was lost, is queued and counted once.
+func TestIngestRetryCountsOnce(t *testing.T) {
+	f := newFixture(t, 2)
+	batch := line("a") + "\n" + line("b") + "\n" + line("c") + "\n"
+	post := func() (int, string) {
+		req := httptest.NewRequest(http.MethodPost, "/v1/records", strings.NewReader(batch))
+		req.Header.Set("Authorization", "Bearer tok")
+		rec := httptest.NewRecorder()
+		f.srv.ServeHTTP(rec, req)
+		return rec.Code, rec.Body.String()
+	}
+	if code, body := post(); code != 503 || !strings.Contains(body, `"accepted":2`) {
+		t.Fatalf("first: %d %s, want 503 after 2 lines", code, body)
+	}
+	f.queue.mu.Lock()
+	f.queue.room = -1 // the writer caught up
+	f.queue.mu.Unlock()
+	for i, want := range []string{`{"accepted":1,"duplicates":2}`, `{"accepted":0,"duplicates":3}`} {
+		if code, body := post(); code != 202 || !strings.Contains(body, want) {
+			t.Errorf("retry %d: %d %s, want 202 %s", i+1, code, body, want)
+		}
+	}
+	var ids []string
+	for _, fact := range f.queue.facts {
+		ids = append(ids, fact.RequestID)
+	}
+	if strings.Join(ids, " ") != "a b c" {
+		t.Errorf("queued %v, want a b c once each", ids)
+	}
+	if err := testutil.GatherAndCompare(f.reg, strings.NewReader(`
+# HELP llmtap_records_received_total Records accepted at ingest.
+# TYPE llmtap_records_received_total counter
+llmtap_records_received_total 3
+`), "llmtap_records_received_total"); err != nil {
+		t.Error(err)
 	}
 }
 
