@@ -382,9 +382,16 @@ func (sd *sender) drain(batch []*captureWriter) {
 // good (a bad token, a batch too large), and a retry could not help.
 func (sd *sender) send(ctx context.Context, batch []*captureWriter) {
 	err := sd.encode(batch)
+	// The records are in sd.buf now: let the observations go, and the
+	// requests and bodies they hold, rather than keep them in the batch's
+	// array until the next batch overwrites them.
+	n := len(batch)
+	for i := 0; i < n; i++ {
+		batch[i] = nil
+	}
 	if err != nil {
-		atomic.AddInt64(&sd.dropped, int64(len(batch)))
-		sd.logf("llmtap: cannot encode a batch", err, "records", len(batch))
+		atomic.AddInt64(&sd.dropped, int64(n))
+		sd.logf("llmtap: cannot encode a batch", err, "records", n)
 		return
 	}
 	wait := sd.backoff
@@ -400,16 +407,16 @@ func (sd *sender) send(ctx context.Context, batch []*captureWriter) {
 			switch {
 			case status/100 == 2:
 				if bytes.Contains(answer, []byte(`"rejected"`)) {
-					sd.logf("llmtap: the collector refused some records of a batch", fmt.Errorf("%s", answer), "records", len(batch), "collector", sd.url)
+					sd.logf("llmtap: the collector refused some records of a batch", fmt.Errorf("%s", answer), "records", n, "collector", sd.url)
 				}
 				return
 			case status/100 == 4 && status != http.StatusRequestTimeout && status != http.StatusTooManyRequests:
 				if status != http.StatusBadRequest {
 					// A 400 names each refused line, and the collector
 					// counts them; other refusals count nothing there.
-					atomic.AddInt64(&sd.dropped, int64(len(batch)))
+					atomic.AddInt64(&sd.dropped, int64(n))
 				}
-				sd.logf("llmtap: the collector refused a batch; not sent again", fmt.Errorf("collector answered %d: %s", status, answer), "records", len(batch), "collector", sd.url)
+				sd.logf("llmtap: the collector refused a batch; not sent again", fmt.Errorf("collector answered %d: %s", status, answer), "records", n, "collector", sd.url)
 				return
 			}
 			err = fmt.Errorf("collector answered %d: %s", status, answer)
@@ -425,8 +432,8 @@ func (sd *sender) send(ctx context.Context, batch []*captureWriter) {
 		}
 		wait *= 2
 	}
-	atomic.AddInt64(&sd.dropped, int64(len(batch)))
-	sd.logf("llmtap: batch not delivered to the collector", err, "records", len(batch), "collector", sd.url)
+	atomic.AddInt64(&sd.dropped, int64(n))
+	sd.logf("llmtap: batch not delivered to the collector", err, "records", n, "collector", sd.url)
 }
 
 // post sends one batch and returns the collector's status and the head of
