@@ -17,6 +17,7 @@ source "$(dirname "$0")/stack-lib.sh"
 
 STACK_MOCK=1
 INGEST_TOKEN=demo-token
+READ_TOKEN=demo-read
 ADMIN_TOKEN=demo-admin
 # Tenants are named by their API key (a hash of it: the plugin never keeps
 # the key). The tenant of key sk-team-small may send 2 requests a minute:

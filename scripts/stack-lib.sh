@@ -47,6 +47,7 @@ stack_init() {
 	STACK_MOCK=${STACK_MOCK:-1}
 	STACK_DYNAMIC=
 	INGEST_TOKEN=${INGEST_TOKEN:-}
+	READ_TOKEN=${READ_TOKEN:-}
 	ADMIN_TOKEN=${ADMIN_TOKEN:-}
 	STACK_LIMITS_YAML=${STACK_LIMITS_YAML:-}
 }
@@ -240,6 +241,7 @@ stack_start_collector() {
 # Written by scripts/stack-lib.sh for \`make $STACK\`.
 listen: 127.0.0.1:$COLLECTOR_PORT
 ingest_token: $INGEST_TOKEN
+read_token: $READ_TOKEN
 admin_token: $ADMIN_TOKEN
 shutdown_timeout: 8s
 clickhouse:
@@ -252,7 +254,7 @@ YAML
 	: >"$dir/collector.log"
 	# The collector lets LLMTAP_* variables override its file: an env file
 	# of an earlier stack sourced into this shell must not redirect it.
-	setsid env -u LLMTAP_LISTEN -u LLMTAP_INGEST_TOKEN -u LLMTAP_ADMIN_TOKEN \
+	setsid env -u LLMTAP_LISTEN -u LLMTAP_INGEST_TOKEN -u LLMTAP_READ_TOKEN -u LLMTAP_ADMIN_TOKEN \
 		-u LLMTAP_CLICKHOUSE_ADDR -u LLMTAP_CLICKHOUSE_PASSWORD -u LLMTAP_REDIS_ADDR \
 		-u LLMTAP_REDIS_PASSWORD -u LLMTAP_LOG_LEVEL \
 		"$COLLECTOR_BIN" -config "$dir/collector.yaml" </dev/null >>"$dir/collector.log" 2>&1 &
@@ -338,6 +340,7 @@ stack_write_env() {
 			echo "LLMTAP_MOCK_URL=http://127.0.0.1:$UPSTREAM_PORT"
 		fi
 		echo "LLMTAP_INGEST_TOKEN=$INGEST_TOKEN"
+		echo "LLMTAP_READ_TOKEN=$READ_TOKEN"
 		echo "LLMTAP_ADMIN_TOKEN=$ADMIN_TOKEN"
 		echo "LLMTAP_LOGS=$LLMTAP_RUN"
 	} >"$f.tmp"

@@ -53,6 +53,7 @@ fi
 
 [ -n "$UPSTREAM" ] || UPSTREAM=http://127.0.0.1:$UPSTREAM_PORT
 INGEST_TOKEN=$(random_token)
+READ_TOKEN=$(random_token)
 ADMIN_TOKEN=$(random_token)
 STACK_MOCK_ARGS=()
 STACK_DYNAMIC_TEMPLATE=$ROOT/traefik/up.yml

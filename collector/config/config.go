@@ -13,6 +13,7 @@
 //
 //	LLMTAP_LISTEN                   listen
 //	LLMTAP_INGEST_TOKEN             ingest_token
+//	LLMTAP_READ_TOKEN               read_token
 //	LLMTAP_ADMIN_TOKEN              admin_token
 //	LLMTAP_CLICKHOUSE_ADDR          clickhouse.addr
 //	LLMTAP_CLICKHOUSE_PASSWORD      clickhouse.password
@@ -70,10 +71,18 @@ var (
 type Config struct {
 	// Listen is the host:port of the HTTP API and /metrics.
 	Listen string `yaml:"listen" json:"listen"`
-	// IngestToken, when set, is the bearer token POST /v1/records needs.
+	// IngestToken is the bearer token the plugins send: records and limit
+	// checks (write only).
 	IngestToken Secret `yaml:"ingest_token" json:"ingest_token"`
-	// AdminToken is the bearer token of the admin endpoints.
+	// ReadToken is the bearer token of what reads stored data: request
+	// lookups (bodies included) and limit status. The admin token reads
+	// too.
+	ReadToken Secret `yaml:"read_token" json:"read_token"`
+	// AdminToken is the bearer token of the admin endpoints (limits).
 	AdminToken Secret `yaml:"admin_token" json:"admin_token"`
+	// TrustedNetwork lets the collector start without an ingest token: say
+	// so only where nobody but Traefik and the operator reaches it.
+	TrustedNetwork bool `yaml:"trusted_network" json:"trusted_network"`
 	// MaxBodyBytes caps a POST /v1/records body, after gzip decoding too.
 	MaxBodyBytes Size `yaml:"max_body_bytes" json:"max_body_bytes"`
 	// ShutdownTimeout bounds the drain on SIGTERM.
@@ -177,7 +186,7 @@ func Default() *Config {
 // a file setting redis.addrs does not also get redis.addr.
 func defaults() *Config {
 	return &Config{
-		Listen:          ":7480",
+		Listen:          "127.0.0.1:7480",
 		MaxBodyBytes:    16 << 20,
 		ShutdownTimeout: Duration(15 * time.Second),
 		Log:             Log{Level: "info", Format: "text"},
@@ -341,7 +350,9 @@ func (c *Config) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("listen", c.Listen),
 		slog.Any("ingest_token", c.IngestToken),
+		slog.Any("read_token", c.ReadToken),
 		slog.Any("admin_token", c.AdminToken),
+		slog.Bool("trusted_network", c.TrustedNetwork),
 		slog.String("max_body_bytes", c.MaxBodyBytes.String()),
 		slog.String("shutdown_timeout", c.ShutdownTimeout.String()),
 		slog.Group("log",

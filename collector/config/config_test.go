@@ -588,3 +588,45 @@ func TestConfigurationDocListsEveryOption(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckTrust(t *testing.T) {
+	tests := []struct {
+		desc           string
+		ingest         string
+		trustedNetwork bool
+		wantErr        bool
+	}{
+		{desc: "no token, not trusted: refused", wantErr: true},
+		{desc: "no token on a trusted network", trustedNetwork: true},
+		{desc: "an ingest token", ingest: "s3cret"},
+	}
+	for _, tt := range tests {
+		c := Default()
+		c.IngestToken = NewSecret(tt.ingest)
+		c.TrustedNetwork = tt.trustedNetwork
+		err := c.CheckTrust()
+		if (err != nil) != tt.wantErr || (err != nil && !errors.Is(err, ErrNoTokens)) {
+			t.Errorf("%s: %v", tt.desc, err)
+		}
+	}
+}
+
+func TestTokensOfOneScopeEach(t *testing.T) {
+	for _, tt := range []struct{ ingest, read, admin, want string }{
+		{"a", "a", "", "read_token: the same as ingest_token"},
+		{"a", "", "a", "admin_token: the same as ingest_token"},
+		{"a", "b", "b", "admin_token: the same as read_token"},
+	} {
+		c := Default()
+		c.IngestToken, c.ReadToken, c.AdminToken = NewSecret(tt.ingest), NewSecret(tt.read), NewSecret(tt.admin)
+		err := c.Validate()
+		if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), `"a"`) {
+			t.Errorf("tokens %q %q %q: %v, want %q and no token in the message", tt.ingest, tt.read, tt.admin, err, tt.want)
+		}
+	}
+	c := Default()
+	c.IngestToken, c.ReadToken, c.AdminToken = NewSecret("a"), NewSecret("b"), NewSecret("c")
+	if err := c.Validate(); err != nil {
+		t.Errorf("three tokens: %v", err)
+	}
+}

@@ -112,6 +112,10 @@ var overrides = []struct {
 		c.IngestToken = NewSecret(v)
 		return checkToken(c.IngestToken)
 	}},
+	{"LLMTAP_READ_TOKEN", func(c *Config, v string) string {
+		c.ReadToken = NewSecret(v)
+		return checkToken(c.ReadToken)
+	}},
 	{"LLMTAP_ADMIN_TOKEN", func(c *Config, v string) string {
 		c.AdminToken = NewSecret(v)
 		return checkToken(c.AdminToken)

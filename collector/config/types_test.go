@@ -252,7 +252,7 @@ func TestLogValue(t *testing.T) {
 	slog.New(slog.NewTextHandler(&b, nil)).Info("effective config", "config", secretConfig())
 	line := b.String()
 	for _, want := range []string{
-		"config.listen=:7480", "config.ingest_token=[redacted]", "config.admin_token=[redacted]",
+		"config.listen=127.0.0.1:7480", "config.ingest_token=[redacted]", `config.read_token=""`, "config.admin_token=[redacted]", "config.trusted_network=false",
 		"config.max_body_bytes=16MiB", "config.shutdown_timeout=15s",
 		"config.log.level=info", "config.log.format=text",
 		"config.clickhouse.addr=127.0.0.1:9000", "config.clickhouse.database=llmtap",

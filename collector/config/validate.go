@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"sort"
@@ -27,7 +28,11 @@ func (c *Config) Validate() error {
 	var p problems
 	p.add("listen", checkListen(c.Listen))
 	p.add("ingest_token", checkToken(c.IngestToken))
+	p.add("read_token", checkToken(c.ReadToken))
 	p.add("admin_token", checkToken(c.AdminToken))
+	p.add("read_token", sameToken(c.ReadToken, c.IngestToken, "ingest_token"))
+	p.add("admin_token", sameToken(c.AdminToken, c.IngestToken, "ingest_token"))
+	p.add("admin_token", sameToken(c.AdminToken, c.ReadToken, "read_token"))
 	p.add("max_body_bytes", checkSize(c.MaxBodyBytes))
 	p.add("shutdown_timeout", checkPositive(c.ShutdownTimeout))
 	p.add("log.level", checkOneOf(c.Log.Level, logLevels))
@@ -109,6 +114,29 @@ func checkAddr(v string) string {
 func checkPort(v, port string, lowest int) string {
 	if n, err := strconv.Atoi(port); err != nil || n < lowest || n > 65535 {
 		return fmt.Sprintf("%q: the port must be a number from %d to 65535", v, lowest)
+	}
+	return ""
+}
+
+// ErrNoTokens: the collector would start without an ingest token on a
+// network not declared trusted.
+var ErrNoTokens = errors.New("no ingest_token: the collector does not start open to anyone who reaches it; set ingest_token (and read_token, admin_token), or trusted_network: true when only Traefik and the operator reach its address")
+
+// CheckTrust refuses to run open by accident: without an ingest token, the
+// collector takes records, limit checks and lookups from anyone who
+// reaches it, which only a network declared trusted may allow.
+func (c *Config) CheckTrust() error {
+	if c.IngestToken.Reveal() == "" && !c.TrustedNetwork {
+		return fmt.Errorf("%w", ErrNoTokens)
+	}
+	return nil
+}
+
+// sameToken refuses a token equal to another scope's, which would merge
+// the two scopes.
+func sameToken(s, other Secret, otherName string) string {
+	if s.Reveal() != "" && s.Reveal() == other.Reveal() {
+		return "the same as " + otherName + ": each scope needs its own token"
 	}
 	return ""
 }

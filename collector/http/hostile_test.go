@@ -67,7 +67,7 @@ var authCases = []struct{ desc, value string }{
 }
 
 func hostileCases() []hostile {
-	ingest, admin := bearerOf("tok"), bearerOf("adm")
+	ingest, read, admin := bearerOf("tok"), bearerOf("rd"), bearerOf("adm")
 	gzipped := withHeader(ingest, "Content-Encoding", "gzip")
 	oneRecord := line("r1")
 	var cases []hostile
@@ -98,6 +98,13 @@ func hostileCases() []hostile {
 		hostile{desc: "check with the admin token", method: "POST", target: "/v1/limits/check", header: admin, body: []byte(`{}`), status: 401, want: "bearer token"},
 		hostile{desc: "put with the ingest token", method: "PUT", target: "/v1/limits/a", header: ingest, body: []byte(`{}`), status: 401, want: "bearer token"},
 		hostile{desc: "delete with the ingest token", method: "DELETE", target: "/v1/limits/a", header: ingest, status: 401, want: "bearer token"},
+		// Each scope its token: the ingest token reads nothing, the read
+		// token writes nothing.
+		hostile{desc: "lookup with the ingest token", method: "GET", target: "/v1/requests/known", header: ingest, status: 401, want: "bearer token"},
+		hostile{desc: "status with the ingest token", method: "GET", target: "/v1/limits/a", header: ingest, status: 401, want: "bearer token"},
+		hostile{desc: "records with the read token", method: "POST", target: "/v1/records", header: read, body: []byte(oneRecord), status: 401, want: "bearer token"},
+		hostile{desc: "check with the read token", method: "POST", target: "/v1/limits/check", header: read, body: []byte(`{}`), status: 401, want: "bearer token"},
+		hostile{desc: "put with the read token", method: "PUT", target: "/v1/limits/a", header: read, body: []byte(`{}`), status: 401, want: "bearer token"},
 	)
 
 	// POST /v1/records: sizes, encodings, shapes. No body below holds a
@@ -141,13 +148,13 @@ func hostileCases() []hostile {
 
 	// GET /v1/requests/{id}: the odd ids that cannot be stored ids.
 	cases = append(cases,
-		hostile{desc: "lookup: an id of 129 characters", method: "GET", target: "/v1/requests/" + strings.Repeat("i", 129), header: ingest, status: 400, want: "want 1 to 128 bytes of letters, digits and - _ . : @ + ="},
-		hostile{desc: "lookup: an id of 129 escaped bytes", method: "GET", target: "/v1/requests/" + strings.Repeat("%C3%A9", 65), header: ingest, status: 400, want: "want 1 to 128 bytes of letters, digits and - _ . : @ + ="},
-		hostile{desc: "lookup: an id with a NUL", method: "GET", target: "/v1/requests/a%00b", header: ingest, status: 400, want: "want 1 to 128 bytes of letters, digits and - _ . : @ + ="},
-		hostile{desc: "lookup: no id", method: "GET", target: "/v1/requests/", header: ingest, status: 404, want: "no endpoint /v1/requests/"},
-		hostile{desc: "lookup: an escaped slash", method: "GET", target: "/v1/requests/a%2Fb", header: ingest, status: 404, want: "no endpoint"},
-		hostile{desc: "lookup: dot-dot segments", method: "GET", target: "/v1/requests/../../etc/passwd", header: ingest, status: 404, want: "no endpoint"},
-		hostile{desc: "lookup: escaped dot-dot segments", method: "GET", target: "/v1/requests/..%2F..%2Fetc%2Fpasswd", header: ingest, status: 404, want: "no endpoint"},
+		hostile{desc: "lookup: an id of 129 characters", method: "GET", target: "/v1/requests/" + strings.Repeat("i", 129), header: read, status: 400, want: "want 1 to 128 bytes of letters, digits and - _ . : @ + ="},
+		hostile{desc: "lookup: an id of 129 escaped bytes", method: "GET", target: "/v1/requests/" + strings.Repeat("%C3%A9", 65), header: read, status: 400, want: "want 1 to 128 bytes of letters, digits and - _ . : @ + ="},
+		hostile{desc: "lookup: an id with a NUL", method: "GET", target: "/v1/requests/a%00b", header: read, status: 400, want: "want 1 to 128 bytes of letters, digits and - _ . : @ + ="},
+		hostile{desc: "lookup: no id", method: "GET", target: "/v1/requests/", header: read, status: 404, want: "no endpoint /v1/requests/"},
+		hostile{desc: "lookup: an escaped slash", method: "GET", target: "/v1/requests/a%2Fb", header: read, status: 404, want: "no endpoint"},
+		hostile{desc: "lookup: dot-dot segments", method: "GET", target: "/v1/requests/../../etc/passwd", header: read, status: 404, want: "no endpoint"},
+		hostile{desc: "lookup: escaped dot-dot segments", method: "GET", target: "/v1/requests/..%2F..%2Fetc%2Fpasswd", header: read, status: 404, want: "no endpoint"},
 		hostile{desc: "limits: escaped dot-dot", method: "GET", target: "/v1/limits/..%2F..%2Fetc", header: ingest, status: 404, want: "no endpoint"},
 		hostile{desc: "an unknown path", method: "GET", target: "/nope", status: 404, want: "no endpoint /nope"},
 		hostile{desc: "GET on the records endpoint", method: "GET", target: "/v1/records", header: ingest, status: 405, want: "method GET not allowed on /v1/records; want POST"},
@@ -190,14 +197,14 @@ func hostileCases() []hostile {
 	}
 	for _, tc := range tenantCases {
 		cases = append(cases,
-			hostile{desc: "status: " + tc.desc, method: "GET", target: "/v1/limits/" + tc.tenant, header: ingest, status: 400, want: tc.want},
+			hostile{desc: "status: " + tc.desc, method: "GET", target: "/v1/limits/" + tc.tenant, header: read, status: 400, want: tc.want},
 			hostile{desc: "put: " + tc.desc, method: "PUT", target: "/v1/limits/" + tc.tenant, header: admin, body: []byte(`{}`), status: 400, want: tc.want},
 			hostile{desc: "delete: " + tc.desc, method: "DELETE", target: "/v1/limits/" + tc.tenant, header: admin, status: 400, want: tc.want},
 		)
 	}
 	cases = append(cases,
-		hostile{desc: "status: a route of 129 characters", method: "GET", target: "/v1/limits/a?route=" + strings.Repeat("r", 129), header: ingest, status: 400, want: "route"},
-		hostile{desc: "status: a route with a NUL", method: "GET", target: "/v1/limits/a?route=%00", header: ingest, status: 400, want: "route \\\"\\\\x00\\\": control characters"},
+		hostile{desc: "status: a route of 129 characters", method: "GET", target: "/v1/limits/a?route=" + strings.Repeat("r", 129), header: read, status: 400, want: "route"},
+		hostile{desc: "status: a route with a NUL", method: "GET", target: "/v1/limits/a?route=%00", header: read, status: 400, want: "route \\\"\\\\x00\\\": control characters"},
 		hostile{desc: "delete: a tenant without a policy", method: "DELETE", target: "/v1/limits/nobody", header: admin, status: 404, want: "no policy set through the API"},
 	)
 	put := func(desc string, body []byte, status int, want string) {
@@ -334,7 +341,7 @@ func TestHostileRequestIDLookup(t *testing.T) {
 	for _, id := range refused {
 		target := "/v1/requests/" + url.PathEscape(id)
 		req := httptest.NewRequest(http.MethodGet, target, nil)
-		req.Header.Set("Authorization", "Bearer tok")
+		req.Header.Set("Authorization", "Bearer rd")
 		w := serve(t, f.srv, req)
 		if w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), "want 1 to 128 bytes of letters, digits and - _ . : @ + =") {
 			t.Errorf("%s: %d %s, want 400 with the rule", target, w.Code, w.Body)
@@ -343,7 +350,7 @@ func TestHostileRequestIDLookup(t *testing.T) {
 	for _, id := range valid {
 		target := "/v1/requests/" + url.PathEscape(id)
 		req := httptest.NewRequest(http.MethodGet, target, nil)
-		req.Header.Set("Authorization", "Bearer tok")
+		req.Header.Set("Authorization", "Bearer rd")
 		w := serve(t, f.srv, req)
 		quoted, _ := json.Marshal(fmt.Sprintf("request %q not found", id))
 		if w.Code != http.StatusNotFound || !strings.Contains(w.Body.String(), string(quoted[1:len(quoted)-1])) {

@@ -242,9 +242,9 @@ type statusJSON struct {
 }
 
 // limitStatus reports a tenant's policy and remaining quotas; ?route=
-// names a route. It takes the ingest or the admin token.
+// names a route. It takes the read or the admin token.
 func (s *Server) limitStatus(w http.ResponseWriter, r *http.Request) {
-	if !s.authorized(r) && !s.admin(r) {
+	if !s.reader(r) {
 		unauthorized(w)
 		return
 	}

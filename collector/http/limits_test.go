@@ -214,7 +214,7 @@ func TestLimitsAdminAPI(t *testing.T) {
 	if w := f.checkLimit(t, "acme", 1); w.Code != http.StatusTooManyRequests {
 		t.Fatalf("second check under a limit of 1: %d", w.Code)
 	}
-	for _, token := range []string{"tok", "adm"} {
+	for _, token := range []string{"rd", "adm"} {
 		w = f.do(t, http.MethodGet, "/v1/limits/acme", token, "")
 		var st statusJSON
 		if err := json.Unmarshal(w.Body.Bytes(), &st); err != nil || w.Code != http.StatusOK {
@@ -229,7 +229,7 @@ func TestLimitsAdminAPI(t *testing.T) {
 	if w := f.do(t, http.MethodDelete, "/v1/limits/acme", "adm", ""); w.Code != http.StatusNoContent {
 		t.Fatalf("delete: %d %s", w.Code, w.Body)
 	}
-	w = f.do(t, http.MethodGet, "/v1/limits/acme", "tok", "")
+	w = f.do(t, http.MethodGet, "/v1/limits/acme", "rd", "")
 	if !strings.Contains(w.Body.String(), `"source":"default"`) {
 		t.Fatalf("after delete: %s", w.Body)
 	}
@@ -259,7 +259,7 @@ func TestIngestSettlesReservations(t *testing.T) {
 	if w := f.do(t, http.MethodPost, llmtap.RecordsPath, "tok", string(rec)); w.Code != http.StatusAccepted {
 		t.Fatalf("ingest: %d %s", w.Code, w.Body)
 	}
-	w := f.do(t, http.MethodGet, "/v1/limits/acme?route=chat", "tok", "")
+	w := f.do(t, http.MethodGet, "/v1/limits/acme?route=chat", "rd", "")
 	var st statusJSON
 	_ = json.Unmarshal(w.Body.Bytes(), &st)
 	// 1000 - 50 used; the hour's refill adds well under a token here.

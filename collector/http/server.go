@@ -43,7 +43,8 @@ type Checker func(ctx context.Context) error
 
 // Options configure a Server.
 type Options struct {
-	IngestToken  string // bearer token required on ingest and limit checks; empty: none
+	IngestToken  string // bearer token of ingest and limit checks; empty: none required (a trusted network)
+	ReadToken    string // bearer token of request lookups and limit status; the admin token reads too
 	AdminToken   string // bearer token of the admin endpoints; empty: they are off
 	MaxBodyBytes int64  // request body limit, after gzip decoding too
 	Queue        collector.Queue
@@ -281,15 +282,28 @@ func truncate(s string, n int) string {
 	return s
 }
 
-// authorized checks the ingest token, which the plugins send.
+// authorized checks the ingest token, which the plugins send: it writes
+// records and asks limit checks, and reads nothing.
 func (s *Server) authorized(r *http.Request) bool {
 	return s.opt.IngestToken == "" || bearer(r, s.opt.IngestToken)
 }
 
-// request returns a stored request, bodies included, so it takes the
-// ingest or the admin token.
+// reader checks the read or the admin token. With no token at all (a
+// collector on a trusted network), everyone reads.
+func (s *Server) reader(r *http.Request) bool {
+	if s.opt.ReadToken != "" && bearer(r, s.opt.ReadToken) {
+		return true
+	}
+	if s.admin(r) {
+		return true
+	}
+	return s.opt.IngestToken == "" && s.opt.ReadToken == "" && s.opt.AdminToken == ""
+}
+
+// request returns a stored request, bodies included: it takes the read or
+// the admin token.
 func (s *Server) request(w http.ResponseWriter, r *http.Request) {
-	if !s.authorized(r) && !s.admin(r) {
+	if !s.reader(r) {
 		unauthorized(w)
 		return
 	}

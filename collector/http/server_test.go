@@ -77,6 +77,7 @@ func newFixture(t *testing.T, room int) *fixture {
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	f.srv = New(Options{
 		IngestToken: "tok",
+		ReadToken:   "rd",
 		AdminToken:  "adm",
 		Limits: limits.New(limits.Options{
 			Store: redis.NewLimiter(rdb), Policies: redis.NewPolicies(rdb),
@@ -248,10 +249,11 @@ func TestLookupHealthReadyMetrics(t *testing.T) {
 		wantStatus int
 		wantInBody string
 	}{
-		{desc: "known request", path: "/v1/requests/known", token: "tok", wantStatus: 200, wantInBody: `"start":"2023-11-14T22:13:20.123Z"`},
+		{desc: "known request", path: "/v1/requests/known", token: "rd", wantStatus: 200, wantInBody: `"start":"2023-11-14T22:13:20.123Z"`},
 		{desc: "known request, admin token", path: "/v1/requests/known", token: "adm", wantStatus: 200, wantInBody: `"request_id":"known"`},
 		{desc: "known request, no token", path: "/v1/requests/known", wantStatus: 401, wantInBody: "missing or wrong bearer token"},
-		{desc: "unknown request", path: "/v1/requests/nope", token: "tok", wantStatus: 404, wantInBody: `request \"nope\" not found`},
+		{desc: "known request, ingest token", path: "/v1/requests/known", token: "tok", wantStatus: 401, wantInBody: "missing or wrong bearer token"},
+		{desc: "unknown request", path: "/v1/requests/nope", token: "rd", wantStatus: 404, wantInBody: `request \"nope\" not found`},
 		{desc: "health", path: "/healthz", wantStatus: 200},
 		{desc: "ready", path: "/readyz", wantStatus: 200},
 		{desc: "not ready", path: "/readyz", ready: errors.New("clickhouse down and spool full"), wantStatus: 503, wantInBody: "spool full"},
@@ -281,6 +283,36 @@ func TestLimitedReader(t *testing.T) {
 		_, err := io.ReadAll(&limitedReader{r: strings.NewReader(strings.Repeat("x", tt.n)), left: int64(tt.limit)})
 		if (err != nil) != tt.wantErr {
 			t.Errorf("%d bytes, limit %d: err %v", tt.n, tt.limit, err)
+		}
+	}
+}
+
+// With no token at all (a collector on a trusted network) every scope is
+// open; with a read token alone, reads need it.
+func TestReadScopeWithoutTokens(t *testing.T) {
+	for _, tt := range []struct {
+		desc   string
+		opt    Options
+		token  string
+		status int
+	}{
+		{desc: "no tokens: open", status: 200},
+		{desc: "an ingest token only: no reads", opt: Options{IngestToken: "tok"}, token: "tok", status: 401},
+		{desc: "a read token: read with it", opt: Options{IngestToken: "tok", ReadToken: "rd"}, token: "rd", status: 200},
+		{desc: "a read token: not without it", opt: Options{ReadToken: "rd"}, status: 401},
+	} {
+		f := newFixture(t, -1)
+		o := f.srv.opt
+		o.IngestToken, o.ReadToken, o.AdminToken = tt.opt.IngestToken, tt.opt.ReadToken, ""
+		srv := New(o)
+		req := httptest.NewRequest(http.MethodGet, "/v1/requests/known", nil)
+		if tt.token != "" {
+			req.Header.Set("Authorization", "Bearer "+tt.token)
+		}
+		w := httptest.NewRecorder()
+		srv.ServeHTTP(w, req)
+		if w.Code != tt.status {
+			t.Errorf("%s: %d %s, want %d", tt.desc, w.Code, w.Body, tt.status)
 		}
 	}
 }

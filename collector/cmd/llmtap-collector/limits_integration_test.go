@@ -189,7 +189,7 @@ func (s *stack) fact(t *testing.T, id string) map[string]any {
 func (s *stack) tokensRemaining(t *testing.T, tenant string) int64 {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, s.collector.base+"/v1/limits/"+tenant, nil)
-	req.Header.Set("Authorization", "Bearer it-token")
+	req.Header.Set("Authorization", "Bearer it-read")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -154,6 +154,9 @@ func loadConfig(path, listen string, env func(string) (string, bool)) (*config.C
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if err := cfg.CheckTrust(); err != nil {
+		return nil, err
+	}
 	return cfg, nil
 }
 
@@ -215,6 +218,7 @@ func serve(ctx context.Context, cfg *config.Config, conn driver.Conn, log *slog.
 	})
 	api := apihttp.New(apihttp.Options{
 		IngestToken:  cfg.IngestToken.Reveal(),
+		ReadToken:    cfg.ReadToken.Reveal(),
 		AdminToken:   cfg.AdminToken.Reveal(),
 		Limits:       lim,
 		MaxBodyBytes: int64(cfg.MaxBodyBytes),

@@ -68,6 +68,7 @@ func startCollector(t *testing.T, extra string) *collectorUnderTest {
 	yaml := fmt.Sprintf(`
 listen: %q
 ingest_token: ${TEST_INGEST_TOKEN}
+read_token: it-read
 log:
   level: warn
 clickhouse:

@@ -62,6 +62,7 @@ func collectorConfig(t *testing.T, dir string, ch *chtest.Server) (string, strin
 	yaml := fmt.Sprintf(`
 listen: %q
 ingest_token: ${TEST_INGEST_TOKEN}
+read_token: it-read
 shutdown_timeout: %s
 log:
   level: info

@@ -117,12 +117,12 @@ func unexpectedErrors(log string, expected []string) string {
 	return strings.Join(bad, "\n")
 }
 
-// getAuthorized GETs a collector URL with the test ingest token.
+// getAuthorized GETs a collector URL with the test read token.
 func getAuthorized(url string) (*http.Response, error) {
 	req, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Authorization", "Bearer it-token")
+	req.Header.Set("Authorization", "Bearer it-read")
 	return http.DefaultClient.Do(req)
 }
