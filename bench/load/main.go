@@ -10,7 +10,9 @@
 // the loop is closed instead: N workers each send their next request as
 // soon as the last one is read, for the duration, which measures what the
 // server carries at most (its capacity), not its latency.
-// Output, one line: requests errors p50_ms p90_ms p99_ms max_ms.
+// Output, one line: requests errors p50_ms p90_ms p99_ms max_ms unsent,
+// where errors counts the failed requests and the unsent ones (ticks past
+// -max-inflight), and unsent those alone.
 package main
 
 import (
@@ -49,6 +51,7 @@ func main() {
 		mu        sync.Mutex
 		latencies []time.Duration
 		errors    int
+		unsent    int
 		wg        sync.WaitGroup
 	)
 	inflight := make(chan struct{}, *maxInflight)
@@ -58,6 +61,7 @@ func main() {
 		default:
 			mu.Lock()
 			errors++
+			unsent++
 			mu.Unlock()
 			return
 		}
@@ -93,7 +97,7 @@ func main() {
 			}()
 		}
 		wg.Wait()
-		report(latencies, errors)
+		report(latencies, errors, 0)
 		return
 	}
 	// A ticker drops ticks when the machine is busy, which would lower
@@ -117,11 +121,11 @@ func main() {
 		}
 	}
 	wg.Wait()
-	report(latencies, errors)
+	report(latencies, errors, unsent)
 }
 
 // report prints the output line; no request succeeding is a failure.
-func report(latencies []time.Duration, errors int) {
+func report(latencies []time.Duration, errors, unsent int) {
 	if len(latencies) == 0 {
 		fmt.Fprintln(os.Stderr, "load: no request succeeded")
 		os.Exit(1)
@@ -130,7 +134,7 @@ func report(latencies []time.Duration, errors int) {
 	pct := func(p float64) float64 {
 		return float64(latencies[int(p*float64(len(latencies)-1))]) / 1e6
 	}
-	fmt.Printf("%d %d %.3f %.3f %.3f %.3f\n", len(latencies), errors, pct(0.50), pct(0.90), pct(0.99), pct(1))
+	fmt.Printf("%d %d %.3f %.3f %.3f %.3f %d\n", len(latencies), errors, pct(0.50), pct(0.90), pct(0.99), pct(1), unsent)
 }
 
 // headerFlags collects -header values.
