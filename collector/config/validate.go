@@ -118,7 +118,7 @@ func checkPort(v, port string, lowest int) string {
 	return ""
 }
 
-// ErrNoTokens: the collector would start without an ingest token on a
+// ErrNoTokens means the collector would start without an ingest token on a
 // network not declared trusted.
 var ErrNoTokens = errors.New("no ingest_token: the collector does not start open to anyone who reaches it; set ingest_token (and read_token, admin_token), or trusted_network: true when only Traefik and the operator reach its address")
 

@@ -15,11 +15,11 @@ func TestTallyDir(t *testing.T) {
 		"unit: github.com/llmtap/llmtap/mock TestMaxTruths":      {pass: 2},
 		"unit: github.com/llmtap/llmtap/mock TestTruthCancelled": {pass: 1, fail: 1},
 		"unit: github.com/llmtap/llmtap/mock (package)":          {pass: 1, fail: 1},
-		"unit (exit status)":                                     {pass: 1, fail: 1},
-		"yaegi: TestCapture":                                     {pass: 1},
-		"yaegi: TestCapture/flush":                               {fail: 1},
-		"stack: make up on free ports (Traefik N, collector N)":  {pass: 2},
-		"stack: scripts/down.sh stops all N parts":               {pass: 1, fail: 1},
+		"unit (exit status)":       {pass: 1, fail: 1},
+		"yaegi: TestCapture":       {pass: 1},
+		"yaegi: TestCapture/flush": {fail: 1},
+		"stack: make up on free ports (Traefik N, collector N)": {pass: 2},
+		"stack: scripts/down.sh stops all N parts":              {pass: 1, fail: 1},
 	}
 	if !reflect.DeepEqual(got, want) {
 		for name, c := range got {
