@@ -1,6 +1,7 @@
 package llmtap
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
@@ -19,6 +20,10 @@ type Config struct {
 	CollectorURL string `json:"collectorURL,omitempty"`
 	// CollectorToken is sent as a bearer token to the collector.
 	CollectorToken string `json:"collectorToken,omitempty"`
+	// CollectorCA is the PEM of the certificate authorities an https
+	// collectorURL is checked against, instead of the system's (a private
+	// CA). Empty: the system's.
+	CollectorCA string `json:"collectorCA,omitempty"`
 	// Route names the route in records; empty means the middleware's name.
 	Route string `json:"route,omitempty"`
 	// TenantHeader is the request header that names the tenant, for
@@ -109,6 +114,8 @@ type settings struct {
 	captureKinds  int
 	recordsURL    string // empty: recording off
 	token         string
+	collectorCA   string         // as configured, for the sender's key
+	rootCAs       *x509.CertPool // nil: the system's
 	queueSize     int
 	batchSize     int
 	flushInterval time.Duration
@@ -147,6 +154,13 @@ func (c *Config) validate(name string) (*settings, error) {
 			return nil, fmt.Errorf("collectorURL %q: want an absolute http or https URL such as http://collector:7480", c.CollectorURL)
 		}
 		s.recordsURL = strings.TrimSuffix(c.CollectorURL, "/") + RecordsPath
+	}
+	if c.CollectorCA != "" {
+		s.collectorCA = c.CollectorCA
+		s.rootCAs = x509.NewCertPool()
+		if !s.rootCAs.AppendCertsFromPEM([]byte(c.CollectorCA)) {
+			return nil, errors.New("collectorCA: no PEM certificate in it; want the CA's certificate, -----BEGIN CERTIFICATE----- and all")
+		}
 	}
 	if err := nonNegative("maxRequestBodyBytes", c.MaxRequestBodyBytes); err != nil {
 		return nil, err

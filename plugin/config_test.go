@@ -18,6 +18,8 @@ func TestValidate(t *testing.T) {
 		{desc: "recording off", change: func(c *Config) { c.CollectorURL = "" }},
 		{desc: "https with path", change: func(c *Config) { c.CollectorURL = "https://c.example/base/" }},
 		{desc: "relative url", change: func(c *Config) { c.CollectorURL = "collector:7480" }, wantErr: `collectorURL "collector:7480"`},
+		{desc: "collectorCA without a certificate", change: func(c *Config) { c.CollectorCA = "not a PEM" }, wantErr: "collectorCA: no PEM certificate"},
+		{desc: "a static tenant outside the id set", change: func(c *Config) { c.Tenant = "team a" }, wantErr: `tenant "team a": want 1 to 128 bytes`},
 		{desc: "ftp url", change: func(c *Config) { c.CollectorURL = "ftp://c" }, wantErr: `collectorURL "ftp://c"`},
 		{desc: "unparsable url", change: func(c *Config) { c.CollectorURL = "http://[::1" }, wantErr: `collectorURL "http://[::1"`},
 		{desc: "negative request limit", change: func(c *Config) { c.MaxRequestBodyBytes = -1 }, wantErr: "maxRequestBodyBytes -1: must not be negative"},

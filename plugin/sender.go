@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -37,7 +38,7 @@ var senders = struct {
 }{m: map[string]*sender{}, byName: map[string]*sender{}}
 
 func senderKey(s *settings) string {
-	return fmt.Sprintf("%s|%s|%d|%d|%s|%s", s.recordsURL, s.token, s.queueSize, s.batchSize, s.flushInterval, s.sendTimeout)
+	return fmt.Sprintf("%s|%s|%d|%d|%s|%s|%s", s.recordsURL, s.token, s.queueSize, s.batchSize, s.flushInterval, s.sendTimeout, s.collectorCA)
 }
 
 // senderFor returns the sender for the settings of the middleware called
@@ -140,6 +141,10 @@ type sender struct {
 }
 
 func newSender(s *settings, log *slog.Logger) *sender {
+	var tc *tls.Config
+	if s.rootCAs != nil {
+		tc = &tls.Config{RootCAs: s.rootCAs, MinVersion: tls.VersionTLS12}
+	}
 	return &sender{
 		url:       s.recordsURL,
 		token:     s.token,
@@ -150,11 +155,12 @@ func newSender(s *settings, log *slog.Logger) *sender {
 		interval:  s.flushInterval,
 		client: &http.Client{
 			Timeout:   s.sendTimeout,
-			Transport: &http.Transport{MaxIdleConnsPerHost: 2, IdleConnTimeout: time.Minute},
+			Transport: &http.Transport{MaxIdleConnsPerHost: 2, IdleConnTimeout: time.Minute, TLSClientConfig: tc},
 		},
 		limits: &http.Transport{
 			MaxIdleConnsPerHost: 256,
 			IdleConnTimeout:     90 * time.Second,
+			TLSClientConfig:     tc,
 		},
 		log:     log,
 		active:  new(int64),

@@ -3,6 +3,7 @@ package llmtap
 import (
 	"bytes"
 	"context"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
@@ -245,5 +246,30 @@ func TestSenderNeverResendsAnAnsweredBatch(t *testing.T) {
 				t.Errorf("log %q: want the collector's answer", log.String())
 			}
 		})
+	}
+}
+
+// TestSenderTrustsCollectorCA: an https collector whose certificate a
+// private CA signed is reached with collectorCA, and refused without it.
+func TestSenderTrustsCollectorCA(t *testing.T) {
+	col := &collectorStub{}
+	col.srv = httptest.NewTLSServer(http.HandlerFunc(col.serve))
+	defer col.srv.Close()
+	ca := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: col.srv.Certificate().Raw}))
+
+	sd := startSender(t, testSettings(t, col.srv.URL, func(c *Config) { c.CollectorCA = ca }))
+	hand(sd, obs(0))
+	if got := col.records(t, 1); got[0].RequestID != "r0" {
+		t.Errorf("record %+v", got[0])
+	}
+
+	untrusting := startSender(t, testSettings(t, col.srv.URL, nil))
+	hand(untrusting, obs(1))
+	deadline := time.Now().Add(10 * time.Second)
+	for atomic.LoadInt64(&untrusting.dropped) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("a collector with an unknown CA took the batch")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -83,6 +83,8 @@ type Config struct {
 	// TrustedNetwork lets the collector start without an ingest token: say
 	// so only where nobody but Traefik and the operator reaches it.
 	TrustedNetwork bool `yaml:"trusted_network" json:"trusted_network"`
+	// TLS serves the API and /metrics over HTTPS when both files are set.
+	TLS TLS `yaml:"tls" json:"tls"`
 	// MaxBodyBytes caps a POST /v1/records body, after gzip decoding too.
 	MaxBodyBytes Size `yaml:"max_body_bytes" json:"max_body_bytes"`
 	// ShutdownTimeout bounds the drain on SIGTERM.
@@ -163,6 +165,15 @@ type Limits struct {
 	Default     *limits.Policy            `yaml:"default" json:"default"`
 	Tenants     map[string]*limits.Policy `yaml:"tenants" json:"tenants"`
 }
+
+// TLS names the listener's certificate and key, PEM files.
+type TLS struct {
+	CertFile string `yaml:"cert_file" json:"cert_file"`
+	KeyFile  string `yaml:"key_file" json:"key_file"`
+}
+
+// Enabled reports whether the listener serves HTTPS.
+func (t TLS) Enabled() bool { return t.CertFile != "" }
 
 // Metrics configures the Prometheus metrics.
 type Metrics struct {
@@ -353,6 +364,9 @@ func (c *Config) LogValue() slog.Value {
 		slog.Any("read_token", c.ReadToken),
 		slog.Any("admin_token", c.AdminToken),
 		slog.Bool("trusted_network", c.TrustedNetwork),
+		slog.Group("tls",
+			slog.String("cert_file", c.TLS.CertFile),
+			slog.String("key_file", c.TLS.KeyFile)),
 		slog.String("max_body_bytes", c.MaxBodyBytes.String()),
 		slog.String("shutdown_timeout", c.ShutdownTimeout.String()),
 		slog.Group("log",

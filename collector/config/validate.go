@@ -33,6 +33,9 @@ func (c *Config) Validate() error {
 	p.add("read_token", sameToken(c.ReadToken, c.IngestToken, "ingest_token"))
 	p.add("admin_token", sameToken(c.AdminToken, c.IngestToken, "ingest_token"))
 	p.add("admin_token", sameToken(c.AdminToken, c.ReadToken, "read_token"))
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		p.add("tls", "cert_file and key_file go together: set both for HTTPS, or neither")
+	}
 	p.add("max_body_bytes", checkSize(c.MaxBodyBytes))
 	p.add("shutdown_timeout", checkPositive(c.ShutdownTimeout))
 	p.add("log.level", checkOneOf(c.Log.Level, logLevels))

@@ -41,6 +41,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -168,14 +169,34 @@ func newLogger(w io.Writer, c config.Log) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
+// listen opens the API's listener: HTTPS when cfg.TLS names a certificate.
+func listen(cfg *config.Config) (net.Listener, error) {
+	var tc *tls.Config
+	if cfg.TLS.Enabled() {
+		cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+		tc = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	lis, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	if tc != nil {
+		lis = tls.NewListener(lis, tc)
+	}
+	return lis, nil
+}
+
 // serve runs the collector until ctx ends or a part fails; it owns conn
 // and closes it last. The group below is the one statement of the start
 // and stop order (see the package documentation).
 func serve(ctx context.Context, cfg *config.Config, conn driver.Conn, log *slog.Logger) error {
-	lis, err := net.Listen("tcp", cfg.Listen)
+	lis, err := listen(cfg)
 	if err != nil {
 		_ = conn.Close()
-		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+		return err
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -26,6 +26,7 @@ import (
 type collectorUnderTest struct {
 	ch     *chtest.Server
 	base   string
+	client *http.Client // trusts the collector's certificate when it serves HTTPS
 	done   chan struct{} // closed when run returned, with its error in err
 	err    error
 	cancel context.CancelFunc
@@ -48,6 +49,17 @@ func (c *collectorUnderTest) stop(t *testing.T) error {
 // to the collector's configuration file.
 func startCollector(t *testing.T, extra string) *collectorUnderTest {
 	t.Helper()
+	return startCollectorWith(t, extra, nil)
+}
+
+// startCollectorWith is startCollector with the client that reaches it:
+// non-nil when extra sets tls, a client that trusts its certificate.
+func startCollectorWith(t *testing.T, extra string, client *http.Client) *collectorUnderTest {
+	t.Helper()
+	scheme := "https"
+	if client == nil {
+		scheme, client = "http", http.DefaultClient
+	}
 	ch, err := chtest.Start()
 	if err != nil {
 		t.Fatal(err)
@@ -90,7 +102,7 @@ clickhouse:
 		return "", false
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &collectorUnderTest{ch: ch, base: "http://" + listen, done: make(chan struct{}), cancel: cancel}
+	c := &collectorUnderTest{ch: ch, base: scheme + "://" + listen, client: client, done: make(chan struct{}), cancel: cancel}
 	go func() {
 		c.err = run(ctx, []string{"-config", cfg}, io.Discard, env)
 		close(c.done)
@@ -102,7 +114,7 @@ clickhouse:
 	})
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get(c.base + "/readyz")
+		resp, err := client.Get(c.base + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {

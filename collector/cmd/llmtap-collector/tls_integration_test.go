@@ -1,0 +1,167 @@
+//go:build integration
+
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestCollectorOverTLS: the collector serves HTTPS with the certificate
+// its configuration names; the plugin inside the real Traefik reaches it
+// through collectorCA (a private CA), its records are stored, and a client
+// speaking plain HTTP, or not trusting the CA, gets nothing.
+func TestCollectorOverTLS(t *testing.T) {
+	dir := t.TempDir()
+	caPEM, certFile, keyFile := testCertificate(t, dir)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	c := startCollectorWith(t, fmt.Sprintf("tls:\n  cert_file: %q\n  key_file: %q\n", certFile, keyFile), client)
+	if !strings.HasPrefix(c.base, "https://") {
+		t.Fatalf("base %s", c.base)
+	}
+
+	plain := strings.Replace(c.base, "https://", "http://", 1)
+	if resp, err := http.Get(plain + "/healthz"); err == nil {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Errorf("plain HTTP to the TLS listener: %d %s", resp.StatusCode, body)
+		}
+	}
+	if _, err := http.Get(c.base + "/healthz"); err == nil {
+		t.Error("a client without the CA reached the collector")
+	}
+
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"ok":true}`)
+	}))
+	t.Cleanup(up.Close)
+	indented := "            " + strings.ReplaceAll(strings.TrimSpace(string(caPEM)), "\n", "\n            ")
+	_, entry := startTraefik(t, traefikOptions{
+		Dynamic: fmt.Sprintf(`
+http:
+  routers:
+    tls:
+      rule: Host(`+"`tls.test`"+`)
+      service: up
+      middlewares: [tls]
+  middlewares:
+    tls:
+      plugin:
+        llmtap:
+          collectorURL: %q
+          collectorToken: it-token
+          flushInterval: 50ms
+          collectorCA: |
+%s
+  services:
+    up:
+      loadBalancer:
+        servers:
+          - url: %q
+`, c.base, indented, up.URL),
+		ReadyHosts: []string{"tls.test"},
+	}, nil)
+
+	req, _ := http.NewRequest(http.MethodGet, "http://"+entry+"/v1/models", nil)
+	req.Host = "tls.test"
+	req.Header.Set("X-Request-Id", "over-tls-1")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		req, _ := http.NewRequest(http.MethodGet, c.base+"/v1/requests/over-tls-1", nil)
+		req.Header.Set("Authorization", "Bearer it-read")
+		resp, err := client.Do(req)
+		if err == nil {
+			var f map[string]any
+			_ = json.NewDecoder(resp.Body).Decode(&f)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				if f["request_id"] != "over-tls-1" {
+					t.Errorf("stored %v", f)
+				}
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the record sent over TLS never reached ClickHouse (last: %v)", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// testCertificate writes a CA-signed certificate for 127.0.0.1 and its key
+// into dir, and returns the CA's PEM and the two file names.
+func testCertificate(t *testing.T, dir string) (caPEM []byte, certFile, keyFile string) {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fixed validity around a fixed instant would expire; the certificate
+	// lives as long as the test, so its window is now, wide on both sides.
+	now := time.Now()
+	ca := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "llmtap test CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, caCert, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "collector.crt"), filepath.Join(dir, "collector.key")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), certFile, keyFile
+}
