@@ -4,7 +4,8 @@
 # service) on 127.0.0.1, with no persistence and every file under
 # $LLMTAP_RUN/redis.
 #   scripts/redis.sh start|stop|status
-# Port: REDIS_PORT (default 16379).
+# Port: REDIS_PORT (default 16379). With REDIS_TLS_CERT and REDIS_TLS_KEY
+# (PEM files), the port speaks TLS only (clients need no certificate).
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
@@ -15,7 +16,12 @@ PIDFILE=$DIR/pid
 LOGFILE=$DIR/redis.log
 EXE=$(command -v redis-server || true)
 
-ping_redis() { [ "$(redis-cli -h 127.0.0.1 -p "$PORT" ping 2>/dev/null)" = PONG ]; }
+TLS_CERT=${REDIS_TLS_CERT:-}
+TLS_KEY=${REDIS_TLS_KEY:-}
+cli_tls=()
+[ -z "$TLS_CERT" ] || cli_tls=(--tls --insecure)
+
+ping_redis() { [ "$(redis-cli -h 127.0.0.1 -p "$PORT" "${cli_tls[@]}" ping 2>/dev/null)" = PONG ]; }
 
 start() {
 	local pid
@@ -34,7 +40,11 @@ start() {
 	: >"$DIR/stdout.log"
 	# --daemonize no keeps $! the server's own pid; --save '' and
 	# --appendonly no: test data need not outlive the process.
-	"$EXE" --port "$PORT" --bind 127.0.0.1 --save '' --appendonly no \
+	local ports=(--port "$PORT")
+	if [ -n "$TLS_CERT" ]; then
+		ports=(--port 0 --tls-port "$PORT" --tls-cert-file "$TLS_CERT" --tls-key-file "$TLS_KEY" --tls-auth-clients no)
+	fi
+	"$EXE" "${ports[@]}" --bind 127.0.0.1 --save '' --appendonly no \
 		--daemonize no --dir "$DIR" --logfile "$LOGFILE" \
 		</dev/null >>"$DIR/stdout.log" 2>&1 &
 	echo $! >"$PIDFILE"

@@ -2,6 +2,7 @@ package clickhouse
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,6 +25,8 @@ type Options struct {
 	ReadTimeout  time.Duration
 	MaxOpenConns int // default 4: one writer, Get calls, readiness
 	MaxIdleConns int // default 2
+	// TLS, when not nil, connects to the native protocol's secure port.
+	TLS *tls.Config
 }
 
 // LogValue keeps the password out of logs.
@@ -83,6 +86,7 @@ func Open(ctx context.Context, opts Options) (driver.Conn, error) {
 		MaxOpenConns:    o.MaxOpenConns,
 		MaxIdleConns:    o.MaxIdleConns,
 		ConnMaxLifetime: time.Hour,
+		TLS:             o.TLS,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: open %s: %w", o.Addr, err)

@@ -40,6 +40,8 @@ package config
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -118,6 +120,8 @@ type ClickHouse struct {
 	// BodyRetention is the TTL of the body columns; 0 means Retention.
 	// Use EffectiveBodyRetention rather than reading it.
 	BodyRetention Duration `yaml:"body_retention" json:"body_retention"`
+	// TLS to ClickHouse (its native protocol's secure port).
+	TLS ClientTLS `yaml:"tls" json:"tls"`
 	// SpoolDir holds batches ClickHouse refused; Load and Default turn ""
 	// into <os temp>/llmtap-spool.
 	SpoolDir      string `yaml:"spool_dir" json:"spool_dir"`
@@ -149,6 +153,8 @@ type Redis struct {
 	// Timeout bounds each Redis command of a limit check; past it the
 	// limit's failure mode decides.
 	Timeout Duration `yaml:"timeout" json:"timeout"`
+	// TLS to Redis.
+	TLS ClientTLS `yaml:"tls" json:"tls"`
 }
 
 // Limits are the per-tenant limits the plugins check. Policies set through
@@ -164,6 +170,36 @@ type Limits struct {
 	PolicyCache Duration                  `yaml:"policy_cache" json:"policy_cache"`
 	Default     *limits.Policy            `yaml:"default" json:"default"`
 	Tenants     map[string]*limits.Policy `yaml:"tenants" json:"tenants"`
+}
+
+// ClientTLS is TLS to a server the collector connects to.
+type ClientTLS struct {
+	Enabled bool `yaml:"enabled" json:"enabled"`
+	// CAFile is a PEM file of the authorities the server's certificate is
+	// checked against; empty: the system's.
+	CAFile string `yaml:"ca_file" json:"ca_file"`
+	// ServerName is the name the certificate must carry; empty: the
+	// address's host.
+	ServerName string `yaml:"server_name" json:"server_name"`
+}
+
+// Config returns the client's TLS configuration, nil when TLS is off.
+func (t ClientTLS) Config() (*tls.Config, error) {
+	if !t.Enabled {
+		return nil, nil
+	}
+	c := &tls.Config{ServerName: t.ServerName, MinVersion: tls.VersionTLS12}
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls ca_file: %w", err)
+		}
+		c.RootCAs = x509.NewCertPool()
+		if !c.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls ca_file %s: no PEM certificate in it", t.CAFile)
+		}
+	}
+	return c, nil
 }
 
 // TLS names the listener's certificate and key, PEM files.

@@ -36,6 +36,8 @@ func (c *Config) Validate() error {
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		p.add("tls", "cert_file and key_file go together: set both for HTTPS, or neither")
 	}
+	p.add("clickhouse.tls", checkClientTLS(c.ClickHouse.TLS))
+	p.add("redis.tls", checkClientTLS(c.Redis.TLS))
 	p.add("max_body_bytes", checkSize(c.MaxBodyBytes))
 	p.add("shutdown_timeout", checkPositive(c.ShutdownTimeout))
 	p.add("log.level", checkOneOf(c.Log.Level, logLevels))
@@ -133,6 +135,14 @@ func (c *Config) CheckTrust() error {
 		return fmt.Errorf("%w", ErrNoTokens)
 	}
 	return nil
+}
+
+// checkClientTLS refuses TLS settings that TLS off would ignore.
+func checkClientTLS(t ClientTLS) string {
+	if !t.Enabled && (t.CAFile != "" || t.ServerName != "") {
+		return "ca_file or server_name set, but enabled is false: set enabled: true for TLS"
+	}
+	return ""
 }
 
 // sameToken refuses a token equal to another scope's, which would merge

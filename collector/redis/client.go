@@ -1,6 +1,7 @@
 package redis
 
 import (
+	"crypto/tls"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -28,6 +29,8 @@ type Options struct {
 	// about this long for a Redis that is down or stuck, then its limit's
 	// failure mode decides.
 	Timeout time.Duration
+	// TLS, when not nil, is used for every connection.
+	TLS *tls.Config
 }
 
 // universal maps Options onto go-redis's UniversalOptions, whose
@@ -50,6 +53,7 @@ func (o Options) universal() *goredis.UniversalOptions {
 		ContextTimeoutEnabled: true,
 		MaxRetries:            1,
 		DialerRetries:         1,
+		TLSConfig:             o.TLS,
 	}
 }
 

@@ -108,7 +108,12 @@ func run(ctx context.Context, args []string, stderr io.Writer, env func(string) 
 	// limits log Redis failures themselves, rate-limited.
 	goredis.SetLogger(quietLogger{})
 
+	chTLS, err := cfg.ClickHouse.TLS.Config()
+	if err != nil {
+		return fmt.Errorf("clickhouse: %w", err)
+	}
 	conn, err := clickhouse.Open(ctx, clickhouse.Options{
+		TLS:          chTLS,
 		Addr:         cfg.ClickHouse.Addr,
 		Username:     cfg.ClickHouse.Username,
 		Password:     cfg.ClickHouse.Password.Reveal(),
@@ -193,6 +198,11 @@ func listen(cfg *config.Config) (net.Listener, error) {
 // and closes it last. The group below is the one statement of the start
 // and stop order (see the package documentation).
 func serve(ctx context.Context, cfg *config.Config, conn driver.Conn, log *slog.Logger) error {
+	redisTLS, err := cfg.Redis.TLS.Config()
+	if err != nil {
+		_ = conn.Close()
+		return fmt.Errorf("redis: %w", err)
+	}
 	lis, err := listen(cfg)
 	if err != nil {
 		_ = conn.Close()
@@ -214,6 +224,7 @@ func serve(ctx context.Context, cfg *config.Config, conn driver.Conn, log *slog.
 	})
 	store := clickhouse.NewStore(conn, cfg.ClickHouse.Database)
 	rdb := redis.NewClient(redis.Options{
+		TLS:  redisTLS,
 		Addr: cfg.Redis.Addr, Addrs: cfg.Redis.Addrs, MasterName: cfg.Redis.MasterName,
 		Password: cfg.Redis.Password.Reveal(), SentinelPassword: cfg.Redis.SentinelPassword.Reveal(),
 		DB: cfg.Redis.DB, Timeout: time.Duration(cfg.Redis.Timeout),

@@ -22,6 +22,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/llmtap/llmtap/collector/internal/redistest"
 )
 
 // TestCollectorOverTLS: the collector serves HTTPS with the certificate
@@ -164,4 +166,54 @@ func testCertificate(t *testing.T, dir string) (caPEM []byte, certFile, keyFile 
 		t.Fatal(err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), certFile, keyFile
+}
+
+// TestCollectorToRedisOverTLS: with redis.tls, the collector's limit checks
+// run against a real Redis that speaks TLS only, its certificate checked
+// against ca_file.
+func TestCollectorToRedisOverTLS(t *testing.T) {
+	dir := t.TempDir()
+	caPEM, certFile, keyFile := testCertificate(t, dir)
+	caFile := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(caFile, caPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rd, err := redistest.StartTLS(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := rd.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	c := startCollector(t, fmt.Sprintf(`redis:
+  addr: %q
+  timeout: 2s
+  tls: {enabled: true, ca_file: %q}
+limits:
+  default:
+    requests: {limit: 1, period: 1h}
+    failure_mode: closed
+`, rd.Addr, caFile))
+	check := func() (int, string) {
+		req, _ := http.NewRequest(http.MethodPost, c.base+"/v1/limits/check", strings.NewReader(`{"tenant":"tls-tenant","route":"r"}`))
+		req.Header.Set("Authorization", "Bearer it-token")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get("Llmtap-Decision")
+	}
+	// Failing closed, a Redis the collector could not reach would deny the
+	// first check too: allow then deny is Redis counting, over TLS.
+	for i, want := range []int{http.StatusOK, http.StatusTooManyRequests} {
+		if code, decision := check(); code != want {
+			t.Errorf("check %d: %d (%s), want %d", i+1, code, decision, want)
+		}
+	}
+	if n := metricTotal(t, &stack{collector: c}, `llmtap_limit_checks_total\{decision="failed_closed"\}`); n != 0 {
+		t.Errorf("%v checks failed closed: Redis was not reached", n)
+	}
 }

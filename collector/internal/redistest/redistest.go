@@ -25,12 +25,20 @@ type Server struct {
 }
 
 // Start starts a server; Close stops it and removes its files.
-func Start() (*Server, error) {
+func Start() (*Server, error) { return start() }
+
+// StartTLS starts a server whose port speaks TLS only, with the
+// certificate and key in these PEM files.
+func StartTLS(certFile, keyFile string) (*Server, error) {
+	return start("REDIS_TLS_CERT="+certFile, "REDIS_TLS_KEY="+keyFile)
+}
+
+func start(env ...string) (*Server, error) {
 	port, err := service.FreePort()
 	if err != nil {
 		return nil, err
 	}
-	script, err := service.New("redis.sh", fmt.Sprintf("REDIS_PORT=%d", port))
+	script, err := service.New("redis.sh", append([]string{fmt.Sprintf("REDIS_PORT=%d", port)}, env...)...)
 	if err != nil {
 		return nil, err
 	}
