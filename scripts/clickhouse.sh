@@ -11,6 +11,11 @@ source "$(dirname "$0")/lib.sh"
 
 TCP_PORT=${CLICKHOUSE_TCP_PORT:-19000}
 HTTP_PORT=${CLICKHOUSE_HTTP_PORT:-18123}
+# TLS: with CLICKHOUSE_TLS_CERT and CLICKHOUSE_TLS_KEY (PEM files), the
+# native protocol is also served over TLS on CLICKHOUSE_TCP_SECURE_PORT.
+TLS_CERT=${CLICKHOUSE_TLS_CERT:-}
+TLS_KEY=${CLICKHOUSE_TLS_KEY:-}
+SECURE_PORT=${CLICKHOUSE_TCP_SECURE_PORT:-}
 mkdir -p "$LLMTAP_RUN/clickhouse"
 # The server resolves relative paths against its own cwd: use absolute ones.
 DIR=$(cd "$LLMTAP_RUN/clickhouse" && pwd)
@@ -20,8 +25,23 @@ EXE=$(command -v clickhouse-server || true)
 ping_http() { curl -sf --max-time 2 "http://127.0.0.1:$HTTP_PORT/ping" >/dev/null; }
 
 write_config() {
-	local d
+	local d tls=""
 	d=$(xml_escape "$DIR")
+	if [ -n "$TLS_CERT" ]; then
+		if [ -z "$TLS_KEY" ] || [ -z "$SECURE_PORT" ]; then
+			die "clickhouse: CLICKHOUSE_TLS_CERT needs CLICKHOUSE_TLS_KEY and CLICKHOUSE_TCP_SECURE_PORT"
+		fi
+		tls="<tcp_port_secure>$SECURE_PORT</tcp_port_secure>
+    <openSSL>
+        <server>
+            <certificateFile>$(xml_escape "$TLS_CERT")</certificateFile>
+            <privateKeyFile>$(xml_escape "$TLS_KEY")</privateKeyFile>
+            <verificationMode>none</verificationMode>
+            <loadDefaultCAFile>false</loadDefaultCAFile>
+            <disableProtocols>sslv2,sslv3,tlsv1,tlsv1_1</disableProtocols>
+        </server>
+    </openSSL>"
+	fi
 	# 18.16 wants <yandex> as the root element; users_config is read
 	# relative to this file's folder.
 	cat >"$DIR/config.xml" <<EOF
@@ -37,6 +57,7 @@ write_config() {
     <listen_host>127.0.0.1</listen_host>
     <tcp_port>$TCP_PORT</tcp_port>
     <http_port>$HTTP_PORT</http_port>
+    $tls
     <path>$d/data/</path>
     <tmp_path>$d/tmp/</tmp_path>
     <user_files_path>$d/user_files/</user_files_path>

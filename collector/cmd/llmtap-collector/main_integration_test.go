@@ -49,26 +49,45 @@ func (c *collectorUnderTest) stop(t *testing.T) error {
 // to the collector's configuration file.
 func startCollector(t *testing.T, extra string) *collectorUnderTest {
 	t.Helper()
-	return startCollectorWith(t, extra, nil)
+	return startCollectorWith(t, collectorSetup{extra: extra})
 }
 
-// startCollectorWith is startCollector with the client that reaches it:
-// non-nil when extra sets tls, a client that trusts its certificate.
-func startCollectorWith(t *testing.T, extra string, client *http.Client) *collectorUnderTest {
+// collectorSetup is what startCollectorWith varies.
+type collectorSetup struct {
+	extra string // appended to the configuration file
+	// client reaches the collector: non-nil when extra sets tls, a client
+	// that trusts its certificate.
+	client *http.Client
+	// ch is the ClickHouse to use (nil: a new one), reached at chAddr
+	// (empty: ch.Addr) with chExtra added to the clickhouse section.
+	ch      *chtest.Server
+	chAddr  string
+	chExtra string
+}
+
+// startCollectorWith is startCollector as o says.
+func startCollectorWith(t *testing.T, o collectorSetup) *collectorUnderTest {
 	t.Helper()
-	scheme := "https"
+	scheme, client := "https", o.client
 	if client == nil {
 		scheme, client = "http", http.DefaultClient
 	}
-	ch, err := chtest.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := ch.Close(); err != nil {
-			t.Error(err)
+	ch := o.ch
+	if ch == nil {
+		var err error
+		if ch, err = chtest.Start(); err != nil {
+			t.Fatal(err)
 		}
-	})
+		t.Cleanup(func() {
+			if err := ch.Close(); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	chAddr := o.chAddr
+	if chAddr == "" {
+		chAddr = ch.Addr
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -91,7 +110,7 @@ clickhouse:
   spool_dir: %q
   retention: 0s
   body_retention: 0s
-`, listen, ch.Addr, filepath.Join(dir, "spool")) + extra
+`, listen, chAddr, filepath.Join(dir, "spool")) + o.chExtra + o.extra
 	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}

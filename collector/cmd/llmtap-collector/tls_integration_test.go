@@ -17,12 +17,14 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/llmtap/llmtap/collector/internal/chtest"
 	"github.com/llmtap/llmtap/collector/internal/redistest"
 )
 
@@ -36,7 +38,7 @@ func TestCollectorOverTLS(t *testing.T) {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(caPEM)
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
-	c := startCollectorWith(t, fmt.Sprintf("tls:\n  cert_file: %q\n  key_file: %q\n", certFile, keyFile), client)
+	c := startCollectorWith(t, collectorSetup{extra: fmt.Sprintf("tls:\n  cert_file: %q\n  key_file: %q\n", certFile, keyFile), client: client})
 	if !strings.HasPrefix(c.base, "https://") {
 		t.Fatalf("base %s", c.base)
 	}
@@ -215,5 +217,38 @@ limits:
 	}
 	if n := metricTotal(t, &stack{collector: c}, `llmtap_limit_checks_total\{decision="failed_closed"\}`); n != 0 {
 		t.Errorf("%v checks failed closed: Redis was not reached", n)
+	}
+}
+
+// TestCollectorToClickHouseOverTLS: with clickhouse.tls, the collector
+// migrates, writes and reads a real ClickHouse through its secure native
+// port, the certificate checked against ca_file.
+func TestCollectorToClickHouseOverTLS(t *testing.T) {
+	dir := t.TempDir()
+	caPEM, certFile, keyFile := testCertificate(t, dir)
+	caFile := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(caFile, caPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ch, err := chtest.StartTLS(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := ch.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	c := startCollectorWith(t, collectorSetup{ch: ch, chAddr: ch.Secure, chExtra: fmt.Sprintf("  tls: {enabled: true, ca_file: %q}\n", caFile)})
+	c.post(t, streamRecord("over-tls-ch"))
+	waitFact(t, c.base, "over-tls-ch")
+	resp, err := http.Get("http://" + ch.HTTP + "/?query=" + url.QueryEscape("SELECT count() FROM llmtap_it.requests WHERE request_id = 'over-tls-ch'"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if strings.TrimSpace(string(body)) != "1" {
+		t.Errorf("rows in the TLS server: %q", body)
 	}
 }

@@ -21,12 +21,19 @@ import (
 type Server struct {
 	Addr   string // native protocol, host:port
 	HTTP   string // HTTP interface, host:port
+	Secure string // native protocol over TLS, host:port (StartTLS only)
 	RunDir string
 	script *service.Script
 }
 
 // Start starts a server; Stop stops it.
-func Start() (*Server, error) {
+func Start() (*Server, error) { return start("", "") }
+
+// StartTLS starts a server that also serves the native protocol over TLS,
+// on Secure, with the certificate and key in these PEM files.
+func StartTLS(certFile, keyFile string) (*Server, error) { return start(certFile, keyFile) }
+
+func start(certFile, keyFile string) (*Server, error) {
 	tcp, err := service.FreePort()
 	if err != nil {
 		return nil, err
@@ -35,14 +42,24 @@ func Start() (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	script, err := service.New("clickhouse.sh",
-		fmt.Sprintf("CLICKHOUSE_TCP_PORT=%d", tcp), fmt.Sprintf("CLICKHOUSE_HTTP_PORT=%d", http))
+	env := []string{fmt.Sprintf("CLICKHOUSE_TCP_PORT=%d", tcp), fmt.Sprintf("CLICKHOUSE_HTTP_PORT=%d", http)}
+	secure := ""
+	if certFile != "" {
+		port, err := service.FreePort()
+		if err != nil {
+			return nil, err
+		}
+		secure = fmt.Sprintf("127.0.0.1:%d", port)
+		env = append(env, "CLICKHOUSE_TLS_CERT="+certFile, "CLICKHOUSE_TLS_KEY="+keyFile, fmt.Sprintf("CLICKHOUSE_TCP_SECURE_PORT=%d", port))
+	}
+	script, err := service.New("clickhouse.sh", env...)
 	if err != nil {
 		return nil, err
 	}
 	s := &Server{
 		Addr:   fmt.Sprintf("127.0.0.1:%d", tcp),
 		HTTP:   fmt.Sprintf("127.0.0.1:%d", http),
+		Secure: secure,
 		RunDir: script.RunDir,
 		script: script,
 	}
