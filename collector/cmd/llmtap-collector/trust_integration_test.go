@@ -194,6 +194,23 @@ func TestTrustBoundariesThroughTraefik(t *testing.T) {
 		}
 	})
 
+	t.Run("a key with a tab and bytes that are not UTF-8 names its own tenant", func(t *testing.T) {
+		key := "Bearer sk-\tm\xffx\xc3"
+		code, id := hostileChat(t, s, "keyed.test", map[string]string{"Authorization": key})
+		if code != http.StatusOK {
+			t.Fatalf("%d, want 200", code)
+		}
+		if f := s.fact(t, id); f["tenant"] != llmtap.KeyTenant(key) || !llmtap.ValidID(f["tenant"].(string)) {
+			t.Errorf("stored tenant %v, want %s", f["tenant"], llmtap.KeyTenant(key))
+		}
+		// Its quota is its own, and holds.
+		for i, want := range []int{http.StatusOK, http.StatusTooManyRequests} {
+			if code, _ := hostileChat(t, s, "keyed.test", map[string]string{"Authorization": key}); code != want {
+				t.Errorf("request %d more: %d, want %d", i+1, code, want)
+			}
+		}
+	})
+
 	t.Run("long and many credentials: every request answered, keys never stored", func(t *testing.T) {
 		long := strings.Repeat("K", 256<<10)
 		var last string
