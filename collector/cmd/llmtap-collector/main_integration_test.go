@@ -26,7 +26,7 @@ import (
 type collectorUnderTest struct {
 	ch     *chtest.Server
 	base   string
-	client *http.Client // trusts the collector's certificate when it serves HTTPS
+	client *http.Client  // trusts the collector's certificate when it serves HTTPS
 	done   chan struct{} // closed when run returned, with its error in err
 	err    error
 	cancel context.CancelFunc
