@@ -103,6 +103,7 @@ var badFiles = []struct {
 	{"redis_db_negative.bad.yaml", ErrInvalid, []string{"redis.db: -1 is out of range 0..15"}},
 	{"redis_timeout.bad.yaml", ErrInvalid, []string{"redis.timeout: 0s must be greater than 0"}},
 	{"limits_period.bad.yaml", ErrParse, []string{`line 4:`, `period "1 minute": want a duration such as 1s, 1m or 24h`}},
+	{"limits_tenant_name.bad.yaml", ErrInvalid, []string{`limits.tenants: tenant name "team a": want 1 to 128 bytes of letters, digits and - _ . : @ + =`}},
 	{"limits_policy.bad.yaml", ErrInvalid, []string{
 		`limits.default.requests.limit: 0: want at least 1`,
 		`limits.tenants.acme.failure_mode: "maybe": want open or closed`,

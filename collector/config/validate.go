@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+
+	llmtap "github.com/llmtap/llmtap/plugin"
 )
 
 var (
@@ -256,8 +258,10 @@ func (l *Limits) validate(p *problems) {
 	sort.Strings(names)
 	for _, name := range names {
 		switch pol := l.Tenants[name]; {
-		case name == "" || len(name) > 128:
-			p.add("limits.tenants", fmt.Sprintf("tenant name %q: want 1 to 128 characters", name))
+		case !llmtap.ValidID(name):
+			// The plugin names no tenant outside this set: a policy for
+			// one would never apply.
+			p.add("limits.tenants", fmt.Sprintf("tenant name %q: want %s", name, llmtap.IDRule))
 		case pol == nil:
 			p.add("limits.tenants."+name, "empty: give requests or tokens, or remove the tenant")
 		default:
