@@ -42,26 +42,33 @@ func (r *Recent) key(requestID, route string, startUnixNs int64) uint64 {
 	return h.Sum64()
 }
 
-// Seen reports whether the record was added lately.
-func (r *Recent) Seen(requestID, route string, startUnixNs int64) bool {
+// Add remembers the record and reports whether it is new: false when it
+// was added lately. Checking and adding are one step, so that two copies
+// of a record arriving at once are not both taken as new.
+func (r *Recent) Add(requestID, route string, startUnixNs int64) bool {
 	k := r.key(requestID, route, startUnixNs)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.cur[k]; ok {
-		return true
+		return false
 	}
-	_, ok := r.old[k]
-	return ok
-}
-
-// Add remembers the record.
-func (r *Recent) Add(requestID, route string, startUnixNs int64) {
-	k := r.key(requestID, route, startUnixNs)
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	if _, ok := r.old[k]; ok {
+		return false
+	}
 	if len(r.cur) >= r.size {
 		r.old = r.cur
 		r.cur = make(map[uint64]struct{}, r.size)
 	}
 	r.cur[k] = struct{}{}
+	return true
+}
+
+// Forget drops the record, as if it was never added: for a record that
+// could not be taken after all.
+func (r *Recent) Forget(requestID, route string, startUnixNs int64) {
+	k := r.key(requestID, route, startUnixNs)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.cur, k)
+	delete(r.old, k)
 }

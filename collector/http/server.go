@@ -201,12 +201,13 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 			s.opt.Observer.Rejected(reason)
 			continue
 		}
-		if s.opt.Recent.Seen(rec.RequestID, rec.Route, rec.StartUnixNs) {
+		if !s.opt.Recent.Add(rec.RequestID, rec.Route, rec.StartUnixNs) {
 			res.Duplicates++
 			continue
 		}
 		f := s.opt.Derive(rec)
 		if err := s.opt.Queue.Enqueue(f); err != nil {
+			s.opt.Recent.Forget(rec.RequestID, rec.Route, rec.StartUnixNs)
 			s.opt.Observer.Received(res.Accepted)
 			res.Error = fmt.Sprintf("line %d: %v; retry later", line, err)
 			status := http.StatusInternalServerError
@@ -217,7 +218,6 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, status, res)
 			return
 		}
-		s.opt.Recent.Add(rec.RequestID, rec.Route, rec.StartUnixNs)
 		s.opt.Observer.Observe(f)
 		res.Accepted++
 		if f.LimitReserved > 0 {

@@ -316,3 +316,32 @@ func TestReadScopeWithoutTokens(t *testing.T) {
 		}
 	}
 }
+
+// Copies of one batch arriving at once are taken once between them.
+func TestIngestConcurrentCopiesCountOnce(t *testing.T) {
+	f := newFixture(t, -1)
+	batch := line("a") + "\n" + line("b") + "\n" + line("c") + "\n"
+	const copies = 8
+	var wg sync.WaitGroup
+	results := make([]IngestResult, copies)
+	for i := 0; i < copies; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			req := httptest.NewRequest(http.MethodPost, "/v1/records", strings.NewReader(batch))
+			req.Header.Set("Authorization", "Bearer tok")
+			rec := httptest.NewRecorder()
+			f.srv.ServeHTTP(rec, req)
+			_ = json.Unmarshal(rec.Body.Bytes(), &results[i])
+		}(i)
+	}
+	wg.Wait()
+	accepted, duplicates := 0, 0
+	for _, r := range results {
+		accepted += r.Accepted
+		duplicates += r.Duplicates
+	}
+	if accepted != 3 || duplicates != 3*(copies-1) || len(f.queue.facts) != 3 {
+		t.Errorf("accepted %d, duplicates %d, queued %d; want 3, %d, 3", accepted, duplicates, len(f.queue.facts), 3*(copies-1))
+	}
+}
