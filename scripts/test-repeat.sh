@@ -43,7 +43,8 @@ loop() {
 		for part in $PARTS; do
 			began=$EPOCHREALTIME
 			status=0
-			make --no-print-directory "test-$part" COUNT="$COUNT" GOTESTFLAGS=-json YAEGIFLAGS=-v \
+			# go test's own timeout (10 minutes a package) grows with COUNT.
+			make --no-print-directory "test-$part" COUNT="$COUNT" GOTESTFLAGS="-json -timeout $((10 * COUNT))m" YAEGIFLAGS=-v \
 				>"$out/$part.$run-$k.log" 2>&1 || status=$?
 			echo "$status" >"$out/$part.$run-$k.exit"
 			printf '  loop %d run %d/%d: %-12s %s in %s s\n' "$k" "$run" "$N" "$part" \
