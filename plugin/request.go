@@ -57,15 +57,16 @@ func newTenantKeys() *tenantKeys {
 func (k *tenantKeys) tenantOf(cred string) string {
 	h := maphash.String(k.seed, cred)
 	k.mu.Lock()
-	t, ok := k.cur[h]
+	t, inCur := k.cur[h]
+	inOld := false
+	if !inCur {
+		t, inOld = k.old[h]
+	}
 	k.mu.Unlock()
-	if ok {
+	if inCur {
 		return t
 	}
-	k.mu.Lock()
-	t, ok = k.old[h]
-	k.mu.Unlock()
-	if !ok {
+	if !inOld {
 		t = KeyTenant(cred)
 	}
 	k.mu.Lock()

@@ -211,7 +211,7 @@ func (w *wholePath) checkComplete(t *testing.T, id string, status int, errorType
 }
 
 // metricSum adds the samples of a metric whose line matches.
-func (w *wholePath) metricSum(t *testing.T, pattern string) float64 {
+func (w *stack) metricSum(t *testing.T, pattern string) float64 {
 	t.Helper()
 	resp, err := http.Get(w.collector.base + "/metrics")
 	if err != nil {

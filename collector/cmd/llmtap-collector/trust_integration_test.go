@@ -287,5 +287,5 @@ func postBatch(t *testing.T, base string, lines []byte) (int, string) {
 // metricTotal is the value of an unlabelled metric of the collector.
 func metricTotal(t *testing.T, s *stack, name string) float64 {
 	t.Helper()
-	return (&wholePath{stack: s}).metricSum(t, "^"+name+" ")
+	return s.metricSum(t, "^"+name+" ")
 }
