@@ -56,8 +56,12 @@ test-integration:
 test-yaegi:
 	scripts/yaegi-test.sh $(YAEGIFLAGS)
 
+# internal/stack against the real servers: each part started, used, stopped
+# with no process or port left, and a test interrupted half-way (SIGINT)
+# leaving nothing behind
 test-infra:
-	scripts/test-infra.sh
+	scripts/install.sh
+	TRAEFIK_BIN=$$(scripts/traefik-build.sh) $(GO) test -tags integration -count=1 $(GOTESTFLAGS) ./internal/stack
 
 # promtool checks and unit tests of the alert rules (a firing and a silent
 # case per alert), their runbooks and the metrics they name
@@ -100,21 +104,26 @@ bench:
 	scripts/bench-ingest.sh
 	scripts/bench-limits.sh
 
+# cmd/llmtap-stack starts and stops the stack (internal/stack); it is
+# built afresh each time, which takes a second when nothing changed.
+STACK_CMD = command -v $(GO) >/dev/null || { echo "error: go not found: install Go (https://go.dev/dl) and run again" >&2; exit 1; }; \
+	$(GO) build -o bin/llmtap-stack ./cmd/llmtap-stack && bin/llmtap-stack
+
 ## demo: ClickHouse, Redis, the collector, the mock LLM upstream and Traefik
 ## with the plugin; a short mixed workload, a summary from ClickHouse, and the
 ## stack kept up until Ctrl-C
 demo:
-	@scripts/demo.sh
+	@$(STACK_CMD) demo
 
 ## up: the same stack in the background, Traefik sending every path through
 ## the plugin to UPSTREAM=URL (empty: the mock); ROUTE=NAME (llm), LIMITS=1.
-## Ports and tokens in .run/up/env; ports overridable (see scripts/up.sh)
+## Ports and tokens in .run/up/env; ports overridable (TRAEFIK_PORT, ...)
 up:
-	@scripts/up.sh
+	@$(STACK_CMD) up
 
 ## down: stop what `make up` started
 down:
-	@scripts/down.sh
+	@$(STACK_CMD) down
 
 clean:
 	rm -rf bin .run

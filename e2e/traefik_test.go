@@ -2,95 +2,68 @@
 
 // Package e2e runs the plugin inside a real Traefik binary, loaded from
 // plugins-local exactly as users load it, against in-process upstreams and
-// an in-process collector. `make test` builds Traefik and runs it; without
-// TRAEFIK_BIN the tests fail rather than skip.
+// an in-process collector, started by internal/stack (Traefik from
+// $TRAEFIK_BIN or scripts/traefik-build.sh). A Traefik that does not start
+// fails the tests; they never skip.
 package e2e
 
 import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/llmtap/llmtap/internal/traefiktest"
+	"github.com/llmtap/llmtap/internal/stack"
 	llmtap "github.com/llmtap/llmtap/plugin"
 )
 
-// stack is one Traefik with routers to the same upstream: bare.test
+// rig is one Traefik with routers to the same upstream: bare.test
 // without the plugin, tap.test with it, and three with limits: limits.test
 // (failing open), limits-closed.test (failing closed) and limits-down.test
 // (failing open, its collector down).
-type stack struct {
+type rig struct {
 	entry     string // Traefik's entrypoint, host:port
 	collector *collector
 	upstream  *upstream
 }
 
-var env *stack
+var env *rig
 
 func TestMain(m *testing.M) {
-	bin := os.Getenv("TRAEFIK_BIN")
-	if bin == "" {
-		fmt.Fprintln(os.Stderr, "e2e: TRAEFIK_BIN is not set; run `make test`, which builds Traefik")
-		os.Exit(1)
-	}
-	os.Exit(run(m, bin))
+	tb := &stack.MainTB{}
+	code := run(m, stack.New(tb))
+	tb.Close()
+	os.Exit(code)
 }
 
-func run(m *testing.M, bin string) int {
-	dir, err := os.MkdirTemp("", "llmtap-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	root, err := filepath.Abs("..")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-
+func run(m *testing.M, s *stack.T) int {
 	col := newCollector()
 	defer col.srv.Close()
 	up := newUpstream()
 	defer up.srv.Close()
 
-	entry, err := traefiktest.FreeAddr()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	// A collector that is not there: nothing listens on this address.
-	down, err := traefiktest.FreeAddr()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	tr, err := traefiktest.Start(traefiktest.Options{
-		Bin:        bin,
-		Dir:        dir,
-		Entry:      entry,
-		Dynamic:    fmt.Sprintf(dynamicConfig, col.srv.URL, up.srv.URL, "http://"+down),
-		Root:       root,
-		ReadyHosts: []string{"bare.test", "tap.test", "limits.test", "limits-closed.test", "limits-down.test"},
-		ReadyPath:  "/json",
-	})
-	if err != nil {
+	// A collector that is not there: nothing listens on this port.
+	down := s.Port()
+	tr := s.Traefik(fmt.Sprintf(dynamicConfig, col.srv.URL, up.srv.URL, fmt.Sprintf("http://127.0.0.1:%d", down)),
+		func(tr *stack.Traefik) {
+			tr.ReadyHosts = []string{"bare.test", "tap.test", "limits.test", "limits-closed.test", "limits-down.test"}
+			tr.ReadyPath = "/json"
+		})
+	env = &rig{entry: tr.Addr(), collector: col, upstream: up}
+	code := m.Run()
+	if err := tr.Stop(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
-	env = &stack{entry: entry, collector: col, upstream: up}
-	code := m.Run()
-	tr.Stop()
 	logText, err := tr.Log()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -35,7 +35,7 @@
 # Loopback only; bounded: the load runs its SECONDS and at most 20 s more;
 # with Traefik built (it is cached; `make test` builds it first), about 4
 # minutes on 2 cores. Whatever happens, what it started is stopped (trap,
-# scripts/down.sh). Last line: "soak: N passed, M failed".
+# llmtap-stack down). Last line: "soak: N passed, M failed".
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
@@ -83,7 +83,7 @@ pick_ports() {
 cleanup() {
 	local pid
 	for pid in "${LOAD_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-	timeout 60 "$ROOT/scripts/down.sh" >/dev/null 2>&1 || true
+	timeout 60 "$LLMTAP_BIN/llmtap-stack" down >/dev/null 2>&1 || true
 	finish_run
 }
 on_exit cleanup
@@ -106,17 +106,17 @@ export LC_NUMERIC=C
 began=$EPOCHREALTIME
 
 mkdir -p "$LLMTAP_BIN"
-(cd "$ROOT" && go build -o "$LLMTAP_BIN/bench-load" ./bench/load)
+(cd "$ROOT" && go build -o "$LLMTAP_BIN/bench-load" ./bench/load && go build -o "$LLMTAP_BIN/llmtap-stack" ./cmd/llmtap-stack)
 # A port free when picked may be taken before its server binds it (other
 # tests run here too): up to three tries, on other ports each time.
 up_ok=0
 for attempt in 1 2 3; do
 	pick_ports
-	if timeout 120 "$ROOT/scripts/up.sh" >"$LLMTAP_RUN/up.log" 2>&1; then
+	if timeout 120 "$LLMTAP_BIN/llmtap-stack" up >"$LLMTAP_RUN/up.log" 2>&1; then
 		up_ok=1
 		break
 	fi
-	timeout 60 "$ROOT/scripts/down.sh" >/dev/null 2>&1 || true
+	timeout 60 "$LLMTAP_BIN/llmtap-stack" down >/dev/null 2>&1 || true
 	log "make up failed (try $attempt of 3): $(grep -m1 -o 'failed: .*' "$LLMTAP_RUN/up.log" || echo '?')"
 done
 up_log() { [ "$up_ok" = 1 ] || { tail -n 30 "$LLMTAP_RUN/up.log"; return 1; }; }
@@ -328,10 +328,10 @@ check "collector RSS flat: ${grow_collector} MB from 30% of the requests to the 
 
 stop_all() {
 	local out
-	out=$("$ROOT/scripts/down.sh") || return 1
+	out=$("$LLMTAP_BIN/llmtap-stack" down) || return 1
 	[ "$(grep -c '^\[up\] stopped ' <<<"$out")" -eq 5 ] || { echo "$out"; return 1; }
 }
-check "scripts/down.sh stops all 5 parts" stop_all
+check "llmtap-stack down stops all 5 parts" stop_all
 echo "soak: took $(awk -v a="$began" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f s", b - a }') in all"
 echo "soak: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

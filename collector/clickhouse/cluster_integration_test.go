@@ -13,7 +13,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/llmtap/llmtap/collector"
-	"github.com/llmtap/llmtap/collector/internal/zktest"
+	"github.com/llmtap/llmtap/internal/stack"
 )
 
 // TestIntegrationCluster runs the cluster variant of the schema on a real
@@ -23,44 +23,22 @@ import (
 // deduplication on the shard.
 func TestIntegrationCluster(t *testing.T) {
 	start := time.Now()
-	zk, err := zktest.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			_ = zk.Stop() // keep its logs
-			return
-		}
-		if err := zk.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	srv, err := zktest.StartClickHouse(zk, "llmtap_it")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("ClickHouse logs in %s, ZooKeeper's in %s", srv.RunDir, zk.RunDir)
-			_ = srv.Stop()
-			return
-		}
-		if err := srv.Close(); err != nil {
-			t.Error(err)
-		}
+	s := stack.New(t)
+	zk := s.ZooKeeper()
+	srv := s.ClickHouse(func(c *stack.ClickHouse) {
+		c.Cluster = &stack.Cluster{Name: "llmtap_it", ZooKeeperPort: zk.Port, InterserverPort: s.Port()}
 	})
 	t.Logf("ZooKeeper and ClickHouse started in %s", time.Since(start).Round(time.Millisecond))
-	conn := openAt(t, srv.Addr)
+	conn := openAt(t, srv.Addr())
 	ctx := context.Background()
 	const db = "it_cluster"
-	schema := Schema{Database: db, Cluster: srv.Cluster, Retention: 90 * day, BodyRetention: 7 * day}
+	schema := Schema{Database: db, Cluster: srv.Cluster.Name, Retention: 90 * day, BodyRetention: 7 * day}
 
 	t.Run("migrate twice at once, then again", func(t *testing.T) {
 		var wg sync.WaitGroup
 		errs := make([]error, 2)
 		for i := range errs {
-			c := openAt(t, srv.Addr)
+			c := openAt(t, srv.Addr())
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -117,8 +95,8 @@ func TestIntegrationCluster(t *testing.T) {
 			replicas[table] = path + " " + replica
 		}
 		wantReplicas := map[string]string{
-			"llmtap_migrations": "/clickhouse/tables/it_cluster/llmtap_migrations " + srv.Shard + "-" + srv.Replica,
-			"requests_local":    "/clickhouse/tables/" + srv.Shard + "/it_cluster/requests_local " + srv.Replica,
+			"llmtap_migrations": "/clickhouse/tables/it_cluster/llmtap_migrations " + srv.Cluster.Shard + "-" + srv.Cluster.Replica,
+			"requests_local":    "/clickhouse/tables/" + srv.Cluster.Shard + "/it_cluster/requests_local " + srv.Cluster.Replica,
 		}
 		if !reflect.DeepEqual(replicas, wantReplicas) {
 			t.Errorf("replicas %v, want %v", replicas, wantReplicas)
@@ -130,7 +108,7 @@ func TestIntegrationCluster(t *testing.T) {
 
 	in := make([]*collector.Fact, 500)
 	t.Run("write through the Distributed table and get", func(t *testing.T) {
-		w, stop := startWriter(t, conn, WriterOptions{Database: db, Cluster: srv.Cluster, FlushInterval: 20 * time.Millisecond, SpoolDir: t.TempDir()})
+		w, stop := startWriter(t, conn, WriterOptions{Database: db, Cluster: srv.Cluster.Name, FlushInterval: 20 * time.Millisecond, SpoolDir: t.TempDir()})
 		for i := range in {
 			in[i] = testFact(i)
 			if err := w.Enqueue(in[i]); err != nil {
@@ -169,7 +147,7 @@ func TestIntegrationCluster(t *testing.T) {
 		again := *f
 		again.Model = "re-derived-model"    // a later copy, from a newer collector
 		time.Sleep(1100 * time.Millisecond) // a later inserted_at
-		w, stop := startWriter(t, conn, WriterOptions{Database: db, Cluster: srv.Cluster, FlushInterval: 10 * time.Millisecond})
+		w, stop := startWriter(t, conn, WriterOptions{Database: db, Cluster: srv.Cluster.Name, FlushInterval: 10 * time.Millisecond})
 		if err := w.Enqueue(&again); err != nil {
 			t.Fatal(err)
 		}
@@ -188,7 +166,7 @@ func TestIntegrationCluster(t *testing.T) {
 		if got.Model != again.Model {
 			t.Errorf("Get returned model %q, want the newest copy's %q", got.Model, again.Model)
 		}
-		if err := conn.Exec(ctx, "OPTIMIZE TABLE "+db+".requests_local ON CLUSTER "+srv.Cluster+" FINAL"); err != nil {
+		if err := conn.Exec(ctx, "OPTIMIZE TABLE "+db+".requests_local ON CLUSTER "+srv.Cluster.Name+" FINAL"); err != nil {
 			t.Fatal(err)
 		}
 		if got := count(t, conn, "SELECT count() FROM "+db+".requests_local"+where, f.RequestID); got != 1 {

@@ -18,49 +18,40 @@ import (
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/llmtap/llmtap/collector"
-	"github.com/llmtap/llmtap/collector/internal/chtest"
+	"github.com/llmtap/llmtap/internal/stack"
 )
 
 // The integration tests run against a real ClickHouse server (Debian's
-// 18.16 here) that TestMain starts with scripts/clickhouse.sh on free
+// 18.16 here) that TestMain starts with internal/stack on free
 // loopback ports in a temporary run folder, and stops at the end. A server
 // that does not start fails the run: these tests never skip.
 //
 //	go test -tags integration -count=1 ./clickhouse/
 
 // server is the test server, started by TestMain.
-var server *chtest.Server
+var server *stack.ClickHouse
 
 func TestMain(m *testing.M) {
-	var err error
-	if server, err = chtest.Start(); err != nil {
-		fmt.Fprintln(os.Stderr, "integration: ClickHouse did not start, failing (not skipping):", err)
-		os.Exit(1)
-	}
+	tb := &stack.MainTB{}
+	server = stack.New(tb).ClickHouse()
 	code := m.Run()
-	if code != 0 {
-		fmt.Fprintln(os.Stderr, "integration: server logs in", server.RunDir)
-		_ = server.Stop()
-	} else if err := server.Close(); err != nil {
-		fmt.Fprintln(os.Stderr, "integration:", err)
-		code = 1
-	}
+	tb.Close()
 	os.Exit(code)
 }
 
 // clickhouseCtl starts or stops the test server.
 func clickhouseCtl(action string) error {
 	if action == "stop" {
-		return server.Stop()
+		return server.Stop(context.Background())
 	}
-	return server.Restart()
+	return server.Start(context.Background())
 }
 
 func openTest(t *testing.T) driver.Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, err := Open(ctx, Options{Addr: server.Addr, DialTimeout: 2 * time.Second, ReadTimeout: 10 * time.Second})
+	conn, err := Open(ctx, Options{Addr: server.Addr(), DialTimeout: 2 * time.Second, ReadTimeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +76,7 @@ func migrated(t *testing.T, db string) driver.Conn {
 // openLazy is Open without its ping: no connection until first use.
 func openLazy(t *testing.T) driver.Conn {
 	t.Helper()
-	conn, err := ch.Open(&ch.Options{Addr: []string{server.Addr}, DialTimeout: 2 * time.Second, ReadTimeout: 10 * time.Second})
+	conn, err := ch.Open(&ch.Options{Addr: []string{server.Addr()}, DialTimeout: 2 * time.Second, ReadTimeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -600,7 +591,7 @@ func TestIntegrationBackupRestore(t *testing.T) {
 	if len(blocks) != 4 {
 		t.Fatalf("docs/operations.md has %d sh blocks under Portable export and import, want an export and an import in two formats", len(blocks))
 	}
-	_, port, _ := strings.Cut(server.Addr, ":")
+	_, port, _ := strings.Cut(server.Addr(), ":")
 	checksum := `SELECT count(), sum(cityHash64(request_id, status, ifNull(output_tokens, -1), response_body)) FROM %s.requests FINAL`
 	want := queryString(t, conn, fmt.Sprintf(checksum, from))
 	for i := 0; i < len(blocks); i += 2 {

@@ -15,43 +15,13 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/llmtap/llmtap/collector"
-	"github.com/llmtap/llmtap/collector/internal/service"
+	"github.com/llmtap/llmtap/internal/stack"
 )
 
 // These tests run the limits through the two other kinds of client
-// NewClient builds, against real Redis processes: a Redis Cluster of three
-// masters and a Sentinel watching the test server. scripts/redis.sh runs
-// one plain server only, so the test starts these itself, with the same
-// redis-server binary, on free loopback ports, in temporary folders, and
-// kills them when it ends.
-
-// startRedis runs redis-server with args until the test ends and waits
-// until it answers PING on port.
-func startRedis(t *testing.T, port int, args ...string) {
-	t.Helper()
-	dir := t.TempDir()
-	logf, err := os.Create(filepath.Join(dir, "redis.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	args = append(args, "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-		"--daemonize", "no", "--dir", dir)
-	cmd := exec.Command("redis-server", args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("redis-server: %v", err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		_ = logf.Close()
-	})
-	rdb := goredis.NewClient(&goredis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port), MaxRetries: -1})
-	defer rdb.Close()
-	waitUntil(t, fmt.Sprintf("redis-server on port %d to answer (log in %s)", port, dir), func() bool {
-		return rdb.Ping(context.Background()).Err() == nil
-	})
-}
+// NewClient builds, against real Redis processes started by
+// internal/stack: a Redis Cluster of three masters and a Sentinel watching
+// the test server.
 
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -64,28 +34,17 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	ports := make([]int, n)
-	for i := range ports {
-		p, err := service.FreePort()
-		if err != nil {
-			t.Fatal(err)
-		}
-		ports[i] = p
-	}
-	return ports
-}
-
 // TestRealRedisCluster: a Redis Cluster refuses a script whose keys are on
 // two slots (CROSSSLOT); the limits' keys share a hash tag per bucket, so
 // takes and a settlement of buckets spread over every master work.
 func TestRealRedisCluster(t *testing.T) {
-	ports := freePorts(t, 3)
+	s := stack.New(t)
 	var addrs []string
-	for _, p := range ports {
-		startRedis(t, p, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000")
-		addrs = append(addrs, fmt.Sprintf("127.0.0.1:%d", p))
+	for i := 0; i < 3; i++ {
+		node := s.Redis(func(r *stack.Redis) {
+			r.Args = []string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"}
+		})
+		addrs = append(addrs, node.Addr())
 	}
 	create := exec.Command("redis-cli", append(append([]string{"--cluster", "create"}, addrs...), "--cluster-replicas", "0", "--cluster-yes")...)
 	if out, err := create.CombinedOutput(); err != nil {
@@ -158,15 +117,14 @@ func TestRealRedisCluster(t *testing.T) {
 // TestRealRedisSentinel: with a master name the client asks the Sentinel
 // for the master (the test server) and the limits run there.
 func TestRealRedisSentinel(t *testing.T) {
-	port := freePorts(t, 1)[0]
-	host, masterPort, _ := strings.Cut(server.Addr, ":")
+	host, masterPort, _ := strings.Cut(server.Addr(), ":")
 	conf := filepath.Join(t.TempDir(), "sentinel.conf")
 	// A Sentinel rewrites its configuration file, so it must be its own.
 	if err := os.WriteFile(conf, []byte(fmt.Sprintf("sentinel monitor llmtap %s %s 1\n", host, masterPort)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	startRedis(t, port, conf, "--sentinel")
-	rdb := NewClient(Options{Addrs: []string{fmt.Sprintf("127.0.0.1:%d", port)}, MasterName: "llmtap", Timeout: 2 * time.Second})
+	sentinel := stack.New(t).Redis(func(r *stack.Redis) { r.Args = []string{conf, "--sentinel"} })
+	rdb := NewClient(Options{Addrs: []string{sentinel.Addr()}, MasterName: "llmtap", Timeout: 2 * time.Second})
 	defer rdb.Close()
 	ctx := context.Background()
 	lim := NewLimiter(rdb)
@@ -176,7 +134,7 @@ func TestRealRedisSentinel(t *testing.T) {
 		t.Fatalf("take through the Sentinel: %+v, %v", tk, err)
 	}
 	// It ran on the master the Sentinel named: the test server.
-	direct := goredis.NewClient(&goredis.Options{Addr: server.Addr})
+	direct := goredis.NewClient(&goredis.Options{Addr: server.Addr()})
 	defer direct.Close()
 	if n, err := direct.Exists(ctx, keys(b)[0]).Result(); err != nil || n != 1 {
 		t.Errorf("bucket on the master: exists %d, %v", n, err)

@@ -13,27 +13,22 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/llmtap/llmtap/collector"
-	"github.com/llmtap/llmtap/collector/internal/redistest"
+	"github.com/llmtap/llmtap/internal/stack"
 )
 
-var server *redistest.Server
+var server *stack.Redis
 
 func TestMain(m *testing.M) {
-	var err error
-	if server, err = redistest.Start(); err != nil {
-		fmt.Fprintln(os.Stderr, "redis integration:", err)
-		os.Exit(1)
-	}
+	tb := &stack.MainTB{}
+	server = stack.New(tb).Redis()
 	code := m.Run()
-	if err := server.Close(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-	}
+	tb.Close()
 	os.Exit(code)
 }
 
 func realLimiter(t *testing.T) (*Limiter, goredis.UniversalClient) {
 	t.Helper()
-	rdb := NewClient(Options{Addr: server.Addr, Timeout: 500 * time.Millisecond})
+	rdb := NewClient(Options{Addr: server.Addr(), Timeout: 500 * time.Millisecond})
 	t.Cleanup(func() { _ = rdb.Close() })
 	return NewLimiter(rdb), rdb
 }
@@ -155,7 +150,7 @@ func TestRealRedisKilledAndBack(t *testing.T) {
 	if took := time.Since(began); took > 2*time.Second {
 		t.Fatalf("a take with Redis down took %v; the client should fail fast", took)
 	}
-	if err := server.Restart(); err != nil {
+	if err := server.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	// A fresh Redis has no scripts cached: both scripts load themselves again.

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/llmtap/llmtap/internal/stack"
 	"github.com/llmtap/llmtap/mock"
 )
 
@@ -66,7 +68,7 @@ http:
 `
 
 type wholePath struct {
-	*stack
+	*rig
 	mock *mock.Server
 }
 
@@ -77,14 +79,17 @@ func startWholePath(t *testing.T) *wholePath {
 	t.Cleanup(up.Close)
 	s := startStack(t, stackOptions{
 		// Limits are on for every route; only the tenant "small" has any.
-		collector: func(redisAddr string) string {
-			return fmt.Sprintf("redis:\n  addr: %q\nlimits:\n  tenants:\n    small:\n      requests: {limit: 1, period: 1h}\n", redisAddr)
+		collector: func(c *stack.CollectorConfig, redisAddr string) {
+			c.Redis = &stack.CollectorRedis{Addr: redisAddr}
+			c.Limits = &stack.CollectorLimits{Tenants: map[string]json.RawMessage{
+				"small": json.RawMessage(`{"requests":{"limit":1,"period":"1h"}}`),
+			}}
 		},
 		dynamic:   func(collectorURL string) string { return fmt.Sprintf(wholePathRouters, collectorURL, up.URL) },
 		readyHost: "openai.test",
 		readyPath: "/healthz",
 	})
-	return &wholePath{stack: s, mock: m}
+	return &wholePath{rig: s, mock: m}
 }
 
 // event is one SSE event as the client received it.
@@ -211,7 +216,7 @@ func (w *wholePath) checkComplete(t *testing.T, id string, status int, errorType
 }
 
 // metricSum adds the samples of a metric whose line matches.
-func (w *stack) metricSum(t *testing.T, pattern string) float64 {
+func (w *rig) metricSum(t *testing.T, pattern string) float64 {
 	t.Helper()
 	resp, err := http.Get(w.collector.base + "/metrics")
 	if err != nil {

@@ -5,14 +5,13 @@ package main
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -21,9 +20,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/llmtap/llmtap/collector/internal/chtest"
-	"github.com/llmtap/llmtap/collector/internal/redistest"
-	"github.com/llmtap/llmtap/internal/traefiktest"
+	"github.com/llmtap/llmtap/internal/stack"
 	"github.com/llmtap/llmtap/mock"
 )
 
@@ -54,7 +51,7 @@ import (
 // for 3 s and comes back; once the spool is replayed every acknowledged
 // (202) record is in ClickHouse exactly once.
 func TestFaultClickHouseKilledUnderLoad(t *testing.T) {
-	c := startCollector(t, "")
+	c := startCollector(t, nil)
 	l := startLoad(c.base, "chkill", 2, 25)
 	l.waitAcked(t, 500, 1500*time.Millisecond)
 	ackedBefore := l.ackedCount()
@@ -64,7 +61,7 @@ func TestFaultClickHouseKilledUnderLoad(t *testing.T) {
 	killed := time.Now()
 	time.Sleep(3 * time.Second)
 	ackedDown := l.ackedCount() - ackedBefore
-	if err := c.ch.Restart(); err != nil {
+	if err := c.ch.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("ClickHouse down (SIGKILL to restart) for %v; %d records acknowledged meanwhile", time.Since(killed).Round(time.Millisecond), ackedDown)
@@ -195,7 +192,7 @@ func TestFaultRedisKilledClosedRouter(t *testing.T) {
 	if m[`llmtap_limit_checks_total{decision="failed_open"}`] == "" || m[`llmtap_limit_checks_total{decision="failed_closed"}`] == "" {
 		t.Errorf("no failed_open or failed_closed checks counted: %v", m)
 	}
-	if err := s.redis.Restart(); err != nil {
+	if err := s.redis.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(10 * time.Second); ; {
@@ -253,46 +250,37 @@ const (
 // on the other it never waits; after the restart the collector takes
 // checks and records again.
 func TestFaultCollectorKilledUnderProxyLoad(t *testing.T) {
-	bin := buildCollector(t)
-	ch := startClickHouse(t)
-	rd, err := redistest.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := rd.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	dir := t.TempDir()
-	cfg, base := faultCollectorConfig(t, dir, ch, rd.Addr)
-	p := startProcess(t, bin, cfg, base, filepath.Join(dir, "collector-1.log"))
+	s := stack.New(t)
+	ch := s.ClickHouse()
+	rd := s.Redis()
+	cfg := faultCollectorConfig(s, ch, rd)
+	p := startProcess(s, cfg)
+	base := p.base()
 
 	up := httptest.NewServer(mock.New(mock.Options{TTFT: 2 * time.Millisecond, Gap: time.Millisecond, Tokens: 4}))
 	t.Cleanup(up.Close)
 	// The plugin's own rate-limited lines about the collector are
 	// expected; anything else (a panic, Traefik's own errors) is not.
-	_, entry := startTraefik(t, traefikOptions{
+	entry := startTraefik(t, s, traefikOptions{
 		Dynamic:    fmt.Sprintf(faultRouters, base, up.URL),
 		ReadyHosts: []string{"limited.test", "plain.test"},
 		ReadyPath:  "/healthz",
-	}, []string{"llmtap: limits not checked", "llmtap: batch not delivered"})
+	}, []string{"llmtap: limits not checked", "llmtap: batch not delivered"}).Addr()
 
 	pl := startProxyLoad(entry, []string{"limited.test", "plain.test"}, 50)
 	time.Sleep(3 * time.Second)
 	pl.setPhase("hung")
-	if err := p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+	if err := p.Process().Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(3 * time.Second)
 	pl.setPhase("dead")
-	if err := p.cmd.Process.Kill(); err != nil {
+	if err := p.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	<-p.exited
 	time.Sleep(3 * time.Second)
 	pl.setPhase("restart")
-	startProcess(t, bin, cfg, base, filepath.Join(dir, "collector-2.log"))
+	startProcess(s, cfg)
 	pl.setPhase("after")
 	time.Sleep(3 * time.Second)
 	samples := pl.finish()
@@ -374,40 +362,15 @@ func TestFaultCollectorKilledUnderProxyLoad(t *testing.T) {
 	}
 }
 
-// faultCollectorConfig writes the process collector's configuration
-// (ClickHouse, Redis, a default policy so every check reaches Redis) and
-// returns the file and the collector's base URL.
-func faultCollectorConfig(t *testing.T, dir string, ch *chtest.Server, redisAddr string) (string, string) {
-	t.Helper()
-	listen, err := traefiktest.FreeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	yaml := fmt.Sprintf(`
-listen: %q
-ingest_token: ${TEST_INGEST_TOKEN}
-read_token: it-read
-log:
-  level: warn
-clickhouse:
-  addr: %q
-  database: llmtap_fault
-  flush_interval: 100ms
-  batch_size: 500
-  spool_dir: %q
-  retention: 0s
-  body_retention: 0s
-redis:
-  addr: %q
-limits:
-  default:
-    requests: {limit: 1000000, period: 1m}
-`, listen, ch.Addr, filepath.Join(dir, "spool"), redisAddr)
-	path := filepath.Join(dir, "collector.yaml")
-	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path, "http://" + listen
+// faultCollectorConfig is the process collector's configuration
+// (ClickHouse, Redis, a default policy so every check reaches Redis).
+func faultCollectorConfig(s *stack.T, ch *stack.ClickHouse, rd *stack.Redis) stack.CollectorConfig {
+	c := s.CollectorConfig(ch)
+	c.ClickHouse.Database = "llmtap_fault"
+	c.ClickHouse.BatchSize = 500
+	c.Redis = &stack.CollectorRedis{Addr: rd.Addr()}
+	c.Limits = &stack.CollectorLimits{Default: json.RawMessage(`{"requests":{"limit":1000000,"period":"1m"}}`)}
+	return c
 }
 
 // faultChat is a small streamed chat completion.
@@ -555,7 +518,10 @@ type hostileE2E struct {
 // injected OR 1=1 would find it); afterwards the collector is healthy and
 // ClickHouse holds only the one valid record.
 func TestFaultHostileInputEndToEnd(t *testing.T) {
-	c := startCollector(t, "admin_token: it-admin\nmax_body_bytes: 1MiB\n")
+	c := startCollector(t, func(c *stack.CollectorConfig) {
+		c.AdminToken = "it-admin"
+		c.MaxBodyBytes = "1MiB"
+	})
 	c.post(t, streamRecord("hostile-known"))
 	waitFact(t, c.base, "hostile-known")
 

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/llmtap/llmtap/internal/stack"
 	llmtap "github.com/llmtap/llmtap/plugin"
 )
 
@@ -109,29 +111,23 @@ http:
           - url: %[2]q
 `
 
-func startLimitStack(t *testing.T) (*stack, *countingUpstream) {
+func startLimitStack(t *testing.T) (*rig, *countingUpstream) {
 	t.Helper()
 	up := newCountingUpstream()
 	t.Cleanup(up.srv.Close)
 	s := startStack(t, stackOptions{
-		collector: func(redisAddr string) string {
-			return fmt.Sprintf(`
-admin_token: it-admin
-redis:
-  addr: %q
-  timeout: 100ms
-limits:
-  default_reservation: 100
-  policy_cache: 100ms
-  default:
-    requests: {limit: 3, period: 1h}
-  tenants:
-    streams:
-      tokens: {limit: 1000, period: 1m, count: output}
-    strict:
-      requests: {limit: 1000, period: 1h}
-      failure_mode: closed
-`, redisAddr)
+		collector: func(c *stack.CollectorConfig, redisAddr string) {
+			c.AdminToken = "it-admin"
+			c.Redis = &stack.CollectorRedis{Addr: redisAddr, Timeout: "100ms"}
+			c.Limits = &stack.CollectorLimits{
+				DefaultReservation: 100,
+				PolicyCache:        "100ms",
+				Default:            json.RawMessage(`{"requests":{"limit":3,"period":"1h"}}`),
+				Tenants: map[string]json.RawMessage{
+					"streams": json.RawMessage(`{"tokens":{"limit":1000,"period":"1m","count":"output"}}`),
+					"strict":  json.RawMessage(`{"requests":{"limit":1000,"period":"1h"},"failure_mode":"closed"}`),
+				},
+			}
 		},
 		dynamic:   func(collectorURL string) string { return fmt.Sprintf(limitRouters, collectorURL, up.srv.URL) },
 		readyHost: "ready.test",
@@ -143,7 +139,7 @@ limits:
 
 // chat sends a streaming chat completion for tenant through host and reads
 // the whole answer.
-func (s *stack) chat(t *testing.T, host, tenant string) (*http.Response, []byte, time.Duration) {
+func (s *rig) chat(t *testing.T, host, tenant string) (*http.Response, []byte, time.Duration) {
 	t.Helper()
 	body := `{"model":"it-model","stream":true,"max_tokens":200,"messages":[{"role":"user","content":"hi"}]}`
 	req, err := http.NewRequest(http.MethodPost, "http://"+s.entry+"/v1/chat/completions", strings.NewReader(body))
@@ -167,7 +163,7 @@ func (s *stack) chat(t *testing.T, host, tenant string) (*http.Response, []byte,
 }
 
 // fact waits for a request's fact in ClickHouse, through the collector API.
-func (s *stack) fact(t *testing.T, id string) map[string]any {
+func (s *rig) fact(t *testing.T, id string) map[string]any {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
@@ -186,7 +182,7 @@ func (s *stack) fact(t *testing.T, id string) map[string]any {
 	return nil
 }
 
-func (s *stack) tokensRemaining(t *testing.T, tenant string) int64 {
+func (s *rig) tokensRemaining(t *testing.T, tenant string) int64 {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, s.collector.base+"/v1/limits/"+tenant, nil)
 	req.Header.Set("Authorization", "Bearer it-read")
@@ -309,7 +305,7 @@ func TestLimitsThroughTraefik(t *testing.T) {
 			t.Fatalf("fail-closed tenant with Redis down: %d %s", resp.StatusCode, body)
 		}
 		t.Logf("with Redis down: fail-open answered in %v, fail-closed in %v", took, took2)
-		if err := s.redis.Restart(); err != nil {
+		if err := s.redis.Start(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 		deadline := time.Now().Add(10 * time.Second)

@@ -9,60 +9,112 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/llmtap/llmtap/collector/internal/chtest"
+	"github.com/llmtap/llmtap/internal/stack"
 	llmtap "github.com/llmtap/llmtap/plugin"
 )
 
-// collectorUnderTest runs the whole collector against a real ClickHouse.
+// collectorUnderTest runs the whole collector, in this process, against a
+// real ClickHouse. It is a part of the test's stack, stopped in its turn.
 type collectorUnderTest struct {
-	ch     *chtest.Server
+	ch     *stack.ClickHouse
+	stack  *stack.T // the test's stack: ClickHouse, and what else the test starts
 	base   string
+	config string        // the configuration file
 	client *http.Client  // trusts the collector's certificate when it serves HTTPS
 	done   chan struct{} // closed when run returned, with its error in err
 	err    error
 	cancel context.CancelFunc
 }
 
-// stop stops the collector as SIGTERM would and returns run's error.
-func (c *collectorUnderTest) stop(t *testing.T) error {
-	t.Helper()
+func (c *collectorUnderTest) Name() string { return "collector (in the test)" }
+
+// Start runs the collector and waits until it is ready.
+func (c *collectorUnderTest) Start(ctx context.Context) error {
+	noEnv := func(string) (string, bool) { return "", false }
+	runCtx, cancel := context.WithCancel(context.Background())
+	c.cancel, c.done = cancel, make(chan struct{})
+	go func() {
+		c.err = run(runCtx, []string{"-config", c.config}, io.Discard, noEnv)
+		close(c.done)
+	}()
+	ctx, stop := context.WithTimeout(ctx, 30*time.Second)
+	defer stop()
+	for {
+		err := c.Ready(ctx)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-c.done:
+			return fmt.Errorf("collector exited at start: %w", c.err)
+		case <-ctx.Done():
+			cancel()
+			<-c.done
+			return fmt.Errorf("collector not ready within 30 s: %w", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Ready asks /readyz.
+func (c *collectorUnderTest) Ready(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/readyz", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("readyz: %s", resp.Status)
+	}
+	return nil
+}
+
+// Stop stops the collector as SIGTERM would and returns run's error.
+func (c *collectorUnderTest) Stop(ctx context.Context) error {
 	c.cancel()
 	select {
 	case <-c.done:
 		return c.err
-	case <-time.After(30 * time.Second):
-		t.Fatal("collector did not stop within 30 s")
-		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("collector did not stop: %w", ctx.Err())
 	}
 }
 
-// startCollector starts ClickHouse and the collector, with extra appended
-// to the collector's configuration file.
-func startCollector(t *testing.T, extra string) *collectorUnderTest {
+// stop is Stop within 30 s, failing the test otherwise.
+func (c *collectorUnderTest) stop(t *testing.T) error {
 	t.Helper()
-	return startCollectorWith(t, collectorSetup{extra: extra})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return c.Stop(ctx)
+}
+
+// startCollector starts ClickHouse and the collector, with configure (when
+// not nil) changing the test configuration (stack.T.CollectorConfig).
+func startCollector(t *testing.T, configure func(*stack.CollectorConfig)) *collectorUnderTest {
+	t.Helper()
+	return startCollectorWith(t, collectorSetup{configure: configure})
 }
 
 // collectorSetup is what startCollectorWith varies.
 type collectorSetup struct {
-	extra string // appended to the configuration file
-	// client reaches the collector: non-nil when extra sets tls, a client
-	// that trusts its certificate.
+	configure func(*stack.CollectorConfig)
+	// client reaches the collector: non-nil when configure sets tls, a
+	// client that trusts its certificate.
 	client *http.Client
-	// ch is the ClickHouse to use (nil: a new one), reached at chAddr
-	// (empty: ch.Addr) with chExtra added to the clickhouse section.
-	ch      *chtest.Server
-	chAddr  string
-	chExtra string
+	// stack and ch are the test's stack and ClickHouse (nil: new ones).
+	stack *stack.T
+	ch    *stack.ClickHouse
 }
 
 // startCollectorWith is startCollector as o says.
@@ -72,84 +124,25 @@ func startCollectorWith(t *testing.T, o collectorSetup) *collectorUnderTest {
 	if client == nil {
 		scheme, client = "http", http.DefaultClient
 	}
+	s := o.stack
+	if s == nil {
+		s = stack.New(t)
+	}
 	ch := o.ch
 	if ch == nil {
-		var err error
-		if ch, err = chtest.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			if err := ch.Close(); err != nil {
-				t.Error(err)
-			}
-		})
+		ch = s.ClickHouse()
 	}
-	chAddr := o.chAddr
-	if chAddr == "" {
-		chAddr = ch.Addr
+	config := s.CollectorConfig(ch)
+	if o.configure != nil {
+		o.configure(&config)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+	cfg := filepath.Join(t.TempDir(), "collector.yaml")
+	if err := config.Write(cfg); err != nil {
 		t.Fatal(err)
 	}
-	listen := l.Addr().String()
-	l.Close()
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "collector.yaml")
-	yaml := fmt.Sprintf(`
-listen: %q
-ingest_token: ${TEST_INGEST_TOKEN}
-read_token: it-read
-log:
-  level: warn
-clickhouse:
-  addr: %q
-  database: llmtap_it
-  flush_interval: 100ms
-  batch_size: 50
-  spool_dir: %q
-  retention: 0s
-  body_retention: 0s
-`, listen, chAddr, filepath.Join(dir, "spool")) + o.chExtra + o.extra
-	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	env := func(k string) (string, bool) {
-		if k == "TEST_INGEST_TOKEN" {
-			return "it-token", true
-		}
-		return "", false
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	c := &collectorUnderTest{ch: ch, base: scheme + "://" + listen, client: client, done: make(chan struct{}), cancel: cancel}
-	go func() {
-		c.err = run(ctx, []string{"-config", cfg}, io.Discard, env)
-		close(c.done)
-	}()
-	t.Cleanup(func() {
-		if err := c.stop(t); err != nil {
-			t.Errorf("collector stopped with %v", err)
-		}
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := client.Get(c.base + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return c
-			}
-		}
-		select {
-		case <-c.done:
-			t.Fatalf("collector exited at start: %v", c.err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("collector not ready within 30 s")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	c := &collectorUnderTest{ch: ch, stack: s, base: scheme + "://" + config.Listen, config: cfg, client: client}
+	s.Run(c)
+	return c
 }
 
 func (c *collectorUnderTest) post(t *testing.T, recs ...*llmtap.Record) int {
@@ -181,7 +174,7 @@ func (c *collectorUnderTest) post(t *testing.T, recs ...*llmtap.Record) int {
 // query runs SQL on ClickHouse's HTTP interface and returns the output.
 func (c *collectorUnderTest) query(t *testing.T, sql string) string {
 	t.Helper()
-	resp, err := http.Get("http://" + c.ch.HTTP + "/?query=" + url.QueryEscape(sql))
+	resp, err := http.Get("http://" + c.ch.HTTP() + "/?query=" + url.QueryEscape(sql))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +211,7 @@ func streamRecord(id string) *llmtap.Record {
 }
 
 func TestIngestStoreAndLookUp(t *testing.T) {
-	c := startCollector(t, "")
+	c := startCollector(t, nil)
 	failed := streamRecord("it-error")
 	failed.Status, failed.Outcome = 503, llmtap.OutcomeUpstreamError
 	failed.ResponseContentType, failed.ResponseHead, failed.WriteEnds, failed.WriteNs = "application/json", []byte(`{"error":{"message":"overloaded"}}`), []int64{34}, []int64{12e6}
@@ -284,7 +277,7 @@ func TestIngestStoreAndLookUp(t *testing.T) {
 // TestClickHouseOutage: ClickHouse is stopped while records stream in and
 // started again; every acknowledged record is stored exactly once.
 func TestClickHouseOutage(t *testing.T) {
-	c := startCollector(t, "")
+	c := startCollector(t, nil)
 	const batches, perBatch = 10, 20
 	send := func(b int) {
 		recs := make([]*llmtap.Record, perBatch)
@@ -294,7 +287,7 @@ func TestClickHouseOutage(t *testing.T) {
 		c.post(t, recs...)
 	}
 	send(0)
-	if err := c.ch.Stop(); err != nil {
+	if err := c.ch.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	// ClickHouse is down but the spool takes records: still ready.
@@ -310,7 +303,7 @@ func TestClickHouseOutage(t *testing.T) {
 		send(b)
 		time.Sleep(100 * time.Millisecond)
 	}
-	if err := c.ch.Restart(); err != nil {
+	if err := c.ch.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	send(batches - 1)

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/llmtap/llmtap/collector/internal/dashboards"
-	"github.com/llmtap/llmtap/collector/internal/promtest"
+	"github.com/llmtap/llmtap/internal/stack"
 )
 
 // TestDashboardsAndAlertsOnARealPrometheus runs a short mixed workload
@@ -31,7 +31,7 @@ func TestDashboardsAndAlertsOnARealPrometheus(t *testing.T) {
 		t.Fatal(err)
 	}
 	target := strings.TrimPrefix(w.collector.base, "http://")
-	prom, err := promtest.Start(fmt.Sprintf(`
+	prom := w.collector.stack.Prometheus(fmt.Sprintf(`
 global:
   scrape_interval: 1s
   evaluation_interval: 1s
@@ -41,14 +41,6 @@ scrape_configs:
     static_configs:
       - targets: [%q]
 `, target), map[string][]byte{"llmtap-alerts.yml": rules})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := prom.Close(); err != nil {
-			t.Error(err)
-		}
-	})
 
 	// The workload runs until the queries are done, so that every rate
 	// window holds increases.
@@ -149,7 +141,7 @@ func (w *wholePath) workload(ctx context.Context) {
 }
 
 // anyFinite says whether a sample has a value that is a number.
-func anyFinite(samples []promtest.Sample) bool {
+func anyFinite(samples []stack.Sample) bool {
 	for _, s := range samples {
 		v, ok := s.Value[1].(string)
 		if !ok {

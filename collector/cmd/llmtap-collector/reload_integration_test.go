@@ -7,8 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -42,7 +40,7 @@ http:
 // would wait an hour, sends what it holds at once, and the request that
 // began before the reload and ends after it is recorded too.
 func TestReloadFlushesOldSender(t *testing.T) {
-	c := startCollector(t, "")
+	c := startCollector(t, nil)
 	release := make(chan struct{})
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
@@ -60,10 +58,10 @@ func TestReloadFlushesOldSender(t *testing.T) {
 		}
 	})
 
-	dir := t.TempDir()
-	_, entry := startTraefik(t, traefikOptions{
-		Dir: dir, Dynamic: fmt.Sprintf(reloadDynamic, c.base, 1000, "1h", up.URL), ReadyHosts: []string{"reload.test"},
+	tr := startTraefik(t, c.stack, traefikOptions{
+		Dynamic: fmt.Sprintf(reloadDynamic, c.base, 1000, "1h", up.URL), ReadyHosts: []string{"reload.test"},
 	}, nil)
+	entry := tr.Addr()
 
 	get := func(path, id string) error {
 		req, _ := http.NewRequest(http.MethodGet, "http://"+entry+path, nil)
@@ -100,7 +98,7 @@ func TestReloadFlushesOldSender(t *testing.T) {
 	// The reload: another batch size and flush interval for the same
 	// middleware.
 	start := time.Now()
-	if err := os.WriteFile(filepath.Join(dir, "dynamic.yml"), []byte(fmt.Sprintf(reloadDynamic, c.base, 999, "100ms", up.URL)), 0o644); err != nil {
+	if err := tr.SetDynamic(fmt.Sprintf(reloadDynamic, c.base, 999, "100ms", up.URL)); err != nil {
 		t.Fatal(err)
 	}
 	waitStored := func(what, ids, want string) {

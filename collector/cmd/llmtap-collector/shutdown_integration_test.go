@@ -5,14 +5,13 @@ package main
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/gob"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -23,7 +22,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/llmtap/llmtap/collector/internal/chtest"
+	"github.com/llmtap/llmtap/internal/stack"
 	llmtap "github.com/llmtap/llmtap/plugin"
 )
 
@@ -37,125 +36,49 @@ const (
 	exitMargin      = 5 * time.Second
 )
 
-// buildCollector builds this command into a temporary folder.
-func buildCollector(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "llmtap-collector")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// collectorConfig writes a configuration whose writer holds records for a
+// collectorConfig is a configuration whose writer holds records for a
 // while (a big batch, a 2 s flush interval), so a SIGTERM finds a queue to
-// drain. It returns the file and the collector's base URL.
-func collectorConfig(t *testing.T, dir string, ch *chtest.Server) (string, string) {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	listen := l.Addr().String()
-	l.Close()
-	yaml := fmt.Sprintf(`
-listen: %q
-ingest_token: ${TEST_INGEST_TOKEN}
-read_token: it-read
-shutdown_timeout: %s
-log:
-  level: info
-clickhouse:
-  addr: %q
-  database: llmtap_sd
-  flush_interval: 2s
-  batch_size: 5000
-  queue_size: 200000
-  spool_dir: %q
-  retention: 0s
-  body_retention: 0s
-`, listen, shutdownTimeout, ch.Addr, filepath.Join(dir, "spool"))
-	path := filepath.Join(dir, "collector.yaml")
-	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path, "http://" + listen
+// drain.
+func collectorConfig(s *stack.T, ch *stack.ClickHouse) stack.CollectorConfig {
+	c := s.CollectorConfig(ch)
+	c.ShutdownTimeout = shutdownTimeout.String()
+	c.Log = &stack.CollectorLog{Level: "info"}
+	c.ClickHouse.Database = "llmtap_sd"
+	c.ClickHouse.FlushInterval = "2s"
+	c.ClickHouse.BatchSize = 5000
+	c.ClickHouse.QueueSize = 200000
+	return c
 }
 
-// process is one run of the collector binary.
+// process is one run of the collector binary, started by the test's stack.
 type process struct {
-	cmd    *exec.Cmd
-	log    string        // its stderr
-	exited chan struct{} // closed once it exited
+	*stack.Collector
 }
 
-// startProcess starts the collector and waits until it is ready.
-func startProcess(t *testing.T, bin, cfg, base, log string) *process {
-	t.Helper()
-	f, err := os.Create(log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &process{cmd: exec.Command(bin, "-config", cfg), log: log, exited: make(chan struct{})}
-	p.cmd.Env = append(os.Environ(), "TEST_INGEST_TOKEN=it-token")
-	p.cmd.Stderr = f
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		_ = p.cmd.Wait()
-		f.Close()
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.exited:
-		default:
-			_ = p.cmd.Process.Kill()
-			<-p.exited
-		}
-		if t.Failed() {
-			out, _ := os.ReadFile(log)
-			t.Logf("collector log %s:\n%s", log, out)
-		}
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(base + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return p
-			}
-		}
-		select {
-		case <-p.exited:
-			t.Fatalf("collector exited at start: %v", p.cmd.ProcessState)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("collector not ready within 30 s")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+// startProcess starts the collector binary with config and waits until it
+// is ready.
+func startProcess(s *stack.T, config stack.CollectorConfig) *process {
+	return &process{s.Collector(config)}
 }
+
+// base is the collector's base URL.
+func (p *process) base() string { return p.URL() }
 
 // terminate sends SIGTERM and waits for the exit, which must come within
 // the shutdown timeout and a margin, with status 0.
 func (p *process) terminate(t *testing.T) time.Duration {
 	t.Helper()
 	start := time.Now()
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := p.Process().Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case <-p.exited:
+	case <-p.Process().Exited():
 	case <-time.After(shutdownTimeout + exitMargin):
 		t.Fatalf("collector still running %s after SIGTERM", shutdownTimeout+exitMargin)
 	}
 	took := time.Since(start)
-	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+	if code := p.Process().ExitCode(); code != 0 {
 		t.Fatalf("collector exited with %d after SIGTERM", code)
 	}
 	return took
@@ -164,7 +87,7 @@ func (p *process) terminate(t *testing.T) time.Duration {
 // drained returns what the writer's last log line says it drained.
 func (p *process) drained(t *testing.T) int {
 	t.Helper()
-	out, err := os.ReadFile(p.log)
+	out, err := os.ReadFile(p.LogPath())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,7 +202,7 @@ func (l *load) finish(t *testing.T) map[string]bool {
 
 // storedIDs counts the rows of each request id with prefix in ClickHouse,
 // after FINAL.
-func storedIDs(t *testing.T, ch *chtest.Server, prefix string) map[string]int {
+func storedIDs(t *testing.T, ch *stack.ClickHouse, prefix string) map[string]int {
 	t.Helper()
 	c := &collectorUnderTest{ch: ch}
 	out := c.query(t, "SELECT request_id, count() FROM llmtap_sd.requests FINAL WHERE request_id LIKE '"+prefix+"-%' GROUP BY request_id")
@@ -340,29 +263,15 @@ func missing(acked map[string]bool, in ...map[string]int) []string {
 	return out
 }
 
-func startClickHouse(t *testing.T) *chtest.Server {
-	t.Helper()
-	ch, err := chtest.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := ch.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	return ch
-}
-
 // TestSIGTERMUnderLoad: SIGTERM while records pour in; the process exits 0
 // within the shutdown timeout, and every acknowledged record is in
 // ClickHouse or the spool.
 func TestSIGTERMUnderLoad(t *testing.T) {
-	bin := buildCollector(t)
-	ch := startClickHouse(t)
-	dir := t.TempDir()
-	cfg, base := collectorConfig(t, dir, ch)
-	p := startProcess(t, bin, cfg, base, filepath.Join(dir, "collector.log"))
+	s := stack.New(t)
+	ch := s.ClickHouse()
+	cfg := collectorConfig(s, ch)
+	p := startProcess(s, cfg)
+	base, spool := p.base(), cfg.ClickHouse.SpoolDir
 
 	l := startLoad(base, "sdup", 4, 25)
 	l.waitAcked(t, 3000, 3*time.Second) // past a flush interval: written and queued records
@@ -374,7 +283,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 		t.Error("the writer's queue was empty at SIGTERM: the drain was not exercised")
 	}
 
-	stored, spooled := storedIDs(t, ch, "sdup"), spooledIDs(t, filepath.Join(dir, "spool"))
+	stored, spooled := storedIDs(t, ch, "sdup"), spooledIDs(t, spool)
 	t.Logf("%d acknowledged: %d ids in ClickHouse, %d in the spool", len(acked), len(stored), len(spooled))
 	if lost := missing(acked, stored, spooled); len(lost) > 0 {
 		t.Errorf("%d acknowledged records neither in ClickHouse nor in the spool, such as %q", len(lost), lost[0])
@@ -385,15 +294,15 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 // the drain goes to the spool; the next start replays it, and every
 // acknowledged record is in ClickHouse exactly once.
 func TestSIGTERMWithClickHouseDown(t *testing.T) {
-	bin := buildCollector(t)
-	ch := startClickHouse(t)
-	dir := t.TempDir()
-	cfg, base := collectorConfig(t, dir, ch)
-	p := startProcess(t, bin, cfg, base, filepath.Join(dir, "collector-1.log"))
+	s := stack.New(t)
+	ch := s.ClickHouse()
+	cfg := collectorConfig(s, ch)
+	p := startProcess(s, cfg)
+	base, spool := p.base(), cfg.ClickHouse.SpoolDir
 
 	l := startLoad(base, "sddown", 4, 25)
 	l.waitAcked(t, 3000, 3*time.Second)
-	if err := ch.Stop(); err != nil {
+	if err := ch.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	took := p.terminate(t)
@@ -403,13 +312,12 @@ func TestSIGTERMWithClickHouseDown(t *testing.T) {
 	if drained == 0 {
 		t.Error("the writer's queue was empty at SIGTERM: the drain was not exercised")
 	}
-	spool := filepath.Join(dir, "spool")
 	spooled := spooledIDs(t, spool)
 	if len(spooled) == 0 {
 		t.Fatal("nothing spooled with ClickHouse down")
 	}
 
-	if err := ch.Restart(); err != nil {
+	if err := ch.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	// What was written before ClickHouse stopped, and what the spool held.
@@ -419,7 +327,7 @@ func TestSIGTERMWithClickHouseDown(t *testing.T) {
 		t.Fatalf("%d acknowledged records neither in ClickHouse nor in the spool, such as %q", len(lost), lost[0])
 	}
 
-	p2 := startProcess(t, bin, cfg, base, filepath.Join(dir, "collector-2.log"))
+	p2 := startProcess(s, cfg)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		stored = storedIDs(t, ch, "sddown")
@@ -449,19 +357,12 @@ func TestSIGTERMWithClickHouseDown(t *testing.T) {
 // process exits 0 in time, and every acknowledged record is in ClickHouse
 // or the spool.
 func TestSIGTERMWithClickHouseHung(t *testing.T) {
-	bin := buildCollector(t)
-	ch := startClickHouse(t)
-	pidText, err := os.ReadFile(filepath.Join(ch.RunDir, "clickhouse", "pid"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(pidText)))
-	if err != nil {
-		t.Fatalf("clickhouse pid file: %v", err)
-	}
-	dir := t.TempDir()
-	cfg, base := collectorConfig(t, dir, ch)
-	p := startProcess(t, bin, cfg, base, filepath.Join(dir, "collector.log"))
+	s := stack.New(t)
+	ch := s.ClickHouse()
+	pid := ch.Process().Pid()
+	cfg := collectorConfig(s, ch)
+	p := startProcess(s, cfg)
+	base, spool := p.base(), cfg.ClickHouse.SpoolDir
 
 	l := startLoad(base, "sdhung", 4, 25)
 	l.waitAcked(t, 3000, 3*time.Second)
@@ -487,7 +388,7 @@ func TestSIGTERMWithClickHouseHung(t *testing.T) {
 		t.Errorf("exited %s after SIGTERM: the drain did not wait for the hung ClickHouse at all", took)
 	}
 
-	spooled := spooledIDs(t, filepath.Join(dir, "spool"))
+	spooled := spooledIDs(t, spool)
 	if len(spooled) == 0 {
 		t.Fatal("nothing spooled with ClickHouse hung")
 	}

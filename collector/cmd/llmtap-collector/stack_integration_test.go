@@ -3,28 +3,27 @@
 package main
 
 import (
+	"context"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/llmtap/llmtap/collector/internal/redistest"
-	"github.com/llmtap/llmtap/internal/traefiktest"
+	"github.com/llmtap/llmtap/internal/stack"
 )
 
-// stack is the whole path of a request: a real Traefik with the plugin
+// rig is the whole path of a request: a real Traefik with the plugin
 // loaded from plugins-local, the collector, ClickHouse and Redis.
-type stack struct {
+type rig struct {
 	entry     string
 	collector *collectorUnderTest
-	redis     *redistest.Server
-	traefik   *traefiktest.Traefik
+	redis     *stack.Redis
+	traefik   *stack.Traefik
 }
 
 type stackOptions struct {
-	// collector returns what to add to the collector's configuration.
-	collector func(redisAddr string) string
+	// collector changes the collector's configuration; redisAddr is the
+	// test's Redis.
+	collector func(c *stack.CollectorConfig, redisAddr string)
 	// dynamic returns Traefik's dynamic configuration.
 	dynamic func(collectorURL string) string
 	// readyHost is a host whose GET / through Traefik answers 200 once the
@@ -39,62 +38,54 @@ type stackOptions struct {
 
 // startStack starts every part and stops them when the test ends; the
 // test fails if Traefik logged an error meanwhile.
-func startStack(t *testing.T, o stackOptions) *stack {
+func startStack(t *testing.T, o stackOptions) *rig {
 	t.Helper()
-	rd, err := redistest.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := rd.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	c := startCollector(t, o.collector(rd.Addr))
-	tr, entry := startTraefik(t, traefikOptions{
+	s := stack.New(t)
+	rd := s.Redis()
+	c := startCollectorWith(t, collectorSetup{stack: s, configure: func(c *stack.CollectorConfig) { o.collector(c, rd.Addr()) }})
+	tr := startTraefik(t, s, traefikOptions{
 		Dynamic: o.dynamic(c.base), ReadyHosts: []string{o.readyHost}, ReadyPath: o.readyPath,
 	}, o.expectedErrors)
-	return &stack{entry: entry, collector: c, redis: rd, traefik: tr}
+	return &rig{entry: tr.Addr(), collector: c, redis: rd, traefik: tr}
 }
 
-// traefikOptions are traefiktest.Options without what startTraefik fills
-// in (the binary, the checkout, the entrypoint and, when empty, the folder).
-type traefikOptions = traefiktest.Options
+// traefikOptions say how startTraefik starts Traefik.
+type traefikOptions struct {
+	Dynamic    string
+	ReadyHosts []string // hosts whose GET ReadyPath answers 200 once ready
+	ReadyPath  string
+}
 
-// startTraefik starts the real Traefik of TRAEFIK_BIN with the plugin and
-// stops it when the test ends, failing the test if Traefik logged an error
-// other than the expected ones. It returns Traefik and its entrypoint.
-func startTraefik(t *testing.T, o traefikOptions, expectedErrors []string) (*traefiktest.Traefik, string) {
+// startTraefik starts the real Traefik with the plugin in the test's
+// stack; once the stack has stopped it, the test fails if Traefik logged
+// an error other than the expected ones.
+func startTraefik(t *testing.T, s *stack.T, o traefikOptions, expectedErrors []string) *stack.Traefik {
 	t.Helper()
-	o.Bin = os.Getenv("TRAEFIK_BIN")
-	if o.Bin == "" {
-		t.Fatal("TRAEFIK_BIN is not set: run `make test`, which builds Traefik")
+	tr := s.NewTraefik(o.Dynamic)
+	tr.ReadyHosts, tr.ReadyPath = o.ReadyHosts, o.ReadyPath
+	s.Run(&checkedTraefik{Traefik: tr, t: t, expected: expectedErrors})
+	return tr
+}
+
+// checkedTraefik is Traefik whose log is checked once it has stopped.
+type checkedTraefik struct {
+	*stack.Traefik
+	t        *testing.T
+	expected []string
+}
+
+func (c *checkedTraefik) Stop(ctx context.Context) error {
+	if err := c.Traefik.Stop(ctx); err != nil {
+		return err
 	}
-	var err error
-	if o.Entry, err = traefiktest.FreeAddr(); err != nil {
-		t.Fatal(err)
-	}
-	if o.Root, err = filepath.Abs(filepath.Join("..", "..", "..")); err != nil {
-		t.Fatal(err)
-	}
-	if o.Dir == "" {
-		o.Dir = t.TempDir()
-	}
-	tr, err := traefiktest.Start(o)
+	log, err := c.Log()
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
-	t.Cleanup(func() {
-		tr.Stop()
-		log, err := tr.Log()
-		if err != nil {
-			t.Error(err)
-		}
-		if bad := unexpectedErrors(string(log), expectedErrors); bad != "" {
-			t.Errorf("Traefik logged errors:\n%s", bad)
-		}
-	})
-	return tr, o.Entry
+	if bad := unexpectedErrors(string(log), c.expected); bad != "" {
+		c.t.Errorf("Traefik logged errors:\n%s", bad)
+	}
+	return nil
 }
 
 // unexpectedErrors returns the error lines of a Traefik log (its own ERR

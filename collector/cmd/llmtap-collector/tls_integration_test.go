@@ -24,8 +24,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/llmtap/llmtap/collector/internal/chtest"
-	"github.com/llmtap/llmtap/collector/internal/redistest"
+	"github.com/llmtap/llmtap/internal/stack"
 )
 
 // TestCollectorOverTLS: the collector serves HTTPS with the certificate
@@ -38,7 +37,9 @@ func TestCollectorOverTLS(t *testing.T) {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(caPEM)
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
-	c := startCollectorWith(t, collectorSetup{extra: fmt.Sprintf("tls:\n  cert_file: %q\n  key_file: %q\n", certFile, keyFile), client: client})
+	c := startCollectorWith(t, collectorSetup{client: client, configure: func(c *stack.CollectorConfig) {
+		c.TLS = &stack.ServerTLS{CertFile: certFile, KeyFile: keyFile}
+	}})
 	if !strings.HasPrefix(c.base, "https://") {
 		t.Fatalf("base %s", c.base)
 	}
@@ -61,7 +62,7 @@ func TestCollectorOverTLS(t *testing.T) {
 	}))
 	t.Cleanup(up.Close)
 	indented := "            " + strings.ReplaceAll(strings.TrimSpace(string(caPEM)), "\n", "\n            ")
-	_, entry := startTraefik(t, traefikOptions{
+	entry := startTraefik(t, c.stack, traefikOptions{
 		Dynamic: fmt.Sprintf(`
 http:
   routers:
@@ -85,7 +86,7 @@ http:
           - url: %q
 `, c.base, indented, up.URL),
 		ReadyHosts: []string{"tls.test"},
-	}, nil)
+	}, nil).Addr()
 
 	req, _ := http.NewRequest(http.MethodGet, "http://"+entry+"/v1/models", nil)
 	req.Host = "tls.test"
@@ -180,24 +181,12 @@ func TestCollectorToRedisOverTLS(t *testing.T) {
 	if err := os.WriteFile(caFile, caPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	rd, err := redistest.StartTLS(certFile, keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := rd.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	c := startCollector(t, fmt.Sprintf(`redis:
-  addr: %q
-  timeout: 2s
-  tls: {enabled: true, ca_file: %q}
-limits:
-  default:
-    requests: {limit: 1, period: 1h}
-    failure_mode: closed
-`, rd.Addr, caFile))
+	s := stack.New(t)
+	rd := s.Redis(func(r *stack.Redis) { r.TLSCert, r.TLSKey = certFile, keyFile })
+	c := startCollectorWith(t, collectorSetup{stack: s, configure: func(c *stack.CollectorConfig) {
+		c.Redis = &stack.CollectorRedis{Addr: rd.Addr(), Timeout: "2s", TLS: &stack.ClientTLS{Enabled: true, CAFile: caFile}}
+		c.Limits = &stack.CollectorLimits{Default: json.RawMessage(`{"requests":{"limit":1,"period":"1h"},"failure_mode":"closed"}`)}
+	}})
 	check := func() (int, string) {
 		req, _ := http.NewRequest(http.MethodPost, c.base+"/v1/limits/check", strings.NewReader(`{"tenant":"tls-tenant","route":"r"}`))
 		req.Header.Set("Authorization", "Bearer it-token")
@@ -215,7 +204,7 @@ limits:
 			t.Errorf("check %d: %d (%s), want %d", i+1, code, decision, want)
 		}
 	}
-	if n := metricTotal(t, &stack{collector: c}, `llmtap_limit_checks_total\{decision="failed_closed"\}`); n != 0 {
+	if n := metricTotal(t, &rig{collector: c}, `llmtap_limit_checks_total\{decision="failed_closed"\}`); n != 0 {
 		t.Errorf("%v checks failed closed: Redis was not reached", n)
 	}
 }
@@ -230,19 +219,15 @@ func TestCollectorToClickHouseOverTLS(t *testing.T) {
 	if err := os.WriteFile(caFile, caPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ch, err := chtest.StartTLS(certFile, keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := ch.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	c := startCollectorWith(t, collectorSetup{ch: ch, chAddr: ch.Secure, chExtra: fmt.Sprintf("  tls: {enabled: true, ca_file: %q}\n", caFile)})
+	s := stack.New(t)
+	ch := s.ClickHouse(func(c *stack.ClickHouse) { c.TLSCert, c.TLSKey, c.SecurePort = certFile, keyFile, s.Port() })
+	c := startCollectorWith(t, collectorSetup{stack: s, ch: ch, configure: func(c *stack.CollectorConfig) {
+		c.ClickHouse.Addr = ch.Secure()
+		c.ClickHouse.TLS = &stack.ClientTLS{Enabled: true, CAFile: caFile}
+	}})
 	c.post(t, streamRecord("over-tls-ch"))
 	waitFact(t, c.base, "over-tls-ch")
-	resp, err := http.Get("http://" + ch.HTTP + "/?query=" + url.QueryEscape("SELECT count() FROM llmtap_it.requests WHERE request_id = 'over-tls-ch'"))
+	resp, err := http.Get("http://" + ch.HTTP() + "/?query=" + url.QueryEscape("SELECT count() FROM llmtap_it.requests WHERE request_id = 'over-tls-ch'"))
 	if err != nil {
 		t.Fatal(err)
 	}

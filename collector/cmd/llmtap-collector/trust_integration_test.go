@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/llmtap/llmtap/internal/stack"
 	llmtap "github.com/llmtap/llmtap/plugin"
 )
 
@@ -93,7 +94,7 @@ func (u *idUpstream) seen() int {
 // hostile sends one chat completion through host with the given headers
 // (set raw, so that odd bytes reach Traefik as they are) and returns the
 // status and the X-Request-Id the client got.
-func hostileChat(t *testing.T, s *stack, host string, headers map[string]string) (int, string) {
+func hostileChat(t *testing.T, s *rig, host string, headers map[string]string) (int, string) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, "http://"+s.entry+"/v1/chat/completions",
 		strings.NewReader(`{"model":"it-model","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}`))
@@ -118,8 +119,9 @@ func TestTrustBoundariesThroughTraefik(t *testing.T) {
 	up := newIDUpstream()
 	t.Cleanup(up.srv.Close)
 	s := startStack(t, stackOptions{
-		collector: func(redisAddr string) string {
-			return fmt.Sprintf("redis:\n  addr: %q\nlimits:\n  default:\n    requests: {limit: 2, period: 1h}\n", redisAddr)
+		collector: func(c *stack.CollectorConfig, redisAddr string) {
+			c.Redis = &stack.CollectorRedis{Addr: redisAddr}
+			c.Limits = &stack.CollectorLimits{Default: json.RawMessage(`{"requests":{"limit":2,"period":"1h"}}`)}
 		},
 		dynamic:   func(collectorURL string) string { return fmt.Sprintf(trustRouters, collectorURL, up.srv.URL) },
 		readyHost: "ready.test",
@@ -285,7 +287,7 @@ func postBatch(t *testing.T, base string, lines []byte) (int, string) {
 }
 
 // metricTotal is the value of an unlabelled metric of the collector.
-func metricTotal(t *testing.T, s *stack, name string) float64 {
+func metricTotal(t *testing.T, s *rig, name string) float64 {
 	t.Helper()
 	return s.metricSum(t, "^"+name+" ")
 }
