@@ -66,27 +66,31 @@ test-infra:
 # promtool checks and unit tests of the alert rules (a firing and a silent
 # case per alert), their runbooks and the metrics they name
 test-alerts:
-	scripts/test-alerts.sh
+	scripts/install.sh
+	cd collector && $(GO) test -tags alerts -count=1 $(GOTESTFLAGS) -run 'Promtool|Alert|Runbooks' ./internal/deploycheck
 
 test-e2e:
 	TRAEFIK_BIN=$$(scripts/traefik-build.sh) $(GO) test -tags e2e -count=1 -v $(GOTESTFLAGS) ./e2e 2>&1 | \
-		grep -v '^=== RUN'
+		grep --line-buffered -v '^=== RUN'
 
-# make up and make down for real, on free ports: with the mock, then in
-# front of an upstream named by URL.
+# make up and make down for real (cmd/llmtap-stack), on free ports: with
+# the mock, then in front of an upstream named by URL.
 test-stack:
-	scripts/test-stack.sh
+	scripts/install.sh
+	TRAEFIK_BIN=$$(scripts/traefik-build.sh) $(GO) test -tags integration -count=1 $(GOTESTFLAGS) ./cmd/llmtap-stack
 
 # 100,000 requests through the stack of make up, at a rate calibrated to
 # the machine: none fails, one row each, flat memory in Traefik and the
-# collector (about 4 minutes on 2 cores)
+# collector (about 4 minutes on 2 cores; cmd/llmtap-stack/soak_test.go)
 test-soak:
-	scripts/soak.sh
+	scripts/install.sh
+	TRAEFIK_BIN=$$(scripts/traefik-build.sh) $(GO) test -tags soak -count=1 -v -timeout 30m $(GOTESTFLAGS) -run '^TestSoak$$' ./cmd/llmtap-stack 2>&1 | \
+		grep --line-buffered -v '^=== RUN'
 
 # The fault suite alone (make test runs it within test-integration)
 test-fault:
 	scripts/install.sh
-	cd collector && TRAEFIK_BIN=$$(../scripts/traefik-build.sh) $(GO) test -tags integration -count=1 -v -run 'Fault' ./cmd/llmtap-collector/ 2>&1 | grep -v '^=== RUN'
+	cd collector && TRAEFIK_BIN=$$(../scripts/traefik-build.sh) $(GO) test -tags integration -count=1 -v -run 'Fault' ./cmd/llmtap-collector/ 2>&1 | grep --line-buffered -v '^=== RUN'
 
 ## lint: golangci-lint (pinned) on every module, shellcheck on the scripts
 lint:
@@ -100,9 +104,9 @@ lint:
 ## limit checks against Redis with the latency they add through Traefik
 bench:
 	cd tools/yaegibench && $(GO) test -run '^$$' -bench . -benchtime 20000x -count 3
-	scripts/bench.sh
-	scripts/bench-ingest.sh
-	scripts/bench-limits.sh
+	$(GO) run ./bench/run proxy
+	$(GO) run ./bench/run ingest
+	$(GO) run ./bench/run limits
 
 # cmd/llmtap-stack starts and stops the stack (internal/stack); it is
 # built afresh each time, which takes a second when nothing changed.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -117,15 +118,17 @@ func start(ctx context.Context, p *progress, l *stack.Local, others map[string]s
 // moves it, and with the other stack when that is what holds it.
 func checkPorts(l *stack.Local, others map[string]string) error {
 	err := l.Ports.Check(l.Mock)
-	if err == nil || !strings.Contains(err.Error(), "is in use") {
+	var inUse *stack.PortInUseError
+	if !errors.As(err, &inUse) {
 		return err
 	}
+	by := ""
 	for run, hint := range others {
 		if len(stack.Running(run)) > 0 {
-			return fmt.Errorf("%w by %s", err, hint)
+			by = " by " + hint
 		}
 	}
-	return err
+	return fmt.Errorf("%w%s; free it or set %s to another port", err, by, inUse.Var)
 }
 
 func startMessage(p stack.Part) string {

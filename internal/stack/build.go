@@ -90,11 +90,12 @@ func Build(ctx context.Context, root string) (Bins, error) {
 	return b, nil
 }
 
-// BuildTool builds one more program of the root module (./bench/load) into
-// root/bin and returns its path.
-func BuildTool(ctx context.Context, root, pkg string) (string, error) {
-	out := filepath.Join(root, "bin", filepath.Base(pkg))
-	return out, goBuild(ctx, root, out, pkg)
+// BuildTool builds one more program into root/bin and returns its path:
+// pkg (./bench/load) of the module in root/dir ("." or "collector"), named
+// for its path (bench-load).
+func BuildTool(ctx context.Context, root, dir, pkg string) (string, error) {
+	out := filepath.Join(root, "bin", strings.ReplaceAll(strings.TrimPrefix(pkg, "./"), "/", "-"))
+	return out, goBuild(ctx, filepath.Join(root, dir), out, pkg)
 }
 
 func goBuild(ctx context.Context, dir, out, pkg string) error {

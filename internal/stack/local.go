@@ -62,8 +62,18 @@ func (p *LocalPorts) Vars(mock bool) []PortVar {
 	return vars
 }
 
-// ErrPort says a port is not a number, given twice, or in use.
+// ErrPort says a port is not a number, or given twice.
 var ErrPort = errors.New("bad port")
+
+// PortInUseError says something listens on a port already.
+type PortInUseError struct {
+	Var  string // the variable that moves it
+	Port int
+}
+
+func (e *PortInUseError) Error() string {
+	return fmt.Sprintf("port 127.0.0.1:%d (%s) is in use", e.Port, e.Var)
+}
 
 // FromEnv sets each port whose variable is set in the environment.
 func (p *LocalPorts) FromEnv(getenv func(string) string) error {
@@ -91,7 +101,7 @@ func (p *LocalPorts) Check(mock bool) error {
 		}
 		given[*v.Port] = v.Name
 		if InUse(*v.Port) {
-			return fmt.Errorf("port 127.0.0.1:%d (%s) is in use: %w", *v.Port, v.Name, ErrPort)
+			return &PortInUseError{Var: v.Name, Port: *v.Port}
 		}
 	}
 	return nil

@@ -1,9 +1,11 @@
 package stack
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -139,4 +141,57 @@ func addr(port int) string { return fmt.Sprintf("127.0.0.1:%d", port) }
 // xmlEscape makes a value safe inside an XML element.
 func xmlEscape(s string) string {
 	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
+}
+
+// Program is a part whose command and readiness check the caller gives: a
+// server run from configuration files of its own, such as Traefik with the
+// compose stack's static configuration.
+type Program struct {
+	server
+	Label string
+	Cmd   Command
+	Check func(ctx context.Context) error
+}
+
+// Name is the label.
+func (p *Program) Name() string { return p.Label }
+
+// Start runs the command (its log in Dir when Cmd.Log is empty) and waits
+// for Check.
+func (p *Program) Start(ctx context.Context) error {
+	if err := p.mkdirs(p.Label); err != nil {
+		return err
+	}
+	c := p.Cmd
+	c.Name = p.Label
+	if c.Log == "" {
+		c.Log = filepath.Join(p.Dir, "stdout.log")
+	}
+	return p.run(ctx, c, p.Ready)
+}
+
+// Ready is the caller's check.
+func (p *Program) Ready(ctx context.Context) error { return p.Check(ctx) }
+
+// Stop stops the process.
+func (p *Program) Stop(ctx context.Context) error { return p.stop(ctx) }
+
+// ask connects to addr (through wrap when not nil, such as TLS), sends
+// question and reads the answer with read, all within 2 s: the readiness
+// checks of servers that speak their own protocol.
+func ask(ctx context.Context, addr string, wrap func(net.Conn) net.Conn, question string, read func(*bufio.Reader) (string, error)) (string, error) {
+	d := net.Dialer{Timeout: 2 * time.Second}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return "", err
+	}
+	if wrap != nil {
+		conn = wrap(conn)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := conn.Write([]byte(question)); err != nil {
+		return "", err
+	}
+	return read(bufio.NewReader(conn))
 }

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // Redis is Debian's redis-server on loopback, with no persistence and every
@@ -60,21 +59,13 @@ func (r *Redis) Start(ctx context.Context) error {
 
 // Ready sends PING and wants PONG.
 func (r *Redis) Ready(ctx context.Context) error {
-	d := net.Dialer{Timeout: 2 * time.Second}
-	conn, err := d.DialContext(ctx, "tcp", r.Addr())
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
+	var wrap func(net.Conn) net.Conn
 	if r.TLSCert != "" {
-		tc := tls.Client(conn, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // a readiness ping on loopback
-		conn = tc
+		wrap = func(c net.Conn) net.Conn {
+			return tls.Client(c, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // a readiness ping on loopback
+		}
 	}
-	_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
-	if _, err := conn.Write([]byte("PING\r\n")); err != nil {
-		return err
-	}
-	line, err := bufio.NewReader(conn).ReadString('\n')
+	line, err := ask(ctx, r.Addr(), wrap, "PING\r\n", func(r *bufio.Reader) (string, error) { return r.ReadString('\n') })
 	if err != nil {
 		return err
 	}

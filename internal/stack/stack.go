@@ -11,9 +11,6 @@ import (
 type Stack struct {
 	parts   []Part
 	started int
-	// OnStep, when set, is told of each part before it starts (make up's
-	// progress lines).
-	OnStep func(p Part)
 }
 
 // Add appends parts, started after those before them.
@@ -22,13 +19,10 @@ func (s *Stack) Add(parts ...Part) { s.parts = append(s.parts, parts...) }
 // Parts are the parts in start order.
 func (s *Stack) Parts() []Part { return s.parts }
 
-// Start starts each part in turn. When one fails, those already started
+// Start starts each part not started yet, in turn. When one fails, those already started
 // are stopped and the error names the part.
 func (s *Stack) Start(ctx context.Context) error {
 	for _, p := range s.parts[s.started:] {
-		if s.OnStep != nil {
-			s.OnStep(p)
-		}
 		if err := p.Start(ctx); err != nil {
 			stopCtx, cancel := context.WithTimeout(context.Background(), StopWait)
 			defer cancel()

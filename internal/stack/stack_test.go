@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -228,4 +229,42 @@ func eventually(cond func() bool) bool {
 		}
 	}
 	return cond()
+}
+
+func TestLocalPortsCheck(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	taken := l.Addr().(*net.TCPAddr).Port
+	ports, err := NewPorts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ports.Close()
+	free, err := ports.TakeN(6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := func(p []int) LocalPorts {
+		return LocalPorts{Traefik: p[0], Collector: p[1], ClickHouseTCP: p[2], ClickHouseHTTP: p[3], Redis: p[4], Mock: p[5]}
+	}
+	ok := set(free)
+	if err := ok.Check(true); err != nil {
+		t.Fatalf("free ports: %v", err)
+	}
+	twice := set([]int{free[0], free[1], free[2], free[3], free[1], free[5]})
+	if err := twice.Check(true); !errors.Is(err, ErrPort) || !strings.Contains(err.Error(), "REDIS_PORT") {
+		t.Errorf("a port given twice: %v", err)
+	}
+	busy := set([]int{free[0], free[1], free[2], free[3], free[4], taken})
+	var inUse *PortInUseError
+	if err := busy.Check(true); !errors.As(err, &inUse) || inUse.Var != "UPSTREAM_PORT" || inUse.Port != taken {
+		t.Errorf("a port in use: %v", err)
+	}
+	// Without the mock its port is not the stack's.
+	if err := busy.Check(false); err != nil {
+		t.Errorf("the mock's port without the mock: %v", err)
+	}
 }

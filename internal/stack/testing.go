@@ -13,6 +13,7 @@ type TB interface {
 	Helper()
 	Cleanup(func())
 	Fatalf(format string, args ...any)
+	Errorf(format string, args ...any)
 	Logf(format string, args ...any)
 	Failed() bool
 	TempDir() string
@@ -51,8 +52,7 @@ func New(t TB) *T {
 			s.logTails()
 		}
 		if err := s.stack.Stop(context.Background()); err != nil {
-			// Fatalf from a cleanup marks the test failed and goes on.
-			t.Fatalf("stack: %v", err)
+			t.Errorf("stack: %v", err)
 		}
 	})
 	return s
@@ -236,6 +236,9 @@ type MainTB struct {
 // Helper does nothing.
 func (m *MainTB) Helper() {}
 
+// Errorf prints to stderr; the exit code is the TestMain's to set.
+func (m *MainTB) Errorf(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
+
 // Logf prints to stderr.
 func (m *MainTB) Logf(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
 
@@ -273,4 +276,20 @@ func (m *MainTB) Close() {
 		_ = os.RemoveAll(d)
 	}
 	m.dirs = nil
+}
+
+// Program starts a part of the caller's making (see Program) in a run
+// folder of its own.
+func (s *T) Program(label string, cmd Command, check func(ctx context.Context) error) *Program {
+	s.t.Helper()
+	p := &Program{Label: label, Cmd: cmd, Check: check}
+	p.Dir = s.Folder(label)
+	s.Run(p)
+	return p
+}
+
+// Addr is a loopback address on a free port.
+func (s *T) Addr() string {
+	s.t.Helper()
+	return addr(s.Port())
 }

@@ -1,14 +1,13 @@
 package stack
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 )
 
 // ZooKeeper is Debian's ZooKeeper (3.8) standalone on loopback, every file
@@ -71,19 +70,15 @@ admin.enableServer=false
 // sessions (ruok answers imok before: a client connecting then is dropped
 // during its handshake).
 func (z *ZooKeeper) Ready(ctx context.Context) error {
-	d := net.Dialer{Timeout: 2 * time.Second}
-	conn, err := d.DialContext(ctx, "tcp", z.Addr())
+	out, err := ask(ctx, z.Addr(), nil, "srvr", func(r *bufio.Reader) (string, error) {
+		b, err := io.ReadAll(r)
+		return string(b), err
+	})
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
-	if _, err := conn.Write([]byte("srvr")); err != nil {
-		return err
-	}
-	out, _ := io.ReadAll(conn)
-	if !strings.Contains(string(out), "Mode: standalone") {
-		return fmt.Errorf("zookeeper not serving yet: %q", strings.TrimSpace(string(out)))
+	if !strings.Contains(out, "Mode: standalone") {
+		return fmt.Errorf("zookeeper not serving yet: %q", strings.TrimSpace(out))
 	}
 	return nil
 }

@@ -5,23 +5,23 @@ package deploycheck
 import (
 	"bufio"
 	"compress/gzip"
+	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"io/fs"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/llmtap/llmtap/internal/stack"
 	"github.com/llmtap/llmtap/mock"
 	llmtap "github.com/llmtap/llmtap/plugin"
 )
@@ -78,7 +78,8 @@ func TestComposeTraefikRuns(t *testing.T) {
 
 	// The static configuration, on loopback and in this folder.
 	static := yamlFile(t, c.hostFile(name, "/etc/traefik/traefik.yml", "static"))
-	web, ping := freeAddr(t), freeAddr(t)
+	st := stack.New(t)
+	web, ping := st.Addr(), st.Addr()
 	getMap(static, "entryPoints", "web")["address"] = web
 	getMap(static, "entryPoints")["traefik"] = map[string]any{"address": ping}
 	getMap(static, "providers", "file")["filename"] = dynFile
@@ -92,29 +93,21 @@ func TestComposeTraefikRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cmd := exec.Command(bin, "--configFile="+staticFile)
-	cmd.Dir = wd
-	cmd.Env = append(os.Environ(), "LLMTAP_INGEST_TOKEN="+token)
-	out, err := os.Create(filepath.Join(dir, "stdout.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Close()
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
+	// Traefik as the compose service runs it, a part of the test's stack;
+	// ready once its healthcheck's /ping answers.
+	st.Program("traefik-compose", stack.Command{
+		Path: bin,
+		Args: []string{"--configFile=" + staticFile},
+		Dir:  wd,
+		Env:  append(os.Environ(), "LLMTAP_INGEST_TOKEN="+token),
+		Log:  filepath.Join(dir, "stdout.log"),
+	}, func(ctx context.Context) error {
+		status, err := get200(&http.Client{Timeout: 2 * time.Second}, "http://"+ping+"/ping")
+		if err == nil && status != http.StatusOK {
+			err = fmt.Errorf("/ping: %d", status)
 		}
-	}()
+		return err
+	})
 	logs := func() string {
 		a, _ := os.ReadFile(filepath.Join(dir, "traefik.log"))
 		b, _ := os.ReadFile(filepath.Join(dir, "stdout.log"))
@@ -252,17 +245,6 @@ func post(client *http.Client, u, body string) (int, error) {
 	defer resp.Body.Close()
 	_, err = io.Copy(io.Discard, resp.Body)
 	return resp.StatusCode, err
-}
-
-// freeAddr is a loopback address with a port nothing listens on now.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // copyTree copies a file, or a folder with everything in it, as a bind

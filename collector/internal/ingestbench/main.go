@@ -2,7 +2,7 @@
 // posts N realistic records (OpenAI-style SSE streams with bodies and
 // write timings) as gzip NDJSON batches from several workers, waits until
 // the collector reports them all written, and prints records per second
-// and the collector's peak memory. scripts/bench.sh runs it against a
+// and the collector's peak memory. bench/run ingest runs it against a
 // real collector and ClickHouse on loopback.
 package main
 

@@ -1,0 +1,163 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/llmtap/llmtap/internal/stack"
+)
+
+// get GETs url with a Host (when not empty) and a bearer token (when not
+// empty) and returns the status and body.
+func (b *bench) get(url, host, token string) (int, string) {
+	req, err := http.NewRequestWithContext(b.ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, ""
+	}
+	if host != "" {
+		req.Host = host
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		return 0, ""
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+const proxyRouters = `http:
+  routers:
+    bare:
+      rule: Host(` + "`bare.test`" + `)
+      service: up
+    noop:
+      rule: Host(` + "`noop.test`" + `)
+      service: up
+      middlewares: [noop]
+    tap:
+      rule: Host(` + "`tap.test`" + `)
+      service: up
+      middlewares: [llmtap]
+  middlewares:
+    noop:
+      plugin:
+        noop: {}
+    llmtap:
+      plugin:
+        llmtap:
+          collectorURL: %[1]s
+          route: bench
+          batchSize: %[2]d
+  services:
+    up:
+      loadBalancer:
+        servers:
+          - url: %[1]s
+`
+
+// proxy: throughput and latency through the real Traefik, three routes to
+// the same upstream in the same run: bare (no plugin), noop (a Yaegi
+// plugin that only calls next: the floor any plugin pays) and llmtap
+// (its records to the upstream's sink). req/s, p50 and p99 per route and
+// the ratios against both baselines.
+//
+//	BENCH_DURATION (8s)  BENCH_RATE (1000)  BENCH_RATE_DURATION (5s)
+//	BENCH_CONNECTIONS (32)  BENCH_ROUNDS (2)  BENCH_THROUGHPUT (1; 0 skips wrk)
+//	BENCH_PLUGIN_BATCH (64): the plugin's batchSize
+func (b *bench) proxy() {
+	duration := env("BENCH_DURATION", "8s")
+	rate := b.envInt("BENCH_RATE", 1000)
+	rateDuration := env("BENCH_RATE_DURATION", "5s")
+	conns := b.envInt("BENCH_CONNECTIONS", 32)
+	rounds := b.envInt("BENCH_ROUNDS", 2)
+	up := b.startUpstream()
+	tr := b.s.Traefik(fmt.Sprintf(proxyRouters, up, b.envInt("BENCH_PLUGIN_BATCH", 64)), func(t *stack.Traefik) {
+		t.ReadyHosts, t.ReadyPath = []string{"bare.test", "noop.test", "tap.test"}, "/json"
+	})
+	base := tr.URL()
+	routes, paths := []string{"bare", "noop", "tap"}, []string{"/json", "/sse"}
+	for _, route := range routes {
+		for _, path := range paths {
+			b.waitRoute(base, route+".test", path)
+			b.wrk(conns, "2s", base+path, "", "Host: "+route+".test")
+		}
+	}
+
+	type key struct{ path, route string }
+	sum := map[key]*wrkResult{}
+	if env("BENCH_THROUGHPUT", "1") == "1" {
+		for _, path := range paths {
+			for round := 1; round <= rounds; round++ {
+				for _, route := range routes {
+					r := b.wrk(conns, duration, base+path, "", "Host: "+route+".test")
+					b.log("%s %s round %d: %.0f req/s, p50 %.3f ms, p99 %.3f ms", path, route, round, r.rps, r.p50, r.p99)
+					k := key{path, route}
+					if sum[k] == nil {
+						sum[k] = &wrkResult{}
+					}
+					sum[k].rps += r.rps / float64(rounds)
+					sum[k].p50 += r.p50 / float64(rounds)
+					sum[k].p99 += r.p99 / float64(rounds)
+				}
+			}
+		}
+		fmt.Printf("\n%s on %d cores, wrk -t1 -c%d -d%s, mean of %d interleaved rounds\n", filepath.Base(tr.Bin), runtime.NumCPU(), conns, duration, rounds)
+		fmt.Printf("%-7s %-6s %10s %9s %9s\n", "path", "route", "req/s", "p50_ms", "p99_ms")
+		for _, path := range paths {
+			for _, route := range routes {
+				r := sum[key{path, route}]
+				fmt.Printf("%-7s %-6s %10.0f %9.3f %9.3f\n", path, route, r.rps, r.p50, r.p99)
+			}
+		}
+		fmt.Println()
+		for _, path := range paths {
+			bare, noop, tap := sum[key{path, "bare"}], sum[key{path, "noop"}], sum[key{path, "tap"}]
+			fmt.Printf("%-7s throughput llmtap/bare %.2f  llmtap/noop %.2f  noop/bare %.2f   added p99 vs bare %+.3f ms, vs noop %+.3f ms\n",
+				path, tap.rps/bare.rps, tap.rps/noop.rps, noop.rps/bare.rps, tap.p99-bare.p99, tap.p99-noop.p99)
+		}
+	}
+
+	// Latency below saturation: a fixed rate, open loop.
+	fixed := map[key]*loadResult{}
+	for _, path := range paths {
+		for round := 1; round <= rounds; round++ {
+			for _, route := range routes {
+				r := b.runLoad(fmt.Sprintf("%d req/s on %s %s", rate, route, path),
+					"-url", base+path, "-host", route+".test", "-rate", fmt.Sprint(rate), "-duration", rateDuration)
+				b.log("%s %s round %d at %d req/s: %d requests, p50 %.3f ms, p99 %.3f ms", path, route, round, rate, r.n, r.p50, r.p99)
+				k := key{path, route}
+				if fixed[k] == nil {
+					fixed[k] = &loadResult{}
+				}
+				fixed[k].p50 += r.p50 / float64(rounds)
+				fixed[k].p99 += r.p99 / float64(rounds)
+			}
+		}
+	}
+	fmt.Printf("\nLatency at a fixed %d req/s for %s (open loop), mean of %d rounds\n", rate, rateDuration, rounds)
+	fmt.Printf("%-7s %-6s %9s %9s\n", "path", "route", "p50_ms", "p99_ms")
+	for _, path := range paths {
+		for _, route := range routes {
+			r := fixed[key{path, route}]
+			fmt.Printf("%-7s %-6s %9.3f %9.3f\n", path, route, r.p50, r.p99)
+		}
+		bare, noop, tap := fixed[key{path, "bare"}], fixed[key{path, "noop"}], fixed[key{path, "tap"}]
+		fmt.Printf("%-7s llmtap adds p50 %+.3f ms, p99 %+.3f ms vs bare (%+.3f ms vs noop)\n", path, tap.p50-bare.p50, tap.p99-bare.p99, tap.p99-noop.p99)
+	}
+	// The plugin's sender flushes every second.
+	time.Sleep(2 * time.Second)
+	_, counts := b.get(up+"/v1/records/count", "", "")
+	f := strings.Fields(counts)
+	if len(f) == 2 {
+		fmt.Printf("\nrecords received by the collector sink: %s (reported dropped: %s)\n", f[0], f[1])
+	}
+}
