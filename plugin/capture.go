@@ -197,17 +197,20 @@ func (c *captureWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return h.Hijack()
 }
 
-// finish notes how the request ended and hands the observation to the
-// sender, which completes the record off the request path, without ever
-// waiting: when the queue is full the observation is dropped and counted.
+// finish notes how the request ended, takes what the record needs of the
+// request, and hands the observation to the sender without ever waiting:
+// past the queue's count or its byte budget it is dropped and counted.
+// What is queued holds no request, headers or response writer, and its
+// bodies are cut to their limits; the sender completes the record off the
+// request path (record), where its interpreted work costs the request
+// nothing.
 //
 // ServeHTTP defers it, so that a request that ends in a panic is recorded
 // too: Go's reverse proxy panics with http.ErrAbortHandler when a streamed
 // body breaks off. It does not recover: under Yaegi a re-panicked value is
 // no longer http.ErrAbortHandler, and Traefik would log every abort as an
-// error. The sender is an argument, not a field: a captureWriter referring to
-// the sender, whose queue holds captureWriters, would be a recursive type,
-// which Yaegi v0.16 fails to build at run time.
+// error. The sender is an argument, not a field of the writer: one field
+// less to set on every request.
 func finish(sd *sender, c *captureWriter) {
 	r := c.rec
 	r.DurationNs = int64(time.Since(c.start))
@@ -227,49 +230,91 @@ func finish(sd *sender, c *captureWriter) {
 			r.Outcome = OutcomeUpstreamError
 		}
 	}
-	// The response is over: do not keep it alive. Separate statements,
-	// because Yaegi v0.16 fails on `c.rw, c.flusher = nil, nil`.
+	// What the record needs of the request is taken now; the request,
+	// its headers and the response writer are let go. Separate
+	// statements, because Yaegi v0.16 fails on `c.rw, c.flusher = nil, nil`.
+	fromRequest(c, sd.keys)
+	c.req = nil
 	c.rw = nil
 	c.flusher = nil
-	// A slot is reserved before a plain send, not taken by a select with a
-	// default: under Yaegi v0.16, concurrent sends in such a select now and
-	// then deliver another goroutine's value (a record sent twice and its
-	// neighbour lost; found by scripts/soak.sh, reproduced in isolation).
-	if atomic.AddInt64(&sd.queued, 1) <= sd.capacity {
-		sd.queue <- c // never blocks: the slot is ours
-		return
+	c.h = nil
+	if len(c.tail) > c.set.respTail {
+		trimTail(c)
 	}
-	atomic.AddInt64(&sd.queued, -1)
+	size := observationBytes(c)
+	// A slot and the bytes are reserved before a plain send, not taken by
+	// a select with a default: under Yaegi v0.16, concurrent sends in such
+	// a select now and then deliver another goroutine's value (a record
+	// sent twice and its neighbour lost; found by the soak, reproduced in
+	// isolation).
+	if atomic.AddInt64(&sd.queuedBytes, size) <= sd.maxBytes {
+		if atomic.AddInt64(&sd.queued, 1) <= sd.capacity {
+			sd.queue <- c // never blocks: the slot is ours
+			return
+		}
+		atomic.AddInt64(&sd.queued, -1)
+	}
+	atomic.AddInt64(&sd.queuedBytes, -size)
 	atomic.AddInt64(&sd.dropped, 1)
 	atomic.AddInt64(sd.pending, -1) // it will never be taken
 }
 
-// record completes the wire record of a finished observation. It runs in
-// the sender's goroutine. keys caches tenants by credential header value
-// (nil: no cache).
-func record(c *captureWriter, keys *tenantKeys) *Record {
+// recordOverhead is what a queued record holds besides its bodies, write
+// timings and request strings: the struct, its short strings, the slot.
+const recordOverhead = 2 << 10
+
+// observationBytes is the memory a queued observation holds, as the byte
+// budget counts it: what its slices hold (capacity, not length; the write
+// times have as many as the write ends) and the strings from the request
+// that nothing bounds. The content types and ids are short or cut short.
+// The sender counts the same when it takes the observation (record runs
+// after that), so the sum comes back to zero.
+func observationBytes(c *captureWriter) int64 {
+	r := c.rec
+	n := recordOverhead + cap(c.reqBody) + cap(c.head) + cap(c.tail) + 16*cap(r.WriteEnds) +
+		len(r.Path) + len(r.Host) + len(r.UserAgent)
+	if b := c.bodyHead; b != nil {
+		n += cap(b.head)
+	}
+	return int64(n)
+}
+
+// fromRequest copies into the record what it keeps of the request, and
+// names its tenant when the limit check has not.
+func fromRequest(c *captureWriter, keys *tenantKeys) {
 	req := c.req
 	h := req.Header
 	r := c.rec
-	if r.Outcome == "" {
-		r.Outcome = OutcomeCompleted
-	}
-	r.StartUnixNs = c.start.UnixNano()
-	r.Route = c.set.route
 	r.Method = req.Method
 	r.Host = req.Host
 	r.Path = req.URL.Path
-	r.RequestBytes = int64(len(c.reqBody))
 	if v := h["User-Agent"]; len(v) > 0 {
 		r.UserAgent = v[0]
 	}
 	if v := h["Content-Type"]; len(v) > 0 {
 		r.RequestContentType = v[0]
 	}
-
 	if !c.tenantDone {
 		resolveTenant(c, keys)
 	}
+}
+
+// maxRecordBytes is the largest record the capture limits allow (strings
+// from the request aside).
+func maxRecordBytes(c *Config) int {
+	return c.MaxRequestBodyBytes + c.MaxResponseBodyBytes + 16*c.MaxWrites + recordOverhead
+}
+
+// record completes the wire record of a finished observation (fromRequest
+// has run), its slices cut to size. It runs in the sender's goroutine.
+func record(c *captureWriter) *Record {
+	r := c.rec
+	if r.Outcome == "" {
+		r.Outcome = OutcomeCompleted
+	}
+	r.StartUnixNs = c.start.UnixNano()
+	r.Route = c.set.route
+	r.RequestBytes = int64(len(c.reqBody))
 
 	kind, known := commonKinds[r.RequestContentType]
 	if !known {
@@ -282,18 +327,28 @@ func record(c *captureWriter, keys *tenantKeys) *Record {
 		r.RequestBody = c.reqBody
 	}
 
+	// Write timings cut to size (appends double the arrays), inline: a
+	// call costs more than the test under Yaegi.
+	if ends := r.WriteEnds; cap(ends)-len(ends) > len(ends)/8+64 {
+		r.WriteEnds = append([]int64(nil), ends...)
+		r.WriteNs = append([]int64(nil), r.WriteNs...)
+	}
 	if !c.capture {
 		if r.ResponseBytes > 0 {
 			r.BodyNotCaptured = kindName(c.kind)
 		}
 		return r
 	}
-	if len(c.tail) > c.set.respTail {
-		trimTail(c)
+	head := c.head
+	if cap(head)-len(head) > len(head)/8+512 {
+		head = append([]byte(nil), head...)
 	}
-	r.ResponseHead = c.head
-	if len(c.tail) > 0 {
-		r.ResponseTail = c.tail
+	r.ResponseHead = head
+	if tail := c.tail; len(tail) > 0 {
+		if cap(tail)-len(tail) > len(tail)/8+512 {
+			tail = append([]byte(nil), tail...)
+		}
+		r.ResponseTail = tail
 		r.ResponseTailOffset = c.tailOffset
 		r.ResponseTruncated = int64(len(c.head)+len(c.tail)) < r.ResponseBytes
 	}

@@ -232,7 +232,7 @@ func observed(t *testing.T, c *captureWriter) *Record {
 	finish(sd, c)
 	select {
 	case got := <-sd.queue:
-		return record(got, nil)
+		return record(got)
 	default:
 		t.Fatal("finish queued nothing")
 		return nil

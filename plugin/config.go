@@ -48,6 +48,10 @@ type Config struct {
 	// QueueSize bounds the records waiting to be sent; past it records are
 	// dropped and counted, never waited for.
 	QueueSize int `json:"queueSize,omitempty"`
+	// MaxQueueBytes bounds the memory of the records waiting to be sent,
+	// per sender (bodies, write timings, headers kept); past it records
+	// are dropped and counted like those past QueueSize.
+	MaxQueueBytes int `json:"maxQueueBytes,omitempty"`
 	// BatchSize is the most records sent in one POST.
 	BatchSize int `json:"batchSize,omitempty"`
 	// FlushInterval is the longest a record waits for its batch to fill.
@@ -80,6 +84,7 @@ func CreateConfig() *Config {
 		MaxWrites:            4096,
 		CaptureBodies:        []string{"json", "sse", "ndjson", "text"},
 		QueueSize:            8192,
+		MaxQueueBytes:        64 << 20,
 		BatchSize:            64,
 		FlushInterval:        "1s",
 		SendTimeout:          "5s",
@@ -117,6 +122,7 @@ type settings struct {
 	collectorCA   string         // as configured, for the sender's key
 	rootCAs       *x509.CertPool // nil: the system's
 	queueSize     int
+	maxQueueBytes int64
 	batchSize     int
 	flushInterval time.Duration
 	sendTimeout   time.Duration
@@ -176,6 +182,11 @@ func (c *Config) validate(name string) (*settings, error) {
 	if c.QueueSize < 1 {
 		return nil, fmt.Errorf("queueSize %d: want at least 1", c.QueueSize)
 	}
+	// One record at the capture limits must fit, or every one is dropped.
+	if most := maxRecordBytes(c); c.MaxQueueBytes < most {
+		return nil, fmt.Errorf("maxQueueBytes %d: want at least %d, the largest record the capture limits allow (maxRequestBodyBytes + maxResponseBodyBytes + 16 x maxWrites + %d)", c.MaxQueueBytes, most, recordOverhead)
+	}
+	s.maxQueueBytes = int64(c.MaxQueueBytes)
 	if c.BatchSize < 1 {
 		return nil, fmt.Errorf("batchSize %d: want at least 1", c.BatchSize)
 	}

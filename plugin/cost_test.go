@@ -39,7 +39,8 @@ func BenchmarkRecord(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		cw.tenantDone = false // resolved by each record, as without limits
-		record(cw, keys)
+		fromRequest(cw, keys)
+		record(cw)
 	}
 }
 
@@ -63,10 +64,11 @@ func BenchmarkFinish(b *testing.B) {
 	sd := newSender(s, discardLogger())
 	cw.returned = true
 	cw.rec.Status = 200
+	req, h := cw.req, cw.h
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		cw.rw = nil
+		cw.req, cw.h = req, h // finish lets them go
 		finish(sd, cw)
 		<-sd.queue
 	}

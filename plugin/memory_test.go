@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -43,5 +44,55 @@ func TestLongCredentialsAreNotKept(t *testing.T) {
 	t.Logf("heap after %d requests with 1 MiB keys: %+d bytes", n, kept)
 	if kept > 16<<20 {
 		t.Errorf("the heap kept %d MiB after %d requests with 1 MiB keys, want their keys gone", kept>>20, n)
+	}
+}
+
+// TestHungCollectorCostsAtMostTheBudget: with the sender stalled (a
+// collector that accepts and never answers leaves its batches waiting),
+// 1,000 streamed responses of 1 MiB each, with 512 KiB request headers,
+// pass through; what the queue holds stays within maxQueueBytes, the heap
+// grows by about that much and no more, and every record is queued or
+// counted as dropped.
+func TestHungCollectorCostsAtMostTheBudget(t *testing.T) {
+	const budget = 16 << 20
+	s := testSettings(t, "http://127.0.0.1:1", func(c *Config) { c.MaxQueueBytes = budget })
+	sd := newSender(s, discardLogger()) // never started: nothing is taken from the queue
+	chunk := []byte("data: " + strings.Repeat("x", 4090) + "\n\n")
+	h := &Middleware{next: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		for i := 0; i < 256; i++ { // 1 MiB in 4 KiB events
+			_, _ = w.Write(chunk)
+		}
+	}), set: s, sender: sd, pending: sd.pending}
+	heap := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	header := strings.Repeat("h", 512<<10)
+	before := heap()
+	const n = 1000
+	for i := 0; i < n; i++ {
+		req := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", strings.NewReader(`{"model":"m","stream":true}`))
+		req.Header.Set("X-Big", header)
+		h.ServeHTTP(httptest.NewRecorder(), req)
+	}
+	kept := int64(heap()) - int64(before)
+	queued, dropped := len(sd.queue), atomic.LoadInt64(&sd.dropped)
+	t.Logf("%d records queued (%d bytes by the budget), %d dropped; the heap grew by %d KiB", queued, atomic.LoadInt64(&sd.queuedBytes), dropped, kept>>10)
+	if int64(queued)+dropped != n {
+		t.Errorf("%d queued + %d dropped, want %d", queued, dropped, n)
+	}
+	if q := atomic.LoadInt64(&sd.queuedBytes); q > budget {
+		t.Errorf("the queue holds %d bytes by its count, over the budget of %d", q, budget)
+	}
+	if dropped == 0 {
+		t.Error("nothing dropped: the budget was never reached")
+	}
+	// The budget counts what the records hold; the heap adds the queue's
+	// own slots and allocator rounding, well below a quarter more.
+	if kept > budget*5/4+(2<<20) {
+		t.Errorf("the heap grew by %d MiB, over the budget of %d MiB", kept>>20, budget>>20)
 	}
 }

@@ -54,12 +54,16 @@ func TestTenantOf(t *testing.T) {
 			req.Header = h
 			keys := newTenantKeys()
 			for i := 0; i < 2; i++ { // the second time from the cache
-				r := record(&captureWriter{req: req, set: s, rec: &Record{}}, keys)
+				c := &captureWriter{req: req, set: s, rec: &Record{}}
+				fromRequest(c, keys)
+				r := record(c)
 				if r.Tenant != tt.want || r.TenantSource != tt.wantSource {
 					t.Errorf("round %d: tenant %q from %q, want %q from %q", i, r.Tenant, r.TenantSource, tt.want, tt.wantSource)
 				}
 			}
-			got := record(&captureWriter{req: req, set: s, rec: &Record{}}, nil).Tenant
+			c := &captureWriter{req: req, set: s, rec: &Record{}}
+			fromRequest(c, nil)
+			got := record(c).Tenant
 			if strings.Contains(got, "SECRET") {
 				t.Errorf("tenant %q leaks the key", got)
 			}

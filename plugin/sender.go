@@ -38,7 +38,7 @@ var senders = struct {
 }{m: map[string]*sender{}, byName: map[string]*sender{}}
 
 func senderKey(s *settings) string {
-	return fmt.Sprintf("%s|%s|%d|%d|%s|%s|%s", s.recordsURL, s.token, s.queueSize, s.batchSize, s.flushInterval, s.sendTimeout, s.collectorCA)
+	return fmt.Sprintf("%s|%s|%d|%d|%d|%s|%s|%s", s.recordsURL, s.token, s.queueSize, s.maxQueueBytes, s.batchSize, s.flushInterval, s.sendTimeout, s.collectorCA)
 }
 
 // senderFor returns the sender for the settings of the middleware called
@@ -90,13 +90,17 @@ type sender struct {
 	// (atomic): finish reserves a slot here before it sends, so that its
 	// send never blocks; the goroutine gives slots back as it takes
 	// records (taken). capacity is the queue's.
-	queued    int64
-	capacity  int64
-	batchSize int
-	interval  time.Duration
-	client    *http.Client
-	log       *slog.Logger
-	backoff   time.Duration
+	queued   int64
+	capacity int64
+	// queuedBytes is what the queued records hold (observationBytes; atomic),
+	// reserved by finish like a slot; maxBytes bounds it.
+	queuedBytes int64
+	maxBytes    int64
+	batchSize   int
+	interval    time.Duration
+	client      *http.Client
+	log         *slog.Logger
+	backoff     time.Duration
 
 	dropped int64 // records lost since the last acknowledged batch (atomic)
 	// pending counts the requests begun with this sender whose record its
@@ -152,6 +156,7 @@ func newSender(s *settings, log *slog.Logger) *sender {
 		token:     s.token,
 		queue:     make(chan *captureWriter, s.queueSize),
 		capacity:  int64(s.queueSize),
+		maxBytes:  s.maxQueueBytes,
 		keys:      newTenantKeys(),
 		batchSize: s.batchSize,
 		interval:  s.flushInterval,
@@ -234,13 +239,13 @@ func (sd *sender) runLive(ctx context.Context) bool {
 		case r := <-sd.queue:
 			batch = append(batch[:0], r)
 			more := sd.fill(ctx, &batch)
-			sd.taken(int64(len(batch)))
+			size := sd.taken(batch)
 			if !more {
-				sd.drain(batch)
+				sd.drain(batch, size)
 				sd.stop()
 				return false
 			}
-			sd.send(ctx, batch)
+			sd.sendAndFree(ctx, batch, size)
 		case <-beat.C:
 			if atomic.LoadInt64(sd.active) > 0 {
 				// No record, but streams are open: say so.
@@ -249,7 +254,7 @@ func (sd *sender) runLive(ctx context.Context) bool {
 		case <-sd.retired:
 			return true
 		case <-ctx.Done():
-			sd.drain(batch[:0])
+			sd.drain(batch[:0], 0)
 			sd.stop()
 			return false
 		}
@@ -275,26 +280,38 @@ func (sd *sender) runRetired(ctx context.Context) {
 			for len(batch) < sd.batchSize && len(sd.queue) > 0 {
 				batch = append(batch, <-sd.queue)
 			}
-			sd.taken(int64(len(batch)))
-			sd.send(ctx, batch)
+			sd.sendAndFree(ctx, batch, sd.taken(batch))
 		case <-beat.C:
 			if atomic.LoadInt64(sd.active) > 0 {
 				sd.send(ctx, batch[:0])
 			}
 		case <-poll.C:
 		case <-ctx.Done():
-			sd.drain(batch[:0])
+			sd.drain(batch[:0], 0)
 			sd.stop()
 			return
 		}
 	}
 }
 
-// taken notes n records taken from the queue: their slots are free again,
-// and their requests no longer pending.
-func (sd *sender) taken(n int64) {
+// taken notes records taken from the queue: their slots are free again and
+// their requests no longer pending. It returns their bytes, which stay
+// counted against the budget until their batch is sent (sendAndFree).
+func (sd *sender) taken(recs []*captureWriter) int64 {
+	var size int64
+	for _, c := range recs {
+		size += observationBytes(c)
+	}
+	n := int64(len(recs))
 	atomic.AddInt64(&sd.queued, -n)
 	atomic.AddInt64(sd.pending, -n)
+	return size
+}
+
+// sendAndFree sends a batch, then gives its bytes back to the budget.
+func (sd *sender) sendAndFree(ctx context.Context, batch []*captureWriter, size int64) {
+	sd.send(ctx, batch)
+	atomic.AddInt64(&sd.queuedBytes, -size)
 }
 
 // stopIfIdle ends a retired sender's goroutine when no request is pending:
@@ -364,20 +381,22 @@ func (sd *sender) fill(ctx context.Context, batch *[]*captureWriter) bool {
 	return true
 }
 
-// drain sends the batch and everything still queued, each batch with the
-// client's own timeout: this is the shutdown path, ctx is already over.
-func (sd *sender) drain(batch []*captureWriter) {
+// drain sends the batch (holding size bytes of the budget) and everything
+// still queued, each batch with the client's own timeout: this is the
+// shutdown path, ctx is already over.
+func (sd *sender) drain(batch []*captureWriter, size int64) {
 	for {
 		n := len(batch)
 		for len(batch) < sd.batchSize && len(sd.queue) > 0 {
 			batch = append(batch, <-sd.queue)
 		}
-		sd.taken(int64(len(batch) - n))
+		size += sd.taken(batch[n:])
 		if len(batch) == 0 {
 			return
 		}
-		sd.send(context.Background(), batch)
+		sd.sendAndFree(context.Background(), batch, size)
 		batch = batch[:0]
+		size = 0
 	}
 }
 
@@ -410,16 +429,19 @@ func (sd *sender) send(ctx context.Context, batch []*captureWriter) {
 		var answer []byte
 		status, answer, err = sd.post(ctx, sd.buf.Bytes(), dropped)
 		if err == nil {
-			// The collector has the report of the drops, whatever it
-			// made of the batch.
-			atomic.AddInt64(&sd.dropped, -dropped)
+			// A batch the collector answered, 2xx or for good 4xx, took the
+			// report of the drops with it; after a 5xx, 408 or 429 (the
+			// collector, or a proxy before it, did not read it) the
+			// report goes again with the retry.
 			switch {
 			case status/100 == 2:
+				atomic.AddInt64(&sd.dropped, -dropped)
 				if bytes.Contains(answer, []byte(`"rejected"`)) {
 					sd.logf("llmtap: the collector refused some records of a batch", fmt.Errorf("%s", answer), "records", n, "collector", sd.url)
 				}
 				return
 			case status/100 == 4 && status != http.StatusRequestTimeout && status != http.StatusTooManyRequests:
+				atomic.AddInt64(&sd.dropped, -dropped)
 				if status != http.StatusBadRequest {
 					// A 400 names each refused line, and the collector
 					// counts them; other refusals count nothing there.
@@ -488,7 +510,7 @@ func (sd *sender) encode(batch []*captureWriter) error {
 	}
 	enc := json.NewEncoder(sd.zw)
 	for _, c := range batch {
-		if err := enc.Encode(record(c, sd.keys)); err != nil {
+		if err := enc.Encode(record(c)); err != nil {
 			return fmt.Errorf("record %s: %w", c.rec.RequestID, err)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -271,5 +272,69 @@ func TestSenderTrustsCollectorCA(t *testing.T) {
 			t.Fatal("a collector with an unknown CA took the batch")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestDeliveredRecordsFreeTheirBytes: once the sender has taken the
+// records, their bytes are no longer counted against the budget; a
+// collector that hangs and then answers gets everything queued, and the
+// budget is whole again.
+func TestDeliveredRecordsFreeTheirBytes(t *testing.T) {
+	col := newCollectorStub(t)
+	col.hold = make(chan struct{})
+	s := testSettings(t, col.srv.URL, nil)
+	sd := startSender(t, s)
+	for i := 0; i < 20; i++ {
+		c := obs(i)
+		c.set = s
+		c.returned = true
+		c.rec.Status = http.StatusOK
+		c.head = make([]byte, 1000)
+		c.capture = true
+		hand(sd, c)
+	}
+	if q := atomic.LoadInt64(&sd.queuedBytes); q <= 0 {
+		t.Fatalf("queued bytes %d with 20 records waiting on a hung collector", q)
+	}
+	close(col.hold)
+	col.records(t, 20)
+	deadline := time.Now().Add(10 * time.Second)
+	for atomic.LoadInt64(&sd.queuedBytes) != 0 || atomic.LoadInt64(&sd.queued) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after delivery: %d bytes, %d records still counted as queued", atomic.LoadInt64(&sd.queuedBytes), atomic.LoadInt64(&sd.queued))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestDropReportSurvivesA503: the report of drops rides on a batch; when
+// the collector answers 503 it has not taken it, so the retry carries it
+// again, and it is cleared once a batch is accepted.
+func TestDropReportSurvivesA503(t *testing.T) {
+	var mu sync.Mutex
+	var reports []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		reports = append(reports, r.Header.Get(HeaderDropped))
+		first := len(reports) == 1
+		mu.Unlock()
+		if first {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer srv.Close()
+	sd := newSender(testSettings(t, srv.URL, nil), discardLogger())
+	sd.backoff = time.Millisecond
+	atomic.StoreInt64(&sd.dropped, 5)
+	sd.send(context.Background(), []*captureWriter{obs(0)})
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Join(reports, ",") != "5,5" {
+		t.Errorf("drop reports per attempt %q, want 5 on the 503 and again on the retry", reports)
+	}
+	if n := atomic.LoadInt64(&sd.dropped); n != 0 {
+		t.Errorf("%d drops still to report after the batch was accepted", n)
 	}
 }

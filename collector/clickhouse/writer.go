@@ -50,6 +50,11 @@ type WriterOptions struct {
 	BatchBytes    int64
 	FlushInterval time.Duration // longest a fact waits for its batch (default 1s)
 	QueueSize     int           // facts accepted but not yet written (default 10000)
+	// QueueBytes bounds what those facts hold (bodies and chunks, as
+	// factSize counts them; default 256 MiB), so that an acknowledged
+	// backlog cannot outgrow the memory the collector is given. Past it,
+	// or past QueueSize, Enqueue answers ErrQueueFull.
+	QueueBytes int64
 	// SpoolDir keeps batches ClickHouse did not take, to replay later.
 	// Empty disables the spool: such batches are dropped and counted in
 	// SpoolDropped, so set it in production.
@@ -88,6 +93,9 @@ func (o WriterOptions) withDefaults() WriterOptions {
 	if o.QueueSize <= 0 {
 		o.QueueSize = 10000
 	}
+	if o.QueueBytes <= 0 {
+		o.QueueBytes = 256 << 20
+	}
 	if o.SpoolMaxBytes <= 0 {
 		o.SpoolMaxBytes = 1 << 30
 	}
@@ -114,6 +122,7 @@ func (o WriterOptions) withDefaults() WriterOptions {
 // Stats are the writer's counters (since start) and gauges (now).
 type Stats struct {
 	Queued         int64  // gauge: facts acknowledged, not yet written, spooled or dropped
+	QueuedBytes    int64  // gauge: what they hold, as QueueBytes counts it
 	Written        uint64 // rows inserted from the queue
 	WriteErrors    uint64 // failed insert attempts (queue and replay)
 	Rejected       uint64 // Enqueue calls answered ErrQueueFull
@@ -160,6 +169,7 @@ type Writer struct {
 	replayOne  bool // replay file by file: the server refused a group
 
 	queued       atomic.Int64
+	queuedBytes  atomic.Int64 // factSize of the queued facts and the batch being written
 	written      atomic.Uint64
 	writeErrors  atomic.Uint64
 	rejected     atomic.Uint64
@@ -186,8 +196,8 @@ func NewWriter(conn driver.Conn, opts WriterOptions) *Writer {
 }
 
 // Enqueue hands a fact to the writer without blocking. It returns
-// ErrQueueFull when the queue is full and ErrClosed after Run returned.
-// The writer owns f afterwards: do not change it.
+// ErrQueueFull when the queue is full, in facts or in bytes, and ErrClosed
+// after Run returned. The writer owns f afterwards: do not change it.
 func (w *Writer) Enqueue(f *collector.Fact) error {
 	if f == nil {
 		return errors.New("clickhouse: nil fact")
@@ -197,12 +207,19 @@ func (w *Writer) Enqueue(f *collector.Fact) error {
 	if w.closed {
 		return ErrClosed
 	}
+	size := factSize(f)
+	if w.queuedBytes.Add(size) > w.opts.QueueBytes {
+		w.queuedBytes.Add(-size)
+		w.rejected.Add(1)
+		return ErrQueueFull
+	}
 	w.queued.Add(1)
 	select {
 	case w.queue <- f:
 		return nil
 	default:
 		w.queued.Add(-1)
+		w.queuedBytes.Add(-size)
 		w.rejected.Add(1)
 		return ErrQueueFull
 	}
@@ -212,6 +229,7 @@ func (w *Writer) Enqueue(f *collector.Fact) error {
 func (w *Writer) Stats() Stats {
 	st := Stats{
 		Queued:       w.queued.Load(),
+		QueuedBytes:  w.queuedBytes.Load(),
 		Written:      w.written.Load(),
 		WriteErrors:  w.writeErrors.Load(),
 		Rejected:     w.rejected.Load(),
@@ -383,6 +401,11 @@ func (w *Writer) drain(ctx context.Context, batch []*collector.Fact) {
 // flush writes a batch to ClickHouse or, failing that, to the spool.
 func (w *Writer) flush(ctx context.Context, batch []*collector.Fact, retries int) {
 	n := len(batch)
+	var size int64
+	for _, f := range batch {
+		size += factSize(f)
+	}
+	defer w.queuedBytes.Add(-size)
 	defer w.queued.Add(-int64(n))
 	if w.insertsOver.Err() != nil {
 		w.toSpool(batch, errDrainDeadline)

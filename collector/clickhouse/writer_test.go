@@ -229,6 +229,44 @@ func TestEnqueueNeverBlocks(t *testing.T) {
 	}
 }
 
+// TestEnqueueBoundedInBytes: the queue refuses a fact that would take it
+// past QueueBytes, whatever its count, and takes again once what it held
+// is written.
+func TestEnqueueBoundedInBytes(t *testing.T) {
+	big := func(i int) *collector.Fact {
+		f := testFact(i)
+		f.ResponseBody = strings.Repeat("x", 100<<10)
+		return f
+	}
+	limit := factSize(big(0)) + factSize(big(1)) + factSize(big(2))
+	conn := &fakeConn{}
+	w := NewWriter(conn, WriterOptions{QueueSize: 100, QueueBytes: limit, BatchSize: 1, Logger: testLogger(t)})
+	for i := 0; i < 3; i++ {
+		if err := w.Enqueue(big(i)); err != nil {
+			t.Fatalf("fact %d within the bytes: %v", i, err)
+		}
+	}
+	if err := w.Enqueue(big(3)); !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("a fact past QueueBytes: %v, want ErrQueueFull", err)
+	}
+	if st := w.Stats(); st.Queued != 3 || st.QueuedBytes != limit || st.Rejected != 1 {
+		t.Fatalf("stats: %+v, want 3 queued holding %d bytes, 1 rejected", st, limit)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	waitFor(t, "the queue written", func() bool { st := w.Stats(); return st.Written == 3 && st.QueuedBytes == 0 })
+	if err := w.Enqueue(big(4)); err != nil {
+		t.Fatalf("after the queue was written: %v", err)
+	}
+}
+
 func TestWriterSpoolsWhileDownAndReplays(t *testing.T) {
 	conn := &fakeConn{down: true}
 	dir := t.TempDir()

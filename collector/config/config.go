@@ -89,6 +89,10 @@ type Config struct {
 	TLS TLS `yaml:"tls" json:"tls"`
 	// MaxBodyBytes caps a POST /v1/records body, after gzip decoding too.
 	MaxBodyBytes Size `yaml:"max_body_bytes" json:"max_body_bytes"`
+	// MaxIngestRequests bounds the POST /v1/records requests read at once;
+	// past it ingest answers 503 with Retry-After. With max_body_bytes it
+	// bounds the memory ingest can take.
+	MaxIngestRequests int `yaml:"max_ingest_requests" json:"max_ingest_requests"`
 	// ShutdownTimeout bounds the drain on SIGTERM.
 	ShutdownTimeout Duration   `yaml:"shutdown_timeout" json:"shutdown_timeout"`
 	Log             Log        `yaml:"log" json:"log"`
@@ -115,6 +119,9 @@ type ClickHouse struct {
 	BatchSize     int      `yaml:"batch_size" json:"batch_size"`         // rows per insert
 	FlushInterval Duration `yaml:"flush_interval" json:"flush_interval"` // longest wait before a partial batch is sent
 	QueueSize     int      `yaml:"queue_size" json:"queue_size"`         // records waiting to be written
+	// QueueMaxBytes bounds the memory those records hold; past it (or
+	// queue_size) ingest answers 503 with Retry-After.
+	QueueMaxBytes Size `yaml:"queue_max_bytes" json:"queue_max_bytes"`
 	// Retention is the row TTL; 0 keeps rows forever.
 	Retention Duration `yaml:"retention" json:"retention"`
 	// BodyRetention is the TTL of the body columns; 0 means Retention.
@@ -233,10 +240,11 @@ func Default() *Config {
 // a file setting redis.addrs does not also get redis.addr.
 func defaults() *Config {
 	return &Config{
-		Listen:          "127.0.0.1:7480",
-		MaxBodyBytes:    16 << 20,
-		ShutdownTimeout: Duration(15 * time.Second),
-		Log:             Log{Level: "info", Format: "text"},
+		Listen:            "127.0.0.1:7480",
+		MaxBodyBytes:      16 << 20,
+		MaxIngestRequests: 16,
+		ShutdownTimeout:   Duration(15 * time.Second),
+		Log:               Log{Level: "info", Format: "text"},
 		ClickHouse: ClickHouse{
 			Addr:          "127.0.0.1:9000",
 			Database:      "llmtap",
@@ -246,6 +254,7 @@ func defaults() *Config {
 			BatchSize:     2000,
 			FlushInterval: Duration(time.Second),
 			QueueSize:     5000,
+			QueueMaxBytes: 256 << 20,
 			Retention:     Duration(30 * 24 * time.Hour),
 			BodyRetention: Duration(7 * 24 * time.Hour),
 			SpoolMaxBytes: 1 << 30,
@@ -404,6 +413,7 @@ func (c *Config) LogValue() slog.Value {
 			slog.String("cert_file", c.TLS.CertFile),
 			slog.String("key_file", c.TLS.KeyFile)),
 		slog.String("max_body_bytes", c.MaxBodyBytes.String()),
+		slog.Int("max_ingest_requests", c.MaxIngestRequests),
 		slog.String("shutdown_timeout", c.ShutdownTimeout.String()),
 		slog.Group("log",
 			slog.String("level", c.Log.Level),
@@ -418,6 +428,7 @@ func (c *Config) LogValue() slog.Value {
 			slog.Int("batch_size", ch.BatchSize),
 			slog.String("flush_interval", ch.FlushInterval.String()),
 			slog.Int("queue_size", ch.QueueSize),
+			slog.Int64("queue_max_bytes", int64(ch.QueueMaxBytes)),
 			slog.String("retention", ch.Retention.String()),
 			slog.String("body_retention", ch.BodyRetention.String()),
 			slog.String("spool_dir", ch.SpoolDir),

@@ -75,6 +75,7 @@ var badFiles = []struct {
 	{"ingest_token.bad.yaml", ErrInvalid, []string{"ingest_token: must not contain whitespace or control characters (value not shown)"}},
 	{"admin_token.bad.yaml", ErrInvalid, []string{"admin_token: must not contain whitespace"}},
 	{"max_body_bytes.bad.yaml", ErrInvalid, []string{"max_body_bytes: 0B must be greater than 0"}},
+	{"queue_max_bytes.bad.yaml", ErrInvalid, []string{"clickhouse.queue_max_bytes: 48MiB is smaller than twice max_body_bytes (64MiB)"}},
 	{"shutdown_timeout.bad.yaml", ErrInvalid, []string{"shutdown_timeout: 0s must be greater than 0"}},
 	{"log_level.bad.yaml", ErrInvalid, []string{`log.level: "verbose" is not one of debug, info, warn, error`}},
 	{"log_format.bad.yaml", ErrInvalid, []string{`log.format: "logfmt" is not one of text, json`}},
@@ -175,10 +176,10 @@ func TestLoadGood(t *testing.T) {
 		{"minimal.good.yaml", func(c *Config) { c.Listen = "127.0.0.1:8080" }},
 		{"full.good.yaml", func(c *Config) {
 			*c = Config{
-				Listen:          "0.0.0.0:9480",
-				IngestToken:     NewSecret("s3cret-ingest"),
-				AdminToken:      NewSecret("s3cret-admin"),
-				MaxBodyBytes:    32 << 20,
+				Listen:       "0.0.0.0:9480",
+				IngestToken:  NewSecret("s3cret-ingest"),
+				AdminToken:   NewSecret("s3cret-admin"),
+				MaxBodyBytes: 32 << 20, MaxIngestRequests: 16,
 				ShutdownTimeout: Duration(30 * time.Second),
 				Log:             Log{Level: "debug", Format: "json"},
 				ClickHouse: ClickHouse{
@@ -190,7 +191,7 @@ func TestLoadGood(t *testing.T) {
 					MaxOpenConns:  8,
 					BatchSize:     10000,
 					FlushInterval: Duration(500 * time.Millisecond),
-					QueueSize:     200000,
+					QueueSize:     200000, QueueMaxBytes: 256 << 20,
 					Retention:     Duration(90 * 24 * time.Hour),
 					BodyRetention: 0,
 					SpoolDir:      "/var/lib/llmtap/spool",

@@ -41,6 +41,7 @@ func (c *Config) Validate() error {
 	p.add("clickhouse.tls", checkClientTLS(c.ClickHouse.TLS))
 	p.add("redis.tls", checkClientTLS(c.Redis.TLS))
 	p.add("max_body_bytes", checkSize(c.MaxBodyBytes))
+	p.add("max_ingest_requests", checkRange(c.MaxIngestRequests, 1, 10000))
 	p.add("shutdown_timeout", checkPositive(c.ShutdownTimeout))
 	p.add("log.level", checkOneOf(c.Log.Level, logLevels))
 	p.add("log.format", checkOneOf(c.Log.Format, logFormats))
@@ -56,6 +57,10 @@ func (c *Config) Validate() error {
 	// would never fill one.
 	if ch.QueueSize < ch.BatchSize {
 		p.add("clickhouse.queue_size", fmt.Sprintf("%d is smaller than clickhouse.batch_size (%d)", ch.QueueSize, ch.BatchSize))
+	}
+	// The records of one ingest request must fit in the queue's bytes.
+	if ch.QueueMaxBytes < 2*c.MaxBodyBytes {
+		p.add("clickhouse.queue_max_bytes", fmt.Sprintf("%s is smaller than twice max_body_bytes (%s): one batch of records must fit", ch.QueueMaxBytes, 2*c.MaxBodyBytes))
 	}
 	p.add("clickhouse.retention", checkNotNegative(ch.Retention))
 	p.add("clickhouse.body_retention", checkNotNegative(ch.BodyRetention))

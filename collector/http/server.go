@@ -47,14 +47,17 @@ type Options struct {
 	ReadToken    string // bearer token of request lookups and limit status; the admin token reads too
 	AdminToken   string // bearer token of the admin endpoints; empty: they are off
 	MaxBodyBytes int64  // request body limit, after gzip decoding too
-	Queue        collector.Queue
-	Store        collector.Store
-	Derive       Deriver
-	Observer     Observer
-	Ready        Checker
-	Limits       Limiter
-	Gatherer     prometheus.Gatherer
-	Logger       *slog.Logger
+	// MaxIngest bounds the ingest requests read at once (0: 16); past it
+	// ingest answers 503 with Retry-After at once.
+	MaxIngest int
+	Queue     collector.Queue
+	Store     collector.Store
+	Derive    Deriver
+	Observer  Observer
+	Ready     Checker
+	Limits    Limiter
+	Gatherer  prometheus.Gatherer
+	Logger    *slog.Logger
 	// Recent remembers the records accepted lately, so that a batch sent
 	// again is not counted twice; nil: a new one of DefaultRecent.
 	Recent *collector.Recent
@@ -68,6 +71,8 @@ const DefaultRecent = 1 << 16
 type Server struct {
 	opt    Options
 	router *mux.Router
+	// ingesting holds a token per ingest request being read (MaxIngest).
+	ingesting chan struct{}
 }
 
 // New builds the router. Paths are matched as sent (no cleaning of ".."
@@ -77,7 +82,10 @@ func New(opt Options) *Server {
 	if opt.Recent == nil {
 		opt.Recent = collector.NewRecent(DefaultRecent)
 	}
-	s := &Server{opt: opt, router: mux.NewRouter().SkipClean(true)}
+	if opt.MaxIngest <= 0 {
+		opt.MaxIngest = 16
+	}
+	s := &Server{opt: opt, router: mux.NewRouter().SkipClean(true), ingesting: make(chan struct{}, opt.MaxIngest)}
 	s.router.HandleFunc(llmtap.RecordsPath, s.ingest).Methods(http.MethodPost)
 	s.router.HandleFunc("/v1/requests/{id}", s.request).Methods(http.MethodGet)
 	s.limitRoutes()
@@ -154,10 +162,27 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 		unauthorized(w)
 		return
 	}
+	select {
+	case s.ingesting <- struct{}{}:
+		defer func() { <-s.ingesting }()
+	default:
+		w.Header().Set("Retry-After", "1")
+		writeJSON(w, http.StatusServiceUnavailable, IngestResult{Error: fmt.Sprintf("%d ingest requests already being read; retry later", s.opt.MaxIngest)})
+		return
+	}
 	// Both reports are bounded, so that a broken or hostile sender cannot
-	// throw the counters out (or overflow the sum of active streams).
+	// throw the counters out (or overflow the sum of active streams). The
+	// drops are counted only when the batch is answered as the plugin
+	// counts its report delivered (answered); otherwise it sends the
+	// report again with its retry.
 	if n, err := strconv.ParseInt(r.Header.Get(llmtap.HeaderDropped), 10, 64); err == nil && n > 0 && n <= maxReported {
-		s.opt.Observer.PluginDropped(n)
+		sw := &statusWriter{ResponseWriter: w}
+		w = sw
+		defer func() {
+			if answered(sw.status) {
+				s.opt.Observer.PluginDropped(n)
+			}
+		}()
 	}
 	if sender := r.Header.Get(llmtap.HeaderSender); sender != "" && len(sender) <= 64 {
 		if n, err := strconv.ParseInt(r.Header.Get(llmtap.HeaderActiveStreams), 10, 64); err == nil && n >= 0 && n <= maxReported {
@@ -234,6 +259,33 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusBadRequest
 	}
 	writeJSON(w, status, res)
+}
+
+// answered says whether the plugin takes a batch answered with status as
+// read, its report of drops with it: 2xx, or a 4xx other than 408 and
+// 429, after which it does not send the batch again (plugin/sender.go).
+func answered(status int) bool {
+	return status/100 == 2 || (status/100 == 4 && status != http.StatusRequestTimeout && status != http.StatusTooManyRequests)
+}
+
+// statusWriter notes the status a handler answered.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
 }
 
 // refuse answers a body that could not be read to the end. res holds what

@@ -345,3 +345,57 @@ func TestIngestConcurrentCopiesCountOnce(t *testing.T) {
 		t.Errorf("accepted %d, duplicates %d, queued %d; want 3, %d, 3", accepted, duplicates, len(f.queue.facts), 3*(copies-1))
 	}
 }
+
+// TestIngestBoundedInRequests: with MaxIngest requests already being read,
+// one more is answered 503 with Retry-After at once, and taken again once
+// one of them is done.
+func TestIngestBoundedInRequests(t *testing.T) {
+	f := newFixture(t, 10)
+	post := func() *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodPost, llmtap.RecordsPath, strings.NewReader(line("bounded-id")))
+		req.Header.Set("Authorization", "Bearer tok")
+		return serve(t, f.srv, req)
+	}
+	for i := 0; i < cap(f.srv.ingesting); i++ {
+		f.srv.ingesting <- struct{}{} // requests being read
+	}
+	w := post()
+	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") != "1" || !strings.Contains(w.Body.String(), "16 ingest requests already being read") {
+		t.Fatalf("one past the bound: %d, Retry-After %q, %s", w.Code, w.Header().Get("Retry-After"), w.Body)
+	}
+	<-f.srv.ingesting
+	if w := post(); w.Code != http.StatusAccepted {
+		t.Fatalf("within the bound again: %d %s", w.Code, w.Body)
+	}
+}
+
+// TestDropReportCountedOnlyWhenAnswered: a batch answered 503 (the queue
+// is full) is sent again with its report of drops, so the report counts
+// only with the answer the plugin takes as final.
+func TestDropReportCountedOnlyWhenAnswered(t *testing.T) {
+	f := newFixture(t, 0) // the queue takes nothing: 503
+	post := func() int {
+		req := httptest.NewRequest(http.MethodPost, "/v1/records", strings.NewReader(line("a")))
+		req.Header.Set("Authorization", "Bearer tok")
+		req.Header.Set(llmtap.HeaderDropped, "7")
+		return serve(t, f.srv, req).Code
+	}
+	want := func(n string) {
+		t.Helper()
+		if err := testutil.GatherAndCompare(f.reg, strings.NewReader(`
+# HELP llmtap_plugin_dropped_records_total Records the plugins report they dropped (queue full or undeliverable).
+# TYPE llmtap_plugin_dropped_records_total counter
+llmtap_plugin_dropped_records_total `+n+"\n"), "llmtap_plugin_dropped_records_total"); err != nil {
+			t.Error(err)
+		}
+	}
+	if code := post(); code != http.StatusServiceUnavailable {
+		t.Fatalf("a full queue: %d, want 503", code)
+	}
+	want("0")
+	f.queue.room = -1
+	if code := post(); code != http.StatusAccepted {
+		t.Fatalf("the retry: %d, want 202", code)
+	}
+	want("7")
+}

@@ -217,6 +217,7 @@ func serve(ctx context.Context, cfg *config.Config, conn driver.Conn, log *slog.
 		BatchSize:     cfg.ClickHouse.BatchSize,
 		FlushInterval: time.Duration(cfg.ClickHouse.FlushInterval),
 		QueueSize:     cfg.ClickHouse.QueueSize,
+		QueueBytes:    int64(cfg.ClickHouse.QueueMaxBytes),
 		SpoolDir:      cfg.ClickHouse.SpoolDir,
 		SpoolMaxBytes: int64(cfg.ClickHouse.SpoolMaxBytes),
 		Logger:        log,
@@ -254,6 +255,7 @@ func serve(ctx context.Context, cfg *config.Config, conn driver.Conn, log *slog.
 		AdminToken:   cfg.AdminToken.Reveal(),
 		Limits:       lim,
 		MaxBodyBytes: int64(cfg.MaxBodyBytes),
+		MaxIngest:    cfg.MaxIngestRequests,
 		Queue:        writer,
 		Store:        store,
 		Derive:       derive.Fact,
@@ -262,7 +264,9 @@ func serve(ctx context.Context, cfg *config.Config, conn driver.Conn, log *slog.
 		Gatherer:     reg,
 		Logger:       log,
 	})
-	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
+	// A client that trickles its body or idles on a connection holds a
+	// goroutine and buffers: both are bounded in time.
+	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
 
 	// Start order top down, stop order bottom up.
 	g := &group{log: log}
