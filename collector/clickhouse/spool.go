@@ -19,10 +19,13 @@ import (
 var errSpoolFull = errors.New("spool full")
 
 const (
-	spoolExt     = ".batch"
-	spoolTmpExt  = ".tmp"
-	spoolBadExt  = ".corrupt"
-	spoolVersion = 1
+	spoolExt    = ".batch"
+	spoolTmpExt = ".tmp"
+	spoolBadExt = ".corrupt"
+	// spoolRefusedExt marks a batch ClickHouse refused again and again
+	// (a data exception): set aside for a person, as .corrupt files are.
+	spoolRefusedExt = ".refused"
+	spoolVersion    = 1
 )
 
 // spool keeps batches ClickHouse did not take, one file per batch, until
@@ -218,13 +221,14 @@ func (s *spool) remove(name string) error {
 	return nil
 }
 
-// quarantine renames a batch that cannot be read to *.corrupt, out of the
-// replay's way but kept for a person to look at. Its bytes stop counting.
-func (s *spool) quarantine(name string) error {
-	err := os.Rename(filepath.Join(s.dir, name), filepath.Join(s.dir, name+spoolBadExt))
+// setAside renames a batch to name+ext (spoolBadExt: it cannot be read;
+// spoolRefusedExt: ClickHouse keeps refusing it), out of the replay's way
+// but kept for a person to look at. Its bytes stop counting.
+func (s *spool) setAside(name, ext string) error {
+	err := os.Rename(filepath.Join(s.dir, name), filepath.Join(s.dir, name+ext))
 	s.forget(name)
 	if err != nil {
-		return fmt.Errorf("spool: quarantine %s: %w", name, err)
+		return fmt.Errorf("spool: set aside %s: %w", name, err)
 	}
 	return nil
 }

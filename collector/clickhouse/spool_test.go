@@ -170,7 +170,7 @@ func TestSpoolQuarantine(t *testing.T) {
 	if _, err := s.read(name); err == nil || !strings.Contains(err.Error(), "decode") {
 		t.Fatalf("read of a corrupt file: %v", err)
 	}
-	if err := s.quarantine(name); err != nil {
+	if err := s.setAside(name, spoolBadExt); err != nil {
 		t.Fatal(err)
 	}
 	if !s.empty() || s.bytes.Load() != 0 {

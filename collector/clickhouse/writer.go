@@ -131,6 +131,7 @@ type Stats struct {
 	SpoolDropped   uint64 // acknowledged facts lost: spool full, disabled or unwritable
 	SpoolErrors    uint64 // spool files that could not be written, read or removed
 	Replayed       uint64 // rows inserted from the spool
+	SetAside       uint64 // rows of spool files ClickHouse kept refusing, set aside as .refused
 }
 
 // Writer batches facts into ClickHouse. Enqueue never blocks; Run owns the
@@ -167,6 +168,10 @@ type Writer struct {
 	replayAt   time.Time // when a refused spool file is tried again
 	replayWait time.Duration
 	replayOne  bool // replay file by file: the server refused a group
+	// The file the server refused last, and how often in a row: past
+	// maxRefusals it is set aside and the replay goes on.
+	refusedName  string
+	refusedTries int
 
 	queued       atomic.Int64
 	queuedBytes  atomic.Int64 // factSize of the queued facts and the batch being written
@@ -176,7 +181,13 @@ type Writer struct {
 	spoolDropped atomic.Uint64
 	spoolErrors  atomic.Uint64
 	replayed     atomic.Uint64
+	setAside     atomic.Uint64
 }
+
+// maxRefusals is how often in a row ClickHouse may refuse one spool file
+// (a data exception, not an outage) before it is set aside as .refused:
+// a file it will never take must not hold back every file after it.
+const maxRefusals = 5
 
 // NewWriter returns a Writer on conn; call Run to start it.
 func NewWriter(conn driver.Conn, opts WriterOptions) *Writer {
@@ -236,6 +247,7 @@ func (w *Writer) Stats() Stats {
 		SpoolDropped: w.spoolDropped.Load(),
 		SpoolErrors:  w.spoolErrors.Load(),
 		Replayed:     w.replayed.Load(),
+		SetAside:     w.setAside.Load(),
 	}
 	if sp := w.loadSpool(); sp != nil {
 		st.SpooledBatches = sp.count.Load()
@@ -557,16 +569,13 @@ func (w *Writer) replay(ctx context.Context) {
 				w.replayOne = true
 				w.log.Warn("replay refused by ClickHouse; retrying file by file", "files", len(names), "rows", len(facts), "err", err)
 			default:
-				// It refused this file: try it later, and keep writing
-				// new batches meanwhile.
-				w.replayWait = nextBackoff(w.replayWait, w.opts.RetryBackoff, w.opts.MaxBackoff)
-				w.replayAt = time.Now().Add(w.replayWait)
-				w.log.Error("replay refused by ClickHouse; will retry", "file", names[0], "rows", len(facts), "retry_in", w.replayWait, "err", err)
+				w.refused(names[0], len(facts), err)
 			}
 			return
 		}
 		w.replayed.Add(uint64(len(facts)))
 		w.replayWait, w.replayOne = 0, false
+		w.refusedName, w.refusedTries = "", 0
 		for _, name := range names {
 			if err := w.spool.remove(name); err != nil {
 				// Replaying it again later is harmless: the rows replace
@@ -583,6 +592,32 @@ func (w *Writer) replay(ctx context.Context) {
 // BatchSize rows and BatchBytes (always at least one file): many small
 // batches spooled during an outage go back in few INSERTs. Unreadable
 // files are set aside.
+// refused handles the server refusing one spool file: it is tried again
+// later, new batches being written meanwhile, and set aside once it was
+// refused maxRefusals times in a row.
+func (w *Writer) refused(name string, rows int, err error) {
+	if name != w.refusedName {
+		w.refusedName, w.refusedTries = name, 0
+	}
+	w.refusedTries++
+	if w.refusedTries < maxRefusals {
+		w.replayWait = nextBackoff(w.replayWait, w.opts.RetryBackoff, w.opts.MaxBackoff)
+		w.replayAt = time.Now().Add(w.replayWait)
+		w.log.Error("replay refused by ClickHouse; will retry", "file", name, "rows", rows, "try", w.refusedTries, "of", maxRefusals, "retry_in", w.replayWait, "err", err)
+		return
+	}
+	w.setAside.Add(uint64(rows))
+	if serr := w.spool.setAside(name, spoolRefusedExt); serr != nil {
+		w.spoolErrors.Add(1)
+		w.log.Error("spool file not set aside", "file", name, "err", serr)
+	}
+	w.log.Error("replay refused by ClickHouse again and again; spool file set aside as .refused, the replay goes on",
+		"file", name, "rows", rows, "tries", w.refusedTries, "err", err)
+	w.refusedName, w.refusedTries = "", 0
+	w.replayWait, w.replayOne = 0, false
+	w.replayAt = time.Time{}
+}
+
 func (w *Writer) gather() (names []string, facts []*collector.Fact) {
 	var size int64
 	for _, name := range w.spool.names() {
@@ -592,7 +627,7 @@ func (w *Writer) gather() (names []string, facts []*collector.Fact) {
 		fs, err := w.spool.read(name)
 		if err != nil {
 			w.spoolErrors.Add(1)
-			qerr := w.spool.quarantine(name)
+			qerr := w.spool.setAside(name, spoolBadExt)
 			w.log.Error("spool file unreadable; set aside as .corrupt", "file", name, "err", err, "quarantine_err", qerr)
 			continue
 		}

@@ -14,6 +14,7 @@ type Storage struct {
 	SpoolDropped   uint64
 	SpoolErrors    uint64
 	Replayed       uint64
+	SetAside       uint64
 }
 
 // RegisterStorage exports the writer's state, read once per scrape.
@@ -22,7 +23,7 @@ func RegisterStorage(reg prometheus.Registerer, stats func() Storage) {
 }
 
 var storageDescs = struct {
-	queued, spooledBatches, spooledBytes, written, writeErrors, rejected, spoolDropped, spoolErrors, replayed *prometheus.Desc
+	queued, spooledBatches, spooledBytes, written, writeErrors, rejected, spoolDropped, spoolErrors, replayed, setAside *prometheus.Desc
 }{
 	queued:         prometheus.NewDesc("llmtap_storage_queue_depth", "Records accepted and not yet written to ClickHouse or the spool.", nil, nil),
 	spooledBatches: prometheus.NewDesc("llmtap_storage_spooled_batches", "Batches waiting in the disk spool for ClickHouse.", nil, nil),
@@ -33,13 +34,14 @@ var storageDescs = struct {
 	spoolDropped:   prometheus.NewDesc("llmtap_storage_dropped_total", "Accepted records lost because the spool was full or unwritable.", nil, nil),
 	spoolErrors:    prometheus.NewDesc("llmtap_storage_spool_errors_total", "Spool files that could not be written, read or removed.", nil, nil),
 	replayed:       prometheus.NewDesc("llmtap_storage_replayed_total", "Records written to ClickHouse from the spool.", nil, nil),
+	setAside:       prometheus.NewDesc("llmtap_storage_set_aside_total", "Records of spool files ClickHouse refused again and again, set aside as .refused files in the spool folder.", nil, nil),
 }
 
 type storageCollector struct{ stats func() Storage }
 
 func (c *storageCollector) Describe(ch chan<- *prometheus.Desc) {
 	d := storageDescs
-	for _, desc := range []*prometheus.Desc{d.queued, d.spooledBatches, d.spooledBytes, d.written, d.writeErrors, d.rejected, d.spoolDropped, d.spoolErrors, d.replayed} {
+	for _, desc := range []*prometheus.Desc{d.queued, d.spooledBatches, d.spooledBytes, d.written, d.writeErrors, d.rejected, d.spoolDropped, d.spoolErrors, d.replayed, d.setAside} {
 		ch <- desc
 	}
 }
@@ -61,4 +63,5 @@ func (c *storageCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(d.spoolDropped, s.SpoolDropped)
 	counter(d.spoolErrors, s.SpoolErrors)
 	counter(d.replayed, s.Replayed)
+	counter(d.setAside, s.SetAside)
 }

@@ -246,7 +246,7 @@ func serve(ctx context.Context, cfg *config.Config, conn driver.Conn, log *slog.
 		return metrics.Storage{
 			Queued: s.Queued, SpooledBatches: s.SpooledBatches, SpooledBytes: s.SpooledBytes,
 			Written: s.Written, WriteErrors: s.WriteErrors, Rejected: s.Rejected,
-			SpoolDropped: s.SpoolDropped, SpoolErrors: s.SpoolErrors, Replayed: s.Replayed,
+			SpoolDropped: s.SpoolDropped, SpoolErrors: s.SpoolErrors, Replayed: s.Replayed, SetAside: s.SetAside,
 		}
 	})
 	api := apihttp.New(apihttp.Options{
