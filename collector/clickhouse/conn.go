@@ -64,18 +64,41 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// Open connects over the native protocol and pings the server; the
-// caller closes the connection. No database is selected: the database may
+// Open connects over the native protocol (Dial) and pings the server;
+// the caller closes the connection. No database is selected: the database may
 // not exist before Migrate, so every statement names it. No session
 // settings are sent: the schema needs none on 18.16 (it avoids
 // LowCardinality there), and a setting a server does not know fails every
 // query.
 func Open(ctx context.Context, opts Options) (driver.Conn, error) {
+	conn, err := Dial(opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := conn.Ping(ctx); err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("clickhouse: ping %s: %w", opts.Addr, err)
+	}
+	return conn, nil
+}
+
+// Dial is Open without the ping: the connection is made when first used,
+// so a server that is down now can come up later.
+func Dial(opts Options) (driver.Conn, error) {
 	if opts.Addr == "" {
 		return nil, errors.New("clickhouse: no address: set host:port of the native protocol (e.g. 127.0.0.1:9000)")
 	}
 	o := opts.withDefaults()
-	conn, err := ch.Open(&ch.Options{
+	conn, err := ch.Open(o.chOptions())
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: open %s: %w", o.Addr, err)
+	}
+	return conn, nil
+}
+
+// chOptions are clickhouse-go's options for o (with its defaults).
+func (o Options) chOptions() *ch.Options {
+	return &ch.Options{
 		Protocol: ch.Native,
 		Addr:     []string{o.Addr},
 		Auth:     ch.Auth{Username: o.Username, Password: o.Password},
@@ -87,13 +110,5 @@ func Open(ctx context.Context, opts Options) (driver.Conn, error) {
 		MaxIdleConns:    o.MaxIdleConns,
 		ConnMaxLifetime: time.Hour,
 		TLS:             o.TLS,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("clickhouse: open %s: %w", o.Addr, err)
 	}
-	if err := conn.Ping(ctx); err != nil {
-		_ = conn.Close()
-		return nil, fmt.Errorf("clickhouse: ping %s: %w", o.Addr, err)
-	}
-	return conn, nil
 }

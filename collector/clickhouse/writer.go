@@ -61,6 +61,11 @@ type WriterOptions struct {
 	SpoolDir      string
 	SpoolMaxBytes int64 // default 1 GiB
 	Logger        *slog.Logger
+	// Prepare, when set, must succeed once before the first insert or
+	// replay (the migrations, when the collector started while ClickHouse
+	// was down). Until it does, the writer is down: batches go to the
+	// spool and Prepare is tried again with each probe.
+	Prepare func(ctx context.Context) error
 	// Lost, when set, is told of every acknowledged fact that could be
 	// neither written nor spooled (the storage_error class).
 	Lost func(f *collector.Fact)
@@ -168,6 +173,7 @@ type Writer struct {
 	replayAt   time.Time // when a refused spool file is tried again
 	replayWait time.Duration
 	replayOne  bool // replay file by file: the server refused a group
+	prepared   bool // Prepare succeeded (or there is none)
 	// The file the server refused last, and how often in a row: past
 	// maxRefusals it is set aside and the replay goes on.
 	refusedName  string
@@ -430,6 +436,11 @@ func (w *Writer) flush(ctx context.Context, batch []*collector.Fact, retries int
 	if w.down {
 		retries = 0 // a probe: one try
 	}
+	if err := w.prepare(ctx); err != nil {
+		w.markDown(err)
+		w.toSpool(batch, err)
+		return
+	}
 	start := time.Now()
 	err := w.insert(ctx, batch)
 	for try := 1; err != nil && try <= retries; try++ {
@@ -543,11 +554,18 @@ func (w *Writer) replay(ctx context.Context) {
 		pctx, cancel := context.WithTimeout(ctx, w.opts.WriteTimeout)
 		err := w.conn.Ping(pctx)
 		cancel()
+		if err == nil {
+			err = w.prepare(ctx)
+		}
 		if err != nil {
 			w.markDown(err)
 			return
 		}
 		w.markUp()
+	}
+	if err := w.prepare(ctx); err != nil {
+		w.markDown(err)
+		return
 	}
 	if now.Before(w.replayAt) {
 		return
@@ -651,6 +669,22 @@ func (w *Writer) stopRequested() bool {
 	default:
 		return false
 	}
+}
+
+// prepare runs Prepare until it has succeeded once.
+func (w *Writer) prepare(ctx context.Context) error {
+	if w.prepared || w.opts.Prepare == nil {
+		return nil
+	}
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.opts.WriteTimeout)
+	defer cancel()
+	defer context.AfterFunc(w.insertsOver, cancel)()
+	if err := w.opts.Prepare(pctx); err != nil {
+		return fmt.Errorf("clickhouse: prepare: %w", err)
+	}
+	w.prepared = true
+	w.log.Info("ClickHouse prepared (migrations applied); writing and replaying")
+	return nil
 }
 
 func (w *Writer) markDown(err error) {

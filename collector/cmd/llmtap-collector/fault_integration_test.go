@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -667,4 +668,60 @@ func rawHTTP(t *testing.T, addr, req string) string {
 	b := make([]byte, 256)
 	n, _ := io.ReadAtLeast(conn, b, 12)
 	return string(b[:n])
+}
+
+// TestFaultCollectorStartsWhileClickHouseDown: the collector starts with
+// ClickHouse not running, answers limit checks (Redis alone), takes
+// records into the spool, and once ClickHouse starts migrates and replays
+// them, each stored once.
+func TestFaultCollectorStartsWhileClickHouseDown(t *testing.T) {
+	s := stack.New(t)
+	rd := s.Redis()
+	ch := &stack.ClickHouse{TCPPort: s.Port(), HTTPPort: s.Port()} // not started
+	ch.Dir = s.Folder("clickhouse")
+	c := startCollectorWith(t, collectorSetup{stack: s, ch: ch, configure: func(c *stack.CollectorConfig) {
+		c.ClickHouse.DialTimeout = "1s"
+		c.Redis = &stack.CollectorRedis{Addr: rd.Addr()}
+		c.Limits = &stack.CollectorLimits{Default: json.RawMessage(`{"requests":{"limit":1,"period":"1h"}}`)}
+	}})
+
+	check := func() int {
+		req, _ := http.NewRequest(http.MethodPost, c.base+"/v1/limits/check", strings.NewReader(`{"tenant":"while-down","route":"r"}`))
+		req.Header.Set("Authorization", "Bearer it-token")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if a, b := check(), check(); a != http.StatusOK || b != http.StatusTooManyRequests {
+		t.Fatalf("limit checks with ClickHouse down: %d then %d, want 200 then 429", a, b)
+	}
+	c.post(t, streamRecord("while-down-1"), streamRecord("while-down-2"))
+	spool := c.stack.Dir
+	waitUntil(t, "the records in the spool", 30*time.Second, func() bool {
+		files, _ := filepath.Glob(filepath.Join(spool, "spool-*", "spool", "*.batch"))
+		return len(files) > 0
+	})
+
+	s.Run(ch)
+	waitUntil(t, "the spooled records in ClickHouse", 60*time.Second, func() bool {
+		out, err := ch.Query(context.Background(), "SELECT count() FROM llmtap_it.requests WHERE request_id LIKE 'while-down-%'")
+		return err == nil && out == "2"
+	})
+	// Replayed once: two rows before any merge, not more.
+	if out, err := ch.Query(context.Background(), "SELECT count() FROM llmtap_it.requests WHERE request_id LIKE 'while-down-%'"); err != nil || out != "2" {
+		t.Errorf("rows: %q, %v; want 2", out, err)
+	}
+}
+
+// waitUntil polls cond every 50 ms until it holds, failing the test after d.
+func waitUntil(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(d); !cond(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+	}
 }

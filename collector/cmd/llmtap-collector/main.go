@@ -11,7 +11,9 @@
 // in the order they are added and stop in the reverse order, each part
 // stopped only once the one after it has returned:
 //
-//  1. ClickHouse connection (opened, and migrations applied, before serve)
+//  1. ClickHouse connection (migrations applied before serve; when
+//     ClickHouse does not answer, the writer applies them once it does,
+//     and records are spooled meanwhile)
 //  2. Redis client (it connects on first use: Redis being down only
 //     triggers the limits' failure modes)
 //  3. writer (opens the spool; replays it once ClickHouse answers)
@@ -112,7 +114,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, env func(string) 
 	if err != nil {
 		return fmt.Errorf("clickhouse: %w", err)
 	}
-	conn, err := clickhouse.Open(ctx, clickhouse.Options{
+	conn, err := clickhouse.Dial(clickhouse.Options{
 		TLS:          chTLS,
 		Addr:         cfg.ClickHouse.Addr,
 		Username:     cfg.ClickHouse.Username,
@@ -129,18 +131,38 @@ func run(ctx context.Context, args []string, stderr io.Writer, env func(string) 
 		BodyRetention: time.Duration(cfg.ClickHouse.EffectiveBodyRetention()),
 		Cluster:       cfg.ClickHouse.Cluster,
 	}
-	if err := clickhouse.NewMigrator(conn, schema, log).Migrate(ctx); err != nil {
-		_ = conn.Close()
-		return fmt.Errorf("migrate: %w", err)
-	}
-	if fs.Arg(0) == "migrate" {
+	migrator := clickhouse.NewMigrator(conn, schema, log)
+	switch {
+	case fs.Arg(0) == "migrate":
+		if err := migrator.Migrate(ctx); err != nil {
+			_ = conn.Close()
+			return fmt.Errorf("migrate: %w", err)
+		}
 		log.Info("migrations applied")
 		return conn.Close()
-	} else if fs.NArg() > 0 {
+	case fs.NArg() > 0:
 		_ = conn.Close()
 		return fmt.Errorf("unknown command %q: want migrate, or none to serve", fs.Arg(0))
 	}
-	return serve(ctx, cfg, conn, log) // closes conn
+	// ClickHouse down at start does not keep the collector from serving:
+	// limits need only Redis, and records go to the spool until it
+	// answers, when the writer migrates (Prepare) and replays. A server
+	// that answers but refuses the migrations stops the start.
+	var prepare func(context.Context) error
+	pctx, cancel := context.WithTimeout(ctx, time.Duration(cfg.ClickHouse.DialTimeout))
+	pingErr := conn.Ping(pctx)
+	cancel()
+	if pingErr == nil {
+		if err := migrator.Migrate(ctx); err != nil {
+			_ = conn.Close()
+			return fmt.Errorf("migrate: %w", err)
+		}
+	} else {
+		log.Warn("ClickHouse does not answer at start; serving limit checks, spooling records, migrating when it answers",
+			"addr", cfg.ClickHouse.Addr, "err", pingErr)
+		prepare = migrator.Migrate
+	}
+	return serve(ctx, cfg, conn, prepare, log) // closes conn
 }
 
 func loadConfig(path, listen string, env func(string) (string, bool)) (*config.Config, error) {
@@ -197,7 +219,7 @@ func listen(cfg *config.Config) (net.Listener, error) {
 // serve runs the collector until ctx ends or a part fails; it owns conn
 // and closes it last. The group below is the one statement of the start
 // and stop order (see the package documentation).
-func serve(ctx context.Context, cfg *config.Config, conn driver.Conn, log *slog.Logger) error {
+func serve(ctx context.Context, cfg *config.Config, conn driver.Conn, prepare func(context.Context) error, log *slog.Logger) error {
 	redisTLS, err := cfg.Redis.TLS.Config()
 	if err != nil {
 		_ = conn.Close()
@@ -222,6 +244,7 @@ func serve(ctx context.Context, cfg *config.Config, conn driver.Conn, log *slog.
 		SpoolMaxBytes: int64(cfg.ClickHouse.SpoolMaxBytes),
 		Logger:        log,
 		Lost:          m.Lost,
+		Prepare:       prepare,
 	})
 	store := clickhouse.NewStore(conn, cfg.ClickHouse.Database)
 	rdb := redis.NewClient(redis.Options{
