@@ -38,8 +38,12 @@ type Observer interface {
 	ActiveStreams(sender string, n int64)
 }
 
-// Checker reports whether the collector can accept records now.
-type Checker func(ctx context.Context) error
+// Checker reports whether the collector can accept records now, and the
+// state of each part it depends on ("clickhouse": "up", "spool": ...).
+type Checker func(ctx context.Context) (Parts, error)
+
+// Parts are the states of the parts behind readiness, by name.
+type Parts map[string]string
 
 // Options configure a Server.
 type Options struct {
@@ -379,11 +383,19 @@ func (s *Server) request(w http.ResponseWriter, r *http.Request) {
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	if err := s.opt.Ready(ctx); err != nil {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "error": err.Error()})
+	parts, err := s.opt.Ready(ctx)
+	if err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, readiness{Status: "not ready", Error: err.Error(), Parts: parts})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	writeJSON(w, http.StatusOK, readiness{Status: "ready", Parts: parts})
+}
+
+// readiness is the answer of /readyz.
+type readiness struct {
+	Status string `json:"status"`
+	Error  string `json:"error,omitempty"`
+	Parts  Parts  `json:"parts,omitempty"`
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -91,7 +91,7 @@ func newFixture(t *testing.T, room int) *fixture {
 		Store:        fakeStore{"known": {RequestID: "known", Route: "openai", Status: 200, Start: time.Unix(1700000000, 123e6)}},
 		Derive:       deriveStub,
 		Observer:     metrics.New(f.reg, 100),
-		Ready:        func(context.Context) error { return f.ready },
+		Ready:        func(context.Context) (Parts, error) { return Parts{"clickhouse": "up"}, f.ready },
 		Gatherer:     f.reg,
 		Logger:       logger,
 	})

@@ -698,6 +698,19 @@ func TestFaultCollectorStartsWhileClickHouseDown(t *testing.T) {
 	if a, b := check(), check(); a != http.StatusOK || b != http.StatusTooManyRequests {
 		t.Fatalf("limit checks with ClickHouse down: %d then %d, want 200 then 429", a, b)
 	}
+	readyz := func() (int, map[string]string) {
+		resp, err := http.Get(c.base + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body struct{ Parts map[string]string }
+		_ = json.NewDecoder(resp.Body).Decode(&body)
+		return resp.StatusCode, body.Parts
+	}
+	if code, parts := readyz(); code != http.StatusOK || !strings.HasPrefix(parts["clickhouse"], "down: ") {
+		t.Errorf("/readyz with ClickHouse down: %d %v, want 200 (the spool takes records) saying ClickHouse is down", code, parts)
+	}
 	c.post(t, streamRecord("while-down-1"), streamRecord("while-down-2"))
 	spool := c.stack.Dir
 	waitUntil(t, "the records in the spool", 30*time.Second, func() bool {
@@ -713,6 +726,9 @@ func TestFaultCollectorStartsWhileClickHouseDown(t *testing.T) {
 	// Replayed once: two rows before any merge, not more.
 	if out, err := ch.Query(context.Background(), "SELECT count() FROM llmtap_it.requests WHERE request_id LIKE 'while-down-%'"); err != nil || out != "2" {
 		t.Errorf("rows: %q, %v; want 2", out, err)
+	}
+	if code, parts := readyz(); code != http.StatusOK || parts["clickhouse"] != "up" {
+		t.Errorf("/readyz with ClickHouse back: %d %v", code, parts)
 	}
 }
 

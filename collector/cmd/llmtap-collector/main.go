@@ -328,26 +328,33 @@ func shutdownHTTP(ctx context.Context, srv *http.Server) error {
 }
 
 // ready says whether records can be taken: ClickHouse answers, or else the
-// spool can hold what it does not take.
+// spool can hold what it does not take; and in which state each part is.
 func ready(store *clickhouse.Store, writer *clickhouse.Writer, spoolDir string, spoolMax int64) apihttp.Checker {
-	return func(ctx context.Context) error {
+	return func(ctx context.Context) (apihttp.Parts, error) {
+		st := writer.Stats()
+		parts := apihttp.Parts{
+			"clickhouse": "up",
+			"spool":      fmt.Sprintf("%d batches, %d of %d bytes", st.SpooledBatches, st.SpooledBytes, spoolMax),
+		}
 		pingErr := store.Ping(ctx)
 		if pingErr == nil {
-			return nil
+			return parts, nil
 		}
+		parts["clickhouse"] = "down: " + pingErr.Error()
 		if spoolDir == "" {
-			return fmt.Errorf("clickhouse: %w; no spool configured", pingErr)
+			parts["spool"] = "none configured"
+			return parts, fmt.Errorf("clickhouse: %w; no spool configured", pingErr)
 		}
-		if used := writer.Stats().SpooledBytes; used >= spoolMax {
-			return fmt.Errorf("clickhouse: %w; spool full (%d of %d bytes)", pingErr, used, spoolMax)
+		if st.SpooledBytes >= spoolMax {
+			return parts, fmt.Errorf("clickhouse: %w; spool full (%d of %d bytes)", pingErr, st.SpooledBytes, spoolMax)
 		}
 		probe, err := os.CreateTemp(spoolDir, ".ready-*")
 		if err != nil {
-			return fmt.Errorf("clickhouse: %w; spool not writable: %w", pingErr, err)
+			return parts, fmt.Errorf("clickhouse: %w; spool not writable: %w", pingErr, err)
 		}
 		_ = probe.Close()
 		_ = os.Remove(probe.Name())
-		return nil // degraded: records go to the spool until ClickHouse is back
+		return parts, nil // degraded: records go to the spool until ClickHouse is back
 	}
 }
 
