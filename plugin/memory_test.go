@@ -25,14 +25,8 @@ func TestLongCredentialsAreNotKept(t *testing.T) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{}`))
 	}), set: s, sender: sd, pending: sd.pending}
-	heap := func() uint64 {
-		runtime.GC()
-		var m runtime.MemStats
-		runtime.ReadMemStats(&m)
-		return m.HeapAlloc
-	}
 	long := strings.Repeat("k", 1<<20)
-	before := heap()
+	before := heapAlloc()
 	const n = 300
 	for i := 0; i < n; i++ {
 		req := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", strings.NewReader(`{}`))
@@ -40,7 +34,7 @@ func TestLongCredentialsAreNotKept(t *testing.T) {
 		h.ServeHTTP(httptest.NewRecorder(), req)
 	}
 	col.records(t, n)
-	kept := int64(heap()) - int64(before)
+	kept := int64(heapAlloc()) - int64(before)
 	t.Logf("heap after %d requests with 1 MiB keys: %+d bytes", n, kept)
 	if kept > 16<<20 {
 		t.Errorf("the heap kept %d MiB after %d requests with 1 MiB keys, want their keys gone", kept>>20, n)
@@ -64,21 +58,15 @@ func TestHungCollectorCostsAtMostTheBudget(t *testing.T) {
 			_, _ = w.Write(chunk)
 		}
 	}), set: s, sender: sd, pending: sd.pending}
-	heap := func() uint64 {
-		runtime.GC()
-		var m runtime.MemStats
-		runtime.ReadMemStats(&m)
-		return m.HeapAlloc
-	}
 	header := strings.Repeat("h", 512<<10)
-	before := heap()
+	before := heapAlloc()
 	const n = 1000
 	for i := 0; i < n; i++ {
 		req := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", strings.NewReader(`{"model":"m","stream":true}`))
 		req.Header.Set("X-Big", header)
 		h.ServeHTTP(httptest.NewRecorder(), req)
 	}
-	kept := int64(heap()) - int64(before)
+	kept := int64(heapAlloc()) - int64(before)
 	queued, dropped := len(sd.queue), atomic.LoadInt64(&sd.dropped)
 	t.Logf("%d records queued (%d bytes by the budget), %d dropped; the heap grew by %d KiB", queued, atomic.LoadInt64(&sd.queuedBytes), dropped, kept>>10)
 	if int64(queued)+dropped != n {
@@ -95,4 +83,12 @@ func TestHungCollectorCostsAtMostTheBudget(t *testing.T) {
 	if kept > budget*5/4+(2<<20) {
 		t.Errorf("the heap grew by %d MiB, over the budget of %d MiB", kept>>20, budget>>20)
 	}
+}
+
+// heapAlloc is the live heap after a collection.
+func heapAlloc() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
 }
