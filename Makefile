@@ -11,9 +11,9 @@ COUNT ?= 1
 GOTESTFLAGS ?=
 YAEGIFLAGS ?=
 # The parts of make test, in the order they run.
-TEST_PARTS := test-unit test-yaegi test-infra test-alerts test-integration test-e2e test-stack test-soak
+TEST_PARTS := test-unit test-yaegi test-infra test-alerts test-integration test-e2e test-stack test-soak test-gray
 
-.PHONY: all build test test-repeat test-parts test-unit test-yaegi test-infra test-alerts test-integration test-e2e test-stack test-soak test-fault lint bench demo up down clean
+.PHONY: all build test test-repeat test-parts test-unit test-yaegi test-infra test-alerts test-integration test-e2e test-stack test-soak test-gray test-fault soak lint bench demo up down clean
 
 all: build
 
@@ -85,6 +85,21 @@ test-stack:
 test-soak:
 	scripts/install.sh
 	TRAEFIK_BIN=$$(scripts/traefik-build.sh) $(GO) test -tags soak -count=1 -v -timeout 30m $(GOTESTFLAGS) -run '^TestSoak$$' ./cmd/llmtap-stack 2>&1 | \
+		grep --line-buffered -v '^=== RUN'
+
+# A short gray test (make soak) in make test: a minute of mixed traffic
+# with the four faults.
+test-gray:
+	@$(MAKE) --no-print-directory soak DURATION=60s
+
+## soak: the gray test: mixed traffic through the stack of make up for
+## DURATION (60s), faults on a schedule (the collector hung and restarted,
+## ClickHouse stopped, Redis restarted), then a report: errors against the
+## plan's 0.1%, rows against requests, memory; the series in .run/gray/
+DURATION ?= 60s
+soak:
+	scripts/install.sh
+	DURATION=$(DURATION) TRAEFIK_BIN=$$(scripts/traefik-build.sh) $(GO) test -tags soak -count=1 -v -timeout 0 $(GOTESTFLAGS) -run '^TestGray$$' ./cmd/llmtap-stack 2>&1 | \
 		grep --line-buffered -v '^=== RUN'
 
 # The fault suite alone (make test runs it within test-integration)
