@@ -41,7 +41,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/llmtap/llmtap/internal/stack"
 	llmtap "github.com/llmtap/llmtap/plugin"
 )
 
@@ -118,41 +117,11 @@ func TestGray(t *testing.T) {
 		}
 		workers = n
 	}
-	st := stack.New(t)
-	l := &stack.Local{Root: st.Root, Run: filepath.Join(st.Dir, "up"), Bins: st.Bins(), Mock: true}
-	for _, v := range l.Ports.Vars(true) {
-		*v.Port = st.Port()
-	}
-	l.Collector = stack.CollectorConfig{
-		IngestToken: "gray-ingest", ReadToken: "gray-read", AdminToken: "gray-admin", ShutdownTimeout: "8s",
-		Limits: &stack.CollectorLimits{Tenants: map[string]json.RawMessage{
-			llmtap.KeyTenant("Bearer " + grayLimitedKey): json.RawMessage(`{"requests":{"limit":5,"period":"1m"}}`),
-		}},
-	}
-	var err error
-	if l.Dynamic, err = stack.Render(filepath.Join(st.Root, "traefik", "up.yml"), map[string]string{
-		"UPSTREAM": fmt.Sprintf("http://127.0.0.1:%d", l.Ports.Mock), "ROUTE": "gray", "LIMITS": "true",
-		"COLLECTOR": fmt.Sprintf("http://127.0.0.1:%d", l.Ports.Collector), "TOKEN": l.Collector.IngestToken,
-	}); err != nil {
-		t.Fatal(err)
-	}
-	var ch *stack.ClickHouse
-	var rd *stack.Redis
-	var col *stack.Collector
-	var tr *stack.Traefik
-	for _, p := range l.Parts().Parts() {
-		st.Run(p)
-		switch p := p.(type) {
-		case *stack.ClickHouse:
-			ch = p
-		case *stack.Redis:
-			rd = p
-		case *stack.Collector:
-			col = p
-		case *stack.Traefik:
-			tr = p
-		}
-	}
+	u := startUpStack(t, "gray", true, map[string]json.RawMessage{
+		llmtap.KeyTenant("Bearer " + grayLimitedKey): json.RawMessage(`{"requests":{"limit":5,"period":"1m"}}`),
+	})
+	ch, rd, col, tr := u.ch, u.rd, u.collector, u.traefik
+	st := u.st
 	s := &soak{t: t, ch: ch, collector: col, traefik: tr, dir: st.Dir}
 
 	// The traffic.
@@ -187,7 +156,7 @@ func TestGray(t *testing.T) {
 			if err := col.Process().Signal(syscall.SIGSTOP); err != nil {
 				return err
 			}
-			time.Sleep(3 * time.Second)
+			time.Sleep(3 * time.Second) // the fault's length, not a wait for a condition
 			return col.Process().Signal(syscall.SIGCONT)
 		}},
 		{"collector restarted", func() error {
@@ -200,7 +169,7 @@ func TestGray(t *testing.T) {
 			if err := ch.Stop(context.Background()); err != nil {
 				return err
 			}
-			time.Sleep(5 * time.Second)
+			time.Sleep(5 * time.Second) // the outage's length, not a wait for a condition
 			return ch.Start(context.Background())
 		}},
 		{"Redis restarted", func() error {

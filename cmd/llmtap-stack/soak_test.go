@@ -34,6 +34,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"net/http"
@@ -196,39 +197,62 @@ func envInt(t *testing.T, name string) int {
 	return n
 }
 
-// startSoakStack starts the stack of make up (limits off, the mock as the
-// upstream) on the test's ports.
-func startSoakStack(t *testing.T) *soak {
+// upStack is the stack of make up on a test's ports, with its parts.
+type upStack struct {
+	st        *stack.T
+	ch        *stack.ClickHouse
+	rd        *stack.Redis
+	collector *stack.Collector
+	traefik   *stack.Traefik
+}
+
+// startUpStack starts the stack of make up (the mock as the upstream) on
+// the test's ports: route names the route, limits turns the limit checks
+// on, tenants are the collector's per-tenant policies.
+func startUpStack(t *testing.T, route string, limits bool, tenants map[string]json.RawMessage) *upStack {
 	st := stack.New(t)
-	ctx := context.Background()
-	load, err := stack.BuildTool(ctx, st.Root, ".", "./bench/load")
-	if err != nil {
-		t.Fatal(err)
-	}
 	l := &stack.Local{Root: st.Root, Run: filepath.Join(st.Dir, "up"), Bins: st.Bins(), Mock: true}
 	for _, v := range l.Ports.Vars(true) {
 		*v.Port = st.Port()
 	}
-	l.Collector = stack.CollectorConfig{IngestToken: "soak-ingest", ReadToken: "soak-read", AdminToken: "soak-admin", ShutdownTimeout: "8s"}
+	l.Collector = stack.CollectorConfig{IngestToken: "up-ingest", ReadToken: "up-read", AdminToken: "up-admin", ShutdownTimeout: "8s"}
+	if len(tenants) > 0 {
+		l.Collector.Limits = &stack.CollectorLimits{Tenants: tenants}
+	}
+	var err error
 	if l.Dynamic, err = stack.Render(filepath.Join(st.Root, "traefik", "up.yml"), map[string]string{
-		"UPSTREAM": fmt.Sprintf("http://127.0.0.1:%d", l.Ports.Mock), "ROUTE": "llm", "LIMITS": "false",
+		"UPSTREAM": fmt.Sprintf("http://127.0.0.1:%d", l.Ports.Mock), "ROUTE": route, "LIMITS": strconv.FormatBool(limits),
 		"COLLECTOR": fmt.Sprintf("http://127.0.0.1:%d", l.Ports.Collector), "TOKEN": l.Collector.IngestToken,
 	}); err != nil {
 		t.Fatal(err)
 	}
-	s := &soak{t: t, load: load, dir: st.Dir, url: fmt.Sprintf("http://127.0.0.1:%d/v1/chat/completions", l.Ports.Traefik)}
+	u := &upStack{st: st}
 	for _, p := range l.Parts().Parts() {
 		st.Run(p)
 		switch p := p.(type) {
 		case *stack.ClickHouse:
-			s.ch = p
+			u.ch = p
+		case *stack.Redis:
+			u.rd = p
 		case *stack.Collector:
-			s.collector = p
+			u.collector = p
 		case *stack.Traefik:
-			s.traefik = p
+			u.traefik = p
 		}
 	}
-	return s
+	return u
+}
+
+// startSoakStack starts the stack of make up (limits off, the mock as the
+// upstream) on the test's ports, and builds the load tool.
+func startSoakStack(t *testing.T) *soak {
+	u := startUpStack(t, "llm", false, nil)
+	load, err := stack.BuildTool(context.Background(), u.st.Root, ".", "./bench/load")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &soak{t: t, load: load, dir: u.st.Dir, url: u.traefik.URL() + "/v1/chat/completions",
+		ch: u.ch, collector: u.collector, traefik: u.traefik}
 }
 
 // calibrate measures the stack's capacity in rows stored per second from
