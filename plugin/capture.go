@@ -50,6 +50,10 @@ type captureWriter struct {
 	head       []byte
 	tail       []byte
 	tailOffset int64
+
+	// size is what the queued observation holds (observationBytes), set
+	// by finish and given back by the sender.
+	size int64
 }
 
 func (c *captureWriter) Header() http.Header { return c.h }
@@ -242,6 +246,7 @@ func finish(sd *sender, c *captureWriter) {
 		trimTail(c)
 	}
 	size := observationBytes(c)
+	c.size = size
 	// A slot and the bytes are reserved before a plain send, not taken by
 	// a select with a default: under Yaegi v0.16, concurrent sends in such
 	// a select now and then deliver another goroutine's value (a record
@@ -267,8 +272,9 @@ const recordOverhead = 2 << 10
 // budget counts it: what its slices hold (capacity, not length; the write
 // times have as many as the write ends) and the strings from the request
 // that nothing bounds. The content types and ids are short or cut short.
-// The sender counts the same when it takes the observation (record runs
-// after that), so the sum comes back to zero.
+// finish counts it once (size) and the sender gives back the same sum:
+// slices are not cut to their length, which costs more than it saves, so
+// the capacity is what they hold.
 func observationBytes(c *captureWriter) int64 {
 	r := c.rec
 	n := recordOverhead + cap(c.reqBody) + cap(c.head) + cap(c.tail) + 16*cap(r.WriteEnds) +
@@ -306,7 +312,7 @@ func maxRecordBytes(c *Config) int {
 }
 
 // record completes the wire record of a finished observation (fromRequest
-// has run), its slices cut to size. It runs in the sender's goroutine.
+// has run). It runs in the sender's goroutine.
 func record(c *captureWriter) *Record {
 	r := c.rec
 	if r.Outcome == "" {
@@ -327,28 +333,15 @@ func record(c *captureWriter) *Record {
 		r.RequestBody = c.reqBody
 	}
 
-	// Write timings cut to size (appends double the arrays), inline: a
-	// call costs more than the test under Yaegi.
-	if ends := r.WriteEnds; cap(ends)-len(ends) > len(ends)/8+64 {
-		r.WriteEnds = append([]int64(nil), ends...)
-		r.WriteNs = append([]int64(nil), r.WriteNs...)
-	}
 	if !c.capture {
 		if r.ResponseBytes > 0 {
 			r.BodyNotCaptured = kindName(c.kind)
 		}
 		return r
 	}
-	head := c.head
-	if cap(head)-len(head) > len(head)/8+512 {
-		head = append([]byte(nil), head...)
-	}
-	r.ResponseHead = head
-	if tail := c.tail; len(tail) > 0 {
-		if cap(tail)-len(tail) > len(tail)/8+512 {
-			tail = append([]byte(nil), tail...)
-		}
-		r.ResponseTail = tail
+	r.ResponseHead = c.head
+	if len(c.tail) > 0 {
+		r.ResponseTail = c.tail
 		r.ResponseTailOffset = c.tailOffset
 		r.ResponseTruncated = int64(len(c.head)+len(c.tail)) < r.ResponseBytes
 	}

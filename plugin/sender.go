@@ -300,7 +300,7 @@ func (sd *sender) runRetired(ctx context.Context) {
 func (sd *sender) taken(recs []*captureWriter) int64 {
 	var size int64
 	for _, c := range recs {
-		size += observationBytes(c)
+		size += c.size
 	}
 	n := int64(len(recs))
 	atomic.AddInt64(&sd.queued, -n)
