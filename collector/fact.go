@@ -105,9 +105,10 @@ var ErrNotFound = errors.New("not found")
 // sender should retry later.
 var ErrQueueFull = errors.New("write queue full")
 
-// Queue takes facts to be stored, without waiting.
+// Queue takes facts to be stored without waiting on the store: the facts
+// of one batch all, or none and an error (ErrQueueFull: retry later).
 type Queue interface {
-	Enqueue(f *Fact) error
+	Enqueue(facts ...*Fact) error
 }
 
 // Store keeps facts and finds them again.

@@ -85,11 +85,13 @@
 //
 // # Writing
 //
-// Writer.Enqueue never blocks and answers ErrQueueFull when the queue is
-// full. Writer.Run batches by size and time, retries a failed insert a few
-// times with backoff, then writes the batch to a bounded spool on disk
-// (one fsync'd gob file per batch) and replays the spool, oldest first,
-// when ClickHouse answers again. Writer.Shutdown drains the queue to
+// Writer.Enqueue takes the facts of an ingest batch, all or none, without
+// waiting on ClickHouse: into a queue bounded in facts and bytes, or, past
+// either bound, straight to the spool; it answers ErrQueueFull only when
+// the spool cannot take them either. Writer.Run batches by size and time,
+// retries a failed insert a few times with backoff, then writes the batch
+// to a bounded spool on disk (one fsync'd gob file per batch) and replays
+// the spool, oldest first, when ClickHouse answers again. Writer.Shutdown drains the queue to
 // ClickHouse or the spool within its context's deadline, inserts giving
 // way to the spool when the deadline nears. A fact Enqueue accepted is
 // lost only when the spool is full, disabled or fails, and then it is

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,11 +33,14 @@ const (
 // they are replayed. A file appears under its final name only once it is
 // complete and fsync'd (write to .tmp, fsync, rename, fsync the folder), so
 // a crash leaves whole batches or nothing. Names sort oldest first across
-// restarts. Only the writer's goroutine uses a spool; the gauges are
-// atomic for Stats.
+// restarts. The writer's goroutine writes, replays and removes batches,
+// and Enqueue writes those the queue has no room for: mu guards the list
+// of files and the sequence. The gauges are atomic for Stats.
 type spool struct {
-	dir   string
-	max   int64
+	dir string
+	max int64
+
+	mu    sync.Mutex
 	files []spoolFile // oldest first
 	seq   uint64
 
@@ -105,7 +109,11 @@ func openSpool(dir string, maxBytes int64) (*spool, error) {
 	return s, nil
 }
 
-func (s *spool) empty() bool { return len(s.files) == 0 }
+func (s *spool) empty() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.files) == 0
+}
 
 // write stores a batch and returns its file name and size. It refuses
 // with errSpoolFull, writing nothing, when the batch would take the spool
@@ -125,6 +133,9 @@ func (s *spool) write(facts []*collector.Fact) (string, int64, error) {
 		return "", 0, fmt.Errorf("spool: encode: %w", err)
 	}
 	size := int64(buf.Len())
+	// Held through the write: two writers must not both fit the last room.
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if used := s.bytes.Load(); used+size > s.max {
 		return "", size, fmt.Errorf("%w: %d bytes used + %d > limit %d", errSpoolFull, used, size, s.max)
 	}
@@ -179,6 +190,8 @@ func writeFileSync(dir, name string, data []byte) error {
 
 // names lists the batches, oldest first.
 func (s *spool) names() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	out := make([]string, len(s.files))
 	for i, f := range s.files {
 		out[i] = f.name
@@ -234,6 +247,8 @@ func (s *spool) setAside(name, ext string) error {
 }
 
 func (s *spool) forget(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for i, f := range s.files {
 		if f.name == name {
 			s.files = append(s.files[:i], s.files[i+1:]...)

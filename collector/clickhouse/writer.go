@@ -17,9 +17,9 @@ import (
 
 // Errors of Enqueue.
 var (
-	// ErrQueueFull: the write queue is full; the fact was not taken. The
-	// HTTP layer answers 503 so the sender retries later.
-	// It wraps collector.ErrQueueFull, which the HTTP layer answers with 503.
+	// ErrQueueFull: neither the write queue nor the spool can take the
+	// facts; none was taken. It wraps collector.ErrQueueFull, which the
+	// HTTP layer answers with 503 so that the sender retries later.
 	ErrQueueFull = fmt.Errorf("clickhouse: %w", collector.ErrQueueFull)
 	// ErrClosed: the writer has shut down; the fact was not taken.
 	ErrClosed = errors.New("clickhouse: writer closed")
@@ -53,7 +53,8 @@ type WriterOptions struct {
 	// QueueBytes bounds what those facts hold (bodies and chunks, as
 	// factSize counts them; default 256 MiB), so that an acknowledged
 	// backlog cannot outgrow the memory the collector is given. Past it,
-	// or past QueueSize, Enqueue answers ErrQueueFull.
+	// or past QueueSize, Enqueue spills the batch to the spool, and
+	// answers ErrQueueFull only when the spool cannot take it either.
 	QueueBytes int64
 	// SpoolDir keeps batches ClickHouse did not take, to replay later.
 	// Empty disables the spool: such batches are dropped and counted in
@@ -130,7 +131,8 @@ type Stats struct {
 	QueuedBytes    int64  // gauge: what they hold, as QueueBytes counts it
 	Written        uint64 // rows inserted from the queue
 	WriteErrors    uint64 // failed insert attempts (queue and replay)
-	Rejected       uint64 // Enqueue calls answered ErrQueueFull
+	Rejected       uint64 // facts Enqueue refused with ErrQueueFull
+	Spilled        uint64 // facts Enqueue wrote to the spool: the queue was full
 	SpooledBatches int64  // gauge: batch files waiting in the spool
 	SpooledBytes   int64  // gauge: their bytes
 	SpoolDropped   uint64 // acknowledged facts lost: spool full, disabled or unwritable
@@ -184,6 +186,7 @@ type Writer struct {
 	written      atomic.Uint64
 	writeErrors  atomic.Uint64
 	rejected     atomic.Uint64
+	spilled      atomic.Uint64
 	spoolDropped atomic.Uint64
 	spoolErrors  atomic.Uint64
 	replayed     atomic.Uint64
@@ -212,34 +215,62 @@ func NewWriter(conn driver.Conn, opts WriterOptions) *Writer {
 	}
 }
 
-// Enqueue hands a fact to the writer without blocking. It returns
-// ErrQueueFull when the queue is full, in facts or in bytes, and ErrClosed
-// after Run returned. The writer owns f afterwards: do not change it.
-func (w *Writer) Enqueue(f *collector.Fact) error {
-	if f == nil {
-		return errors.New("clickhouse: nil fact")
+// Enqueue takes the facts of one ingest batch, all or none, without
+// waiting on ClickHouse: into the in-memory queue when they fit in
+// QueueSize and QueueBytes, else straight to the spool as one file,
+// written and fsync'd before it returns (counted in Spilled), so that an
+// acknowledged backlog never outgrows the memory the collector is given.
+// It returns ErrQueueFull when neither can take them (the spool full,
+// failing or disabled) and ErrClosed after Run returned; then no fact was
+// taken. The writer owns the facts afterwards: do not change them.
+func (w *Writer) Enqueue(facts ...*collector.Fact) error {
+	var size int64
+	for _, f := range facts {
+		if f == nil {
+			return errors.New("clickhouse: nil fact")
+		}
+		size += factSize(f)
 	}
+	n := int64(len(facts))
 	w.mu.RLock()
 	defer w.mu.RUnlock()
 	if w.closed {
 		return ErrClosed
 	}
-	size := factSize(f)
-	if w.queuedBytes.Add(size) > w.opts.QueueBytes {
-		w.queuedBytes.Add(-size)
-		w.rejected.Add(1)
-		return ErrQueueFull
+	// Room is reserved before the sends, so they never block: queued
+	// counts what the channel holds and more (the batch being written).
+	if w.queuedBytes.Add(size) <= w.opts.QueueBytes {
+		if w.queued.Add(n) <= int64(w.opts.QueueSize) {
+			for _, f := range facts {
+				w.queue <- f
+			}
+			return nil
+		}
+		w.queued.Add(-n)
 	}
-	w.queued.Add(1)
-	select {
-	case w.queue <- f:
-		return nil
-	default:
-		w.queued.Add(-1)
-		w.queuedBytes.Add(-size)
-		w.rejected.Add(1)
-		return ErrQueueFull
+	w.queuedBytes.Add(-size)
+	return w.spill(facts)
+}
+
+// spill writes a batch the queue has no room for to the spool. The caller
+// holds w.mu (read): w.spool is set.
+func (w *Writer) spill(facts []*collector.Fact) error {
+	if w.spool == nil {
+		w.rejected.Add(uint64(len(facts)))
+		return fmt.Errorf("%w (and there is no spool to spill to)", ErrQueueFull)
 	}
+	name, size, err := w.spool.write(facts)
+	if err != nil {
+		w.rejected.Add(uint64(len(facts)))
+		if !errors.Is(err, errSpoolFull) {
+			w.spoolErrors.Add(1)
+			w.log.Error("cannot spill a batch to the spool; answering 503", "rows", len(facts), "err", err)
+		}
+		return fmt.Errorf("%w: %w", ErrQueueFull, err)
+	}
+	w.spilled.Add(uint64(len(facts)))
+	w.log.Debug("queue full; batch spilled to the spool", "rows", len(facts), "file", name, "bytes", size)
+	return nil
 }
 
 // Stats reads the counters; safe from any goroutine.
@@ -250,6 +281,7 @@ func (w *Writer) Stats() Stats {
 		Written:      w.written.Load(),
 		WriteErrors:  w.writeErrors.Load(),
 		Rejected:     w.rejected.Load(),
+		Spilled:      w.spilled.Load(),
 		SpoolDropped: w.spoolDropped.Load(),
 		SpoolErrors:  w.spoolErrors.Load(),
 		Replayed:     w.replayed.Load(),
@@ -606,10 +638,6 @@ func (w *Writer) replay(ctx context.Context) {
 	}
 }
 
-// gather reads spool files, oldest first, into one batch of up to
-// BatchSize rows and BatchBytes (always at least one file): many small
-// batches spooled during an outage go back in few INSERTs. Unreadable
-// files are set aside.
 // refused handles the server refusing one spool file: it is tried again
 // later, new batches being written meanwhile, and set aside once it was
 // refused maxRefusals times in a row.
@@ -636,6 +664,10 @@ func (w *Writer) refused(name string, rows int, err error) {
 	w.replayAt = time.Time{}
 }
 
+// gather reads spool files, oldest first, into one batch of up to
+// BatchSize rows and BatchBytes (always at least one file): many small
+// batches spooled during an outage go back in few INSERTs. Unreadable
+// files are set aside.
 func (w *Writer) gather() (names []string, facts []*collector.Fact) {
 	var size int64
 	for _, name := range w.spool.names() {

@@ -27,8 +27,9 @@ type fakeConn struct {
 
 	mu     sync.Mutex
 	down   bool
-	hang   bool // inserts wait until their context ends
-	hung   int  // inserts that waited so
+	hang   bool          // inserts wait until their context ends
+	gate   chan struct{} // when set, inserts wait until it is closed
+	hung   int           // inserts that waited so
 	poison string
 	rows   []string
 	sends  int // INSERTs that succeeded
@@ -48,14 +49,21 @@ func (c *fakeConn) stored() []string {
 
 func (c *fakeConn) PrepareBatch(ctx context.Context, query string, _ ...driver.PrepareBatchOption) (driver.Batch, error) {
 	c.mu.Lock()
-	hang := c.hang
-	if hang {
+	hang, gate := c.hang, c.gate
+	if hang || gate != nil {
 		c.hung++
 	}
 	c.mu.Unlock()
 	if hang {
 		<-ctx.Done()
 		return nil, fmt.Errorf("read: %w", ctx.Err())
+	}
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("read: %w", ctx.Err())
+		}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -265,6 +273,63 @@ func TestEnqueueBoundedInBytes(t *testing.T) {
 	waitFor(t, "the queue written", func() bool { st := w.Stats(); return st.Written == 3 && st.QueuedBytes == 0 })
 	if err := w.Enqueue(big(4)); err != nil {
 		t.Fatalf("after the queue was written: %v", err)
+	}
+}
+
+// TestEnqueueSpillsPastTheBound: while ClickHouse is slow, a batch the
+// queue has no room for goes to the spool whole, and is replayed once
+// ClickHouse catches up; only when the spool cannot take it either is it
+// refused (and then none of it is taken).
+func TestEnqueueSpillsPastTheBound(t *testing.T) {
+	batch := func(from, n, body int) ([]*collector.Fact, []string) {
+		var facts []*collector.Fact
+		var ids []string
+		for i := from; i < from+n; i++ {
+			f := testFact(i)
+			f.ResponseBody = strings.Repeat("x", body)
+			facts = append(facts, f)
+			ids = append(ids, f.RequestID)
+		}
+		return facts, ids
+	}
+	inMemory, want := batch(0, 3, 0)
+	var limit int64
+	for _, f := range inMemory {
+		limit += factSize(f)
+	}
+	conn := &fakeConn{gate: make(chan struct{})}
+	w, _ := startWriter(t, conn, WriterOptions{
+		QueueBytes: limit, BatchSize: 100, FlushInterval: 5 * time.Millisecond,
+		SpoolDir: t.TempDir(), SpoolMaxBytes: 64 << 10, WriteTimeout: time.Minute,
+	})
+	if err := w.Enqueue(inMemory...); err != nil {
+		t.Fatalf("a batch within the bound: %v", err)
+	}
+	waitFor(t, "the insert to hang", func() bool { conn.mu.Lock(); defer conn.mu.Unlock(); return conn.hung == 1 })
+
+	spilled, ids := batch(3, 2, 0)
+	want = append(want, ids...)
+	if err := w.Enqueue(spilled...); err != nil {
+		t.Fatalf("a batch past the bound, with room in the spool: %v", err)
+	}
+	if st := w.Stats(); st.Spilled != 2 || st.SpooledBatches != 1 || st.QueuedBytes != limit || st.Rejected != 0 {
+		t.Fatalf("after the spill: %+v, want 2 spilled in 1 spool file, %d bytes queued", st, limit)
+	}
+	tooBig, _ := batch(5, 1, 100<<10)
+	if err := w.Enqueue(tooBig...); !errors.Is(err, collector.ErrQueueFull) {
+		t.Fatalf("a batch neither the queue nor the spool can take: %v, want ErrQueueFull", err)
+	}
+	if st := w.Stats(); st.Spilled != 2 || st.SpooledBatches != 1 || st.Rejected != 1 {
+		t.Fatalf("after the refusal: %+v", st)
+	}
+
+	close(conn.gate) // ClickHouse catches up
+	waitFor(t, "the queue written and the spool replayed", func() bool {
+		st := w.Stats()
+		return st.Written == 3 && st.Replayed == 2 && st.SpooledBatches == 0
+	})
+	if got := conn.stored(); !slices.Equal(got, want) {
+		t.Errorf("stored %v, want %v", got, want)
 	}
 }
 

@@ -157,10 +157,10 @@ const maxLine = 8 << 20
 // accepted before, and names each refused line with its reason. A line is
 // refused for good (sending it again cannot help), so the sender must not
 // resend the batch. Only when every line was refused is the answer 400.
-// 503 means the write queue is full: the lines before the full one are
-// taken, and the sender may send the whole batch again, because lines
-// already taken are recognized (Options.Recent) and neither counted nor
-// stored twice.
+// 503 means neither the write queue nor its spool could take the batch:
+// none of its lines was taken, and the sender sends it again (lines taken
+// by an earlier try are recognized by Options.Recent and neither counted
+// nor stored twice).
 func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 	if !s.authorized(r) {
 		unauthorized(w)
@@ -212,9 +212,10 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 	}
 
 	var res IngestResult
-	// Facts with token reservations, settled once the batch is read.
-	var reserved []*collector.Fact
-	defer func() { s.opt.Limits.Settle(r.Context(), reserved) }()
+	var (
+		facts []*collector.Fact
+		keys  []recentKey // each fact's, as Recent took it
+	)
 	sc := bufio.NewScanner(src)
 	sc.Buffer(make([]byte, 0, 64<<10), maxLine)
 	line := 0
@@ -234,26 +235,20 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 			res.Duplicates++
 			continue
 		}
-		f := s.opt.Derive(rec)
-		if err := s.opt.Queue.Enqueue(f); err != nil {
-			s.opt.Recent.Forget(rec.RequestID, rec.Route, rec.StartUnixNs)
-			s.opt.Observer.Received(res.Accepted)
-			res.Error = fmt.Sprintf("line %d: %v; retry later", line, err)
-			status := http.StatusInternalServerError
-			if errors.Is(err, collector.ErrQueueFull) {
-				status = http.StatusServiceUnavailable
-				w.Header().Set("Retry-After", "1")
-			}
-			writeJSON(w, status, res)
-			return
-		}
-		s.opt.Observer.Observe(f)
-		res.Accepted++
-		if f.LimitReserved > 0 {
-			reserved = append(reserved, f)
-		}
+		facts = append(facts, s.opt.Derive(rec))
+		keys = append(keys, recentKey{rec.RequestID, rec.Route, rec.StartUnixNs})
 	}
-	s.opt.Observer.Received(res.Accepted)
+	// The lines read before a broken body are taken, as the answer says.
+	if err := s.store(r.Context(), facts, keys, &res); err != nil {
+		status := http.StatusInternalServerError
+		if errors.Is(err, collector.ErrQueueFull) {
+			status = http.StatusServiceUnavailable
+			w.Header().Set("Retry-After", "1")
+		}
+		res.Error = fmt.Sprintf("%v; retry later", err)
+		writeJSON(w, status, res)
+		return
+	}
 	if err := sc.Err(); err != nil {
 		s.refuse(w, res, err, fmt.Sprintf("after line %d", line))
 		return
@@ -263,6 +258,39 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusBadRequest
 	}
 	writeJSON(w, status, res)
+}
+
+// recentKey is what Options.Recent knows a record by.
+type recentKey struct {
+	requestID, route string
+	startUnixNs      int64
+}
+
+// store hands a batch's facts to the queue, all or none. When it cannot
+// take them, they are forgotten as accepted, so that the sender's retry
+// is not taken for a duplicate; else they are counted and their token
+// reservations settled.
+func (s *Server) store(ctx context.Context, facts []*collector.Fact, keys []recentKey, res *IngestResult) error {
+	if len(facts) == 0 {
+		return nil
+	}
+	if err := s.opt.Queue.Enqueue(facts...); err != nil {
+		for _, k := range keys {
+			s.opt.Recent.Forget(k.requestID, k.route, k.startUnixNs)
+		}
+		return err
+	}
+	res.Accepted = len(facts)
+	s.opt.Observer.Received(len(facts))
+	var reserved []*collector.Fact
+	for _, f := range facts {
+		s.opt.Observer.Observe(f)
+		if f.LimitReserved > 0 {
+			reserved = append(reserved, f)
+		}
+	}
+	s.opt.Limits.Settle(ctx, reserved)
+	return nil
 }
 
 // answered says whether the plugin takes a batch answered with status as

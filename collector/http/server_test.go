@@ -32,13 +32,13 @@ type fakeQueue struct {
 	room  int // facts it takes before ErrQueueFull; <0: unlimited
 }
 
-func (q *fakeQueue) Enqueue(f *collector.Fact) error {
+func (q *fakeQueue) Enqueue(facts ...*collector.Fact) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.room >= 0 && len(q.facts) >= q.room {
+	if q.room >= 0 && len(q.facts)+len(facts) > q.room {
 		return collector.ErrQueueFull
 	}
-	q.facts = append(q.facts, f)
+	q.facts = append(q.facts, facts...)
 	return nil
 }
 
@@ -138,7 +138,7 @@ func TestIngest(t *testing.T) {
 		{desc: "gzip bomb", token: "tok", encoding: "gzip", body: gz(strings.Repeat(" ", 1<<20)), wantStatus: 413},
 		{desc: "bad gzip", token: "tok", encoding: "gzip", body: []byte("not gzip"), wantStatus: 400, wantInBody: "content is not gzip"},
 		{desc: "unknown encoding", token: "tok", encoding: "br", body: []byte(line("a")), wantStatus: 415, wantInBody: `content encoding \"br\"`},
-		{desc: "queue full", token: "tok", room: 1, body: []byte(line("a") + "\n" + line("b")), wantStatus: 503, wantQueued: 1, wantInBody: "line 2: write queue full; retry later"},
+		{desc: "queue full: none of the batch taken", token: "tok", room: 1, body: []byte(line("a") + "\n" + line("b")), wantStatus: 503, wantQueued: 0, wantInBody: `{"accepted":0,"error":"write queue full; retry later"}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.desc, func(t *testing.T) {
@@ -172,8 +172,9 @@ func TestIngest(t *testing.T) {
 	}
 }
 
-// TestIngestRetryCountsOnce: a batch cut by a full queue and sent again,
-// or sent twice because its answer was lost, is queued and counted once.
+// TestIngestRetryCountsOnce: a batch the queue could not take and sent
+// again, or sent twice because its answer was lost, is queued and counted
+// once.
 func TestIngestRetryCountsOnce(t *testing.T) {
 	f := newFixture(t, 2)
 	batch := line("a") + "\n" + line("b") + "\n" + line("c") + "\n"
@@ -184,13 +185,13 @@ func TestIngestRetryCountsOnce(t *testing.T) {
 		f.srv.ServeHTTP(rec, req)
 		return rec.Code, rec.Body.String()
 	}
-	if code, body := post(); code != 503 || !strings.Contains(body, `"accepted":2`) {
-		t.Fatalf("first: %d %s, want 503 after 2 lines", code, body)
+	if code, body := post(); code != 503 || !strings.Contains(body, `"accepted":0`) {
+		t.Fatalf("first: %d %s, want 503, nothing taken", code, body)
 	}
 	f.queue.mu.Lock()
 	f.queue.room = -1 // the writer caught up
 	f.queue.mu.Unlock()
-	for i, want := range []string{`{"accepted":1,"duplicates":2}`, `{"accepted":0,"duplicates":3}`} {
+	for i, want := range []string{`{"accepted":3}`, `{"accepted":0,"duplicates":3}`} {
 		if code, body := post(); code != 202 || !strings.Contains(body, want) {
 			t.Errorf("retry %d: %d %s, want 202 %s", i+1, code, body, want)
 		}

@@ -267,8 +267,8 @@ func serve(ctx context.Context, cfg *config.Config, conn driver.Conn, prepare fu
 	metrics.RegisterStorage(reg, func() metrics.Storage {
 		s := writer.Stats()
 		return metrics.Storage{
-			Queued: s.Queued, SpooledBatches: s.SpooledBatches, SpooledBytes: s.SpooledBytes,
-			Written: s.Written, WriteErrors: s.WriteErrors, Rejected: s.Rejected,
+			Queued: s.Queued, QueuedBytes: s.QueuedBytes, SpooledBatches: s.SpooledBatches, SpooledBytes: s.SpooledBytes,
+			Written: s.Written, WriteErrors: s.WriteErrors, Rejected: s.Rejected, Spilled: s.Spilled,
 			SpoolDropped: s.SpoolDropped, SpoolErrors: s.SpoolErrors, Replayed: s.Replayed, SetAside: s.SetAside,
 		}
 	})
