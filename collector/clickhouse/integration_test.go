@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -402,6 +403,62 @@ func TestIntegrationOutage(t *testing.T) {
 	t.Logf("rows before merging: %d for %d facts", raw, len(acked))
 	if entries, _ := os.ReadDir(spoolDir); len(entries) != 0 {
 		t.Errorf("spool files left: %v", entries)
+	}
+}
+
+// TestIntegrationSpillWhileHung: ClickHouse hangs (SIGSTOP: it accepts
+// and never answers) with an insert under way; the batches the queue has
+// no room for in bytes go to the spool whole, every Enqueue is taken, and
+// once ClickHouse answers again every fact is stored once.
+func TestIntegrationSpillWhileHung(t *testing.T) {
+	const db = "it_spill"
+	_ = migrated(t, db).Close()
+	conn := openLazy(t)
+	const batches, per, inMemory = 10, 10, 2 // batches the queue's bytes hold
+	var limit int64
+	for i := 0; i < inMemory*per; i++ {
+		limit += factSize(testFact(i))
+	}
+	w, stop := startWriter(t, conn, WriterOptions{
+		Database: db, BatchSize: per, FlushInterval: 20 * time.Millisecond, QueueBytes: limit,
+		SpoolDir: t.TempDir(), RetryBackoff: 50 * time.Millisecond, MaxBackoff: 300 * time.Millisecond,
+		WriteTimeout: 30 * time.Second, // the hung insert outlasts the test's enqueues
+	})
+	proc := server.Process()
+	if err := proc.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = proc.Signal(syscall.SIGCONT) })
+	for b := 0; b < batches; b++ {
+		facts := make([]*collector.Fact, per)
+		for i := range facts {
+			facts[i] = testFact(b*per + i)
+		}
+		if err := w.Enqueue(facts...); err != nil {
+			t.Fatalf("batch %d: %v", b, err)
+		}
+		if b == 0 {
+			// Taken by Run (whose spool is open then) into a full batch,
+			// whose insert hangs.
+			waitForLong(t, "the first batch taken", 10*time.Second, func() bool { return len(w.queue) == 0 })
+		}
+	}
+	if st := w.Stats(); st.Spilled != (batches-inMemory)*per || st.QueuedBytes != limit || st.Rejected != 0 {
+		t.Fatalf("while hung: %+v, want %d facts spilled and the queue's bytes full", st, (batches-inMemory)*per)
+	}
+	if err := proc.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	waitForLong(t, "every fact stored", 60*time.Second, func() bool {
+		st := w.Stats()
+		return st.Written+st.Replayed == batches*per && st.SpooledBatches == 0
+	})
+	stop()
+	if got := count(t, conn, "SELECT count() FROM "+db+".requests FINAL"); got != batches*per {
+		t.Errorf("%d rows stored, want %d", got, batches*per)
+	}
+	if got := count(t, conn, "SELECT uniqExact(request_id) FROM "+db+".requests"); got != batches*per {
+		t.Errorf("%d request ids stored, want %d", got, batches*per)
 	}
 }
 
