@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"os/signal"
+	"reflect"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -31,10 +33,15 @@ import (
 // middleware instances, and its goroutine ends once none is left (see
 // runRetired). A middleware that disappears from the configuration is never
 // named again, so its sender stays, parked.
+//
+// When Traefik is told to stop, every sender is retired too (watchStop).
 var senders = struct {
 	sync.Mutex
 	m      map[string]*sender // the live senders, by settings (senderKey)
 	byName map[string]*sender // each middleware's sender, by the name New got
+	// watching says the goroutine of watchStop runs; the first sender
+	// starts it.
+	watching bool
 }{m: map[string]*sender{}, byName: map[string]*sender{}}
 
 func senderKey(s *settings) string {
@@ -53,6 +60,13 @@ func senderFor(s *settings, name string) *sender {
 		sd.key = key
 		sd.start(context.Background())
 		senders.m[key] = sd
+		if !senders.watching {
+			senders.watching = true
+			// Listening before New returns: a signal from then on is seen.
+			ch := make(chan os.Signal, 1)
+			signal.Notify(ch, stopSignals()...)
+			go watchStop(ch)
+		}
 	}
 	old := senders.byName[name]
 	senders.byName[name] = sd
@@ -67,6 +81,51 @@ func senderFor(s *settings, name string) *sender {
 	delete(senders.m, old.key)
 	old.retire()
 	return sd
+}
+
+// stopSignals are the signals on which Traefik stops: SIGINT and SIGTERM.
+// Traefik's interpreter offers no syscall package, so SIGTERM is made from
+// the type of os.Interrupt (syscall.Signal): it is 15 on every Unix.
+func stopSignals() []os.Signal {
+	term := reflect.New(reflect.TypeOf(os.Interrupt)).Elem()
+	term.SetInt(15)
+	return []os.Signal{os.Interrupt, term.Interface().(os.Signal)}
+}
+
+// watchStop waits for Traefik to be told to stop (ch, notified of
+// stopSignals), and then retires every
+// sender: each sends what it holds at once, and each later record as soon
+// as it comes, while Traefik lets the requests in flight end (its
+// lifeCycle.graceTimeOut); a flush interval's worth of records is not
+// lost with the process. Then it hands the signal on as if the plugin had
+// never listened: it stops listening and raises it again, so a process
+// that does not handle the signal itself ends as it would have (Traefik
+// handles it, and is already stopping). Its owner is the process: it runs
+// until such a signal, and the next sender starts another. It logs
+// nothing: Traefik shows all a plugin writes to stderr as errors.
+func watchStop(ch chan os.Signal) {
+	sig := <-ch
+	retireAll()
+	signal.Stop(ch)
+	if p, err := os.FindProcess(os.Getpid()); err == nil {
+		_ = p.Signal(sig)
+	}
+	senders.Lock()
+	senders.watching = false
+	senders.Unlock()
+}
+
+// retireAll retires every sender and empties the registry.
+func retireAll() {
+	senders.Lock()
+	defer senders.Unlock()
+	for key, sd := range senders.m {
+		delete(senders.m, key)
+		sd.retire()
+	}
+	for name := range senders.byName {
+		delete(senders.byName, name)
+	}
 }
 
 // sendAttempts is how often one batch is tried before it counts as dropped.
