@@ -18,8 +18,8 @@ package main
 // upstream answered 200, a transport error), not the 429s and 503s the
 // traffic provokes. The tenant over its quota may also get 200: while the
 // collector or Redis is away the check fails open, and a Redis restarted
-// without persistence starts its quota again. The RSS of Traefik and the collector and the
-// collector's goroutines are sampled each second into a CSV beside the
+// without persistence starts its quota again. The RSS and goroutines of
+// Traefik and the collector are sampled each second into a CSV beside the
 // report (.run/gray/).
 
 import (
@@ -80,6 +80,13 @@ func grayMix() []grayKind {
 		{name: "limited", path: "/v1/chat/completions", body: chat, headers: with("Authorization", "Bearer "+grayLimitedKey), expect: []int{429, 200}},
 		{name: "upstream_error", path: "/v1/chat/completions", body: chat, headers: with("X-Mock-Fail", "503"), expect: []int{503}},
 	}
+}
+
+// grayCounters are the collector's counters the report sums across its
+// restart.
+var grayCounters = []string{
+	"llmtap_plugin_dropped_records_total", "llmtap_storage_dropped_total", "llmtap_storage_spilled_total",
+	"llmtap_storage_rejected_total", "llmtap_storage_replayed_total",
 }
 
 // grayStats counts what the traffic saw.
@@ -147,7 +154,10 @@ func TestGray(t *testing.T) {
 	if err := os.MkdirAll(filepath.Dir(csvPath), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	var samples [][4]float64 // seconds, Traefik MB, collector MB, collector goroutines
+	var samples [][5]float64 // seconds, Traefik MB, collector MB, collector goroutines, Traefik goroutines
+	// The collector's counters start again from zero when it restarts:
+	// what they held just before is kept here.
+	restarted := map[string]float64{}
 	faults := []struct {
 		name string
 		do   func() error
@@ -160,6 +170,9 @@ func TestGray(t *testing.T) {
 			return col.Process().Signal(syscall.SIGCONT)
 		}},
 		{"collector restarted", func() error {
+			for _, name := range grayCounters {
+				restarted[name] += s.metric(name)
+			}
 			if err := col.Stop(context.Background()); err != nil {
 				return err
 			}
@@ -183,7 +196,8 @@ func TestGray(t *testing.T) {
 	began := time.Now()
 	next, fi := began.Add(every), 0
 	for ctx.Err() == nil {
-		samples = append(samples, [4]float64{time.Since(began).Seconds(), rssMB(tr.Process().Pid()), rssMB(col.Process().Pid()), s.metric("go_goroutines")})
+		samples = append(samples, [5]float64{time.Since(began).Seconds(), rssMB(tr.Process().Pid()), rssMB(col.Process().Pid()),
+			s.metric("go_goroutines"), metricAt(tr.MetricsURL(), "go_goroutines")})
 		if fi < len(faults) && time.Now().After(next) {
 			f := faults[fi]
 			t.Logf("gray: %4.0f s: %s", time.Since(began).Seconds(), f.name)
@@ -203,12 +217,15 @@ func TestGray(t *testing.T) {
 	// Integrity: one more request carries the drops not reported yet;
 	// then rows against requests.
 	g.note("json", grayRequest(http.DefaultClient, tr.URL(), mix[0]))
-	rows, dropped, _ := s.waitRows(g.sent, 0)
+	// waitRows subtracts its second argument: the drops counted before
+	// the restart are added.
+	rows, dropped, _ := s.waitRows(g.sent, -restarted["llmtap_plugin_dropped_records_total"])
 	distinct, _ := ch.Query(context.Background(), "SELECT uniqExact(request_id) FROM llmtap.requests")
 	all, _ := ch.Query(context.Background(), "SELECT count() FROM llmtap.requests")
 	nDistinct, _ := strconv.Atoi(distinct)
 	nAll, _ := strconv.Atoi(all)
-	lost := s.metric("llmtap_storage_dropped_total")
+	total := func(name string) float64 { return restarted[name] + s.metric(name) }
+	lost := total("llmtap_storage_dropped_total")
 
 	// The report.
 	errs := 0
@@ -222,11 +239,14 @@ func TestGray(t *testing.T) {
 	t.Logf("gray: %v of mixed traffic, %d workers, %d faults", duration, workers, fi)
 	t.Logf("  requests sent: %d (%v)", g.sent, g.byKind)
 	t.Logf("  errors: %d, %.4f%% (the plan: under 0.1%%)%s", errs, rate, strings.Join(append([]string{""}, classes...), "; "))
-	t.Logf("  integrity: %d rows (FINAL) for %d requests; the plugin reported %d dropped; the collector lost %.0f; %d rows stored twice before merging",
-		rows, g.sent, dropped, lost, nAll-nDistinct)
-	t.Logf("  Traefik RSS MB   %s", sparkline(samples, 1))
-	t.Logf("  collector RSS MB %s", sparkline(samples, 2))
-	t.Logf("  collector goroutines %s", sparkline(samples, 3))
+	t.Logf("  integrity: %d rows (FINAL) for %d requests; %d rows stored twice before merging", rows, g.sent, nAll-nDistinct)
+	t.Logf("  drops: the plugin reported %d (its queue or byte budget full, or a batch undeliverable); the collector lost %.0f (spool full or failing)", dropped, lost)
+	t.Logf("  pressure, nothing lost: %.0f records spilled to the spool (queue full), %.0f answered 503 and sent again, %.0f replayed from the spool",
+		total("llmtap_storage_spilled_total"), total("llmtap_storage_rejected_total"), total("llmtap_storage_replayed_total"))
+	t.Logf("  Traefik RSS MB         %s", sparkline(samples, 1))
+	t.Logf("  Traefik goroutines     %s", sparkline(samples, 4))
+	t.Logf("  collector RSS MB       %s", sparkline(samples, 2))
+	t.Logf("  collector goroutines   %s", sparkline(samples, 3))
 	if err := writeCSV(csvPath, samples); err != nil {
 		t.Error(err)
 	} else {
@@ -281,7 +301,7 @@ func grayRequest(client *http.Client, base string, k grayKind) string {
 }
 
 // sparkline draws a column of the samples in eight levels, with its range.
-func sparkline(samples [][4]float64, col int) string {
+func sparkline(samples [][5]float64, col int) string {
 	if len(samples) == 0 {
 		return ""
 	}
@@ -305,11 +325,11 @@ func sparkline(samples [][4]float64, col int) string {
 	return fmt.Sprintf("%s  %.0f..%.0f", b.String(), lo, hi)
 }
 
-func writeCSV(path string, samples [][4]float64) error {
+func writeCSV(path string, samples [][5]float64) error {
 	var b strings.Builder
-	b.WriteString("seconds,traefik_rss_mb,collector_rss_mb,collector_goroutines\n")
+	b.WriteString("seconds,traefik_rss_mb,collector_rss_mb,collector_goroutines,traefik_goroutines\n")
 	for _, s := range samples {
-		fmt.Fprintf(&b, "%.0f,%.1f,%.1f,%.0f\n", s[0], s[1], s[2], s[3])
+		fmt.Fprintf(&b, "%.0f,%.1f,%.1f,%.0f,%.0f\n", s[0], s[1], s[2], s[3], s[4])
 	}
 	return os.WriteFile(path, []byte(b.String()), 0o644)
 }

@@ -228,6 +228,9 @@ func startUpStack(t *testing.T, route string, limits bool, tenants map[string]js
 	}
 	u := &upStack{st: st}
 	for _, p := range l.Parts().Parts() {
+		if tr, ok := p.(*stack.Traefik); ok {
+			tr.MetricsPort = st.Port() // Traefik's goroutines, for the gray test
+		}
 		st.Run(p)
 		switch p := p.(type) {
 		case *stack.ClickHouse:
@@ -366,7 +369,13 @@ func (s *soak) oneMore() int {
 
 // metric is the collector's value of an unlabelled metric (0 if absent).
 func (s *soak) metric(name string) float64 {
-	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get(s.collector.URL() + "/metrics")
+	return metricAt(s.collector.URL()+"/metrics", name)
+}
+
+// metricAt is the value of an unlabelled metric at a Prometheus endpoint
+// (0 if absent or unreachable).
+func metricAt(url, name string) float64 {
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get(url)
 	if err != nil {
 		return 0
 	}

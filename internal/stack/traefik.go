@@ -37,7 +37,23 @@ type Traefik struct {
 	ReadyPath   string
 	ReadyHosts  []string
 	ReadyStatus int
+	// MetricsPort, when set, serves Traefik's own Prometheus metrics
+	// (go_goroutines, process_resident_memory_bytes, ...) at /metrics on
+	// an entrypoint of their own.
+	MetricsPort int
 }
+
+// metricsConfig is the static configuration's part for MetricsPort:
+// the entrypoint (under entryPoints) and the metrics.
+func (t *Traefik) metricsConfig() string {
+	if t.MetricsPort == 0 {
+		return ""
+	}
+	return fmt.Sprintf("  metrics:\n    address: %q\nmetrics:\n  prometheus:\n    entryPoint: metrics\n", addr(t.MetricsPort))
+}
+
+// MetricsURL is where Traefik serves its metrics (MetricsPort).
+func (t *Traefik) MetricsURL() string { return "http://" + addr(t.MetricsPort) + "/metrics" }
 
 // Name is "traefik".
 func (t *Traefik) Name() string { return "traefik" }
@@ -85,13 +101,13 @@ log:
 entryPoints:
   web:
     address: %q
-providers:
+%sproviders:
   file:
     filename: %q
     watch: true
 experimental:
   localPlugins:
-%s`, level, t.Addr(), dynamic, plugins.String())
+%s`, level, t.Addr(), t.metricsConfig(), dynamic, plugins.String())
 	if err := os.WriteFile(static, []byte(config), 0o644); err != nil {
 		return fmt.Errorf("traefik: %w", err)
 	}
