@@ -120,7 +120,8 @@ type ClickHouse struct {
 	FlushInterval Duration `yaml:"flush_interval" json:"flush_interval"` // longest wait before a partial batch is sent
 	QueueSize     int      `yaml:"queue_size" json:"queue_size"`         // records waiting to be written
 	// QueueMaxBytes bounds the memory those records hold; past it (or
-	// queue_size) ingest answers 503 with Retry-After.
+	// queue_size) ingest batches go to the spool, and 503 only when the
+	// spool is full too.
 	QueueMaxBytes Size `yaml:"queue_max_bytes" json:"queue_max_bytes"`
 	// Retention is the row TTL; 0 keeps rows forever.
 	Retention Duration `yaml:"retention" json:"retention"`
