@@ -29,6 +29,9 @@ func arrivals(t *testing.T, body io.Reader, start time.Time) []time.Duration {
 			at = append(at, time.Since(start))
 		}
 		if err != nil {
+			if err != io.EOF {
+				t.Logf("the stream ended after %d lines, %v in: %v", len(at), time.Since(start), err)
+			}
 			return at
 		}
 	}
