@@ -1,6 +1,8 @@
 package http
 
 import (
+	"encoding/json"
+	"reflect"
 	"testing"
 
 	llmtap "github.com/llmtap/llmtap/plugin"
@@ -36,6 +38,40 @@ func FuzzDecode(f *testing.F) {
 		}
 		if len(rec.WriteEnds) != len(rec.WriteNs) || rec.StartUnixNs <= 0 {
 			t.Fatalf("accepted %d write ends for %d times, start %d", len(rec.WriteEnds), len(rec.WriteNs), rec.StartUnixNs)
+		}
+	})
+}
+
+// FuzzDecodeAgreesWithStd: the wire record's decoder (goccy/go-json)
+// accepts exactly the lines encoding/json accepts, and reads the same
+// record from them.
+func FuzzDecodeAgreesWithStd(f *testing.F) {
+	for _, seed := range []string{
+		`{"v":1,"request_id":"r1","start_unix_ns":1700000000000000000,"route":"chat","status":200,"response_head":"ZGF0YTogaGkKCg==","write_ends":[9],"write_ns":[5]}`,
+		`{"v":1,"request_id":"r","path":"/a\u00e9\ud800","user_agent":"\xff\xfe","start_unix_ns":1}`,
+		`{"v":1,"request_id":"r","start_unix_ns":1,"request_body":"not base64!"}`,
+		`{"v":1,"request_id":"r","start_unix_ns":1,"status":"200"}`,
+		`{"v":1,"request_id":"r","start_unix_ns":1,"status":2.5}`,
+		`{"v":1,"request_id":"r","start_unix_ns":1,"streaming":1}`,
+		`{"V":1,"Request_ID":"r","START_UNIX_NS":1}`,
+		`{"v":1,"request_id":"r","start_unix_ns":1} trailing`,
+		`{"v":1,"request_id":"r","request_id":"s","start_unix_ns":1}`,
+		`{"v":1,"write_ends":null,"write_ns":[]}`,
+		`{not json`,
+		`null`,
+		"",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, line []byte) {
+		var std, got llmtap.Record
+		stdErr := json.Unmarshal(line, &std)
+		gotErr := unmarshalRecord(line, &got)
+		if (stdErr == nil) != (gotErr == nil) {
+			t.Fatalf("%q: encoding/json says %v, goccy/go-json %v", line, stdErr, gotErr)
+		}
+		if stdErr == nil && !reflect.DeepEqual(std, got) {
+			t.Fatalf("%q: encoding/json reads\n%+v\ngoccy/go-json\n%+v", line, std, got)
 		}
 	})
 }

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	gojson "github.com/goccy/go-json"
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -338,10 +339,13 @@ func (s *Server) refuse(w http.ResponseWriter, res IngestResult, err error, wher
 	writeJSON(w, status, res)
 }
 
-// decode checks one line; reason is a short label for the metric.
-func decode(line []byte) (*llmtap.Record, string, error) {
-	var rec llmtap.Record
-	if err := json.Unmarshal(line, &rec); err != nil {
+// decode checks one line; reason is a short label for the metric. The
+// wire record is decoded with goccy/go-json, several times faster than
+// encoding/json on records that carry bodies; FuzzDecodeAgreesWithStd
+// holds it to encoding/json's verdicts and values.
+func decode(line []byte) (rec *llmtap.Record, reason string, err error) {
+	rec = new(llmtap.Record)
+	if err := unmarshalRecord(line, rec); err != nil {
 		return nil, "bad_json", fmt.Errorf("not a record: %w", err)
 	}
 	switch {
@@ -356,7 +360,18 @@ func decode(line []byte) (*llmtap.Record, string, error) {
 	case len(rec.WriteEnds) != len(rec.WriteNs):
 		return nil, "bad_writes", fmt.Errorf("write_ends has %d entries, write_ns %d: want the same", len(rec.WriteEnds), len(rec.WriteNs))
 	}
-	return &rec, "", nil
+	return rec, "", nil
+}
+
+// unmarshalRecord decodes a wire record. A panic in the decoder, which
+// runs on what a sender wrote, is an error for that line, not a crash.
+func unmarshalRecord(line []byte, rec *llmtap.Record) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("decoder failed: %v", p)
+		}
+	}()
+	return gojson.Unmarshal(line, rec)
 }
 
 func truncate(s string, n int) string {

@@ -2,9 +2,10 @@ package provider
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"strconv"
+
+	gojson "github.com/goccy/go-json"
 )
 
 // decode unmarshals b into v and reports whether b was JSON. A value of an
@@ -12,8 +13,8 @@ import (
 // only leaves its field unset: encoding/json goes on with the rest, which is
 // what a best-effort reader wants.
 func decode(b []byte, v any) bool {
-	err := json.Unmarshal(b, v)
-	var typeErr *json.UnmarshalTypeError
+	err := gojson.Unmarshal(b, v)
+	var typeErr *gojson.UnmarshalTypeError
 	return err == nil || errors.As(err, &typeErr)
 }
 
