@@ -29,7 +29,7 @@ func (b *bench) ingest() {
 	if err != nil {
 		b.fail("%v", err)
 	}
-	fmt.Printf("Ingest into ClickHouse %s on %d cores, %d records of ~6 KB (40-chunk SSE streams)\n", version, runtime.NumCPU(), records)
+	fmt.Printf("Ingest into ClickHouse %s on %d cores, %d records of ~6 KB (40-chunk SSE streams); goal: rate >= 25000/s with peak_rss <= 300 MB\n", version, runtime.NumCPU(), records)
 	for _, field := range strings.Fields(env("BENCH_BATCHES", "1000 2000 5000")) {
 		batch, err := strconv.Atoi(field)
 		if err != nil || batch <= 0 {

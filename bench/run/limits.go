@@ -143,7 +143,7 @@ func (b *bench) limits() {
 		fmt.Printf("%-8s %9.3f %9.3f %10.0f\n", route, sum[route].p50, sum[route].p99, sum[route].rps)
 	}
 	t, l := sum["tap"], sum["limited"]
-	fmt.Printf("limits add p50 %+.3f ms, p99 %+.3f ms at a fixed rate; throughput limited/tap %.2f\n", l.p50-t.p50, l.p99-t.p99, l.rps/t.rps)
+	fmt.Printf("limits add p50 %+.3f ms, p99 %+.3f ms at a fixed rate (goal: <= +0.5 ms); throughput limited/tap %.2f (goal: >= 0.80)\n", l.p50-t.p50, l.p99-t.p99, l.rps/t.rps)
 }
 
 // bucket is one bucket of a Prometheus histogram: its upper bound and count.

@@ -98,8 +98,9 @@ func run(base, token string, n, batch, workers, pid int) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	total := time.Since(begin)
-	fmt.Printf("records=%d batch=%d workers=%d accepted_in=%.2fs stored_in=%.2fs rate=%.0f/s retries_503=%d peak_rss=%s\n",
-		n, batch, workers, accepted.Seconds(), total.Seconds(), float64(n)/total.Seconds(), retries.Load(), peakRSS(pid))
+	spilled, _ := metric(base, "llmtap_storage_spilled_total")
+	fmt.Printf("records=%d batch=%d workers=%d accepted_in=%.2fs stored_in=%.2fs rate=%.0f/s retries_503=%d spilled=%d peak_rss=%s\n",
+		n, batch, workers, accepted.Seconds(), total.Seconds(), float64(n)/total.Seconds(), retries.Load(), spilled, peakRSS(pid))
 	return nil
 }
 
@@ -161,8 +162,20 @@ func post(base, token string, body []byte) (int, error) {
 	return resp.StatusCode, nil
 }
 
-// written reads llmtap_storage_written_total from the collector's metrics.
+// written is the rows the collector has stored: written from its queue,
+// and replayed from its spool (the batches it spilled there when its
+// queue was full).
 func written(base string) (int64, error) {
+	w, err := metric(base, "llmtap_storage_written_total")
+	if err != nil {
+		return 0, err
+	}
+	r, err := metric(base, "llmtap_storage_replayed_total")
+	return w + r, err
+}
+
+// metric reads an unlabelled metric from the collector's /metrics.
+func metric(base, name string) (int64, error) {
 	resp, err := http.Get(base + "/metrics")
 	if err != nil {
 		return 0, err
@@ -170,12 +183,12 @@ func written(base string) (int64, error) {
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "llmtap_storage_written_total "); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
 			f, err := strconv.ParseFloat(v, 64)
 			return int64(f), err
 		}
 	}
-	return 0, fmt.Errorf("no llmtap_storage_written_total at %s/metrics", base)
+	return 0, fmt.Errorf("no %s at %s/metrics", name, base)
 }
 
 // peakRSS is the process's high-water resident memory (VmHWM).
