@@ -122,6 +122,7 @@ bench:
 	$(GO) run ./bench/run proxy
 	$(GO) run ./bench/run ingest
 	$(GO) run ./bench/run limits
+	$(GO) run ./bench/run stack
 
 # cmd/llmtap-stack starts and stops the stack (internal/stack); it is
 # built afresh each time, which takes a second when nothing changed.

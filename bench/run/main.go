@@ -7,6 +7,7 @@
 //	run proxy    bare Traefik, the no-op plugin and llmtap on the same upstream
 //	run ingest   the collector writing records into ClickHouse, per batch size
 //	run limits   limit checks against Redis, and a limited route against the same route without
+//	run stack    bare Traefik against Traefik + llmtap + the collector + ClickHouse on the same machine
 //
 // Settings come from BENCH_* variables (see each benchmark). Load goes to
 // 127.0.0.1 only and is bounded in time.
@@ -29,7 +30,7 @@ func main() {
 	tb := &stack.MainTB{}
 	code := 0
 	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: run proxy|ingest|limits")
+		fmt.Fprintln(os.Stderr, "usage: run proxy|ingest|limits|stack")
 		os.Exit(2)
 	}
 	b := newBench(tb)
@@ -40,8 +41,10 @@ func main() {
 		b.ingest()
 	case "limits":
 		b.limits()
+	case "stack":
+		b.stack()
 	default:
-		fmt.Fprintf(os.Stderr, "unknown benchmark %q; usage: run proxy|ingest|limits\n", os.Args[1])
+		fmt.Fprintf(os.Stderr, "unknown benchmark %q; usage: run proxy|ingest|limits|stack\n", os.Args[1])
 		code = 2
 	}
 	tb.Close()

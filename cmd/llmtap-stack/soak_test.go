@@ -32,7 +32,6 @@ package main
 // make test-soak runs it: go test -tags soak -run TestSoak ./cmd/llmtap-stack
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -373,22 +372,10 @@ func (s *soak) metric(name string) float64 {
 }
 
 // metricAt is the value of an unlabelled metric at a Prometheus endpoint
-// (0 if absent or unreachable).
-func metricAt(url, name string) float64 {
-	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get(url)
-	if err != nil {
-		return 0
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		if f := strings.Fields(sc.Text()); len(f) == 2 && f[0] == name {
-			v, _ := strconv.ParseFloat(f[1], 64)
-			return v
-		}
-	}
-	return 0
+// (0 if absent or unreachable: the report says what it could read).
+func metricAt(endpoint, name string) float64 {
+	v, _ := stack.Metric(context.Background(), endpoint, name)
+	return v
 }
 
 // waitRows waits until ClickHouse holds a row for each request sent that

@@ -1,6 +1,7 @@
 package stack
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -181,4 +183,32 @@ func (p *Prometheus) get(ctx context.Context, path string, v any) error {
 		return fmt.Errorf("prometheus %s: %s: %w", path, resp.Status, err)
 	}
 	return nil
+}
+
+// Metric reads an unlabelled metric from a Prometheus endpoint (a
+// collector's or Traefik's /metrics): its value, or an error when the
+// endpoint does not answer or does not have it.
+func Metric(ctx context.Context, endpoint, name string) (float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("metric %s: %w", name, err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) == 2 && f[0] == name {
+			return strconv.ParseFloat(f[1], 64)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, fmt.Errorf("metric %s at %s: %w", name, endpoint, err)
+	}
+	return 0, fmt.Errorf("metric %s: not at %s", name, endpoint)
 }

@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -266,5 +269,30 @@ func TestLocalPortsCheck(t *testing.T) {
 	// Without the mock its port is not the stack's.
 	if err := busy.Check(false); err != nil {
 		t.Errorf("the mock's port without the mock: %v", err)
+	}
+}
+
+func TestMetric(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "# HELP go_goroutines x\n# TYPE go_goroutines gauge\ngo_goroutines 17\nllmtap_x_total{route=\"a\"} 3\nllmtap_y_total 2.5e+06\n")
+	}))
+	defer srv.Close()
+	for _, tc := range []struct {
+		name    string
+		want    float64
+		wantErr bool
+	}{
+		{"go_goroutines", 17, false},
+		{"llmtap_y_total", 2.5e6, false},
+		{"llmtap_x_total", 0, true}, // labelled: not an unlabelled metric
+		{"go_gor", 0, true},
+	} {
+		got, err := Metric(context.Background(), srv.URL, tc.name)
+		if got != tc.want || (err != nil) != tc.wantErr {
+			t.Errorf("Metric(%s) = %v, %v; want %v, error %v", tc.name, got, err, tc.want, tc.wantErr)
+		}
+	}
+	if _, err := Metric(context.Background(), "http://127.0.0.1:1/metrics", "go_goroutines"); err == nil {
+		t.Error("Metric from nowhere: no error")
 	}
 }
