@@ -18,21 +18,23 @@ import (
 )
 
 // arrivals reads a line-delimited stream and returns when each non-empty
-// line arrived, counted from start.
-func arrivals(t *testing.T, body io.Reader, start time.Time) []time.Duration {
+// line arrived, counted from start, and the lines, for a failure to show.
+func arrivals(t *testing.T, body io.Reader, start time.Time) ([]time.Duration, []string) {
 	t.Helper()
 	var at []time.Duration
+	var lines []string
 	br := bufio.NewReader(body)
 	for {
 		line, err := br.ReadString('\n')
 		if strings.TrimSpace(line) != "" {
 			at = append(at, time.Since(start))
+			lines = append(lines, line)
 		}
 		if err != nil {
 			if err != io.EOF {
 				t.Logf("the stream ended after %d lines, %v in: %v", len(at), time.Since(start), err)
 			}
-			return at
+			return at, lines
 		}
 	}
 }
@@ -51,11 +53,12 @@ func TestStreamsArriveEventByEvent(t *testing.T) {
 					body, _ := io.ReadAll(resp.Body)
 					t.Fatalf("%s: %s %q", host, resp.Status, body)
 				}
-				timing[host] = arrivals(t, resp.Body, start)
+				var lines []string
+				timing[host], lines = arrivals(t, resp.Body, start)
 				resp.Body.Close()
 				ids[host] = resp.Header.Get("X-Request-Id")
 				if n := len(timing[host]); n != streamEvents {
-					t.Fatalf("%s: %d events, want %d", host, n, streamEvents)
+					t.Fatalf("%s: %d events in %v, want %d; headers %v, lines %q", host, n, time.Since(start), streamEvents, resp.Header, lines)
 				}
 			}
 			for i := 0; i < streamEvents; i++ {
