@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"net/http"
@@ -119,5 +120,12 @@ http:
 	}
 	if code := tr.Process().ExitCode(); code != 0 {
 		t.Errorf("Traefik exited with %d, want 0", code)
+	}
+	logText, err := tr.Log()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bad := unexpectedErrors(logText); len(bad) > 0 {
+		t.Errorf("Traefik logged errors while stopping:\n%s", bytes.Join(bad, []byte("\n")))
 	}
 }
