@@ -79,10 +79,29 @@ func Fact(r *llmtap.Record) *collector.Fact {
 	f.Provider, f.Model = provider.Detect(resp)
 	f.Usage = provider.Usage(resp)
 
+	if len(events) == 0 {
+		return f
+	}
+	// One string holds the data of every event and each chunk is a slice
+	// of it: one allocation per stream, not one per event.
+	size := 0
 	for _, ev := range events {
+		size += len(ev.Data)
+	}
+	var all strings.Builder
+	all.Grow(size)
+	for _, ev := range events {
+		all.Write(ev.Data)
+	}
+	data := all.String()
+	f.Chunks = make([]string, len(events))
+	f.ChunkOffsetUs = make([]int64, len(events))
+	off := 0
+	for i, ev := range events {
+		f.Chunks[i] = data[off : off+len(ev.Data)]
+		off += len(ev.Data)
 		at := writeTime(r, ev.End)
-		f.Chunks = append(f.Chunks, string(ev.Data))
-		f.ChunkOffsetUs = append(f.ChunkOffsetUs, at/1000)
+		f.ChunkOffsetUs[i] = at / 1000
 		if f.TTFTMs == nil && at >= 0 && provider.ContentBearing(f.Provider, ev) {
 			t := ms(at)
 			f.TTFTMs = &t
