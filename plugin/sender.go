@@ -93,21 +93,26 @@ func stopSignals() []os.Signal {
 }
 
 // watchStop waits for Traefik to be told to stop (ch, notified of
-// stopSignals), and then retires every
-// sender: each sends what it holds at once, and each later record as soon
-// as it comes, while Traefik lets the requests in flight end (its
-// lifeCycle.graceTimeOut); a flush interval's worth of records is not
-// lost with the process. Then it hands the signal on as if the plugin had
-// never listened: it stops listening and raises it again, so a process
-// that does not handle the signal itself ends as it would have (Traefik
-// handles it, and is already stopping). Its owner is the process: it runs
-// until such a signal, and the next sender starts another. It logs
-// nothing: Traefik shows all a plugin writes to stderr as errors.
+// stopSignals), and then retires every sender: each sends what it holds
+// at once, and each later record as soon as it comes, while Traefik lets
+// the requests in flight end (its lifeCycle.graceTimeOut); a flush
+// interval's worth of records is not lost with the process. Then it stops
+// listening, which gives the signal back to the process's own handling
+// (Traefik's, which is already stopping), and raises it again where it
+// can: compiled, so that a process without a handler of its own ends as
+// it would have; Yaegi's restricted os.FindProcess refuses, so there a
+// host without a handler of its own needs a second signal. Its owner is
+// the process: it runs until such a signal, and the next sender starts
+// another. It logs nothing: Traefik shows all a plugin writes to stderr
+// as errors.
 func watchStop(ch chan os.Signal) {
 	sig := <-ch
 	retireAll()
 	signal.Stop(ch)
-	if p, err := os.FindProcess(os.Getpid()); err == nil {
+	// Two statements: under Yaegi the if-init form of a call's tuple
+	// misreads it.
+	p, err := os.FindProcess(os.Getpid())
+	if err == nil {
 		_ = p.Signal(sig)
 	}
 	senders.Lock()
