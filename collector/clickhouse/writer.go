@@ -586,19 +586,16 @@ func (w *Writer) replay(ctx context.Context) {
 		pctx, cancel := context.WithTimeout(ctx, w.opts.WriteTimeout)
 		err := w.conn.Ping(pctx)
 		cancel()
-		if err == nil {
-			err = w.prepare(ctx)
-		}
 		if err != nil {
 			w.markDown(err)
 			return
 		}
-		w.markUp()
 	}
 	if err := w.prepare(ctx); err != nil {
 		w.markDown(err)
 		return
 	}
+	w.markUp()
 	if now.Before(w.replayAt) {
 		return
 	}

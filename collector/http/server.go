@@ -343,8 +343,8 @@ func (s *Server) refuse(w http.ResponseWriter, res IngestResult, err error, wher
 // wire record is decoded with goccy/go-json, several times faster than
 // encoding/json on records that carry bodies; FuzzDecodeAgreesWithStd
 // holds it to encoding/json's verdicts and values.
-func decode(line []byte) (rec *llmtap.Record, reason string, err error) {
-	rec = new(llmtap.Record)
+func decode(line []byte) (*llmtap.Record, string, error) {
+	rec := new(llmtap.Record)
 	if err := unmarshalRecord(line, rec); err != nil {
 		return nil, "bad_json", fmt.Errorf("not a record: %w", err)
 	}
