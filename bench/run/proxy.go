@@ -54,15 +54,51 @@ const proxyRouters = `http:
     llmtap:
       plugin:
         llmtap:
-          collectorURL: %[1]s
+          collectorURL: %[2]s
           route: bench
-          batchSize: %[2]d
+          batchSize: %[3]d
   services:
     up:
       loadBalancer:
         servers:
           - url: %[1]s
 `
+
+// routeKey names a figure: a path on a route.
+type routeKey struct{ path, route string }
+
+// warm waits until every route answers every path, then loads each briefly.
+func (b *bench) warm(base string, routes, paths []string, conns int) {
+	for _, route := range routes {
+		for _, path := range paths {
+			b.waitRoute(base, route+".test", path)
+			b.wrk(conns, "2s", base+path, "", "Host: "+route+".test")
+		}
+	}
+}
+
+// interleaved runs wrk against every route in turn, rounds times for each
+// path, so that what the machine does meanwhile weighs on all routes
+// alike, and returns each route's mean.
+func (b *bench) interleaved(base string, routes, paths []string, conns int, duration string, rounds int) map[routeKey]*wrkResult {
+	sum := map[routeKey]*wrkResult{}
+	for _, path := range paths {
+		for round := 1; round <= rounds; round++ {
+			for _, route := range routes {
+				r := b.wrk(conns, duration, base+path, "", "Host: "+route+".test")
+				b.log("%s %s round %d: %.0f req/s, p50 %.3f ms, p99 %.3f ms", path, route, round, r.rps, r.p50, r.p99)
+				k := routeKey{path, route}
+				if sum[k] == nil {
+					sum[k] = &wrkResult{}
+				}
+				sum[k].rps += r.rps / float64(rounds)
+				sum[k].p50 += r.p50 / float64(rounds)
+				sum[k].p99 += r.p99 / float64(rounds)
+			}
+		}
+	}
+	return sum
+}
 
 // proxy: throughput and latency through the real Traefik, three routes to
 // the same upstream in the same run: bare (no plugin), noop (a Yaegi
@@ -80,61 +116,41 @@ func (b *bench) proxy() {
 	conns := b.envInt("BENCH_CONNECTIONS", 32)
 	rounds := b.envInt("BENCH_ROUNDS", 2)
 	up := b.startUpstream()
-	tr := b.s.Traefik(fmt.Sprintf(proxyRouters, up, b.envInt("BENCH_PLUGIN_BATCH", 64)), func(t *stack.Traefik) {
+	// The upstream is also the sink the plugin sends its records to.
+	tr := b.s.Traefik(fmt.Sprintf(proxyRouters, up, up, b.envInt("BENCH_PLUGIN_BATCH", 64)), func(t *stack.Traefik) {
 		t.ReadyHosts, t.ReadyPath = []string{"bare.test", "noop.test", "tap.test"}, "/json"
 	})
 	base := tr.URL()
 	routes, paths := []string{"bare", "noop", "tap"}, []string{"/json", "/sse"}
-	for _, route := range routes {
-		for _, path := range paths {
-			b.waitRoute(base, route+".test", path)
-			b.wrk(conns, "2s", base+path, "", "Host: "+route+".test")
-		}
-	}
+	b.warm(base, routes, paths, conns)
 
-	type key struct{ path, route string }
-	sum := map[key]*wrkResult{}
 	if env("BENCH_THROUGHPUT", "1") == "1" {
-		for _, path := range paths {
-			for round := 1; round <= rounds; round++ {
-				for _, route := range routes {
-					r := b.wrk(conns, duration, base+path, "", "Host: "+route+".test")
-					b.log("%s %s round %d: %.0f req/s, p50 %.3f ms, p99 %.3f ms", path, route, round, r.rps, r.p50, r.p99)
-					k := key{path, route}
-					if sum[k] == nil {
-						sum[k] = &wrkResult{}
-					}
-					sum[k].rps += r.rps / float64(rounds)
-					sum[k].p50 += r.p50 / float64(rounds)
-					sum[k].p99 += r.p99 / float64(rounds)
-				}
-			}
-		}
+		sum := b.interleaved(base, routes, paths, conns, duration, rounds)
 		fmt.Printf("\n%s on %d cores, wrk -t1 -c%d -d%s, mean of %d interleaved rounds\n", filepath.Base(tr.Bin), runtime.NumCPU(), conns, duration, rounds)
 		fmt.Printf("%-7s %-6s %10s %9s %9s\n", "path", "route", "req/s", "p50_ms", "p99_ms")
 		for _, path := range paths {
 			for _, route := range routes {
-				r := sum[key{path, route}]
+				r := sum[routeKey{path, route}]
 				fmt.Printf("%-7s %-6s %10.0f %9.3f %9.3f\n", path, route, r.rps, r.p50, r.p99)
 			}
 		}
 		fmt.Println()
 		for _, path := range paths {
-			bare, noop, tap := sum[key{path, "bare"}], sum[key{path, "noop"}], sum[key{path, "tap"}]
+			bare, noop, tap := sum[routeKey{path, "bare"}], sum[routeKey{path, "noop"}], sum[routeKey{path, "tap"}]
 			fmt.Printf("%-7s throughput llmtap/bare %.2f (goal >= 0.80)  llmtap/noop %.2f  noop/bare %.2f   added p99 vs bare %+.3f ms, vs noop %+.3f ms\n",
 				path, tap.rps/bare.rps, tap.rps/noop.rps, noop.rps/bare.rps, tap.p99-bare.p99, tap.p99-noop.p99)
 		}
 	}
 
 	// Latency below saturation: a fixed rate, open loop.
-	fixed := map[key]*loadResult{}
+	fixed := map[routeKey]*loadResult{}
 	for _, path := range paths {
 		for round := 1; round <= rounds; round++ {
 			for _, route := range routes {
 				r := b.runLoad(fmt.Sprintf("%d req/s on %s %s", rate, route, path),
 					"-url", base+path, "-host", route+".test", "-rate", fmt.Sprint(rate), "-duration", rateDuration)
 				b.log("%s %s round %d at %d req/s: %d requests, p50 %.3f ms, p99 %.3f ms", path, route, round, rate, r.n, r.p50, r.p99)
-				k := key{path, route}
+				k := routeKey{path, route}
 				if fixed[k] == nil {
 					fixed[k] = &loadResult{}
 				}
@@ -147,10 +163,10 @@ func (b *bench) proxy() {
 	fmt.Printf("%-7s %-6s %9s %9s\n", "path", "route", "p50_ms", "p99_ms")
 	for _, path := range paths {
 		for _, route := range routes {
-			r := fixed[key{path, route}]
+			r := fixed[routeKey{path, route}]
 			fmt.Printf("%-7s %-6s %9.3f %9.3f\n", path, route, r.p50, r.p99)
 		}
-		bare, noop, tap := fixed[key{path, "bare"}], fixed[key{path, "noop"}], fixed[key{path, "tap"}]
+		bare, noop, tap := fixed[routeKey{path, "bare"}], fixed[routeKey{path, "noop"}], fixed[routeKey{path, "tap"}]
 		fmt.Printf("%-7s llmtap adds p50 %+.3f ms, p99 %+.3f ms vs bare (%+.3f ms vs noop); goal: p99 <= +0.3 ms\n", path, tap.p50-bare.p50, tap.p99-bare.p99, tap.p99-noop.p99)
 	}
 	// The plugin's sender flushes every second.
