@@ -178,30 +178,7 @@ func stallRun(t *testing.T, s *stack.T, sink stallSink, stall, resume func()) {
 		}
 	}))
 	t.Cleanup(up.Close)
-	tr := s.Traefik(fmt.Sprintf(`
-http:
-  routers:
-    stall:
-      rule: Host(`+"`stall.test`"+`)
-      service: up
-      middlewares: [tap]
-  middlewares:
-    tap:
-      plugin:
-        llmtap:
-          collectorURL: %q
-          route: stall
-          flushInterval: 100ms
-          sendTimeout: 1s
-          maxQueueBytes: %d
-  services:
-    up:
-      loadBalancer:
-        servers:
-          - url: %q
-`, sink.url, stallBudget, up.URL), func(tr *stack.Traefik) {
-		tr.ReadyHosts, tr.ReadyPath = []string{"stall.test"}, "/"
-	})
+	tr := tapTraefik(s, "stall", sink.url, up.URL, "flushInterval: 100ms", "sendTimeout: 1s", fmt.Sprintf("maxQueueBytes: %d", stallBudget))
 	pid := tr.Process().Pid()
 	load := func(n int) []time.Duration { return streams(t, tr.URL(), n) }
 

@@ -45,29 +45,7 @@ func TestTraefikStopSendsWhatIsHeld(t *testing.T) {
 			close(release)
 		}
 	})
-	tr := s.Traefik(fmt.Sprintf(`
-http:
-  routers:
-    stop:
-      rule: Host(`+"`stop.test`"+`)
-      service: up
-      middlewares: [tap]
-  middlewares:
-    tap:
-      plugin:
-        llmtap:
-          collectorURL: %q
-          route: stop
-          flushInterval: 1h
-          batchSize: 1000
-  services:
-    up:
-      loadBalancer:
-        servers:
-          - url: %q
-`, col.srv.URL, up.URL), func(tr *stack.Traefik) {
-		tr.ReadyHosts, tr.ReadyPath = []string{"stop.test"}, "/"
-	})
+	tr := tapTraefik(s, "stop", col.srv.URL, up.URL, "flushInterval: 1h", "batchSize: 1000")
 	client := &http.Client{Timeout: 30 * time.Second}
 	get := func(path, id string) *http.Response {
 		req, err := http.NewRequest(http.MethodGet, tr.URL()+path, nil)

@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -74,6 +75,38 @@ func run(m *testing.M, s *stack.T) int {
 		return 1
 	}
 	return code
+}
+
+// tapTraefik starts a Traefik of the test's own with one router: Host
+// name.test, through the llmtap plugin (route name, sending to collector,
+// with options: more of its YAML settings, one per line) to upstream.
+func tapTraefik(s *stack.T, name, collector, upstream string, options ...string) *stack.Traefik {
+	var extra strings.Builder
+	for _, o := range options {
+		extra.WriteString("\n          " + o)
+	}
+	host := name + ".test"
+	return s.Traefik(fmt.Sprintf(`
+http:
+  routers:
+    %[1]s:
+      rule: Host(`+"`%[2]s`"+`)
+      service: up
+      middlewares: [tap]
+  middlewares:
+    tap:
+      plugin:
+        llmtap:
+          collectorURL: %[3]q
+          route: %[1]s%[4]s
+  services:
+    up:
+      loadBalancer:
+        servers:
+          - url: %[5]q
+`, name, host, collector, extra.String(), upstream), func(tr *stack.Traefik) {
+		tr.ReadyHosts, tr.ReadyPath = []string{host}, "/"
+	})
 }
 
 // expectedErrors are the plugin's own error lines that the tests cause on
