@@ -154,7 +154,7 @@ func TestSoak(t *testing.T) {
 	t.Logf("  one more request after the load: %d", s.oneMore())
 	// Requests that reached Traefik: the unsent ones never did.
 	sent := rs.ok + rs.errors - rs.unsent + rj.ok + rj.errors - rj.unsent + 1
-	rows, dropped, _ := s.waitRows(sent, droppedBefore)
+	rows, dropped, _ := s.waitRows(sent, -droppedBefore)
 	lost := s.metric("llmtap_storage_dropped_total")
 	t.Logf("  sent %d (with the last one), the plugin reported %d dropped; ClickHouse holds %d rows; the collector lost %.0f", sent, dropped, rows, lost)
 	if rows != sent-dropped {
@@ -379,16 +379,17 @@ func metricAt(endpoint, name string) float64 {
 }
 
 // waitRows waits until ClickHouse holds a row for each request sent that
-// the plugin did not report dropped (its count less droppedBefore), or
+// the plugin did not report dropped (the collector's count plus offset:
+// less what it counted before the run, or plus what a restart reset), or
 // the count stays the same for 5 s (the plugin and the collector flush
 // every second), 60 s at most. It returns the rows, the drops and when
 // the rows last grew.
-func (s *soak) waitRows(sent int, droppedBefore float64) (rows, dropped int, settled time.Time) {
+func (s *soak) waitRows(sent int, offset float64) (rows, dropped int, settled time.Time) {
 	settled = time.Now()
 	same := 0
 	for i := 0; i < 120; i++ {
 		before := rows
-		dropped = int(s.metric("llmtap_plugin_dropped_records_total") - droppedBefore)
+		dropped = int(s.metric("llmtap_plugin_dropped_records_total") + offset)
 		n, err := s.ch.Query(context.Background(), "SELECT count() FROM llmtap.requests FINAL")
 		if err == nil {
 			rows, _ = strconv.Atoi(n)
