@@ -7,21 +7,21 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/llmtap/llmtap/internal/stack"
 	llmtap "github.com/llmtap/llmtap/plugin"
 )
 
@@ -176,19 +176,8 @@ func written(base string) (int64, error) {
 
 // metric reads an unlabelled metric from the collector's /metrics.
 func metric(base, name string) (int64, error) {
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			return int64(f), err
-		}
-	}
-	return 0, fmt.Errorf("no %s at %s/metrics", name, base)
+	v, err := stack.Metric(context.Background(), base+"/metrics", name)
+	return int64(v), err
 }
 
 // peakRSS is the process's high-water resident memory (VmHWM).
