@@ -48,7 +48,7 @@ func (b *bench) ingest() {
 		}
 		c := b.s.Collector(cfg)
 		fmt.Printf("clickhouse.batch_size=%-6d ", batch)
-		cmd := exec.Command(tool, "-url", c.URL(), "-records", fmt.Sprint(records), "-pid", fmt.Sprint(c.Process().Pid()))
+		cmd := exec.Command(tool, "-url", c.URL(), "-records", fmt.Sprint(records), "-pid", fmt.Sprint(c.Process().Pid()), "-clickhouse-pid", fmt.Sprint(ch.Process().Pid()))
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 		if err := cmd.Run(); err != nil {
 			b.fail("ingestbench: %v", err)

@@ -16,6 +16,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,20 +32,22 @@ func main() {
 	n := flag.Int("records", 100000, "records to send")
 	batch := flag.Int("batch", 64, "records per POST (the plugin's batchSize)")
 	workers := flag.Int("workers", 8, "concurrent senders")
-	pid := flag.Int("pid", 0, "collector pid, for its peak memory")
+	pid := flag.Int("pid", 0, "collector pid, for its peak memory and CPU")
+	chPid := flag.Int("clickhouse-pid", 0, "ClickHouse pid, for its CPU")
 	flag.Parse()
-	if err := run(*base, *token, *n, *batch, *workers, *pid); err != nil {
+	if err := run(*base, *token, *n, *batch, *workers, *pid, *chPid); err != nil {
 		fmt.Fprintln(os.Stderr, "ingestbench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(base, token string, n, batch, workers, pid int) error {
+func run(base, token string, n, batch, workers, pid, chPid int) error {
 	start0, err := written(base)
 	if err != nil {
 		return err
 	}
 	bodies := encode(n, batch)
+	cpu0, chCPU0 := cpuTime(pid), cpuTime(chPid)
 	var next atomic.Int64
 	var retries atomic.Int64
 	errs := make(chan error, workers)
@@ -98,9 +101,16 @@ func run(base, token string, n, batch, workers, pid int) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	total := time.Since(begin)
+	perRecord := func(pid int, at0 time.Duration) string {
+		if pid == 0 || at0 < 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.0fus", float64((cpuTime(pid)-at0).Microseconds())/float64(n))
+	}
+	cpu, chCPU := perRecord(pid, cpu0), perRecord(chPid, chCPU0)
 	spilled, _ := metric(base, "llmtap_storage_spilled_total")
-	fmt.Printf("records=%d batch=%d workers=%d accepted_in=%.2fs stored_in=%.2fs rate=%.0f/s retries_503=%d spilled=%d peak_rss=%s\n",
-		n, batch, workers, accepted.Seconds(), total.Seconds(), float64(n)/total.Seconds(), retries.Load(), spilled, peakRSS(pid))
+	fmt.Printf("records=%d batch=%d workers=%d accepted_in=%.2fs stored_in=%.2fs rate=%.0f/s retries_503=%d spilled=%d peak_rss=%s cpu_per_record collector=%s clickhouse=%s\n",
+		n, batch, workers, accepted.Seconds(), total.Seconds(), float64(n)/total.Seconds(), retries.Load(), spilled, peakRSS(pid), cpu, chCPU)
 	return nil
 }
 
@@ -178,6 +188,34 @@ func written(base string) (int64, error) {
 func metric(base, name string) (int64, error) {
 	v, err := stack.Metric(context.Background(), base+"/metrics", name)
 	return int64(v), err
+}
+
+// cpuTime is the CPU a process has used (user and system, from
+// /proc/PID/stat), or -1 when it cannot be read.
+func cpuTime(pid int) time.Duration {
+	if pid == 0 {
+		return -1
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return -1
+	}
+	// The fields after the command name, which is in parentheses and may
+	// hold spaces: utime and stime are the 12th and 13th of them, in
+	// clock ticks (100 a second on Linux).
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return -1
+	}
+	var ticks int64
+	for _, v := range f[11:13] {
+		t, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return -1
+		}
+		ticks += t
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond
 }
 
 // peakRSS is the process's high-water resident memory (VmHWM).
