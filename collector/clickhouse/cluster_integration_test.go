@@ -57,7 +57,7 @@ func TestIntegrationCluster(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := map[uint32]string{1: "create_requests"}; !reflect.DeepEqual(latest, want) {
+		if want := map[uint32]string{1: "create_requests", 3: "chunk_spans"}; !reflect.DeepEqual(latest, want) {
 			t.Errorf("recorded %v, want %v", latest, want)
 		}
 		engines := map[string]string{}
@@ -140,6 +140,17 @@ func TestIntegrationCluster(t *testing.T) {
 		if _, err := store.Get(ctx, "no-such-id"); !errors.Is(err, collector.ErrNotFound) {
 			t.Errorf("Get of a missing id: %v, want ErrNotFound", err)
 		}
+		// The alias through the Distributed table, for chunks stored as
+		// spans (4) and as texts (2).
+		for _, i := range []int{2, 4} {
+			var chunks []string
+			if err := conn.QueryRow(ctx, "SELECT chunks FROM "+db+".requests WHERE request_id = ?", in[i].RequestID).Scan(&chunks); err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(chunks, in[i].Chunks) {
+				t.Errorf("%s: chunks %q, want %q", in[i].RequestID, chunks, in[i].Chunks)
+			}
+		}
 	})
 
 	t.Run("a record sent again is one row after a merge", func(t *testing.T) {
@@ -209,26 +220,27 @@ func openAt(t *testing.T, addr string) driver.Conn {
 }
 
 // checkColumns: table has the columns of requests, in the writer's order
-// (18.16's system.columns lists them in table order).
+// (18.16's system.columns lists them in table order), then the alias chunks.
 func checkColumns(t *testing.T, conn driver.Conn, db, table string) {
 	t.Helper()
-	rows, err := conn.Query(context.Background(), "SELECT name, type FROM system.columns WHERE database = ? AND table = ?", db, table)
+	rows, err := conn.Query(context.Background(), "SELECT name, type, default_kind FROM system.columns WHERE database = ? AND table = ?", db, table)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rows.Close()
 	var got []string
 	for rows.Next() {
-		var name, typ string
-		if err := rows.Scan(&name, &typ); err != nil {
+		var name, typ, kind string
+		if err := rows.Scan(&name, &typ, &kind); err != nil {
 			t.Fatal(err)
 		}
-		got = append(got, name+" "+typ)
+		got = append(got, strings.TrimSpace(name+" "+typ+" "+kind))
 	}
 	var want []string
 	for _, c := range columns {
 		want = append(want, c.name+" "+c.typ)
 	}
+	want = append(want, "chunks Array(String) ALIAS")
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("%s.%s columns:\n%s\nwant\n%s", db, table, strings.Join(got, ", "), strings.Join(want, ", "))
 	}

@@ -83,6 +83,17 @@
 // wanted), and setting a retention back to 0 does not remove a TTL set
 // before (ALTER TABLE ... REMOVE TTL by hand).
 //
+// # Chunks stored as spans of the body
+//
+// A stream's events are runs of its body's bytes, so a row stores the
+// body once and each event's data as its byte offsets in it (chunk_starts,
+// chunk_ends); only a stream whose events are not (an SSE event of several
+// data lines, joined) keeps the texts (response_chunks). toRow decides by
+// finding each chunk in the body, so a span always holds its chunk's exact
+// bytes. The alias column chunks and Store.Get read either form back.
+// Migration 3 adds the columns to older tables; on 18.16, which has no ADD
+// COLUMN IF NOT EXISTS, its Done query skips it for a table that has them.
+//
 // # Writing
 //
 // Writer.Enqueue takes the facts of an ingest batch, all or none, without

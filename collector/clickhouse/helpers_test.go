@@ -61,9 +61,16 @@ func testFact(i int) *collector.Fact {
 		f.Usage.Reasoning = i64(int64(i / 2))
 	}
 	if f.Streaming {
+		var body strings.Builder
 		for c := 0; c < 1+i%8; c++ {
 			f.Chunks = append(f.Chunks, fmt.Sprintf(`{"delta":"tok %d.%d"}`, i, c))
 			f.ChunkOffsetUs = append(f.ChunkOffsetUs, int64(c*15000+i%97))
+			body.WriteString("data: " + f.Chunks[c] + "\n\n")
+		}
+		if i%4 == 0 {
+			// The chunks are runs of the body (stored as spans); at
+			// i%4 == 2 they are not (stored as texts).
+			f.ResponseBody = body.String()
 		}
 	}
 	if i%11 == 0 {

@@ -136,7 +136,7 @@ func TestIntegrationMigrateIdempotent(t *testing.T) {
 		}
 		got = append(got, fmt.Sprintf("%d %s", v, name))
 	}
-	if want := []string{"1 create_requests"}; !reflect.DeepEqual(got, want) {
+	if want := []string{"1 create_requests", "3 chunk_spans"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("recorded %q, want %q", got, want)
 	}
 	var create string
@@ -148,29 +148,81 @@ func TestIntegrationMigrateIdempotent(t *testing.T) {
 			t.Errorf("table lacks %q:\n%s", want, create)
 		}
 	}
-	// Every column of the table, in the order the writer sends them.
-	crows, err := conn.Query(ctx, "SELECT name, type FROM system.columns WHERE database = ? AND table = 'requests' ORDER BY position", db)
+	checkColumns(t, conn, db, "requests")
+}
+
+// TestIntegrationMigrateChunkSpans upgrades a table of the schema before
+// migration 3, holding a row written then: the migration adds the span
+// columns and the alias, applies once, and the alias reads the chunks of
+// the old row (texts) and of new rows (spans) alike, as Store.Get does.
+func TestIntegrationMigrateChunkSpans(t *testing.T) {
+	const db = "it_chunk_spans"
+	conn := openTest(t)
+	ctx := context.Background()
+	old, err := os.ReadFile("testdata/requests_before_chunk_spans.sql")
 	if err != nil {
-		// 18.16's system.columns has no position column: table order is
-		// the natural order.
-		crows, err = conn.Query(ctx, "SELECT name, type FROM system.columns WHERE database = ? AND table = 'requests'", db)
+		t.Fatal(err)
+	}
+	for _, st := range []string{
+		"DROP DATABASE IF EXISTS " + db,
+		"CREATE DATABASE " + db,
+		strings.ReplaceAll(string(old), "llmtap.requests", db+".requests"),
+	} {
+		if err := conn.Exec(ctx, st); err != nil {
+			t.Fatalf("%v\n%s", err, st)
+		}
+	}
+	b, err := conn.PrepareBatch(ctx, "INSERT INTO "+db+".requests (request_id, start, route, response_body, response_chunks)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Append("old", time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC), "r", "data: a\n\ndata: b\n\n", []string{"a", "b"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Send(); err != nil {
+		t.Fatal(err)
+	}
+	for run := 1; run <= 2; run++ {
+		if err := NewMigrator(conn, Schema{Database: db}, testLogger(t)).Migrate(ctx); err != nil {
+			t.Fatalf("run %d: %v", run, err)
+		}
+	}
+	if got := count(t, conn, "SELECT count() FROM "+db+".llmtap_migrations WHERE version = 3"); got != 1 {
+		t.Errorf("migration 3 recorded %d times, want once", got)
+	}
+	checkColumns(t, conn, db, "requests")
+
+	facts := map[string]*collector.Fact{"old": {RequestID: "old", Chunks: []string{"a", "b"}}}
+	for _, i := range []int{0, 2, 4, 6} { // spans for 4; texts for 2, 6 and 0 (a binary body)
+		f := testFact(i)
+		facts[f.RequestID] = f
+	}
+	w, stop := startWriter(t, conn, WriterOptions{Database: db, FlushInterval: 10 * time.Millisecond})
+	for id, f := range facts {
+		if id != "old" {
+			if err := w.Enqueue(f); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	stop()
+	waitFor(t, "rows written", func() bool { return count(t, conn, "SELECT count() FROM "+db+".requests") == uint64(len(facts)) })
+	store := NewStore(conn, db)
+	for id, f := range facts {
+		var alias []string
+		if err := conn.QueryRow(ctx, "SELECT chunks FROM "+db+".requests WHERE request_id = ?", id).Scan(&alias); err != nil {
+			t.Fatal(err)
+		}
+		got, err := store.Get(ctx, id)
 		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	defer crows.Close()
-	var i int
-	for ; crows.Next(); i++ {
-		var name, typ string
-		if err := crows.Scan(&name, &typ); err != nil {
-			t.Fatal(err)
-		}
-		if i >= len(columns) || columns[i].name != name || columns[i].typ != typ {
-			t.Errorf("column %d is %s %s", i, name, typ)
+		if !reflect.DeepEqual(alias, f.Chunks) || !reflect.DeepEqual(got.Chunks, f.Chunks) {
+			t.Errorf("%s: chunks %q by the alias, %q by Get; want %q", id, alias, got.Chunks, f.Chunks)
 		}
 	}
-	if i != len(columns) {
-		t.Errorf("table has %d columns, want %d", i, len(columns))
+	if got := count(t, conn, "SELECT count() FROM "+db+".requests WHERE notEmpty(chunk_ends) AND empty(response_chunks)"); got != 1 {
+		t.Errorf("%d rows store their chunks as spans, want 1 (testFact(4))", got)
 	}
 }
 

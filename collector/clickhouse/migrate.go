@@ -59,8 +59,12 @@ func (m *Migrator) Migrate(ctx context.Context) error {
 			m.log.Debug("migration does not apply to this server", "version", mig.Version, "name", mig.Name, "server", v.String())
 			continue
 		}
-		for i, st := range mig.Statements {
-			if err := m.conn.Exec(ctx, st); err != nil {
+		done, err := m.done(ctx, mig)
+		if err != nil {
+			return err
+		}
+		for i := 0; i < len(mig.Statements) && !done; i++ {
+			if err := m.conn.Exec(ctx, mig.Statements[i]); err != nil {
 				return fmt.Errorf("clickhouse: migration %d %q, statement %d of %d: %w", mig.Version, mig.Name, i+1, len(mig.Statements), err)
 			}
 		}
@@ -132,6 +136,18 @@ func (m *Migrator) applied(ctx context.Context) (map[uint32]string, error) {
 		return nil, fmt.Errorf("clickhouse: read %s: %w", migrationsTable, err)
 	}
 	return latest, nil
+}
+
+// done asks a migration's Done query whether its effect is already there.
+func (m *Migrator) done(ctx context.Context, mig Migration) (bool, error) {
+	if mig.Done == "" {
+		return false, nil
+	}
+	var n uint64
+	if err := m.conn.QueryRow(ctx, mig.Done).Scan(&n); err != nil {
+		return false, fmt.Errorf("clickhouse: migration %d %q, check whether applied: %w", mig.Version, mig.Name, err)
+	}
+	return n > 0, nil
 }
 
 func (m *Migrator) record(ctx context.Context, mig Migration) error {

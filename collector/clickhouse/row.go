@@ -2,6 +2,7 @@ package clickhouse
 
 import (
 	"math"
+	"strings"
 	"time"
 
 	"github.com/llmtap/llmtap/collector"
@@ -46,6 +47,8 @@ type row struct {
 	RequestBody       string
 	ResponseBody      string
 	ResponseChunks    []string
+	ChunkStarts       []uint32
+	ChunkEnds         []uint32
 	ChunkOffsetsUs    []int64
 	Truncated         uint8
 	InsertedAt        time.Time
@@ -57,6 +60,11 @@ type row struct {
 // fact cannot poison a batch. Start keeps milliseconds; finer is dropped.
 func toRow(f *collector.Fact, insertedAt time.Time) row {
 	sec, ms := splitStart(f.Start)
+	texts := f.Chunks
+	starts, ends, ok := chunkSpans(f.ResponseBody, f.Chunks)
+	if ok {
+		texts = nil
+	}
 	return row{
 		RequestID:         f.RequestID,
 		UpstreamRequestID: f.UpstreamRequestID,
@@ -90,7 +98,9 @@ func toRow(f *collector.Fact, insertedAt time.Time) row {
 		ResponseBytes:     f.ResponseBytes,
 		RequestBody:       f.RequestBody,
 		ResponseBody:      f.ResponseBody,
-		ResponseChunks:    f.Chunks,
+		ResponseChunks:    texts,
+		ChunkStarts:       starts,
+		ChunkEnds:         ends,
 		ChunkOffsetsUs:    f.ChunkOffsetUs,
 		Truncated:         boolToUint8(f.Truncated),
 		InsertedAt:        clampTime(insertedAt).Truncate(time.Second),
@@ -107,7 +117,7 @@ func (r *row) values() []any {
 		r.InputTokens, r.OutputTokens, r.CacheReadTokens, r.CacheWriteTokens, r.ReasoningTokens,
 		r.UsageSource, r.UsageMissing,
 		r.RequestBytes, r.ResponseBytes, r.RequestBody, r.ResponseBody,
-		r.ResponseChunks, r.ChunkOffsetsUs, r.Truncated, r.InsertedAt,
+		r.ResponseChunks, r.ChunkStarts, r.ChunkEnds, r.ChunkOffsetsUs, r.Truncated, r.InsertedAt,
 	}
 }
 
@@ -121,7 +131,7 @@ func (r *row) dests() []any {
 		&r.InputTokens, &r.OutputTokens, &r.CacheReadTokens, &r.CacheWriteTokens, &r.ReasoningTokens,
 		&r.UsageSource, &r.UsageMissing,
 		&r.RequestBytes, &r.ResponseBytes, &r.RequestBody, &r.ResponseBody,
-		&r.ResponseChunks, &r.ChunkOffsetsUs, &r.Truncated, &r.InsertedAt,
+		&r.ResponseChunks, &r.ChunkStarts, &r.ChunkEnds, &r.ChunkOffsetsUs, &r.Truncated, &r.InsertedAt,
 	}
 }
 
@@ -166,11 +176,54 @@ func (r *row) fact() *collector.Fact {
 	}
 	if len(r.ResponseChunks) > 0 {
 		f.Chunks = r.ResponseChunks
+	} else {
+		f.Chunks = spanChunks(r.ResponseBody, r.ChunkStarts, r.ChunkEnds)
 	}
 	if len(r.ChunkOffsetsUs) > 0 {
 		f.ChunkOffsetUs = r.ChunkOffsetsUs
 	}
 	return f
+}
+
+// chunkSpans finds each chunk in the body, in order, and returns where
+// each lies: a stream's events are runs of its bytes (an SSE data line,
+// an NDJSON line), so a row stores the body once and the chunks as
+// offsets into it. It reports false, and the chunks are stored as texts,
+// when one is not found (an SSE event of several data lines, joined) or
+// the body is too long for the offsets. Each span holds exactly its
+// chunk's bytes, so reading them back cannot differ from the chunks.
+func chunkSpans(body string, chunks []string) ([]uint32, []uint32, bool) {
+	if len(chunks) == 0 || body == "" || len(body) > math.MaxUint32 {
+		return nil, nil, false
+	}
+	starts, ends := make([]uint32, len(chunks)), make([]uint32, len(chunks))
+	at := 0
+	for i, c := range chunks {
+		j := strings.Index(body[at:], c)
+		if j < 0 {
+			return nil, nil, false
+		}
+		at += j
+		starts[i], ends[i] = uint32(at), uint32(at+len(c))
+		at += len(c)
+	}
+	return starts, ends, true
+}
+
+// spanChunks cuts the chunks out of the body, as the alias chunks does:
+// none when there are no spans or the body is gone (its retention), and a
+// span past the body's end (a damaged row) cut to it.
+func spanChunks(body string, starts, ends []uint32) []string {
+	n := len(ends)
+	if n == 0 || n != len(starts) || body == "" {
+		return nil
+	}
+	chunks := make([]string, n)
+	for i := range chunks {
+		s, e := min(int(starts[i]), len(body)), min(int(ends[i]), len(body))
+		chunks[i] = body[s:max(s, e)]
+	}
+	return chunks
 }
 
 // splitStart is t as whole UTC seconds within DateTime's range plus the

@@ -25,6 +25,53 @@ func TestRowRoundTrip(t *testing.T) {
 	}
 }
 
+// TestRowChunks: chunks that are runs of the body are stored as spans of
+// it, any others as texts, and both read back as the chunks.
+func TestRowChunks(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		body   string
+		chunks []string
+		spans  bool
+	}{
+		{"sse", "data: {\"a\":1}\n\ndata: {\"a\":2}\n\ndata: [DONE]\n\n", []string{`{"a":1}`, `{"a":2}`, "[DONE]"}, true},
+		{"ndjson", "{\"a\":1}\n{\"a\":2}\n", []string{`{"a":1}`, `{"a":2}`}, true},
+		{"repeated chunks", "data: x\n\ndata: x\n\n", []string{"x", "x"}, true},
+		{"empty chunk", "data: \n\ndata: y\n\n", []string{"", "y"}, true},
+		{"cut body with its gap marker", "data: a\n\n\n[… 99 bytes not captured …]\ndata: z\n\n", []string{"a", "z"}, true},
+		{"multi-line event, joined", "data: one\ndata: two\n\n", []string{"one\ntwo"}, false},
+		{"out of order", "data: x1\n\ndata: x2\n\n", []string{"x2", "x1"}, false},
+		{"no body", "", []string{"a"}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &collector.Fact{RequestID: "r", Start: time.Unix(1700000000, 0), ResponseBody: tt.body, Chunks: tt.chunks}
+			r := toRow(f, time.Now())
+			if got := len(r.ChunkEnds) > 0; got != tt.spans {
+				t.Errorf("stored as spans: %v, want %v (starts %v, ends %v)", got, tt.spans, r.ChunkStarts, r.ChunkEnds)
+			}
+			if tt.spans && (len(r.ResponseChunks) != 0 || len(r.ChunkStarts) != len(tt.chunks)) {
+				t.Errorf("spans %v %v and texts %q for %d chunks", r.ChunkStarts, r.ChunkEnds, r.ResponseChunks, len(tt.chunks))
+			}
+			if !tt.spans && !reflect.DeepEqual(r.ResponseChunks, tt.chunks) {
+				t.Errorf("texts %q, want %q", r.ResponseChunks, tt.chunks)
+			}
+			if got := r.fact().Chunks; !reflect.DeepEqual(got, tt.chunks) {
+				t.Errorf("read back %q, want %q", got, tt.chunks)
+			}
+		})
+	}
+}
+
+// TestRowChunksAfterBodyRetention: a body emptied by its TTL leaves no
+// chunks, as the alias chunks reads such a row.
+func TestRowChunksAfterBodyRetention(t *testing.T) {
+	r := toRow(&collector.Fact{RequestID: "r", ResponseBody: "data: a\n\ndata: b\n\n", Chunks: []string{"a", "b"}}, time.Now())
+	r.ResponseBody = ""
+	if got := r.fact().Chunks; got != nil {
+		t.Errorf("chunks of an emptied body: %q", got)
+	}
+}
+
 func TestRowNilAndZeroTokens(t *testing.T) {
 	f := &collector.Fact{RequestID: "a", Start: time.Unix(1700000000, 0)}
 	f.Usage.Output = i64(0)
@@ -87,6 +134,7 @@ func TestRowMatchesColumns(t *testing.T) {
 		"Nullable(Int64)": reflect.TypeFor[*int64](),
 		"Array(String)":   reflect.TypeFor[[]string](),
 		"Array(Int64)":    reflect.TypeFor[[]int64](),
+		"Array(UInt32)":   reflect.TypeFor[[]uint32](),
 	}
 	r := toRow(testFact(1), time.Now())
 	vals, dests := r.values(), r.dests()

@@ -54,6 +54,9 @@ type column struct {
 	typ   string
 	class colClass
 	codec string // modern servers only; "" means the server default (LZ4)
+	// since is the migration that added the column to existing tables;
+	// 0 for the columns of migration 1. A new table has every column.
+	since int
 }
 
 // Rows sort by route then time, so start and inserted_at climb along the
@@ -93,11 +96,28 @@ var columns = []column{
 	{name: "response_bytes", typ: "Int64", codec: "ZSTD(1)"},
 	{name: "request_body", typ: "String", class: body, codec: "ZSTD(3)"},
 	{name: "response_body", typ: "String", class: body, codec: "ZSTD(3)"},
+	// The events' data: where each lies in response_body (chunk_starts,
+	// chunk_ends: byte offsets), or, for a stream whose events are not
+	// each one run of its bytes, the texts themselves (response_chunks).
+	// Users read them through the alias chunks (chunksAlias).
 	{name: "response_chunks", typ: "Array(String)", class: body, codec: "ZSTD(3)"},
+	{name: "chunk_starts", typ: "Array(UInt32)", class: body, codec: "ZSTD(1)", since: chunkSpansSince},
+	{name: "chunk_ends", typ: "Array(UInt32)", class: body, codec: "ZSTD(1)", since: chunkSpansSince},
 	{name: "chunk_offsets_us", typ: "Array(Int64)", class: body, codec: "ZSTD(1)"},
 	{name: "truncated", typ: "UInt8"},
 	{name: "inserted_at", typ: "DateTime", codec: "Delta, ZSTD(1)"},
 }
+
+// chunkSpansSince is the migration that added chunk_starts and
+// chunk_ends: a table created before it gets them by ALTER.
+const chunkSpansSince = 3
+
+// chunksAlias is the alias column chunks: every event's data, whichever
+// way the row stores it. The lambda reads response_body, which the
+// expression also names outside it: 18.16 reads a column a lambda
+// captures only when the query needs it elsewhere.
+const chunksAlias = "chunks Array(String) ALIAS if(empty(chunk_ends) OR empty(response_body), response_chunks, " +
+	"arrayMap((s, e) -> substring(response_body, s + 1, e - s), chunk_starts, chunk_ends))"
 
 // columnList is "a, b, c" in table order, for INSERT and SELECT.
 func columnList() string {
@@ -217,6 +237,12 @@ type Migration struct {
 	// apply to this server: it is skipped and not recorded, so it runs
 	// once the server is upgraded.
 	Statements []string
+	// Done, when set, is a query whose count is not 0 when the step's
+	// effect is already there (a table created with the columns the step
+	// adds): the step is then recorded without its statements. It makes
+	// steps safe to run again where the server has no IF NOT EXISTS for
+	// them (ADD COLUMN on 18.16).
+	Done string
 }
 
 // Plan is the DDL generator: the migrations for a server version and
@@ -229,6 +255,7 @@ func Plan(v Version, s Schema) []Migration {
 	return []Migration{
 		{Version: 1, Name: "create_requests", Statements: createRequests(f, s)},
 		retentionMigration(f, s),
+		chunkSpansMigration(f, s),
 	}
 }
 
@@ -297,17 +324,15 @@ func createTable(f Features, name string, stores bool, engine string) string {
 	index := stores && f.SkipIndex
 	var b strings.Builder
 	b.WriteString("CREATE TABLE IF NOT EXISTS " + name + "\n(\n")
-	for i, c := range columns {
-		b.WriteString("    " + c.name + " " + columnType(c, cf))
-		if i < len(columns)-1 || index {
-			b.WriteString(",")
-		}
-		b.WriteString("\n")
+	for _, c := range columns {
+		b.WriteString("    " + c.name + " " + columnType(c, cf) + ",\n")
 	}
+	b.WriteString("    " + chunksAlias)
 	if index {
 		// Get looks rows up by id alone; the sort key cannot help it.
-		b.WriteString("    INDEX request_id_bf request_id TYPE bloom_filter(0.01) GRANULARITY 4\n")
+		b.WriteString(",\n    INDEX request_id_bf request_id TYPE bloom_filter(0.01) GRANULARITY 4")
 	}
+	b.WriteString("\n")
 	b.WriteString(")\n")
 	b.WriteString("ENGINE = " + engine)
 	return b.String()
@@ -332,15 +357,66 @@ func retentionMigration(f Features, s Schema) Migration {
 			"ALTER TABLE "+table+" MODIFY TTL start + "+interval(s.Retention))
 	}
 	if s.BodyRetention > 0 {
-		var mods []string
-		for _, c := range columns {
-			if c.class == body {
-				mods = append(mods, "    MODIFY COLUMN "+c.name+" "+columnType(c, f)+" TTL start + "+interval(s.BodyRetention))
-			}
-		}
-		m.Statements = append(m.Statements, "ALTER TABLE "+table+"\n"+strings.Join(mods, ",\n"))
+		// The columns of later migrations get theirs there: they may
+		// not exist yet when this step runs.
+		m.Statements = append(m.Statements, "ALTER TABLE "+table+"\n"+strings.Join(bodyTTLs(f, s, 0), ",\n"))
 	}
 	return m
+}
+
+// chunkSpansMigration adds chunk_starts, chunk_ends and the alias chunks
+// to a table created before them, and gives the two columns the TTL the
+// retention step gives bodies. On a cluster the local tables get the
+// columns and the Distributed table their types. Where the server has no
+// ADD COLUMN IF NOT EXISTS (18.16), Done skips the step for a table that
+// has them (created by migration 1). Its name carries the body retention
+// where there is TTL, so that a change of it applies again.
+func chunkSpansMigration(f Features, s Schema) Migration {
+	m := Migration{Version: chunkSpansSince, Name: "chunk_spans"}
+	if f.TTL {
+		m.Name += " bodies=" + shortDuration(s.BodyRetention)
+	}
+	ifNotExists := "IF NOT EXISTS "
+	if !f.IfNotExists {
+		ifNotExists = ""
+		m.Done = "SELECT count() FROM system.columns WHERE database = '" + s.Database +
+			"' AND table = '" + requestsTable + "' AND name = 'chunks'"
+	}
+	add := func(table string, cf Features) string {
+		var adds []string
+		after := "response_chunks"
+		for _, c := range columns {
+			if c.since == chunkSpansSince {
+				adds = append(adds, "    ADD COLUMN "+ifNotExists+c.name+" "+columnType(c, cf)+" AFTER "+after)
+				after = c.name
+			}
+		}
+		adds = append(adds, "    ADD COLUMN "+ifNotExists+chunksAlias)
+		return "ALTER TABLE " + table + s.onCluster() + "\n" + strings.Join(adds, ",\n")
+	}
+	m.Statements = append(m.Statements, add(s.storageTable(), f))
+	if s.Cluster != "" {
+		types := f
+		types.Codecs = false
+		m.Statements = append(m.Statements, add(s.Database+"."+requestsTable, types))
+	}
+	if f.TTL && s.BodyRetention > 0 {
+		m.Statements = append(m.Statements, "ALTER TABLE "+s.storageTable()+s.onCluster()+"\n"+
+			strings.Join(bodyTTLs(f, s, chunkSpansSince), ",\n"))
+	}
+	return m
+}
+
+// bodyTTLs are the MODIFY COLUMN clauses that give the body columns added
+// by migration since the body retention's TTL.
+func bodyTTLs(f Features, s Schema, since int) []string {
+	var mods []string
+	for _, c := range columns {
+		if c.class == body && c.since == since {
+			mods = append(mods, "    MODIFY COLUMN "+c.name+" "+columnType(c, f)+" TTL start + "+interval(s.BodyRetention))
+		}
+	}
+	return mods
 }
 
 // interval renders d in the largest whole unit ClickHouse's INTERVAL takes.
@@ -389,6 +465,9 @@ func renderPlan(v Version, s Schema) string {
 		fmt.Fprintf(&b, "-- migration %d: %s\n", m.Version, m.Name)
 		if len(m.Statements) == 0 {
 			b.WriteString("-- (does not apply to this server)\n\n")
+		}
+		if m.Done != "" {
+			b.WriteString("-- applied already when this counts more than 0:\n-- " + m.Done + "\n\n")
 		}
 		for _, st := range m.Statements {
 			b.WriteString(st + ";\n\n")

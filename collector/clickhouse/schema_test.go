@@ -71,7 +71,7 @@ func TestPlanBranches(t *testing.T) {
 	s := Schema{Retention: 90 * day, BodyRetention: 7 * day}
 	legacy := strings.Join(Plan(Version{18, 16, 1}, s)[0].Statements, "\n")
 	modern := Plan(Version{24, 8, 4}, s)
-	for _, bad := range []string{"CODEC", "TTL", "LowCardinality", "INDEX", "DateTime64", "Map("} {
+	for _, bad := range []string{"CODEC", "TTL", "LowCardinality", "INDEX", "DateTime64", " Map("} {
 		if strings.Contains(legacy, bad) {
 			t.Errorf("18.16 DDL contains %s, which 18.16 lacks:\n%s", bad, legacy)
 		}
@@ -182,7 +182,7 @@ func TestFeaturesOf(t *testing.T) {
 	}
 	for _, tt := range tests {
 		f := FeaturesOf(tt.v)
-		want := Features{Codecs: tt.want, TTL: tt.want, LowCardinality: tt.want, SkipIndex: tt.want}
+		want := Features{Codecs: tt.want, TTL: tt.want, LowCardinality: tt.want, SkipIndex: tt.want, IfNotExists: tt.want}
 		if f != want {
 			t.Errorf("FeaturesOf(%s) = %+v, want %+v", tt.v, f, want)
 		}

@@ -65,6 +65,10 @@ type spoolBatch struct {
 type spoolFact struct {
 	Fact collector.Fact
 	Set  uint8 // bit i: pointer i of factPointers was non-nil
+	// ChunkStarts and ChunkEnds hold Fact.Chunks as spans of its body,
+	// as the table does (chunkSpans), when they are runs of it: the
+	// texts are then not written twice. Files without them still read.
+	ChunkStarts, ChunkEnds []uint32
 }
 
 // factPointers are the fact's optional numbers, in the order of Set's bits.
@@ -122,6 +126,10 @@ func (s *spool) write(facts []*collector.Fact) (string, int64, error) {
 	b := spoolBatch{Version: spoolVersion, Facts: make([]spoolFact, len(facts))}
 	for i, f := range facts {
 		b.Facts[i].Fact = *f
+		if starts, ends, ok := chunkSpans(f.ResponseBody, f.Chunks); ok {
+			b.Facts[i].Fact.Chunks = nil
+			b.Facts[i].ChunkStarts, b.Facts[i].ChunkEnds = starts, ends
+		}
 		for bit, p := range factPointers(f) {
 			if *p != nil {
 				b.Facts[i].Set |= 1 << bit
@@ -215,6 +223,9 @@ func (s *spool) read(name string) ([]*collector.Fact, error) {
 	facts := make([]*collector.Fact, len(b.Facts))
 	for i := range b.Facts {
 		f := &b.Facts[i].Fact
+		if len(b.Facts[i].ChunkEnds) > 0 {
+			f.Chunks = spanChunks(f.ResponseBody, b.Facts[i].ChunkStarts, b.Facts[i].ChunkEnds)
+		}
 		for bit, p := range factPointers(f) {
 			if b.Facts[i].Set&(1<<bit) != 0 && *p == nil {
 				*p = new(int64) // it pointed at 0

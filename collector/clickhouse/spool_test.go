@@ -1,6 +1,8 @@
 package clickhouse
 
 import (
+	"bytes"
+	"encoding/gob"
 	"errors"
 	"os"
 	"path/filepath"
@@ -191,5 +193,40 @@ func TestSpoolNamesSortByTime(t *testing.T) {
 	b, _, _ := s.write(facts(1, 1))
 	if a >= b {
 		t.Errorf("names %q, %q do not sort in write order", a, b)
+	}
+}
+
+// TestSpoolReadsFilesWithoutSpans: a batch spooled by a collector that
+// wrote every chunk as text (no ChunkStarts/ChunkEnds) reads the same.
+func TestSpoolReadsFilesWithoutSpans(t *testing.T) {
+	s := mustOpenSpool(t, t.TempDir(), 1<<30)
+	type before struct { // spoolFact as it was
+		Fact collector.Fact
+		Set  uint8
+	}
+	in := facts(0, 8)
+	b := struct {
+		Version int
+		Facts   []before
+	}{Version: spoolVersion}
+	for _, f := range in {
+		b.Facts = append(b.Facts, before{Fact: *f})
+	}
+	var buf bytes.Buffer
+	if err := gob.NewEncoder(&buf).Encode(&b); err != nil {
+		t.Fatal(err)
+	}
+	name := "00000000000000000001-000001" + spoolExt
+	if err := os.WriteFile(filepath.Join(s.dir, name), buf.Bytes(), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	out, err := s.read(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range in {
+		if !reflect.DeepEqual(out[i].Chunks, in[i].Chunks) || out[i].ResponseBody != in[i].ResponseBody {
+			t.Errorf("fact %d: chunks %q, want %q", i, out[i].Chunks, in[i].Chunks)
+		}
 	}
 }

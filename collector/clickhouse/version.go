@@ -77,13 +77,16 @@ type Features struct {
 	LowCardinality bool
 	// SkipIndex: a bloom_filter index on request_id for Store.Get.
 	SkipIndex bool
+	// IfNotExists: ALTER TABLE ... ADD COLUMN IF NOT EXISTS (18.16 has
+	// only ADD COLUMN, which fails on a column that exists).
+	IfNotExists bool
 }
 
 // FeaturesOf is the version gate: everything modern from ClickHouse 20.1
 // on, nothing before (see modernSince for why 20.1).
 func FeaturesOf(v Version) Features {
 	modern := v.AtLeast(modernSince.Major, modernSince.Minor)
-	return Features{Codecs: modern, TTL: modern, LowCardinality: modern, SkipIndex: modern}
+	return Features{Codecs: modern, TTL: modern, LowCardinality: modern, SkipIndex: modern, IfNotExists: modern}
 }
 
 // ServerVersion asks the server for its version with SELECT version().

@@ -1,5 +1,5 @@
 -- ClickHouse 18.16.1, database llmtap, retention 90d, body retention 7d
--- features: {Codecs:false TTL:false LowCardinality:false SkipIndex:false}
+-- features: {Codecs:false TTL:false LowCardinality:false SkipIndex:false IfNotExists:false}
 
 -- bootstrap
 CREATE DATABASE IF NOT EXISTS llmtap;
@@ -50,9 +50,12 @@ CREATE TABLE IF NOT EXISTS llmtap.requests
     request_body String,
     response_body String,
     response_chunks Array(String),
+    chunk_starts Array(UInt32),
+    chunk_ends Array(UInt32),
     chunk_offsets_us Array(Int64),
     truncated UInt8,
-    inserted_at DateTime
+    inserted_at DateTime,
+    chunks Array(String) ALIAS if(empty(chunk_ends) OR empty(response_body), response_chunks, arrayMap((s, e) -> substring(response_body, s + 1, e - s), chunk_starts, chunk_ends))
 )
 ENGINE = ReplacingMergeTree(inserted_at)
 PARTITION BY toYYYYMM(start)
@@ -60,4 +63,13 @@ ORDER BY (route, start, start_ms, request_id);
 
 -- migration 2: retention rows=90d bodies=7d
 -- (does not apply to this server)
+
+-- migration 3: chunk_spans
+-- applied already when this counts more than 0:
+-- SELECT count() FROM system.columns WHERE database = 'llmtap' AND table = 'requests' AND name = 'chunks'
+
+ALTER TABLE llmtap.requests
+    ADD COLUMN chunk_starts Array(UInt32) AFTER response_chunks,
+    ADD COLUMN chunk_ends Array(UInt32) AFTER chunk_starts,
+    ADD COLUMN chunks Array(String) ALIAS if(empty(chunk_ends) OR empty(response_body), response_chunks, arrayMap((s, e) -> substring(response_body, s + 1, e - s), chunk_starts, chunk_ends));
 

@@ -1,5 +1,5 @@
 -- ClickHouse 18.16.1, database llmtap, cluster llmtap_cluster, retention 90d, body retention 7d
--- features: {Codecs:false TTL:false LowCardinality:false SkipIndex:false}
+-- features: {Codecs:false TTL:false LowCardinality:false SkipIndex:false IfNotExists:false}
 
 -- bootstrap
 CREATE DATABASE IF NOT EXISTS llmtap ON CLUSTER llmtap_cluster;
@@ -50,9 +50,12 @@ CREATE TABLE IF NOT EXISTS llmtap.requests_local ON CLUSTER llmtap_cluster
     request_body String,
     response_body String,
     response_chunks Array(String),
+    chunk_starts Array(UInt32),
+    chunk_ends Array(UInt32),
     chunk_offsets_us Array(Int64),
     truncated UInt8,
-    inserted_at DateTime
+    inserted_at DateTime,
+    chunks Array(String) ALIAS if(empty(chunk_ends) OR empty(response_body), response_chunks, arrayMap((s, e) -> substring(response_body, s + 1, e - s), chunk_starts, chunk_ends))
 )
 ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/llmtap/requests_local', '{replica}', inserted_at)
 PARTITION BY toYYYYMM(start)
@@ -93,12 +96,29 @@ CREATE TABLE IF NOT EXISTS llmtap.requests ON CLUSTER llmtap_cluster
     request_body String,
     response_body String,
     response_chunks Array(String),
+    chunk_starts Array(UInt32),
+    chunk_ends Array(UInt32),
     chunk_offsets_us Array(Int64),
     truncated UInt8,
-    inserted_at DateTime
+    inserted_at DateTime,
+    chunks Array(String) ALIAS if(empty(chunk_ends) OR empty(response_body), response_chunks, arrayMap((s, e) -> substring(response_body, s + 1, e - s), chunk_starts, chunk_ends))
 )
 ENGINE = Distributed(llmtap_cluster, llmtap, requests_local, cityHash64(request_id));
 
 -- migration 2: retention rows=90d bodies=7d
 -- (does not apply to this server)
+
+-- migration 3: chunk_spans
+-- applied already when this counts more than 0:
+-- SELECT count() FROM system.columns WHERE database = 'llmtap' AND table = 'requests' AND name = 'chunks'
+
+ALTER TABLE llmtap.requests_local ON CLUSTER llmtap_cluster
+    ADD COLUMN chunk_starts Array(UInt32) AFTER response_chunks,
+    ADD COLUMN chunk_ends Array(UInt32) AFTER chunk_starts,
+    ADD COLUMN chunks Array(String) ALIAS if(empty(chunk_ends) OR empty(response_body), response_chunks, arrayMap((s, e) -> substring(response_body, s + 1, e - s), chunk_starts, chunk_ends));
+
+ALTER TABLE llmtap.requests ON CLUSTER llmtap_cluster
+    ADD COLUMN chunk_starts Array(UInt32) AFTER response_chunks,
+    ADD COLUMN chunk_ends Array(UInt32) AFTER chunk_starts,
+    ADD COLUMN chunks Array(String) ALIAS if(empty(chunk_ends) OR empty(response_body), response_chunks, arrayMap((s, e) -> substring(response_body, s + 1, e - s), chunk_starts, chunk_ends));
 

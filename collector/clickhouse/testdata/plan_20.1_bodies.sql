@@ -1,5 +1,5 @@
 -- ClickHouse 20.1.2, database obs, retention off, body retention 36h
--- features: {Codecs:true TTL:true LowCardinality:true SkipIndex:true}
+-- features: {Codecs:true TTL:true LowCardinality:true SkipIndex:true IfNotExists:true}
 
 -- bootstrap
 CREATE DATABASE IF NOT EXISTS obs;
@@ -50,9 +50,12 @@ CREATE TABLE IF NOT EXISTS obs.requests
     request_body String CODEC(ZSTD(3)),
     response_body String CODEC(ZSTD(3)),
     response_chunks Array(String) CODEC(ZSTD(3)),
+    chunk_starts Array(UInt32) CODEC(ZSTD(1)),
+    chunk_ends Array(UInt32) CODEC(ZSTD(1)),
     chunk_offsets_us Array(Int64) CODEC(ZSTD(1)),
     truncated UInt8,
     inserted_at DateTime CODEC(Delta, ZSTD(1)),
+    chunks Array(String) ALIAS if(empty(chunk_ends) OR empty(response_body), response_chunks, arrayMap((s, e) -> substring(response_body, s + 1, e - s), chunk_starts, chunk_ends)),
     INDEX request_id_bf request_id TYPE bloom_filter(0.01) GRANULARITY 4
 )
 ENGINE = ReplacingMergeTree(inserted_at)
@@ -65,4 +68,14 @@ ALTER TABLE obs.requests
     MODIFY COLUMN response_body String CODEC(ZSTD(3)) TTL start + INTERVAL 36 HOUR,
     MODIFY COLUMN response_chunks Array(String) CODEC(ZSTD(3)) TTL start + INTERVAL 36 HOUR,
     MODIFY COLUMN chunk_offsets_us Array(Int64) CODEC(ZSTD(1)) TTL start + INTERVAL 36 HOUR;
+
+-- migration 3: chunk_spans bodies=36h
+ALTER TABLE obs.requests
+    ADD COLUMN IF NOT EXISTS chunk_starts Array(UInt32) CODEC(ZSTD(1)) AFTER response_chunks,
+    ADD COLUMN IF NOT EXISTS chunk_ends Array(UInt32) CODEC(ZSTD(1)) AFTER chunk_starts,
+    ADD COLUMN IF NOT EXISTS chunks Array(String) ALIAS if(empty(chunk_ends) OR empty(response_body), response_chunks, arrayMap((s, e) -> substring(response_body, s + 1, e - s), chunk_starts, chunk_ends));
+
+ALTER TABLE obs.requests
+    MODIFY COLUMN chunk_starts Array(UInt32) CODEC(ZSTD(1)) TTL start + INTERVAL 36 HOUR,
+    MODIFY COLUMN chunk_ends Array(UInt32) CODEC(ZSTD(1)) TTL start + INTERVAL 36 HOUR;
 

@@ -1,5 +1,5 @@
 -- ClickHouse 24.8.4, database llmtap, retention off, body retention off
--- features: {Codecs:true TTL:true LowCardinality:true SkipIndex:true}
+-- features: {Codecs:true TTL:true LowCardinality:true SkipIndex:true IfNotExists:true}
 
 -- bootstrap
 CREATE DATABASE IF NOT EXISTS llmtap;
@@ -50,9 +50,12 @@ CREATE TABLE IF NOT EXISTS llmtap.requests
     request_body String CODEC(ZSTD(3)),
     response_body String CODEC(ZSTD(3)),
     response_chunks Array(String) CODEC(ZSTD(3)),
+    chunk_starts Array(UInt32) CODEC(ZSTD(1)),
+    chunk_ends Array(UInt32) CODEC(ZSTD(1)),
     chunk_offsets_us Array(Int64) CODEC(ZSTD(1)),
     truncated UInt8,
     inserted_at DateTime CODEC(Delta, ZSTD(1)),
+    chunks Array(String) ALIAS if(empty(chunk_ends) OR empty(response_body), response_chunks, arrayMap((s, e) -> substring(response_body, s + 1, e - s), chunk_starts, chunk_ends)),
     INDEX request_id_bf request_id TYPE bloom_filter(0.01) GRANULARITY 4
 )
 ENGINE = ReplacingMergeTree(inserted_at)
@@ -61,4 +64,10 @@ ORDER BY (route, start, start_ms, request_id);
 
 -- migration 2: retention rows=off bodies=off
 -- (does not apply to this server)
+
+-- migration 3: chunk_spans bodies=off
+ALTER TABLE llmtap.requests
+    ADD COLUMN IF NOT EXISTS chunk_starts Array(UInt32) CODEC(ZSTD(1)) AFTER response_chunks,
+    ADD COLUMN IF NOT EXISTS chunk_ends Array(UInt32) CODEC(ZSTD(1)) AFTER chunk_starts,
+    ADD COLUMN IF NOT EXISTS chunks Array(String) ALIAS if(empty(chunk_ends) OR empty(response_body), response_chunks, arrayMap((s, e) -> substring(response_body, s + 1, e - s), chunk_starts, chunk_ends));
 

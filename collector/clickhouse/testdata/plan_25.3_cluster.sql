@@ -1,5 +1,5 @@
 -- ClickHouse 25.3.1, database obs, cluster main, retention 90d, body retention 7d
--- features: {Codecs:true TTL:true LowCardinality:true SkipIndex:true}
+-- features: {Codecs:true TTL:true LowCardinality:true SkipIndex:true IfNotExists:true}
 
 -- bootstrap
 CREATE DATABASE IF NOT EXISTS obs ON CLUSTER main;
@@ -50,9 +50,12 @@ CREATE TABLE IF NOT EXISTS obs.requests_local ON CLUSTER main
     request_body String CODEC(ZSTD(3)),
     response_body String CODEC(ZSTD(3)),
     response_chunks Array(String) CODEC(ZSTD(3)),
+    chunk_starts Array(UInt32) CODEC(ZSTD(1)),
+    chunk_ends Array(UInt32) CODEC(ZSTD(1)),
     chunk_offsets_us Array(Int64) CODEC(ZSTD(1)),
     truncated UInt8,
     inserted_at DateTime CODEC(Delta, ZSTD(1)),
+    chunks Array(String) ALIAS if(empty(chunk_ends) OR empty(response_body), response_chunks, arrayMap((s, e) -> substring(response_body, s + 1, e - s), chunk_starts, chunk_ends)),
     INDEX request_id_bf request_id TYPE bloom_filter(0.01) GRANULARITY 4
 )
 ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/obs/requests_local', '{replica}', inserted_at)
@@ -94,9 +97,12 @@ CREATE TABLE IF NOT EXISTS obs.requests ON CLUSTER main
     request_body String,
     response_body String,
     response_chunks Array(String),
+    chunk_starts Array(UInt32),
+    chunk_ends Array(UInt32),
     chunk_offsets_us Array(Int64),
     truncated UInt8,
-    inserted_at DateTime
+    inserted_at DateTime,
+    chunks Array(String) ALIAS if(empty(chunk_ends) OR empty(response_body), response_chunks, arrayMap((s, e) -> substring(response_body, s + 1, e - s), chunk_starts, chunk_ends))
 )
 ENGINE = Distributed(main, obs, requests_local, cityHash64(request_id));
 
@@ -108,4 +114,19 @@ ALTER TABLE obs.requests_local ON CLUSTER main
     MODIFY COLUMN response_body String CODEC(ZSTD(3)) TTL start + INTERVAL 7 DAY,
     MODIFY COLUMN response_chunks Array(String) CODEC(ZSTD(3)) TTL start + INTERVAL 7 DAY,
     MODIFY COLUMN chunk_offsets_us Array(Int64) CODEC(ZSTD(1)) TTL start + INTERVAL 7 DAY;
+
+-- migration 3: chunk_spans bodies=7d
+ALTER TABLE obs.requests_local ON CLUSTER main
+    ADD COLUMN IF NOT EXISTS chunk_starts Array(UInt32) CODEC(ZSTD(1)) AFTER response_chunks,
+    ADD COLUMN IF NOT EXISTS chunk_ends Array(UInt32) CODEC(ZSTD(1)) AFTER chunk_starts,
+    ADD COLUMN IF NOT EXISTS chunks Array(String) ALIAS if(empty(chunk_ends) OR empty(response_body), response_chunks, arrayMap((s, e) -> substring(response_body, s + 1, e - s), chunk_starts, chunk_ends));
+
+ALTER TABLE obs.requests ON CLUSTER main
+    ADD COLUMN IF NOT EXISTS chunk_starts Array(UInt32) AFTER response_chunks,
+    ADD COLUMN IF NOT EXISTS chunk_ends Array(UInt32) AFTER chunk_starts,
+    ADD COLUMN IF NOT EXISTS chunks Array(String) ALIAS if(empty(chunk_ends) OR empty(response_body), response_chunks, arrayMap((s, e) -> substring(response_body, s + 1, e - s), chunk_starts, chunk_ends));
+
+ALTER TABLE obs.requests_local ON CLUSTER main
+    MODIFY COLUMN chunk_starts Array(UInt32) CODEC(ZSTD(1)) TTL start + INTERVAL 7 DAY,
+    MODIFY COLUMN chunk_ends Array(UInt32) CODEC(ZSTD(1)) TTL start + INTERVAL 7 DAY;
 
