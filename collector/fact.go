@@ -105,10 +105,11 @@ var ErrNotFound = errors.New("not found")
 // sender should retry later.
 var ErrQueueFull = errors.New("write queue full")
 
-// Queue takes facts to be stored without waiting on the store: the facts
-// of one batch all, or none and an error (ErrQueueFull: retry later).
+// Queue takes facts to be stored without waiting on the store (beyond a
+// short bound for room, within ctx): the facts of one batch all, or none
+// and an error (ErrQueueFull: retry later).
 type Queue interface {
-	Enqueue(facts ...*Fact) error
+	Enqueue(ctx context.Context, facts ...*Fact) error
 }
 
 // Store keeps facts and finds them again.

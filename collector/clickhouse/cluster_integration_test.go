@@ -111,7 +111,7 @@ func TestIntegrationCluster(t *testing.T) {
 		w, stop := startWriter(t, conn, WriterOptions{Database: db, Cluster: srv.Cluster.Name, FlushInterval: 20 * time.Millisecond, SpoolDir: t.TempDir()})
 		for i := range in {
 			in[i] = testFact(i)
-			if err := w.Enqueue(in[i]); err != nil {
+			if err := w.Enqueue(context.Background(), in[i]); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -159,7 +159,7 @@ func TestIntegrationCluster(t *testing.T) {
 		again.Model = "re-derived-model"    // a later copy, from a newer collector
 		time.Sleep(1100 * time.Millisecond) // a later inserted_at
 		w, stop := startWriter(t, conn, WriterOptions{Database: db, Cluster: srv.Cluster.Name, FlushInterval: 10 * time.Millisecond})
-		if err := w.Enqueue(&again); err != nil {
+		if err := w.Enqueue(context.Background(), &again); err != nil {
 			t.Fatal(err)
 		}
 		stop()

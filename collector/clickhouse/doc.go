@@ -96,10 +96,13 @@
 //
 // # Writing
 //
-// Writer.Enqueue takes the facts of an ingest batch, all or none, without
-// waiting on ClickHouse: into a queue bounded in facts and bytes, or, past
-// either bound, straight to the spool; it answers ErrQueueFull only when
-// the spool cannot take them either. Writer.Run batches by size and time,
+// Writer.Enqueue takes the facts of an ingest batch, all or none: into a
+// queue bounded in facts and bytes, or, past either bound, after waiting
+// up to WriterOptions.QueueWait (within its context) for a written batch
+// to make room, to the spool; it answers ErrQueueFull only when the spool
+// cannot take them either. The wait is flow control: while ClickHouse
+// keeps up, it slows the senders down instead of writing batches to disk
+// and reading them back, which cost the collector a third of its CPU. Writer.Run batches by size and time,
 // retries a failed insert a few times with backoff, then writes the batch
 // to a bounded spool on disk (one fsync'd gob file per batch) and replays
 // the spool, oldest first, when ClickHouse answers again. Writer.Shutdown drains the queue to

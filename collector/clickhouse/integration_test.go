@@ -200,7 +200,7 @@ func TestIntegrationMigrateChunkSpans(t *testing.T) {
 	w, stop := startWriter(t, conn, WriterOptions{Database: db, FlushInterval: 10 * time.Millisecond})
 	for id, f := range facts {
 		if id != "old" {
-			if err := w.Enqueue(f); err != nil {
+			if err := w.Enqueue(context.Background(), f); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -238,7 +238,7 @@ func TestIntegrationWrite10kAndGet(t *testing.T) {
 	start := time.Now()
 	for _, f := range in {
 		bodyBytes += len(f.RequestBody) + len(f.ResponseBody)
-		if err := w.Enqueue(f); err != nil {
+		if err := w.Enqueue(context.Background(), f); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -280,7 +280,7 @@ func TestIntegrationGetTrickyIDs(t *testing.T) {
 	for i, id := range ids {
 		f := testFact(i)
 		f.RequestID = id
-		if err := w.Enqueue(f); err != nil {
+		if err := w.Enqueue(context.Background(), f); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -306,7 +306,7 @@ func TestIntegrationReplayDedups(t *testing.T) {
 			time.Sleep(1100 * time.Millisecond) // a later inserted_at for the changed copy
 		}
 		w, stop := startWriter(t, conn, WriterOptions{Database: db, FlushInterval: 10 * time.Millisecond})
-		if err := w.Enqueue(fact); err != nil {
+		if err := w.Enqueue(context.Background(), fact); err != nil {
 			t.Fatal(err)
 		}
 		stop()
@@ -335,7 +335,7 @@ func TestIntegrationReplayDedups(t *testing.T) {
 	other := testFact(4)
 	other.RequestID = f.RequestID
 	w, stop := startWriter(t, conn, WriterOptions{Database: db, FlushInterval: 10 * time.Millisecond})
-	if err := w.Enqueue(other); err != nil {
+	if err := w.Enqueue(context.Background(), other); err != nil {
 		t.Fatal(err)
 	}
 	stop()
@@ -376,7 +376,7 @@ func TestIntegrationOutage(t *testing.T) {
 			default:
 			}
 			f := testFact(i)
-			switch err := w.Enqueue(f); {
+			switch err := w.Enqueue(context.Background(), f); {
 			case err == nil:
 				mu.Lock()
 				acked = append(acked, f.RequestID)
@@ -486,7 +486,7 @@ func TestIntegrationSpillWhileHung(t *testing.T) {
 		for i := range facts {
 			facts[i] = testFact(b*per + i)
 		}
-		if err := w.Enqueue(facts...); err != nil {
+		if err := w.Enqueue(context.Background(), facts...); err != nil {
 			t.Fatalf("batch %d: %v", b, err)
 		}
 		if b == 0 {
@@ -602,7 +602,7 @@ func TestIntegrationDocumentedQueries(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		f := testFact(i)
 		f.Start = now.Add(-time.Minute)
-		if err := w.Enqueue(f); err != nil {
+		if err := w.Enqueue(context.Background(), f); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -676,7 +676,7 @@ func TestIntegrationBackupRestore(t *testing.T) {
 	for i := 0; i < 21; i++ {
 		f := testFact(i)
 		f.Start = starts[i%len(starts)]
-		if err := w.Enqueue(f); err != nil {
+		if err := w.Enqueue(context.Background(), f); err != nil {
 			t.Fatal(err)
 		}
 	}

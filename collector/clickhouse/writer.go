@@ -56,6 +56,11 @@ type WriterOptions struct {
 	// or past QueueSize, Enqueue spills the batch to the spool, and
 	// answers ErrQueueFull only when the spool cannot take it either.
 	QueueBytes int64
+	// QueueWait is how long Enqueue waits for room in the queue before it
+	// spills a batch (default 0: at once). While ClickHouse keeps up, a
+	// short wait slows the senders down instead of writing their batches
+	// to disk and reading them back, which costs more than storing them.
+	QueueWait time.Duration
 	// SpoolDir keeps batches ClickHouse did not take, to replay later.
 	// Empty disables the spool: such batches are dropped and counted in
 	// SpoolDropped, so set it in production.
@@ -152,8 +157,12 @@ type Writer struct {
 	insertSQL string
 	queue     chan *collector.Fact
 
-	mu      sync.RWMutex // guards closed against Enqueue's send
-	closed  bool
+	mu     sync.RWMutex // guards closed against Enqueue's send
+	closed bool
+	// room is closed (and replaced) each time a batch leaves the queue,
+	// waking the Enqueue calls waiting for room.
+	roomMu  sync.Mutex
+	room    chan struct{}
 	running atomic.Bool
 
 	// Shutdown closes stopping once; Run closes done when it returns.
@@ -208,6 +217,7 @@ func NewWriter(conn driver.Conn, opts WriterOptions) *Writer {
 		log:         o.Logger.With("component", "clickhouse.writer", "database", o.Database),
 		insertSQL:   "INSERT INTO " + o.Database + "." + requestsTable + " (" + columnList() + ")",
 		queue:       make(chan *collector.Fact, o.QueueSize),
+		room:        make(chan struct{}),
 		stopping:    make(chan struct{}),
 		done:        make(chan struct{}),
 		insertsOver: insertsOver,
@@ -216,14 +226,16 @@ func NewWriter(conn driver.Conn, opts WriterOptions) *Writer {
 }
 
 // Enqueue takes the facts of one ingest batch, all or none, without
-// waiting on ClickHouse: into the in-memory queue when they fit in
-// QueueSize and QueueBytes, else straight to the spool as one file,
-// written and fsync'd before it returns (counted in Spilled), so that an
-// acknowledged backlog never outgrows the memory the collector is given.
-// It returns ErrQueueFull when neither can take them (the spool full,
-// failing or disabled) and ErrClosed after Run returned; then no fact was
-// taken. The writer owns the facts afterwards: do not change them.
-func (w *Writer) Enqueue(facts ...*collector.Fact) error {
+// waiting on ClickHouse longer than QueueWait: into the in-memory queue
+// when they fit in QueueSize and QueueBytes (waiting up to QueueWait, or
+// until ctx ends, for a written batch to make room), else straight to the
+// spool as one file, written and fsync'd before it returns (counted in
+// Spilled), so that an acknowledged backlog never outgrows the memory the
+// collector is given. It returns ErrQueueFull when neither can take them
+// (the spool full, failing or disabled) and ErrClosed after Run returned;
+// then no fact was taken. The writer owns the facts afterwards: do not
+// change them.
+func (w *Writer) Enqueue(ctx context.Context, facts ...*collector.Fact) error {
 	var size int64
 	for _, f := range facts {
 		if f == nil {
@@ -231,11 +243,52 @@ func (w *Writer) Enqueue(facts ...*collector.Fact) error {
 		}
 		size += factSize(f)
 	}
-	n := int64(len(facts))
+	var timeout <-chan time.Time
+	for {
+		// Taken before the try: room made between the try and the wait
+		// closes this channel, so it is not missed.
+		room := w.roomSignal()
+		if queued, err := w.tryQueue(facts, size); queued || err != nil {
+			return err
+		}
+		if timeout == nil {
+			if w.opts.QueueWait <= 0 {
+				break
+			}
+			t := time.NewTimer(w.opts.QueueWait)
+			defer t.Stop()
+			timeout = t.C
+		}
+		stop := false
+		select {
+		case <-room:
+		case <-timeout:
+			stop = true
+		case <-ctx.Done():
+			stop = true
+		case <-w.stopping:
+			stop = true
+		}
+		if stop {
+			break
+		}
+	}
 	w.mu.RLock()
 	defer w.mu.RUnlock()
 	if w.closed {
 		return ErrClosed
+	}
+	return w.spill(facts)
+}
+
+// tryQueue puts the facts in the queue if they all fit, reporting whether
+// they did.
+func (w *Writer) tryQueue(facts []*collector.Fact, size int64) (bool, error) {
+	n := int64(len(facts))
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if w.closed {
+		return false, ErrClosed
 	}
 	// Room is reserved before the sends, so they never block: queued
 	// counts what the channel holds and more (the batch being written).
@@ -244,12 +297,30 @@ func (w *Writer) Enqueue(facts ...*collector.Fact) error {
 			for _, f := range facts {
 				w.queue <- f
 			}
-			return nil
+			return true, nil
 		}
 		w.queued.Add(-n)
 	}
 	w.queuedBytes.Add(-size)
-	return w.spill(facts)
+	return false, nil
+}
+
+// roomSignal returns the channel closed when the queue next has room.
+func (w *Writer) roomSignal() <-chan struct{} {
+	w.roomMu.Lock()
+	defer w.roomMu.Unlock()
+	return w.room
+}
+
+// release gives back the room of a batch that left the queue (written or
+// spooled) and wakes the batches waiting for it.
+func (w *Writer) release(n int, size int64) {
+	w.queuedBytes.Add(-size)
+	w.queued.Add(-int64(n))
+	w.roomMu.Lock()
+	close(w.room)
+	w.room = make(chan struct{})
+	w.roomMu.Unlock()
 }
 
 // spill writes a batch the queue has no room for to the spool. The caller
@@ -455,8 +526,7 @@ func (w *Writer) flush(ctx context.Context, batch []*collector.Fact, retries int
 	for _, f := range batch {
 		size += factSize(f)
 	}
-	defer w.queuedBytes.Add(-size)
-	defer w.queued.Add(-int64(n))
+	defer w.release(n, size)
 	if w.insertsOver.Err() != nil {
 		w.toSpool(batch, errDrainDeadline)
 		return

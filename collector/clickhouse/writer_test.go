@@ -164,7 +164,7 @@ func enqueue(t *testing.T, w *Writer, from, n int) []string {
 	ids := make([]string, 0, n)
 	for i := from; i < from+n; i++ {
 		f := testFact(i)
-		if err := w.Enqueue(f); err != nil {
+		if err := w.Enqueue(context.Background(), f); err != nil {
 			t.Fatalf("Enqueue %d: %v", i, err)
 		}
 		ids = append(ids, f.RequestID)
@@ -200,7 +200,7 @@ func TestWriterFlushesByBytes(t *testing.T) {
 	}
 	w, _ := startWriter(t, conn, WriterOptions{BatchSize: 1000, BatchBytes: size, FlushInterval: time.Hour})
 	for i, f := range in {
-		if err := w.Enqueue(f); err != nil {
+		if err := w.Enqueue(context.Background(), f); err != nil {
 			t.Fatal(err)
 		}
 		if i < 2 {
@@ -224,7 +224,7 @@ func TestEnqueueNeverBlocks(t *testing.T) {
 	w := NewWriter(&fakeConn{}, WriterOptions{QueueSize: 5}) // not running
 	enqueue(t, w, 0, 5)
 	start := time.Now()
-	if err := w.Enqueue(testFact(5)); !errors.Is(err, ErrQueueFull) || !errors.Is(err, collector.ErrQueueFull) {
+	if err := w.Enqueue(context.Background(), testFact(5)); !errors.Is(err, ErrQueueFull) || !errors.Is(err, collector.ErrQueueFull) {
 		t.Fatalf("Enqueue on a full queue: %v, want ErrQueueFull", err)
 	}
 	if d := time.Since(start); d > 10*time.Millisecond {
@@ -233,7 +233,7 @@ func TestEnqueueNeverBlocks(t *testing.T) {
 	if st := w.Stats(); st.Queued != 5 || st.Rejected != 1 {
 		t.Errorf("stats: %+v", st)
 	}
-	if err := w.Enqueue(nil); err == nil {
+	if err := w.Enqueue(context.Background(), nil); err == nil {
 		t.Error("Enqueue(nil) accepted")
 	}
 }
@@ -251,11 +251,11 @@ func TestEnqueueBoundedInBytes(t *testing.T) {
 	conn := &fakeConn{}
 	w := NewWriter(conn, WriterOptions{QueueSize: 100, QueueBytes: limit, BatchSize: 1, Logger: testLogger(t)})
 	for i := 0; i < 3; i++ {
-		if err := w.Enqueue(big(i)); err != nil {
+		if err := w.Enqueue(context.Background(), big(i)); err != nil {
 			t.Fatalf("fact %d within the bytes: %v", i, err)
 		}
 	}
-	if err := w.Enqueue(big(3)); !errors.Is(err, ErrQueueFull) {
+	if err := w.Enqueue(context.Background(), big(3)); !errors.Is(err, ErrQueueFull) {
 		t.Fatalf("a fact past QueueBytes: %v, want ErrQueueFull", err)
 	}
 	if st := w.Stats(); st.Queued != 3 || st.QueuedBytes != limit || st.Rejected != 1 {
@@ -271,7 +271,7 @@ func TestEnqueueBoundedInBytes(t *testing.T) {
 		}
 	})
 	waitFor(t, "the queue written", func() bool { st := w.Stats(); return st.Written == 3 && st.QueuedBytes == 0 })
-	if err := w.Enqueue(big(4)); err != nil {
+	if err := w.Enqueue(context.Background(), big(4)); err != nil {
 		t.Fatalf("after the queue was written: %v", err)
 	}
 }
@@ -302,21 +302,21 @@ func TestEnqueueSpillsPastTheBound(t *testing.T) {
 		QueueBytes: limit, BatchSize: 100, FlushInterval: 5 * time.Millisecond,
 		SpoolDir: t.TempDir(), SpoolMaxBytes: 64 << 10, WriteTimeout: time.Minute,
 	})
-	if err := w.Enqueue(inMemory...); err != nil {
+	if err := w.Enqueue(context.Background(), inMemory...); err != nil {
 		t.Fatalf("a batch within the bound: %v", err)
 	}
 	waitFor(t, "the insert to hang", func() bool { conn.mu.Lock(); defer conn.mu.Unlock(); return conn.hung == 1 })
 
 	spilled, ids := batch(3, 2, 0)
 	want = append(want, ids...)
-	if err := w.Enqueue(spilled...); err != nil {
+	if err := w.Enqueue(context.Background(), spilled...); err != nil {
 		t.Fatalf("a batch past the bound, with room in the spool: %v", err)
 	}
 	if st := w.Stats(); st.Spilled != 2 || st.SpooledBatches != 1 || st.QueuedBytes != limit || st.Rejected != 0 {
 		t.Fatalf("after the spill: %+v, want 2 spilled in 1 spool file, %d bytes queued", st, limit)
 	}
 	tooBig, _ := batch(5, 1, 100<<10)
-	if err := w.Enqueue(tooBig...); !errors.Is(err, collector.ErrQueueFull) {
+	if err := w.Enqueue(context.Background(), tooBig...); !errors.Is(err, collector.ErrQueueFull) {
 		t.Fatalf("a batch neither the queue nor the spool can take: %v, want ErrQueueFull", err)
 	}
 	if st := w.Stats(); st.Spilled != 2 || st.SpooledBatches != 1 || st.Rejected != 1 {
@@ -330,6 +330,60 @@ func TestEnqueueSpillsPastTheBound(t *testing.T) {
 	})
 	if got := conn.stored(); !slices.Equal(got, want) {
 		t.Errorf("stored %v, want %v", got, want)
+	}
+}
+
+// TestEnqueueWaitsForRoom: a batch past the bound waits up to QueueWait
+// for a written batch to make room, and goes to the spool only when the
+// wait ends (or its context does) first.
+func TestEnqueueWaitsForRoom(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		wait    time.Duration
+		ctx     func() context.Context
+		spilled uint64
+	}{
+		{"room made within the wait", time.Hour, context.Background, 0},
+		{"the wait ends first", 10 * time.Millisecond, context.Background, 2},
+		{"the request ends first", time.Hour, func() context.Context {
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			return ctx
+		}, 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			first := []*collector.Fact{testFact(0), testFact(1), testFact(2)}
+			var limit int64
+			for _, f := range first {
+				limit += factSize(f)
+			}
+			conn := &fakeConn{gate: make(chan struct{})}
+			w, _ := startWriter(t, conn, WriterOptions{
+				QueueBytes: limit, QueueWait: tt.wait, BatchSize: 100, FlushInterval: 5 * time.Millisecond,
+				SpoolDir: t.TempDir(), WriteTimeout: time.Minute,
+			})
+			if err := w.Enqueue(context.Background(), first...); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "the insert to hang", func() bool { conn.mu.Lock(); defer conn.mu.Unlock(); return conn.hung == 1 })
+			done := make(chan error, 1)
+			go func() { done <- w.Enqueue(tt.ctx(), testFact(3), testFact(4)) }()
+			if tt.spilled > 0 {
+				if err := <-done; err != nil {
+					t.Fatal(err)
+				}
+			}
+			close(conn.gate) // ClickHouse catches up: room
+			if tt.spilled == 0 {
+				if err := <-done; err != nil {
+					t.Fatal(err)
+				}
+			}
+			waitFor(t, "every fact stored", func() bool { st := w.Stats(); return st.Written+st.Replayed == 5 })
+			if st := w.Stats(); st.Spilled != tt.spilled || st.Rejected != 0 {
+				t.Errorf("stats %+v, want %d spilled", st, tt.spilled)
+			}
+		})
 	}
 }
 
@@ -372,7 +426,7 @@ func TestWriterDrainsToSpoolWhenDown(t *testing.T) {
 	w, stop := startWriter(t, conn, WriterOptions{BatchSize: 100, FlushInterval: time.Hour, SpoolDir: dir})
 	ids := enqueue(t, w, 0, 30)
 	stop()
-	if err := w.Enqueue(testFact(99)); !errors.Is(err, ErrClosed) {
+	if err := w.Enqueue(context.Background(), testFact(99)); !errors.Is(err, ErrClosed) {
 		t.Errorf("Enqueue after Run returned: %v, want ErrClosed", err)
 	}
 	st := w.Stats()
@@ -538,7 +592,7 @@ func TestWriterBadSpoolDir(t *testing.T) {
 	if err := w.Run(context.Background()); err == nil {
 		t.Fatal("Run with an unusable spool folder returned nil")
 	}
-	if err := w.Enqueue(testFact(0)); !errors.Is(err, ErrClosed) {
+	if err := w.Enqueue(context.Background(), testFact(0)); !errors.Is(err, ErrClosed) {
 		t.Errorf("Enqueue after a failed Run: %v, want ErrClosed", err)
 	}
 }
@@ -628,7 +682,7 @@ func TestWriterShutdown(t *testing.T) {
 			if err := <-done; err != nil {
 				t.Errorf("Run: %v", err)
 			}
-			if err := w.Enqueue(testFact(99)); !errors.Is(err, ErrClosed) {
+			if err := w.Enqueue(context.Background(), testFact(99)); !errors.Is(err, ErrClosed) {
 				t.Errorf("Enqueue after Shutdown: %v, want ErrClosed", err)
 			}
 			got := append(tt.conn.stored(), spooledIDs(t, dir)...)

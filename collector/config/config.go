@@ -123,6 +123,9 @@ type ClickHouse struct {
 	// queue_size) ingest batches go to the spool, and 503 only when the
 	// spool is full too.
 	QueueMaxBytes Size `yaml:"queue_max_bytes" json:"queue_max_bytes"`
+	// QueueWait is how long an ingest batch may wait for room in the
+	// queue before it goes to the spool; 0 spills at once.
+	QueueWait Duration `yaml:"queue_wait" json:"queue_wait"`
 	// Retention is the row TTL; 0 keeps rows forever.
 	Retention Duration `yaml:"retention" json:"retention"`
 	// BodyRetention is the TTL of the body columns; 0 means Retention.
@@ -256,6 +259,7 @@ func defaults() *Config {
 			FlushInterval: Duration(time.Second),
 			QueueSize:     5000,
 			QueueMaxBytes: 256 << 20,
+			QueueWait:     Duration(time.Second),
 			Retention:     Duration(30 * 24 * time.Hour),
 			BodyRetention: Duration(7 * 24 * time.Hour),
 			SpoolMaxBytes: 1 << 30,
@@ -430,6 +434,7 @@ func (c *Config) LogValue() slog.Value {
 			slog.String("flush_interval", ch.FlushInterval.String()),
 			slog.Int("queue_size", ch.QueueSize),
 			slog.Int64("queue_max_bytes", int64(ch.QueueMaxBytes)),
+			slog.String("queue_wait", ch.QueueWait.String()),
 			slog.String("retention", ch.Retention.String()),
 			slog.String("body_retention", ch.BodyRetention.String()),
 			slog.String("spool_dir", ch.SpoolDir),

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 
 	llmtap "github.com/llmtap/llmtap/plugin"
@@ -21,6 +22,7 @@ var (
 const (
 	maxBatchSize = 1_000_000 // a bigger insert holds too much memory on both sides
 	maxRedisDB   = 15        // Redis has 16 databases unless reconfigured
+	maxQueueWait = Duration(4 * time.Second)
 )
 
 // Validate checks every field and reports all problems at once, each with
@@ -61,6 +63,12 @@ func (c *Config) Validate() error {
 	// The records of one ingest request must fit in the queue's bytes.
 	if ch.QueueMaxBytes < 2*c.MaxBodyBytes {
 		p.add("clickhouse.queue_max_bytes", fmt.Sprintf("%s is smaller than twice max_body_bytes (%s): one batch of records must fit", ch.QueueMaxBytes, 2*c.MaxBodyBytes))
+	}
+	p.add("clickhouse.queue_wait", checkNotNegative(ch.QueueWait))
+	// The plugins give up on a POST after their sendTimeout (5s by
+	// default) and send the batch again: a longer wait only doubles it.
+	if ch.QueueWait > maxQueueWait {
+		p.add("clickhouse.queue_wait", fmt.Sprintf("%s is longer than %s: the plugins would give up on the batch (their sendTimeout) and send it again", ch.QueueWait, maxQueueWait))
 	}
 	p.add("clickhouse.retention", checkNotNegative(ch.Retention))
 	p.add("clickhouse.body_retention", checkNotNegative(ch.BodyRetention))

@@ -21,7 +21,7 @@ import (
 // discardQueue takes every fact and keeps none.
 type discardQueue struct{}
 
-func (discardQueue) Enqueue(...*collector.Fact) error { return nil }
+func (discardQueue) Enqueue(context.Context, ...*collector.Fact) error { return nil }
 
 // BenchmarkIngest: what the collector spends per record before storage,
 // through its HTTP handler as the plugins reach it: a gzip batch of 64

@@ -275,7 +275,15 @@ func (s *Server) store(ctx context.Context, facts []*collector.Fact, keys []rece
 	if len(facts) == 0 {
 		return nil
 	}
-	if err := s.opt.Queue.Enqueue(facts...); err != nil {
+	if len(s.ingesting) > cap(s.ingesting)/2 {
+		// A batch waiting for room in the queue holds its ingest slot:
+		// with most slots taken, it goes to the spool at once rather
+		// than turn other senders away.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		cancel()
+	}
+	if err := s.opt.Queue.Enqueue(ctx, facts...); err != nil {
 		for _, k := range keys {
 			s.opt.Recent.Forget(k.requestID, k.route, k.startUnixNs)
 		}

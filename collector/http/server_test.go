@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -30,11 +31,14 @@ type fakeQueue struct {
 	mu    sync.Mutex
 	facts []*collector.Fact
 	room  int // facts it takes before ErrQueueFull; <0: unlimited
+	// mayWait records, for each Enqueue, whether its context let it wait.
+	mayWait []bool
 }
 
-func (q *fakeQueue) Enqueue(facts ...*collector.Fact) error {
+func (q *fakeQueue) Enqueue(ctx context.Context, facts ...*collector.Fact) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	q.mayWait = append(q.mayWait, ctx.Err() == nil)
 	if q.room >= 0 && len(q.facts)+len(facts) > q.room {
 		return collector.ErrQueueFull
 	}
@@ -367,6 +371,32 @@ func TestIngestBoundedInRequests(t *testing.T) {
 	<-f.srv.ingesting
 	if w := post(); w.Code != http.StatusAccepted {
 		t.Fatalf("within the bound again: %d %s", w.Code, w.Body)
+	}
+}
+
+// TestIngestWaitsForRoomOnlyWithSlotsToSpare: a batch may wait for room
+// in the queue (its context is live) while at most half the ingest slots
+// are taken, and is told not to (spill at once) past that, so that waiting
+// batches never turn other senders away.
+func TestIngestWaitsForRoomOnlyWithSlotsToSpare(t *testing.T) {
+	f := newFixture(t, -1)
+	post := func(id string) {
+		t.Helper()
+		req := httptest.NewRequest(http.MethodPost, llmtap.RecordsPath, strings.NewReader(line(id)))
+		req.Header.Set("Authorization", "Bearer tok")
+		if w := serve(t, f.srv, req); w.Code != http.StatusAccepted {
+			t.Fatalf("%d %s", w.Code, w.Body)
+		}
+	}
+	half := cap(f.srv.ingesting) / 2
+	for i := 0; i < half-1; i++ {
+		f.srv.ingesting <- struct{}{} // other requests being read
+	}
+	post("with-slots-to-spare") // this one makes half
+	f.srv.ingesting <- struct{}{}
+	post("past-half")
+	if want := []bool{true, false}; !slices.Equal(f.queue.mayWait, want) {
+		t.Errorf("may wait %v, want %v", f.queue.mayWait, want)
 	}
 }
 

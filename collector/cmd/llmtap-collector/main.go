@@ -240,6 +240,7 @@ func serve(ctx context.Context, cfg *config.Config, conn driver.Conn, prepare fu
 		FlushInterval: time.Duration(cfg.ClickHouse.FlushInterval),
 		QueueSize:     cfg.ClickHouse.QueueSize,
 		QueueBytes:    int64(cfg.ClickHouse.QueueMaxBytes),
+		QueueWait:     time.Duration(cfg.ClickHouse.QueueWait),
 		SpoolDir:      cfg.ClickHouse.SpoolDir,
 		SpoolMaxBytes: int64(cfg.ClickHouse.SpoolMaxBytes),
 		Logger:        log,
