@@ -199,7 +199,7 @@ func chunkSpans(body string, chunks []string) ([]uint32, []uint32, bool) {
 	starts, ends := make([]uint32, len(chunks)), make([]uint32, len(chunks))
 	at := 0
 	for i, c := range chunks {
-		j := strings.Index(body[at:], c)
+		j := nextRun(body[at:], c)
 		if j < 0 {
 			return nil, nil, false
 		}
@@ -208,6 +208,19 @@ func chunkSpans(body string, chunks []string) ([]uint32, []uint32, bool) {
 		at += len(c)
 	}
 	return starts, ends, true
+}
+
+// nextRun is the index of c in s, or -1. An event's data usually starts
+// at the first byte like its own after the previous event (past "data: "),
+// so that place is tried before a search of the rest.
+func nextRun(s, c string) int {
+	if c == "" {
+		return 0
+	}
+	if j := strings.IndexByte(s, c[0]); j >= 0 && strings.HasPrefix(s[j:], c) {
+		return j
+	}
+	return strings.Index(s, c)
 }
 
 // spanChunks cuts the chunks out of the body, as the alias chunks does:

@@ -1,6 +1,7 @@
 package clickhouse
 
 import (
+	"fmt"
 	"math"
 	"reflect"
 	"strings"
@@ -164,6 +165,23 @@ func TestRowMatchesColumns(t *testing.T) {
 		field := strings.ToLower(rt.Field(i).Name)
 		if field != strings.ReplaceAll(c.name, "_", "") {
 			t.Errorf("column %d is %s but row field %d is %s", i, c.name, i, rt.Field(i).Name)
+		}
+	}
+}
+
+func BenchmarkChunkSpans(b *testing.B) {
+	var body strings.Builder
+	var chunks []string
+	for k := range 40 {
+		c := fmt.Sprintf(`{"id":"chatcmpl-1","object":"chat.completion.chunk","model":"gpt-4o-mini","choices":[{"index":0,"delta":{"content":"word%d "}}]}`, k)
+		chunks = append(chunks, c)
+		body.WriteString("data: " + c + "\n\n")
+	}
+	s := body.String()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, ok := chunkSpans(s, chunks); !ok {
+			b.Fatal("not found")
 		}
 	}
 }
