@@ -75,15 +75,6 @@ func BenchmarkFinish(b *testing.B) {
 	}
 }
 
-func BenchmarkScanBody(b *testing.B) {
-	body := []byte(`{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hello."}],"max_tokens":256,"stream":false}`)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		scanBody(body)
-	}
-}
-
 // BenchmarkServeHTTP is the request path alone: ServeHTTP around a handler
 // that writes a small JSON answer, its record handed to the sender's queue
 // (emptied here, never sent). Compare with tools/yaegibench, which adds the

@@ -43,12 +43,20 @@ func checkLimits(sd *sender, c *captureWriter, req *http.Request) bool {
 	r := c.rec
 	resolveTenant(c, sd.keys)
 	chk := &LimitCheck{Tenant: r.Tenant, Route: s.route, RequestID: r.RequestID}
-	if c.reqBody != nil {
-		chk.Model, chk.Reserve = scanBody(c.reqBody)
+	if req.ContentLength > 0 {
+		chk.BodyBytes = req.ContentLength
+		if len(c.reqBody) <= MaxCheckBody {
+			chk.Body = c.reqBody
+		}
 	}
 	ctx, cancel := context.WithTimeout(req.Context(), s.checkTimeout)
 	defer cancel() // after the answer's body is read
 	body, err := json.Marshal(chk)
+	if err != nil && chk.Body != nil {
+		// Not JSON: the collector reserves by its length.
+		chk.Body = nil
+		body, err = json.Marshal(chk)
+	}
 	var check *http.Request
 	if err == nil {
 		check, err = http.NewRequestWithContext(ctx, http.MethodPost, s.checkURL, bytes.NewReader(body))

@@ -3,11 +3,13 @@ package llmtap
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -70,7 +72,13 @@ func newLimitsRig(t *testing.T, col *collectorStub, checkBase, mode, timeout str
 // send posts limitsBody as request id with the given headers.
 func (rig *limitsRig) send(t *testing.T, id string, headers map[string]string) (*http.Response, string) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, rig.srv+"/v1/chat/completions", strings.NewReader(limitsBody))
+	return rig.sendBody(t, id, headers, strings.NewReader(limitsBody))
+}
+
+// sendBody is send with another body.
+func (rig *limitsRig) sendBody(t *testing.T, id string, headers map[string]string, body io.Reader) (*http.Response, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, rig.srv+"/v1/chat/completions", body)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set(HeaderRequestID, id)
 	for k, v := range headers {
@@ -80,12 +88,50 @@ func (rig *limitsRig) send(t *testing.T, id string, headers map[string]string) (
 	if err != nil {
 		t.Fatal(err)
 	}
-	body, err := io.ReadAll(resp.Body)
+	answer, err := io.ReadAll(resp.Body)
 	_ = resp.Body.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return resp, string(body)
+	return resp, string(answer)
+}
+
+// TestLimitCheckCarriesTheBody: the check carries a JSON body read whole,
+// and otherwise the body's length when it is known.
+func TestLimitCheckCarriesTheBody(t *testing.T) {
+	big := `{"model":"gpt-4o","messages":[{"role":"user","content":"` + strings.Repeat("x", 70<<10) + `"}]}`
+	for _, tt := range []struct {
+		name string
+		body io.Reader
+		want LimitCheck
+	}{
+		{"JSON", strings.NewReader(limitsBody), LimitCheck{Body: json.RawMessage(limitsBody), BodyBytes: int64(len(limitsBody))}},
+		{"not JSON", strings.NewReader("model=gpt-4o"), LimitCheck{BodyBytes: 12}},
+		{"over the capture bound", strings.NewReader(big), LimitCheck{BodyBytes: int64(len(big))}},
+		{"length unknown", io.MultiReader(strings.NewReader(limitsBody)), LimitCheck{}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			col := newCollectorStub(t)
+			col.onCheck(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set(HeaderDecision, DecisionAllow)
+				w.WriteHeader(http.StatusOK)
+			})
+			rig := newLimitsRig(t, col, col.srv.URL, "closed", "2s")
+			if resp, body := rig.sendBody(t, "req-body", nil, tt.body); resp.StatusCode != http.StatusOK {
+				t.Fatalf("%d %s", resp.StatusCode, body)
+			}
+			col.mu.Lock()
+			defer col.mu.Unlock()
+			if len(col.checks) != 1 {
+				t.Fatalf("%d checks", len(col.checks))
+			}
+			got := col.checks[0]
+			if !bytes.Equal(got.Body, tt.want.Body) || got.BodyBytes != tt.want.BodyBytes || got.Model != "" || got.Reserve != 0 {
+				t.Errorf("check body %.40q (%d bytes) body_bytes %d model %q reserve %d, want %.40q body_bytes %d",
+					got.Body, len(got.Body), got.BodyBytes, got.Model, got.Reserve, tt.want.Body, tt.want.BodyBytes)
+			}
+		})
+	}
 }
 
 func TestLimitAllowed(t *testing.T) {
@@ -119,8 +165,9 @@ func TestLimitAllowed(t *testing.T) {
 		t.Fatalf("%d limit checks, want 1", len(col.checks))
 	}
 	chk := col.checks[0]
-	want := LimitCheck{Tenant: KeyTenant("Bearer sk-tenant-key"), Route: "test-route", Model: "gpt-4o", RequestID: "req-allowed", Reserve: 256}
-	if chk != want {
+	want := LimitCheck{Tenant: KeyTenant("Bearer sk-tenant-key"), Route: "test-route", RequestID: "req-allowed",
+		Body: json.RawMessage(limitsBody), BodyBytes: int64(len(limitsBody))}
+	if !reflect.DeepEqual(chk, want) {
 		t.Errorf("check %+v, want %+v", chk, want)
 	}
 	if r.Tenant != chk.Tenant || r.TenantSource != TenantFromAPIKey {

@@ -1,6 +1,9 @@
 package llmtap
 
-import "strings"
+import (
+	"encoding/json"
+	"strings"
+)
 
 // The wire format between the plugin and the collector. It is defined once,
 // here, and the collector decodes these same types: change a field only with
@@ -74,6 +77,9 @@ const (
 const (
 	// LimitsCheckPath is the collector's limit check endpoint.
 	LimitsCheckPath = "/v1/limits/check"
+	// MaxCheckBody bounds the request body a check carries (Body); a
+	// longer one is sent as its length (BodyBytes).
+	MaxCheckBody = 1 << 20
 	// HeaderDecision carries the collector's decision on a limit check.
 	HeaderDecision = "Llmtap-Decision"
 	// HeaderReserved is the number of tokens reserved by an allowed check.
@@ -97,14 +103,24 @@ type LimitCheck struct {
 	Tenant string `json:"tenant"`
 	// Route is the configured route name.
 	Route string `json:"route"`
-	// Model is the request's model, when the plugin found one.
-	Model string `json:"model,omitempty"`
 	// RequestID names the token reservation, settled by the record.
 	RequestID string `json:"request_id,omitempty"`
-	// Reserve is the request's own bound on output tokens (max_tokens,
-	// max_completion_tokens, max_output_tokens), 0 when it has none: the
-	// collector then reserves its configured default.
-	Reserve int64 `json:"reserve,omitempty"`
+	// Body is the request's body, when the plugin read it whole before
+	// the check (its length known and within maxRequestBodyBytes), it is
+	// JSON and holds at most MaxCheckBody bytes: the collector reads the model, the request's own bound on
+	// output tokens and the prompt from it, and reserves the prompt's
+	// tokens and that bound. The plugin does no parsing of its own.
+	Body json.RawMessage `json:"body,omitempty"`
+	// BodyBytes is the request body's length when known (its
+	// Content-Length), for a body not sent: the collector reserves for
+	// a prompt of that size.
+	BodyBytes int64 `json:"body_bytes,omitempty"`
+
+	// Model and Reserve are what plugins before Body sent, read when a
+	// check has no Body: the request's model and its own bound on output
+	// tokens (0: the collector reserves its configured default).
+	Model   string `json:"model,omitempty"`
+	Reserve int64  `json:"reserve,omitempty"`
 }
 
 // MaxIDLen bounds a request id and a tenant, in bytes.

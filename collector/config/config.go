@@ -100,6 +100,7 @@ type Config struct {
 	Redis           Redis      `yaml:"redis" json:"redis"`
 	Limits          Limits     `yaml:"limits" json:"limits"`
 	Metrics         Metrics    `yaml:"metrics" json:"metrics"`
+	Tokens          Tokens     `yaml:"tokens" json:"tokens"`
 }
 
 // Log configures the collector's own logs.
@@ -223,6 +224,13 @@ type TLS struct {
 func (t TLS) Enabled() bool { return t.CertFile != "" }
 
 // Metrics configures the Prometheus metrics.
+// Tokens configures how prompts are counted (collector/tokens).
+type Tokens struct {
+	// Encodings maps model name prefixes to tokenizer encodings
+	// (o200k_base, cl100k_base), adding to or overriding the defaults.
+	Encodings map[string]string `yaml:"encodings" json:"encodings"`
+}
+
 type Metrics struct {
 	// MaxSeries caps the label sets of each metric; label values past it
 	// are counted as "other".
@@ -456,5 +464,7 @@ func (c *Config) LogValue() slog.Value {
 			slog.Int("tenants", len(c.Limits.Tenants))),
 		slog.Group("metrics",
 			slog.Int("max_series", c.Metrics.MaxSeries)),
+		slog.Group("tokens",
+			slog.Any("encodings", c.Tokens.Encodings)),
 	)
 }

@@ -77,6 +77,7 @@ var badFiles = []struct {
 	{"max_body_bytes.bad.yaml", ErrInvalid, []string{"max_body_bytes: 0B must be greater than 0"}},
 	{"queue_max_bytes.bad.yaml", ErrInvalid, []string{"clickhouse.queue_max_bytes: 48MiB is smaller than twice max_body_bytes (64MiB)"}},
 	{"queue_wait.bad.yaml", ErrInvalid, []string{"clickhouse.queue_wait: 10s is longer than 4s"}},
+	{"tokens_encoding.bad.yaml", ErrInvalid, []string{`tokens.encodings[""]: an empty model prefix would match every model`, `tokens.encodings["llama"]: "llama3_bpe" is not an encoding: want o200k_base or cl100k_base`}},
 	{"shutdown_timeout.bad.yaml", ErrInvalid, []string{"shutdown_timeout: 0s must be greater than 0"}},
 	{"log_level.bad.yaml", ErrInvalid, []string{`log.level: "verbose" is not one of debug, info, warn, error`}},
 	{"log_format.bad.yaml", ErrInvalid, []string{`log.format: "logfmt" is not one of text, json`}},

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/llmtap/llmtap/collector/tokens"
 	"unicode"
 
 	llmtap "github.com/llmtap/llmtap/plugin"
@@ -87,6 +89,20 @@ func (c *Config) Validate() error {
 	c.Redis.validate(&p)
 	c.Limits.validate(&p)
 	p.add("metrics.max_series", checkRange(c.Metrics.MaxSeries, 1, -1))
+	prefixes := make([]string, 0, len(c.Tokens.Encodings))
+	for prefix := range c.Tokens.Encodings {
+		prefixes = append(prefixes, prefix)
+	}
+	sort.Strings(prefixes)
+	for _, prefix := range prefixes {
+		field := fmt.Sprintf("tokens.encodings[%q]", prefix)
+		if prefix == "" {
+			p.add(field, "an empty model prefix would match every model")
+		}
+		if enc := c.Tokens.Encodings[prefix]; enc != tokens.O200k && enc != tokens.Cl100k {
+			p.add(field, fmt.Sprintf("%q is not an encoding: want %s or %s", enc, tokens.O200k, tokens.Cl100k))
+		}
+	}
 	return p.err()
 }
 

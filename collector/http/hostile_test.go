@@ -185,7 +185,7 @@ func hostileCases() []hostile {
 	check("a tenant with a NUL", []byte(`{"tenant":"a\u0000"}`), 400, "want 1 to 128 bytes of letters, digits and - _ . : @ + =")
 	check("a route with a newline", []byte(`{"tenant":"a","route":"r\n"}`), 400, "route")
 	check("a request id of 129 characters", []byte(`{"request_id":"`+strings.Repeat("i", 129)+`"}`), 400, "request_id")
-	check("over 64 KiB", []byte(`{"tenant":"a","pad":"`+strings.Repeat("x", 70<<10)+`"}`), 413, "check: body too large: over 65536 bytes")
+	check("over the bound", []byte(`{"tenant":"a","pad":"`+strings.Repeat("x", maxCheckBody)+`"}`), 413, fmt.Sprintf("check: body too large: over %d bytes", maxCheckBody))
 	check("junk after the object", []byte(`{"tenant":"a"} {"tenant":"b"}`), 400, "one JSON object expected")
 
 	// /v1/limits/{tenant}.

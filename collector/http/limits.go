@@ -30,8 +30,12 @@ type Limiter interface {
 	Delete(ctx context.Context, tenant string) error
 }
 
-// maxLimitBody bounds a check or policy body.
-const maxLimitBody = 64 << 10
+// maxLimitBody bounds a policy body; maxCheckBody a check's, which may
+// carry the request's body.
+const (
+	maxLimitBody = 64 << 10
+	maxCheckBody = llmtap.MaxCheckBody + 64<<10
+)
 
 // maxName bounds tenant, route and request id values.
 const maxName = 128
@@ -147,6 +151,8 @@ func checkName(field, v string, required bool) error {
 // denied, else the one nearest to running out.
 func binding(d *limits.Decision) *limits.QuotaStatus {
 	switch {
+	case d.TooLarge:
+		return nil // nothing was taken: the quota's state is not known
 	case d.Reason == collector.ReasonRequests:
 		return d.Requests
 	case d.Reason == collector.ReasonTokens:
@@ -222,6 +228,12 @@ func decisionBody(d *limits.Decision) decisionJSON {
 	where := "tenant " + d.Tenant
 	if d.Route != "" {
 		where += " on route " + d.Route
+	}
+	if d.TooLarge {
+		msg := fmt.Sprintf("Request too large for %s: its prompt alone is about %d tokens, "+
+			"more than the limit of %d tokens per %s allows. Shorten the prompt.", where, d.Prompt, q.Limit, q.Period)
+		b.Error = &openAIError{Message: msg, Type: string(d.Reason), Code: "request_too_large"}
+		return b
 	}
 	msg := fmt.Sprintf("Rate limit reached for %s: %s.", where, d.Reason)
 	if q != nil {
@@ -352,7 +364,7 @@ type errorBody struct {
 // Unknown keys are ignored, so that newer plugins can send more; anything
 // after the object is refused.
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxLimitBody))
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxCheckBody))
 	err := dec.Decode(v)
 	if err == nil && dec.More() {
 		err = errors.New("one JSON object expected, more follows")
@@ -364,7 +376,7 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooLarge):
-		return fmt.Errorf("%w: over %d bytes", errBodyTooLarge, maxLimitBody)
+		return fmt.Errorf("%w: over %d bytes", errBodyTooLarge, maxCheckBody)
 	case err != nil:
 		return fmt.Errorf("not a JSON object: %w", err)
 	}

@@ -2,6 +2,7 @@ package http
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -139,7 +140,7 @@ func TestCheckBadInput(t *testing.T) {
 		{"tok", `{"tenant":"a","request_id":"a\tb"}`, http.StatusBadRequest, "request_id"},
 		{"tok", `{"tenant":"a","reserve":-5}`, http.StatusBadRequest, "reserve -5"},
 		{"tok", `{"tenant":`, http.StatusBadRequest, "not a JSON object"},
-		{"tok", `{"tenant":"a","pad":"` + strings.Repeat("x", 70<<10) + `"}`, http.StatusRequestEntityTooLarge, "over 65536 bytes"},
+		{"tok", `{"tenant":"a","pad":"` + strings.Repeat("x", maxCheckBody) + `"}`, http.StatusRequestEntityTooLarge, fmt.Sprintf("over %d bytes", maxCheckBody)},
 	}
 	for _, tt := range tests {
 		w := f.do(t, http.MethodPost, llmtap.LimitsCheckPath, tt.token, tt.body)

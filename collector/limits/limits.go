@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/llmtap/llmtap/collector"
+	"github.com/llmtap/llmtap/collector/provider"
+	"github.com/llmtap/llmtap/collector/tokens"
 	llmtap "github.com/llmtap/llmtap/plugin"
 )
 
@@ -52,8 +54,11 @@ type Options struct {
 	// Tenants are the policies of the configuration file, by tenant.
 	Tenants map[string]*Policy
 	// DefaultReservation is the tokens reserved for a request that gives
-	// no bound of its own.
+	// no bound of its own on output tokens.
 	DefaultReservation int64
+	// Prompts counts the tokens of a request's prompt, reserved with its
+	// output where a token limit counts the total.
+	Prompts PromptCounter
 	// ReservationTTL releases a reservation whose record never arrives.
 	ReservationTTL time.Duration
 	// PolicyCacheTTL is how long a policy read from the store is used
@@ -63,6 +68,16 @@ type Options struct {
 	Observer       Observer
 	Logger         *slog.Logger
 }
+
+// PromptCounter counts a prompt's tokens (tokens.Counter).
+type PromptCounter interface {
+	Prompt(model string, texts []string, messages int) tokens.Count
+}
+
+// bytesPerToken turns the length of a body the check does not carry (or
+// cannot read) into tokens: English text and JSON run about 4 bytes a
+// token; 3 leaves room for code and other languages.
+const bytesPerToken = 3
 
 // Service answers limit checks.
 type Service struct {
@@ -106,6 +121,12 @@ type Decision struct {
 	// Requests and Tokens are the quotas that apply, nil when none does.
 	Requests, Tokens *QuotaStatus
 	Reserved         int64
+	// Prompt is the request's prompt tokens as the check counted them
+	// (part of Reserved where the token limit counts the total).
+	Prompt int64
+	// TooLarge: denied because the request's prompt alone (Prompt) is
+	// more tokens than its token limit allows in a period.
+	TooLarge bool
 	// RetryAfter is set on a denial.
 	RetryAfter time.Duration
 	// FailedOpen: allowed only because the limits could not be checked.
@@ -132,9 +153,17 @@ func (s *Service) Check(ctx context.Context, c llmtap.LimitCheck) *Decision {
 		s.opt.Observer.Checked(d, time.Since(start))
 		return d
 	}
-	reserve := c.Reserve
-	if reserve <= 0 {
-		reserve = s.opt.DefaultReservation
+	reserve, prompt := s.reservation(c, eff.policy.Tokens)
+	d.Prompt = prompt
+	if tk := eff.policy.Tokens; tk != nil && tk.Count != CountOutput && prompt > tk.Limit {
+		// Its prompt alone is more than a period holds: denied at once,
+		// nothing taken. (An output bound past the limit is only capped
+		// at it: the answer may well be shorter.)
+		d.Allowed, d.Reason, d.TooLarge = false, collector.ReasonTokens, true
+		d.Tokens = &QuotaStatus{Limit: tk.Limit, Period: time.Duration(tk.Period)}
+		s.logDenial(d)
+		s.opt.Observer.Checked(d, time.Since(start))
+		return d
 	}
 	id := c.RequestID
 	if id == "" {
@@ -155,6 +184,42 @@ func (s *Service) Check(ctx context.Context, c llmtap.LimitCheck) *Decision {
 	s.opt.Observer.Checked(d, time.Since(start))
 	return d
 }
+
+// reservation is what a request reserves of a token limit: its own bound
+// on output tokens (or DefaultReservation), and, unless the limit counts
+// output only, its prompt's tokens (returned apart too): counted from the
+// body when the check carries it, else estimated from the body's length.
+// The store caps a reservation at the limit.
+// A check from a plugin that sends no body (one before it did) reserves
+// its Reserve as before.
+func (s *Service) reservation(c llmtap.LimitCheck, tk *TokenLimit) (int64, int64) {
+	bound, prompt := c.Reserve, int64(0)
+	switch {
+	case len(c.Body) > 0:
+		r, err := provider.ParseRequest(c.Body)
+		if err != nil {
+			prompt = ceilDiv(int64(len(c.Body)), bytesPerToken)
+			break
+		}
+		bound = r.OutputBound
+		if s.opt.Prompts != nil {
+			prompt = s.opt.Prompts.Prompt(r.Model, r.Texts, r.Messages).Tokens
+		} else {
+			prompt = ceilDiv(int64(len(c.Body)), bytesPerToken)
+		}
+	case c.BodyBytes > 0:
+		prompt = ceilDiv(c.BodyBytes, bytesPerToken)
+	}
+	if bound <= 0 {
+		bound = s.opt.DefaultReservation
+	}
+	if tk != nil && tk.Count == CountOutput {
+		return bound, prompt
+	}
+	return bound + prompt, prompt
+}
+
+func ceilDiv(n, d int64) int64 { return (n + d - 1) / d }
 
 func (s *Service) take(eff effective, reserve int64, id string) collector.Take {
 	t := collector.Take{Bucket: eff.bucket, Reserve: reserve, RequestID: id, ReservationTTL: s.opt.ReservationTTL}

@@ -3,6 +3,7 @@ package limits
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"strings"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/llmtap/llmtap/collector"
 	"github.com/llmtap/llmtap/collector/redis"
+	"github.com/llmtap/llmtap/collector/tokens"
 	llmtap "github.com/llmtap/llmtap/plugin"
 )
 
@@ -346,5 +348,76 @@ func TestParsePolicy(t *testing.T) {
 		case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
 			t.Errorf("%s: error %v, want it to contain %q", tt.body, err, tt.wantErr)
 		}
+	}
+}
+
+// fixedPrompts counts every prompt as n tokens, and records what it got.
+type fixedPrompts struct {
+	n     int64
+	model string
+	texts []string
+}
+
+func (p *fixedPrompts) Prompt(model string, texts []string, messages int) tokens.Count {
+	p.model, p.texts = model, texts
+	return tokens.Count{Tokens: p.n + int64(messages)}
+}
+
+// TestReservationCountsThePrompt: a check reserves its output bound (or
+// the default) and, where the token limit counts the total, its prompt:
+// counted from the body it carries, else estimated from the body's length.
+func TestReservationCountsThePrompt(t *testing.T) {
+	chat := `{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"max_tokens":17,` +
+		`"tools":[{"type":"function","function":{"name":"f","parameters":{"properties":{"max_completion_tokens":1}}}}]}`
+	for _, tt := range []struct {
+		name  string
+		check llmtap.LimitCheck
+		count TokenCount
+		want  int64
+	}{
+		// 80 + 1 message, and the request's own bound (not the one in a tool's schema).
+		{"body: prompt and bound", llmtap.LimitCheck{Body: json.RawMessage(chat)}, CountTotal, 81 + 17},
+		{"body: output only", llmtap.LimitCheck{Body: json.RawMessage(chat)}, CountOutput, 17},
+		{"body without a bound", llmtap.LimitCheck{Body: json.RawMessage(`{"model":"gpt-4o","prompt":"hi"}`)}, CountTotal, 80 + 100},
+		{"body not a request: its length", llmtap.LimitCheck{Body: json.RawMessage(`[1,2,3,4,5,6,7,8]`)}, CountTotal, 6 + 100},
+		{"no body, its length", llmtap.LimitCheck{BodyBytes: 3000}, CountTotal, 1000 + 100},
+		{"an older plugin: its reserve", llmtap.LimitCheck{Reserve: 256}, CountTotal, 256},
+		{"nothing known: the default", llmtap.LimitCheck{}, CountTotal, 100},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			prompts := &fixedPrompts{n: 80}
+			f := newFixture(t, Options{Prompts: prompts, Default: &Policy{Tokens: toks(100000, time.Hour, tt.count)}})
+			c := tt.check
+			c.Tenant, c.RequestID = "a", "r1"
+			d := f.svc.Check(context.Background(), c)
+			if !d.Allowed || d.Reserved != tt.want {
+				t.Errorf("allowed %v, reserved %d, want %d", d.Allowed, d.Reserved, tt.want)
+			}
+		})
+	}
+}
+
+// TestRequestTooLargeIsDeniedAtOnce: a request whose prompt alone is more
+// than its token limit allows in a period is denied without taking
+// anything; one whose output bound goes past the limit is only capped.
+func TestRequestTooLargeIsDeniedAtOnce(t *testing.T) {
+	policy := &Policy{Requests: reqs(10, time.Hour), Tokens: toks(1000, time.Hour, CountTotal)}
+	body := json.RawMessage(`{"model":"gpt-4o","prompt":"long","max_tokens":200}`)
+	f := newFixture(t, Options{Prompts: &fixedPrompts{n: 1200}, Default: policy})
+	d := f.svc.Check(context.Background(), llmtap.LimitCheck{Tenant: "a", RequestID: "big", Body: body})
+	if d.Allowed || !d.TooLarge || d.Reason != collector.ReasonTokens || d.Prompt != 1200 || d.Tokens == nil || d.Tokens.Limit != 1000 {
+		t.Fatalf("decision %+v, want denied as too large", d)
+	}
+	// Nothing was taken; a prompt that fits with an output bound past the
+	// limit reserves the whole quota.
+	f.svc.opt.Prompts = &fixedPrompts{n: 900}
+	d = f.svc.Check(context.Background(), llmtap.LimitCheck{Tenant: "a", RequestID: "fits", Body: body})
+	if !d.Allowed || d.Reserved != 1000 || d.Tokens.Remaining != 0 || d.Requests.Remaining != 9 {
+		t.Fatalf("the next request: %+v (tokens %+v, requests %+v)", d, d.Tokens, d.Requests)
+	}
+	// A limit on output tokens does not count the prompt.
+	f = newFixture(t, Options{Prompts: &fixedPrompts{n: 5000}, Default: &Policy{Tokens: toks(1000, time.Hour, CountOutput)}})
+	if d := f.svc.Check(context.Background(), llmtap.LimitCheck{Tenant: "a", RequestID: "out", Body: body}); !d.Allowed || d.Reserved != 200 {
+		t.Fatalf("an output-only limit: %+v", d)
 	}
 }

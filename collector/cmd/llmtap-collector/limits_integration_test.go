@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/llmtap/llmtap/collector/provider"
+	"github.com/llmtap/llmtap/collector/tokens"
 	"github.com/llmtap/llmtap/internal/stack"
 	llmtap "github.com/llmtap/llmtap/plugin"
 )
@@ -24,6 +26,8 @@ type countingUpstream struct {
 	srv  *httptest.Server
 	mu   sync.Mutex
 	hits map[string]int
+	// promptTokens, when set, is the prompt_tokens it reports (10 else).
+	promptTokens int64
 }
 
 const streamOutputTokens = 180
@@ -37,8 +41,19 @@ func newCountingUpstream() *countingUpstream {
 		}
 		u.mu.Lock()
 		u.hits[r.Header.Get("X-Tenant-ID")]++
+		prompt := u.promptTokens
 		u.mu.Unlock()
-		_, _ = io.Copy(io.Discard, r.Body)
+		if prompt == 0 {
+			prompt = 10
+		}
+		var req struct {
+			MaxTokens int64 `json:"max_tokens"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		output := int64(streamOutputTokens)
+		if req.MaxTokens > 0 && req.MaxTokens < output {
+			output = req.MaxTokens // as a provider caps its answer
+		}
 		w.Header().Set("Content-Type", "text/event-stream")
 		f := w.(http.Flusher)
 		for i := 0; i < 3; i++ {
@@ -46,7 +61,7 @@ func newCountingUpstream() *countingUpstream {
 			f.Flush()
 			time.Sleep(20 * time.Millisecond)
 		}
-		fmt.Fprintf(w, `data: {"id":"c1","object":"chat.completion.chunk","model":"it-model","choices":[],"usage":{"prompt_tokens":10,"completion_tokens":%d,"total_tokens":%d}}`+"\n\n", streamOutputTokens, streamOutputTokens+10)
+		fmt.Fprintf(w, `data: {"id":"c1","object":"chat.completion.chunk","model":"it-model","choices":[],"usage":{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d}}`+"\n\n", prompt, output, prompt+output)
 		fmt.Fprint(w, "data: [DONE]\n\n")
 	}))
 	return u
@@ -125,6 +140,7 @@ func startLimitStack(t *testing.T) (*rig, *countingUpstream) {
 				Default:            json.RawMessage(`{"requests":{"limit":3,"period":"1h"}}`),
 				Tenants: map[string]json.RawMessage{
 					"streams": json.RawMessage(`{"tokens":{"limit":1000,"period":"1m","count":"output"}}`),
+					"prompts": json.RawMessage(`{"tokens":{"limit":1000,"period":"1m"}}`),
 					"strict":  json.RawMessage(`{"requests":{"limit":1000,"period":"1h"},"failure_mode":"closed"}`),
 				},
 			}
@@ -141,7 +157,12 @@ func startLimitStack(t *testing.T) (*rig, *countingUpstream) {
 // the whole answer.
 func (s *rig) chat(t *testing.T, host, tenant string) (*http.Response, []byte, time.Duration) {
 	t.Helper()
-	body := `{"model":"it-model","stream":true,"max_tokens":200,"messages":[{"role":"user","content":"hi"}]}`
+	return s.chatBody(t, host, tenant, `{"model":"it-model","stream":true,"max_tokens":200,"messages":[{"role":"user","content":"hi"}]}`)
+}
+
+// chatBody is chat with another request body.
+func (s *rig) chatBody(t *testing.T, host, tenant, body string) (*http.Response, []byte, time.Duration) {
+	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, "http://"+s.entry+"/v1/chat/completions", strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
@@ -289,6 +310,85 @@ func TestLimitsThroughTraefik(t *testing.T) {
 				t.Fatalf("tokens remaining %d, want at least %d once the records are settled", got, want)
 			}
 			time.Sleep(100 * time.Millisecond)
+		}
+	})
+
+	t.Run("30 concurrent streams: a total-token quota counts the prompt", func(t *testing.T) {
+		// 30 requests of a prompt of about 75 tokens and max_tokens 17
+		// against 1,000 tokens a minute: before the prompt was reserved,
+		// all 30 were admitted (3,150 tokens used).
+		const body = `{"model":"gpt-4o-mini","stream":true,"max_tokens":17,"messages":[` +
+			`{"role":"system","content":"You are a careful analyst. Answer in one short sentence, citing the figure you rely on."},` +
+			`{"role":"user","content":"The third quarter's revenue rose eleven percent to 4.2 million while costs fell by three percent; ` +
+			`the fourth quarter is expected to be flat. Summarize the trend for a board member who has thirty seconds."}]}`
+		parsed, err := provider.ParseRequest([]byte(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		counter, err := tokens.New(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// What OpenAI reports for this prompt: its tokenizer's count with
+		// the framing it documents.
+		prompt := counter.Prompt(parsed.Model, parsed.Texts, parsed.Messages).Tokens
+		up.mu.Lock()
+		up.promptTokens = prompt
+		up.mu.Unlock()
+		t.Cleanup(func() { up.mu.Lock(); up.promptTokens = 0; up.mu.Unlock() })
+
+		var (
+			wg       sync.WaitGroup
+			mu       sync.Mutex
+			statuses = map[int]int{}
+		)
+		start := make(chan struct{})
+		for i := 0; i < 30; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				resp, _, _ := s.chatBody(t, "open.test", "prompts", body)
+				mu.Lock()
+				statuses[resp.StatusCode]++
+				mu.Unlock()
+			}()
+		}
+		close(start)
+		wg.Wait()
+		perRequest := prompt + 17
+		admitted := int64(statuses[http.StatusOK])
+		t.Logf("prompt %d tokens; statuses %v: %d tokens used of 1000", prompt, statuses, admitted*perRequest)
+		if admitted+int64(statuses[http.StatusTooManyRequests]) != 30 || admitted*perRequest > 1000 {
+			t.Fatalf("statuses %v: %d tokens used, over the quota of 1000", statuses, admitted*perRequest)
+		}
+		if admitted != 1000/perRequest {
+			t.Fatalf("%d admitted, want %d: as many as the quota covers", admitted, 1000/perRequest)
+		}
+		if n := up.hitsOf("prompts"); int64(n) != admitted {
+			t.Fatalf("the upstream saw %d requests, %d were admitted", n, admitted)
+		}
+		// Settled to the usage the upstream reported, which the
+		// reservations matched: nothing comes back but the refill.
+		want := 1000 - admitted*perRequest
+		deadline := time.Now().Add(10 * time.Second)
+		for got := s.tokensRemaining(t, "prompts"); got < want; got = s.tokensRemaining(t, "prompts") {
+			if time.Now().After(deadline) {
+				t.Fatalf("tokens remaining %d, want at least %d once the records are settled", got, want)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+
+	t.Run("a request larger than its quota: denied at once, with why", func(t *testing.T) {
+		big := `{"model":"gpt-4o-mini","max_tokens":10,"messages":[{"role":"user","content":"` + strings.Repeat("Explain the ledger line by line. ", 200) + `"}]}`
+		resp, answer, _ := s.chatBody(t, "open.test", "prompts", big)
+		var oa struct {
+			Error struct{ Message, Type, Code string } `json:"error"`
+		}
+		if resp.StatusCode != http.StatusTooManyRequests || json.Unmarshal(answer, &oa) != nil || oa.Error.Code != "request_too_large" ||
+			!strings.Contains(oa.Error.Message, "more than the limit of 1000 tokens per 1m0s") {
+			t.Fatalf("%d %s", resp.StatusCode, answer)
 		}
 	})
 

@@ -68,6 +68,7 @@ import (
 	"github.com/llmtap/llmtap/collector/limits"
 	"github.com/llmtap/llmtap/collector/metrics"
 	"github.com/llmtap/llmtap/collector/redis"
+	"github.com/llmtap/llmtap/collector/tokens"
 )
 
 func main() {
@@ -113,6 +114,10 @@ func run(ctx context.Context, args []string, stderr io.Writer, env func(string) 
 	chTLS, err := cfg.ClickHouse.TLS.Config()
 	if err != nil {
 		return fmt.Errorf("clickhouse: %w", err)
+	}
+	prompts, err := tokens.New(cfg.Tokens.Encodings)
+	if err != nil {
+		return err
 	}
 	conn, err := clickhouse.Dial(clickhouse.Options{
 		TLS:          chTLS,
@@ -162,7 +167,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, env func(string) 
 			"addr", cfg.ClickHouse.Addr, "err", pingErr)
 		prepare = migrator.Migrate
 	}
-	return serve(ctx, cfg, conn, prepare, log) // closes conn
+	return serve(ctx, cfg, conn, prepare, prompts, log) // closes conn
 }
 
 func loadConfig(path, listen string, env func(string) (string, bool)) (*config.Config, error) {
@@ -219,7 +224,7 @@ func listen(cfg *config.Config) (net.Listener, error) {
 // serve runs the collector until ctx ends or a part fails; it owns conn
 // and closes it last. The group below is the one statement of the start
 // and stop order (see the package documentation).
-func serve(ctx context.Context, cfg *config.Config, conn driver.Conn, prepare func(context.Context) error, log *slog.Logger) error {
+func serve(ctx context.Context, cfg *config.Config, conn driver.Conn, prepare func(context.Context) error, prompts *tokens.Counter, log *slog.Logger) error {
 	redisTLS, err := cfg.Redis.TLS.Config()
 	if err != nil {
 		_ = conn.Close()
@@ -255,6 +260,7 @@ func serve(ctx context.Context, cfg *config.Config, conn driver.Conn, prepare fu
 		DB: cfg.Redis.DB, Timeout: time.Duration(cfg.Redis.Timeout),
 	})
 	lim := limits.New(limits.Options{
+		Prompts:            prompts,
 		Store:              redis.NewLimiter(rdb),
 		Policies:           redis.NewPolicies(rdb),
 		Default:            cfg.Limits.Default,

@@ -1,0 +1,183 @@
+package provider
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+
+	gojson "github.com/goccy/go-json"
+)
+
+// Request is what a limit check needs of an LLM request body: its model,
+// its own bound on output tokens, and the text of its prompt, which a
+// tokenizer counts (collector/tokens). Every dialect the collector reads
+// is one shape here: OpenAI chat/completions (and compatibles: vLLM,
+// Azure, DeepSeek, Ollama's OpenAI API), legacy completions, OpenAI
+// Responses, Anthropic Messages and Ollama's own API.
+type Request struct {
+	Model string
+	// OutputBound is the request's own bound on output tokens
+	// (max_completion_tokens, max_output_tokens, max_tokens, Ollama's
+	// options.num_predict), 0 when it has none.
+	OutputBound int64
+	// Texts are the prompt's texts: system prompts, message contents,
+	// tool calls and results, and the tool definitions as JSON.
+	Texts []string
+	// Messages counts the prompt's messages, for the tokens a provider
+	// adds around each (OpenAI documents them for its chat models).
+	Messages int
+}
+
+// ErrNotRequest is wrapped by ParseRequest for a body it cannot read as a
+// JSON request object.
+var ErrNotRequest = errors.New("not a JSON request object")
+
+// ParseRequest reads a request body. Only top-level keys count: a
+// "max_tokens" inside a tool's schema is not the request's bound. A body
+// that is not a JSON object (cut short, not JSON, another shape) is an
+// error wrapping ErrNotRequest: its prompt cannot be counted.
+func ParseRequest(body []byte) (Request, error) {
+	var doc struct {
+		Model               string `json:"model"`
+		MaxCompletionTokens *int64 `json:"max_completion_tokens"`
+		MaxOutputTokens     *int64 `json:"max_output_tokens"`
+		MaxTokens           *int64 `json:"max_tokens"`
+		Options             struct {
+			NumPredict *int64 `json:"num_predict"`
+		} `json:"options"`
+		Messages     []message         `json:"messages"`
+		System       content           `json:"system"`       // Anthropic
+		Instructions content           `json:"instructions"` // OpenAI Responses
+		Input        content           `json:"input"`        // OpenAI Responses
+		Prompt       content           `json:"prompt"`       // completions, Ollama generate
+		Tools        gojson.RawMessage `json:"tools"`
+		Functions    gojson.RawMessage `json:"functions"`
+	}
+	b := bytes.TrimSpace(body)
+	if len(b) == 0 || b[0] != '{' {
+		return Request{}, fmt.Errorf("%w: it does not start with {", ErrNotRequest)
+	}
+	if err := gojson.Unmarshal(b, &doc); err != nil {
+		var typeErr *gojson.UnmarshalTypeError
+		if !errors.As(err, &typeErr) {
+			return Request{}, fmt.Errorf("%w: %w", ErrNotRequest, err)
+		}
+		// A field of an unexpected type is left unset; the rest counts.
+	}
+	r := Request{Model: doc.Model}
+	for _, n := range []*int64{doc.MaxCompletionTokens, doc.MaxOutputTokens, doc.MaxTokens, doc.Options.NumPredict} {
+		if n != nil && *n > 0 {
+			r.OutputBound = *n
+			break
+		}
+	}
+	r.Texts = append(r.Texts, doc.System.texts...)
+	r.Texts = append(r.Texts, doc.Instructions.texts...)
+	r.Texts = append(r.Texts, doc.Prompt.texts...)
+	r.Texts = append(r.Texts, doc.Input.texts...)
+	r.Messages = doc.Input.items
+	for _, m := range doc.Messages {
+		r.Messages++
+		r.Texts = append(r.Texts, m.Role, m.Name)
+		r.Texts = append(r.Texts, m.Content.texts...)
+		r.Texts = append(r.Texts, m.ToolCalls.texts...)
+	}
+	for _, raw := range []gojson.RawMessage{doc.Tools, doc.Functions} {
+		if hasContent(raw) {
+			r.Texts = append(r.Texts, string(raw))
+		}
+	}
+	return r, nil
+}
+
+// message is one message of a chat prompt, in any dialect.
+type message struct {
+	Role      string  `json:"role"`
+	Name      string  `json:"name"`
+	Content   content `json:"content"`
+	ToolCalls content `json:"tool_calls"`
+}
+
+// content collects the texts of a prompt value in any of the shapes the
+// dialects give it: a string; a list of strings; a list of parts or items
+// with a text, content, arguments or input (OpenAI's text parts, Anthropic's
+// text, tool_use and tool_result blocks, the Responses API's input items
+// and their function calls). Images and audio are not text: left out.
+type content struct {
+	texts []string
+	items int // parts that are messages of their own (Responses input items)
+}
+
+// UnmarshalJSON implements json.Unmarshaler. It never fails: a value of
+// another shape adds no text.
+func (c *content) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 {
+		return nil
+	}
+	switch b[0] {
+	case '"':
+		var s string
+		if gojson.Unmarshal(b, &s) == nil {
+			c.texts = append(c.texts, s)
+		}
+	case '[':
+		var parts []gojson.RawMessage
+		if gojson.Unmarshal(b, &parts) != nil {
+			return nil
+		}
+		for _, p := range parts {
+			c.part(p)
+		}
+	case '{':
+		c.part(b)
+	}
+	return nil
+}
+
+// part adds the texts of one element of a list.
+func (c *content) part(b []byte) {
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 {
+		return
+	}
+	if b[0] == '"' {
+		var s string
+		if gojson.Unmarshal(b, &s) == nil {
+			c.texts = append(c.texts, s)
+		}
+		return
+	}
+	var p struct {
+		Type      string `json:"type"`
+		Role      string `json:"role"`
+		Name      string `json:"name"`
+		Text      string `json:"text"`
+		Arguments string `json:"arguments"`
+		Function  *struct {
+			Name      string `json:"name"`
+			Arguments string `json:"arguments"`
+		} `json:"function"`
+		Input   gojson.RawMessage `json:"input"`   // Anthropic tool_use
+		Content *content          `json:"content"` // tool_result, Responses messages
+		Output  *content          `json:"output"`  // Responses function_call_output
+	}
+	if gojson.Unmarshal(b, &p) != nil {
+		return
+	}
+	if p.Role != "" || p.Type == "message" || p.Type == "function_call" || p.Type == "function_call_output" {
+		c.items++
+	}
+	c.texts = append(c.texts, p.Text, p.Name, p.Arguments)
+	if p.Function != nil {
+		c.texts = append(c.texts, p.Function.Name, p.Function.Arguments)
+	}
+	if hasContent(p.Input) {
+		c.texts = append(c.texts, string(p.Input))
+	}
+	for _, sub := range []*content{p.Content, p.Output} {
+		if sub != nil {
+			c.texts = append(c.texts, sub.texts...)
+		}
+	}
+}
