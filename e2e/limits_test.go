@@ -3,9 +3,11 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -78,7 +80,7 @@ func TestLimitDeniedNeverReachesUpstream(t *testing.T) {
 
 // TestLimitAllowedCarriesRateLimitHeaders: an allowed request reaches the
 // upstream, the client sees the collector's RateLimit headers, and the
-// check named the request's tenant, model and bound.
+// check named the request's tenant and carried its body.
 func TestLimitAllowedCarriesRateLimitHeaders(t *testing.T) {
 	resp, body, _ := limitedRequest(t, "limits.test", "ok", "e2e-limit-ok")
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "chatcmpl-1") {
@@ -93,12 +95,12 @@ func TestLimitAllowedCarriesRateLimitHeaders(t *testing.T) {
 		t.Error("the upstream never saw the allowed request")
 	}
 	chk, ok := env.collector.limitCheck("e2e-limit-ok")
-	want := llmtap.LimitCheck{Tenant: "ok", Route: "e2e-limits", Model: "gpt-e2e", RequestID: "e2e-limit-ok", Reserve: 42}
-	if !ok || chk != want {
+	want := llmtap.LimitCheck{Tenant: "ok", Route: "e2e-limits", RequestID: "e2e-limit-ok", Body: json.RawMessage(chatBody), BodyBytes: int64(len(chatBody))}
+	if !ok || !reflect.DeepEqual(chk, want) {
 		t.Errorf("limit check %+v (made: %v), want %+v", chk, ok, want)
 	}
 	rec := env.collector.record(t, "e2e-limit-ok")
-	if rec.Outcome != llmtap.OutcomeCompleted || rec.Limit != llmtap.LimitAllowed || rec.LimitReserved != 42 || rec.Status != 200 {
+	if rec.Outcome != llmtap.OutcomeCompleted || rec.Limit != llmtap.LimitAllowed || rec.LimitReserved != int64(len(chatBody)) || rec.Status != 200 {
 		t.Errorf("record outcome %q limit %q reserved %d status %d", rec.Outcome, rec.Limit, rec.LimitReserved, rec.Status)
 	}
 }

@@ -40,6 +40,7 @@ const (
 	stallRequests    = 2000
 	stallConcurrency = 32
 	stallEvents      = 256 // of 4 KiB each: 1 MiB per response
+	stallRound       = 200 // streams a round, alternating plugin and bare
 )
 
 // stallSink is the collector the plugin sends to: bench/upstream's record
@@ -178,14 +179,67 @@ func stallRun(t *testing.T, s *stack.T, sink stallSink, stall, resume func()) {
 		}
 	}))
 	t.Cleanup(up.Close)
-	tr := tapTraefik(s, "stall", sink.url, up.URL, "flushInterval: 100ms", "sendTimeout: 1s", fmt.Sprintf("maxQueueBytes: %d", stallBudget))
+	// The control: a router on the same Traefik and upstream whose plugin
+	// sends to a collector that keeps up. The load alternates between the
+	// two in rounds, so that what the machine does meanwhile weighs on
+	// both alike, and the plugin's own cost per write is on both sides.
+	healthy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	t.Cleanup(healthy.Close)
+	tr := s.Traefik(fmt.Sprintf(`
+http:
+  routers:
+    stall:
+      rule: Host(`+"`stall.test`"+`)
+      service: up
+      middlewares: [tap]
+    control:
+      rule: Host(`+"`control.test`"+`)
+      service: up
+      middlewares: [tapctl]
+  middlewares:
+    tap:
+      plugin:
+        llmtap:
+          collectorURL: %[1]q
+          route: stall
+          flushInterval: 100ms
+          sendTimeout: 1s
+          maxQueueBytes: %[2]d
+    tapctl:
+      plugin:
+        llmtap:
+          collectorURL: %[4]q
+          route: control
+          flushInterval: 100ms
+          sendTimeout: 1s
+          maxQueueBytes: %[2]d
+  services:
+    up:
+      loadBalancer:
+        servers:
+          - url: %[3]q
+`, sink.url, stallBudget, up.URL, healthy.URL), func(tr *stack.Traefik) {
+		tr.ReadyHosts, tr.ReadyPath = []string{"stall.test", "control.test"}, "/"
+	})
 	pid := tr.Process().Pid()
-	load := func(n int) []time.Duration { return streams(t, tr.URL(), n) }
+	load := func(n int) []time.Duration { return streams(t, tr.URL(), "stall.test", n) }
+	// rounds sends n streams through the stalled route and as many
+	// through the control, alternating in rounds of stallRound.
+	rounds := func(n int) (tapped, control []time.Duration) {
+		for sent := 0; sent < n; sent += stallRound {
+			tapped = append(tapped, load(min(stallRound, n-sent))...)
+			control = append(control, streams(t, tr.URL(), "control.test", min(stallRound, n-sent))...)
+		}
+		return tapped, control
+	}
 
 	sent := 0
 	load(400) // warm: connections, buffers, the plugin interpreted
 	sent += 400
-	before := load(600)
+	before, bareBefore := rounds(600)
 	sent += len(before)
 	baseline := rss(t, pid)
 
@@ -205,22 +259,28 @@ func stallRun(t *testing.T, s *stack.T, sink stallSink, stall, resume func()) {
 			}
 		}
 	}()
-	during := load(stallRequests)
+	during, bareDuring := rounds(stallRequests)
 	sent += len(during)
 	done <- struct{}{}
 	resume()
 
-	p99Before, p99During := p99(before), p99(during)
+	// The stalled route's p99 as a share of the control's, measured in
+	// the same rounds: before the stall, and while its plugin drops.
+	ratioBefore := float64(p99(before)) / float64(p99(bareBefore))
+	ratioDuring := float64(p99(during)) / float64(p99(bareDuring))
 	t.Logf("Traefik RSS: %d MiB warm, %d MiB at most during the stall (bound: + %d MiB budget + 64 MiB)", baseline>>20, peak>>20, stallBudget>>20)
-	t.Logf("p99 of 1 MiB streams at concurrency %d: %v before, %v during the stall", stallConcurrency, p99Before, p99During)
+	t.Logf("p99 of 1 MiB streams at concurrency %d, stalled route / control: %v / %v (%.2f) before, %v / %v (%.2f) during the stall",
+		stallConcurrency, p99(before), p99(bareBefore), ratioBefore, p99(during), p99(bareDuring), ratioDuring)
 	if peak > baseline+stallBudget+64<<20 {
 		t.Errorf("Traefik's RSS reached %d MiB during the stall, over %d MiB warm + %d MiB budget + 64 MiB", peak>>20, baseline>>20, stallBudget>>20)
 	}
-	// The plugin adds next to nothing per request when it drops; what a
-	// 2-core machine adds by itself to the p99 of 1 MiB streams between
-	// two runs is the margin, with 1 ms at least.
-	if margin := max(time.Millisecond, p99Before/5); p99During > p99Before+margin {
-		t.Errorf("p99 %v during the stall, over %v before + %v", p99During, p99Before, margin)
+	// The plugin adds next to nothing per request when it drops: the
+	// stalled route's p99 stays within a quarter of the control's, which
+	// pays the same plugin (before the stall the two measure alike; the
+	// ratio of two p99s of 600 streams each varies by a fifth or more
+	// between runs on 2 cores, of 2,000 streams less).
+	if ratioDuring > 1.25 {
+		t.Errorf("p99 of the stalled route %.2f times the control's during the stall (%.2f before), over 1.25", ratioDuring, ratioBefore)
 	}
 
 	// Delivery resumes: one more request carries the drops not reported
@@ -250,7 +310,7 @@ func stallRun(t *testing.T, s *stack.T, sink stallSink, stall, resume func()) {
 // streams sends n streamed requests at stallConcurrency through Traefik,
 // each read to its end, and returns their durations; any failure fails
 // the test.
-func streams(t *testing.T, base string, n int) []time.Duration {
+func streams(t *testing.T, base, host string, n int) []time.Duration {
 	client := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: stallConcurrency}}
 	defer client.CloseIdleConnections()
 	took := make([]time.Duration, n)
@@ -267,7 +327,7 @@ func streams(t *testing.T, base string, n int) []time.Duration {
 					return
 				}
 				req, _ := http.NewRequest(http.MethodPost, base+"/v1/chat/completions", strings.NewReader(`{"model":"m","stream":true}`))
-				req.Host = "stall.test"
+				req.Host = host
 				start := time.Now()
 				resp, err := client.Do(req)
 				if err != nil {
@@ -277,7 +337,7 @@ func streams(t *testing.T, base string, n int) []time.Duration {
 				got, err := io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
 				if err != nil || resp.StatusCode != http.StatusOK || got != stallEvents*4096 {
-					failed.Store(fmt.Sprintf("status %d, %d bytes, %v", resp.StatusCode, got, err))
+					failed.Store(fmt.Sprintf("%s: status %d, %d bytes after %v, %v", host, resp.StatusCode, got, time.Since(start), err))
 					return
 				}
 				took[i] = time.Since(start)

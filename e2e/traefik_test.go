@@ -287,7 +287,8 @@ func (c *collector) check(w http.ResponseWriter, r *http.Request) {
 		}
 		h.Set(llmtap.HeaderDecision, llmtap.DecisionAllow)
 	default:
-		reserve := chk.Reserve
+		// A stand-in for the collector's count: a token a byte.
+		reserve := int64(len(chk.Body))
 		if reserve == 0 {
 			reserve = 1000
 		}
