@@ -223,7 +223,6 @@ type TLS struct {
 // Enabled reports whether the listener serves HTTPS.
 func (t TLS) Enabled() bool { return t.CertFile != "" }
 
-// Metrics configures the Prometheus metrics.
 // Tokens configures how prompts are counted (collector/tokens).
 type Tokens struct {
 	// Encodings maps model name prefixes to tokenizer encodings
@@ -231,6 +230,7 @@ type Tokens struct {
 	Encodings map[string]string `yaml:"encodings" json:"encodings"`
 }
 
+// Metrics configures the Prometheus metrics.
 type Metrics struct {
 	// MaxSeries caps the label sets of each metric; label values past it
 	// are counted as "other".

@@ -8,10 +8,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/llmtap/llmtap/collector/tokens"
 	"unicode"
 
+	"github.com/llmtap/llmtap/collector/tokens"
 	llmtap "github.com/llmtap/llmtap/plugin"
 )
 

@@ -123,11 +123,10 @@ func (c *content) UnmarshalJSON(b []byte) error {
 		}
 	case '[':
 		var parts []gojson.RawMessage
-		if gojson.Unmarshal(b, &parts) != nil {
-			return nil
-		}
-		for _, p := range parts {
-			c.part(p)
+		if err := gojson.Unmarshal(b, &parts); err == nil {
+			for _, p := range parts {
+				c.part(p)
+			}
 		}
 	case '{':
 		c.part(b)
