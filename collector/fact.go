@@ -96,6 +96,9 @@ type Fact struct {
 	// the tokens reserved for it, settled against Usage.
 	Limit         string
 	LimitReserved int64
+	// LimitReservation names the reservation to settle; empty for plugins
+	// and collectors before it, and then RequestID names it.
+	LimitReservation string
 }
 
 // ErrNotFound is returned by a Store that has no fact for an id.

@@ -23,9 +23,10 @@ type Take struct {
 	Requests Quota
 	Tokens   Quota
 	// Reserve is the tokens held for the request until its record settles
-	// them; at least 1 and at most Tokens.Limit are held.
-	Reserve   int64
-	RequestID string
+	// them; at least 1 and at most Tokens.Limit are held. Reservation
+	// names them (a request id, or a name of the check's own).
+	Reserve     int64
+	Reservation string
 	// ReservationTTL releases a reservation whose record never arrives.
 	ReservationTTL time.Duration
 	// Peek reports the quotas as they stand without taking anything.
@@ -67,7 +68,7 @@ type Taken struct {
 // Settlement settles a request's token reservation with the tokens it
 // really used: the difference is charged or given back.
 type Settlement struct {
-	Bucket    string
-	RequestID string
-	Used      int64
+	Bucket      string
+	Reservation string // Take.Reservation
+	Used        int64
 }

@@ -95,7 +95,7 @@ func TestLimitAllowedCarriesRateLimitHeaders(t *testing.T) {
 		t.Error("the upstream never saw the allowed request")
 	}
 	chk, ok := env.collector.limitCheck("e2e-limit-ok")
-	want := llmtap.LimitCheck{Tenant: "ok", Route: "e2e-limits", RequestID: "e2e-limit-ok", Body: json.RawMessage(chatBody), BodyBytes: int64(len(chatBody))}
+	want := llmtap.LimitCheck{V: llmtap.CheckVersion, Tenant: "ok", Route: "e2e-limits", RequestID: "e2e-limit-ok", Body: json.RawMessage(chatBody), BodyBytes: int64(len(chatBody))}
 	if !ok || !reflect.DeepEqual(chk, want) {
 		t.Errorf("limit check %+v (made: %v), want %+v", chk, ok, want)
 	}

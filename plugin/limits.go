@@ -42,7 +42,7 @@ func checkLimits(sd *sender, c *captureWriter, req *http.Request) bool {
 	s := c.set
 	r := c.rec
 	resolveTenant(c, sd.keys)
-	chk := &LimitCheck{Tenant: r.Tenant, Route: s.route, RequestID: r.RequestID}
+	chk := &LimitCheck{V: CheckVersion, Tenant: r.Tenant, Route: s.route, RequestID: r.RequestID}
 	if req.ContentLength > 0 {
 		chk.BodyBytes = req.ContentLength
 		if len(c.reqBody) <= MaxCheckBody {
@@ -85,6 +85,9 @@ func checkLimits(sd *sender, c *captureWriter, req *http.Request) bool {
 		if n, perr := strconv.ParseInt(v[0], 10, 64); perr == nil && n > 0 {
 			r.LimitReserved = n
 		}
+	}
+	if v := resp.Header[HeaderReservation]; len(v) > 0 {
+		r.LimitReservation = v[0]
 	}
 	closeAnswer(resp.Body)
 	return true

@@ -139,6 +139,7 @@ func TestLimitAllowed(t *testing.T) {
 	col.onCheck(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set(HeaderDecision, DecisionAllow)
 		w.Header().Set(HeaderReserved, "256")
+		w.Header().Set(HeaderReservation, "res-0123")
 		w.Header().Set("RateLimit-Limit", "1000")
 		w.Header().Set("RateLimit-Remaining", "744")
 		w.Header().Set("RateLimit-Reset", "30")
@@ -156,8 +157,8 @@ func TestLimitAllowed(t *testing.T) {
 		}
 	}
 	r := col.records(t, 1)[0]
-	if r.Limit != LimitAllowed || r.LimitReserved != 256 || r.Outcome != OutcomeCompleted || r.Status != 200 {
-		t.Errorf("record limit %q reserved %d outcome %q status %d", r.Limit, r.LimitReserved, r.Outcome, r.Status)
+	if r.Limit != LimitAllowed || r.LimitReserved != 256 || r.LimitReservation != "res-0123" || r.Outcome != OutcomeCompleted || r.Status != 200 {
+		t.Errorf("record limit %q reserved %d (%q) outcome %q status %d", r.Limit, r.LimitReserved, r.LimitReservation, r.Outcome, r.Status)
 	}
 	col.mu.Lock()
 	defer col.mu.Unlock()
@@ -165,7 +166,7 @@ func TestLimitAllowed(t *testing.T) {
 		t.Fatalf("%d limit checks, want 1", len(col.checks))
 	}
 	chk := col.checks[0]
-	want := LimitCheck{Tenant: KeyTenant("Bearer sk-tenant-key"), Route: "test-route", RequestID: "req-allowed",
+	want := LimitCheck{V: CheckVersion, Tenant: KeyTenant("Bearer sk-tenant-key"), Route: "test-route", RequestID: "req-allowed",
 		Body: json.RawMessage(limitsBody), BodyBytes: int64(len(limitsBody))}
 	if !reflect.DeepEqual(chk, want) {
 		t.Errorf("check %+v, want %+v", chk, want)

@@ -84,6 +84,15 @@ const (
 	HeaderDecision = "Llmtap-Decision"
 	// HeaderReserved is the number of tokens reserved by an allowed check.
 	HeaderReserved = "Llmtap-Reserved"
+	// HeaderReservation names the reservation of an allowed check (from
+	// checks of CheckVersion 2 on): the record carries it back
+	// (Record.LimitReservation), and its settlement settles that one.
+	HeaderReservation = "Llmtap-Reservation"
+
+	// CheckVersion is LimitCheck.V. Version 2 checks get a reservation of
+	// their own, named in HeaderReservation, whatever their request id:
+	// a client's X-Request-Id is kept, so two requests may share one.
+	CheckVersion = 2
 
 	DecisionAllow = "allow"
 	DecisionDeny  = "deny"
@@ -99,6 +108,8 @@ const (
 
 // LimitCheck is the body of a limit check.
 type LimitCheck struct {
+	// V is CheckVersion; 0 from plugins before versions.
+	V int `json:"v,omitempty"`
 	// Tenant is the request's tenant, as Record.Tenant would name it.
 	Tenant string `json:"tenant"`
 	// Route is the configured route name.
@@ -255,4 +266,8 @@ type Record struct {
 	// (HeaderReserved); the collector settles them against the usage it
 	// derives from this record.
 	LimitReserved int64 `json:"limit_reserved,omitempty"`
+	// LimitReservation names the reservation (HeaderReservation), which
+	// the settlement settles; empty from collectors before it, and then
+	// the reservation is named by RequestID.
+	LimitReservation string `json:"limit_reservation,omitempty"`
 }

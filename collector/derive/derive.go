@@ -48,6 +48,7 @@ func Fact(r *llmtap.Record) *collector.Fact {
 		Truncated:         r.RequestTruncated || r.ResponseTruncated,
 		Limit:             r.Limit,
 		LimitReserved:     r.LimitReserved,
+		LimitReservation:  r.LimitReservation,
 	}
 	f.ErrorType = Classify(r.Status, r.Outcome)
 	if len(r.WriteNs) > 0 {

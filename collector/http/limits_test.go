@@ -53,6 +53,15 @@ func TestCheckAllowsWithQuotaHeaders(t *testing.T) {
 	if !d.Allowed || d.Requests.Remaining != 2 || d.Tokens.Remaining != 400 || d.Reserved != 600 || d.Error != nil {
 		t.Fatalf("decision %+v", d)
 	}
+	if h.Get(llmtap.HeaderReservation) != "" {
+		t.Errorf("a check of an older plugin got reservation %q: its request id names it", h.Get(llmtap.HeaderReservation))
+	}
+	// A versioned check gets a reservation of its own.
+	b, _ := json.Marshal(llmtap.LimitCheck{V: llmtap.CheckVersion, Tenant: "acme", Route: "chat", RequestID: "id-acme", Reserve: 100})
+	w = f.do(t, http.MethodPost, llmtap.LimitsCheckPath, "tok", string(b))
+	if res := w.Header().Get(llmtap.HeaderReservation); w.Code != http.StatusOK || !llmtap.ValidID(res) {
+		t.Fatalf("versioned check: %d, reservation %q", w.Code, res)
+	}
 }
 
 func TestCheckDeniesWith429(t *testing.T) {

@@ -363,6 +363,8 @@ func decode(line []byte) (*llmtap.Record, string, error) {
 		return nil, "bad_request_id", fmt.Errorf("request_id %q: want %s", truncate(rec.RequestID, 32), llmtap.IDRule)
 	case rec.Tenant != "" && !llmtap.ValidID(rec.Tenant):
 		return nil, "bad_tenant", fmt.Errorf("tenant %q: want %s", truncate(rec.Tenant, 32), llmtap.IDRule)
+	case rec.LimitReservation != "" && !llmtap.ValidID(rec.LimitReservation):
+		return nil, "bad_limit_reservation", fmt.Errorf("limit_reservation %q: want %s", truncate(rec.LimitReservation, 32), llmtap.IDRule)
 	case rec.StartUnixNs <= 0:
 		return nil, "bad_start", fmt.Errorf("start_unix_ns %d: want a positive time", rec.StartUnixNs)
 	case len(rec.WriteEnds) != len(rec.WriteNs):

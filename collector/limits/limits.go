@@ -121,6 +121,10 @@ type Decision struct {
 	// Requests and Tokens are the quotas that apply, nil when none does.
 	Requests, Tokens *QuotaStatus
 	Reserved         int64
+	// Reservation names the reservation for the plugin to send back with
+	// the record (checks of version 2 on); empty for older plugins, whose
+	// reservations the request id names.
+	Reservation string
 	// Prompt is the request's prompt tokens as the check counted them
 	// (part of Reserved where the token limit counts the total).
 	Prompt int64
@@ -166,7 +170,13 @@ func (s *Service) Check(ctx context.Context, c llmtap.LimitCheck) *Decision {
 		return d
 	}
 	id := c.RequestID
-	if id == "" {
+	switch {
+	case c.V >= 2:
+		// Its own name, returned to the plugin and settled by it: two
+		// requests may share a request id (a client's own).
+		id = "res-" + randomID()
+		d.Reservation = id
+	case id == "":
 		// Nothing will settle this reservation: its TTL releases it.
 		id = "unnamed-" + randomID()
 	}
@@ -222,7 +232,7 @@ func (s *Service) reservation(c llmtap.LimitCheck, tk *TokenLimit) (int64, int64
 func ceilDiv(n, d int64) int64 { return (n + d - 1) / d }
 
 func (s *Service) take(eff effective, reserve int64, id string) collector.Take {
-	t := collector.Take{Bucket: eff.bucket, Reserve: reserve, RequestID: id, ReservationTTL: s.opt.ReservationTTL}
+	t := collector.Take{Bucket: eff.bucket, Reserve: reserve, Reservation: id, ReservationTTL: s.opt.ReservationTTL}
 	if r := eff.policy.Requests; r != nil {
 		t.Requests = collector.Quota{Limit: r.Limit, Period: time.Duration(r.Period), Burst: r.Burst}
 	}
@@ -299,7 +309,11 @@ func (s *Service) Settle(ctx context.Context, facts []*collector.Fact) {
 		if eff.policy == nil || eff.policy.Tokens == nil {
 			continue
 		}
-		ss = append(ss, collector.Settlement{Bucket: eff.bucket, RequestID: f.RequestID, Used: used(f, eff.policy.Tokens.Count)})
+		id := f.LimitReservation
+		if id == "" {
+			id = f.RequestID
+		}
+		ss = append(ss, collector.Settlement{Bucket: eff.bucket, Reservation: id, Used: used(f, eff.policy.Tokens.Count)})
 	}
 	if len(ss) == 0 {
 		return

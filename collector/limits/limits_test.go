@@ -421,3 +421,41 @@ func TestRequestTooLargeIsDeniedAtOnce(t *testing.T) {
 		t.Fatalf("an output-only limit: %+v", d)
 	}
 }
+
+// TestSharedRequestIDsKeepTheirReservations: two requests may share a
+// request id (a client's own X-Request-Id): from check version 2 on each
+// gets a reservation of its own, and settling one leaves the other.
+// Checks from older plugins are named by their request id, as before.
+func TestSharedRequestIDsKeepTheirReservations(t *testing.T) {
+	f := newFixture(t, Options{Default: &Policy{Tokens: toks(1000, time.Hour, CountTotal)}})
+	ctx := context.Background()
+	check := func(v int) *Decision {
+		d := f.svc.Check(ctx, llmtap.LimitCheck{V: v, Tenant: "a", RequestID: "same", Reserve: 300})
+		if !d.Allowed || d.Reserved != 300 {
+			t.Fatalf("check: %+v", d)
+		}
+		return d
+	}
+	first, second := check(llmtap.CheckVersion), check(llmtap.CheckVersion)
+	if first.Reservation == "" || first.Reservation == second.Reservation || !llmtap.ValidID(first.Reservation) {
+		t.Fatalf("reservations %q and %q, want two distinct valid ids", first.Reservation, second.Reservation)
+	}
+	out := usage(10, 40)
+	settle := func(d *Decision) {
+		f.svc.Settle(ctx, []*collector.Fact{{RequestID: "same", Tenant: "a", Status: 200, Usage: out,
+			Limit: llmtap.LimitAllowed, LimitReserved: d.Reserved, LimitReservation: d.Reservation}})
+	}
+	settle(first)
+	settle(second)
+	// Each charged its 50 tokens: 1000 - 2*50 remain (and the refill).
+	st, err := f.svc.Status(ctx, "a", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Tokens.Remaining < 900 || st.Tokens.Remaining > 901 {
+		t.Errorf("tokens remaining %d after both settled, want 900", st.Tokens.Remaining)
+	}
+	if old := check(0); old.Reservation != "" {
+		t.Errorf("an older plugin's check got reservation %q, want none (its request id names it)", old.Reservation)
+	}
+}

@@ -96,12 +96,12 @@ func TestClusterClientRunsTheLimits(t *testing.T) {
 		Bucket:   "t=acme",
 		Requests: collector.Quota{Limit: 10, Period: time.Minute},
 		Tokens:   collector.Quota{Limit: 1000, Period: time.Minute},
-		Reserve:  100, RequestID: "req-1", ReservationTTL: time.Minute,
+		Reserve:  100, Reservation: "req-1", ReservationTTL: time.Minute,
 	})
 	if err != nil || !tk.Allowed || tk.Tokens.Remaining != 900 {
 		t.Fatalf("take: %+v, %v", tk, err)
 	}
-	if err := lim.Settle(ctx, []collector.Settlement{{Bucket: "t=acme", RequestID: "req-1", Used: 40}}); err != nil {
+	if err := lim.Settle(ctx, []collector.Settlement{{Bucket: "t=acme", Reservation: "req-1", Used: 40}}); err != nil {
 		t.Fatal(err)
 	}
 	tk, err = lim.Take(ctx, collector.Take{Bucket: "t=acme", Tokens: collector.Quota{Limit: 1000, Period: time.Minute}, Peek: true})

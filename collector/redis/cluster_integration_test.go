@@ -82,11 +82,11 @@ func TestRealRedisCluster(t *testing.T) {
 	for i := 0; i < 30; i++ {
 		b := fmt.Sprintf("t=tenant-%d", i)
 		tk, err := lim.Take(ctx, collector.Take{Bucket: b, Requests: collector.Quota{Limit: 5, Period: time.Minute},
-			Tokens: tq, Reserve: 100, RequestID: "req", ReservationTTL: time.Minute})
+			Tokens: tq, Reserve: 100, Reservation: "req", ReservationTTL: time.Minute})
 		if err != nil || !tk.Allowed || tk.Tokens.Remaining != 900 {
 			t.Fatalf("take %s: %+v, %v", b, tk, err)
 		}
-		settle = append(settle, collector.Settlement{Bucket: b, RequestID: "req", Used: 30})
+		settle = append(settle, collector.Settlement{Bucket: b, Reservation: "req", Used: 30})
 		slot, err := cluster.ClusterKeySlot(ctx, keys(b)[0]).Result()
 		if err != nil {
 			t.Fatal(err)

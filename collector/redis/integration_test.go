@@ -64,7 +64,7 @@ func TestRealRedisReservationsSettle(t *testing.T) {
 	ctx := context.Background()
 	tq := collector.Quota{Limit: 1000, Period: time.Hour}
 	take := func(id string, n int64) collector.Taken {
-		tk, err := lim.Take(ctx, collector.Take{Bucket: bucket(t), Tokens: tq, Reserve: n, RequestID: id, ReservationTTL: time.Minute})
+		tk, err := lim.Take(ctx, collector.Take{Bucket: bucket(t), Tokens: tq, Reserve: n, Reservation: id, ReservationTTL: time.Minute})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -76,7 +76,7 @@ func TestRealRedisReservationsSettle(t *testing.T) {
 	if tk := take("b", 400); tk.Allowed || tk.Reason != collector.ReasonTokens {
 		t.Fatalf("take b should be denied: %+v", tk)
 	}
-	if err := lim.Settle(ctx, []collector.Settlement{{Bucket: bucket(t), RequestID: "a", Used: 200}}); err != nil {
+	if err := lim.Settle(ctx, []collector.Settlement{{Bucket: bucket(t), Reservation: "a", Used: 200}}); err != nil {
 		t.Fatal(err)
 	}
 	if tk := take("b", 400); !tk.Allowed || tk.Tokens.Remaining < 400 || tk.Tokens.Remaining > 401 {
@@ -104,7 +104,7 @@ func TestRealRedisConcurrentStreams(t *testing.T) {
 		go func(id string) {
 			defer wg.Done()
 			<-start
-			tk, err := lim.Take(ctx, collector.Take{Bucket: bucket(t), Tokens: tq, Reserve: reserve, RequestID: id, ReservationTTL: time.Minute})
+			tk, err := lim.Take(ctx, collector.Take{Bucket: bucket(t), Tokens: tq, Reserve: reserve, Reservation: id, ReservationTTL: time.Minute})
 			if err != nil {
 				t.Error(err)
 				return
@@ -116,7 +116,7 @@ func TestRealRedisConcurrentStreams(t *testing.T) {
 			admitted++
 			mu.Unlock()
 			time.Sleep(100 * time.Millisecond) // the stream
-			if err := lim.Settle(ctx, []collector.Settlement{{Bucket: bucket(t), RequestID: id, Used: actual}}); err != nil {
+			if err := lim.Settle(ctx, []collector.Settlement{{Bucket: bucket(t), Reservation: id, Used: actual}}); err != nil {
 				t.Error(err)
 			}
 		}(fmt.Sprintf("r%02d", i))
@@ -136,7 +136,7 @@ func TestRealRedisConcurrentStreams(t *testing.T) {
 func TestRealRedisKilledAndBack(t *testing.T) {
 	lim, _ := realLimiter(t)
 	ctx := context.Background()
-	tk := collector.Take{Bucket: bucket(t), Requests: collector.Quota{Limit: 100, Period: time.Minute}, Tokens: collector.Quota{Limit: 1000, Period: time.Minute}, Reserve: 10, RequestID: "x", ReservationTTL: time.Minute}
+	tk := collector.Take{Bucket: bucket(t), Requests: collector.Quota{Limit: 100, Period: time.Minute}, Tokens: collector.Quota{Limit: 1000, Period: time.Minute}, Reserve: 10, Reservation: "x", ReservationTTL: time.Minute}
 	if _, err := lim.Take(ctx, tk); err != nil {
 		t.Fatal(err)
 	}
@@ -154,11 +154,11 @@ func TestRealRedisKilledAndBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A fresh Redis has no scripts cached: both scripts load themselves again.
-	tk.RequestID = "y"
+	tk.Reservation = "y"
 	if got, err := lim.Take(ctx, tk); err != nil || !got.Allowed {
 		t.Fatalf("take after Redis came back: %+v, %v", got, err)
 	}
-	if err := lim.Settle(ctx, []collector.Settlement{{Bucket: bucket(t), RequestID: "y", Used: 5}}); err != nil {
+	if err := lim.Settle(ctx, []collector.Settlement{{Bucket: bucket(t), Reservation: "y", Used: 5}}); err != nil {
 		t.Fatalf("settle after Redis came back: %v", err)
 	}
 }

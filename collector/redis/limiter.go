@@ -183,7 +183,7 @@ func (l *Limiter) Take(ctx context.Context, t collector.Take) (collector.Taken, 
 	res, err := takeScript.Run(ctx, l.rdb, keys(t.Bucket),
 		rlimit, micros(t.Requests.Period), burst,
 		tlimit, micros(t.Tokens.Period),
-		t.Reserve, t.RequestID, micros(t.ReservationTTL), peek).Slice()
+		t.Reserve, t.Reservation, micros(t.ReservationTTL), peek).Slice()
 	if err != nil {
 		return collector.Taken{}, fmt.Errorf("redis limit take: %w", err)
 	}
@@ -224,7 +224,7 @@ func (l *Limiter) Settle(ctx context.Context, ss []collector.Settlement) error {
 	run := func(cmd func(ctx context.Context, c goredis.Scripter, keys []string, args ...any) *goredis.Cmd) ([]goredis.Cmder, error) {
 		pipe := l.rdb.Pipeline()
 		for _, s := range ss {
-			cmd(ctx, pipe, keys(s.Bucket), s.RequestID, s.Used)
+			cmd(ctx, pipe, keys(s.Bucket), s.Reservation, s.Used)
 		}
 		return pipe.Exec(ctx)
 	}

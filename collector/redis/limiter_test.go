@@ -115,7 +115,7 @@ func TestTokenReservationsAndSettlement(t *testing.T) {
 	f := newFake(t)
 	ctx := context.Background()
 	take := func(id string, reserve int64) collector.Taken {
-		return f.take(t, collector.Take{Bucket: "acme", Tokens: tokens1k, Reserve: reserve, RequestID: id, ReservationTTL: time.Minute})
+		return f.take(t, collector.Take{Bucket: "acme", Tokens: tokens1k, Reserve: reserve, Reservation: id, ReservationTTL: time.Minute})
 	}
 	if got := take("r1", 400); !got.Allowed || got.Reserved != 400 || got.Tokens.Remaining != 600 {
 		t.Fatalf("first take: %+v", got)
@@ -132,14 +132,14 @@ func TestTokenReservationsAndSettlement(t *testing.T) {
 		t.Fatalf("retry after %v, want 12s", got.Tokens.RetryAfter)
 	}
 	// r1 used 100 of its 400: 300 come back. r2 used 500: 100 more are charged.
-	if err := f.lim.Settle(ctx, []collector.Settlement{{Bucket: "acme", RequestID: "r1", Used: 100}, {Bucket: "acme", RequestID: "r2", Used: 500}}); err != nil {
+	if err := f.lim.Settle(ctx, []collector.Settlement{{Bucket: "acme", Reservation: "r1", Used: 100}, {Bucket: "acme", Reservation: "r2", Used: 500}}); err != nil {
 		t.Fatal(err)
 	}
 	if got := f.take(t, collector.Take{Bucket: "acme", Tokens: tokens1k, Peek: true}); got.Tokens.Remaining != 400 {
 		t.Fatalf("after settling: remaining %d, want 400", got.Tokens.Remaining)
 	}
 	// A record sent twice is settled once.
-	if err := f.lim.Settle(ctx, []collector.Settlement{{Bucket: "acme", RequestID: "r1", Used: 100}}); err != nil {
+	if err := f.lim.Settle(ctx, []collector.Settlement{{Bucket: "acme", Reservation: "r1", Used: 100}}); err != nil {
 		t.Fatal(err)
 	}
 	if got := f.take(t, collector.Take{Bucket: "acme", Tokens: tokens1k, Peek: true}); got.Tokens.Remaining != 400 {
@@ -149,7 +149,7 @@ func TestTokenReservationsAndSettlement(t *testing.T) {
 
 func TestReservationWithoutRecordIsReleased(t *testing.T) {
 	f := newFake(t)
-	tk := collector.Take{Bucket: "acme", Tokens: collector.Quota{Limit: 1000, Period: time.Hour}, Reserve: 900, RequestID: "lost", ReservationTTL: 30 * time.Second}
+	tk := collector.Take{Bucket: "acme", Tokens: collector.Quota{Limit: 1000, Period: time.Hour}, Reserve: 900, Reservation: "lost", ReservationTTL: 30 * time.Second}
 	if got := f.take(t, tk); !got.Allowed || got.Tokens.Remaining != 100 {
 		t.Fatalf("take: %+v", got)
 	}
@@ -159,7 +159,7 @@ func TestReservationWithoutRecordIsReleased(t *testing.T) {
 		t.Fatalf("after the reservation TTL: remaining %d, want 1000", got.Tokens.Remaining)
 	}
 	// Its record, arriving late, is charged in full.
-	if err := f.lim.Settle(context.Background(), []collector.Settlement{{Bucket: "acme", RequestID: "lost", Used: 250}}); err != nil {
+	if err := f.lim.Settle(context.Background(), []collector.Settlement{{Bucket: "acme", Reservation: "lost", Used: 250}}); err != nil {
 		t.Fatal(err)
 	}
 	if got := f.take(t, tk); got.Tokens.Remaining != 750 {
@@ -169,11 +169,11 @@ func TestReservationWithoutRecordIsReleased(t *testing.T) {
 
 func TestReserveIsBoundedByTheQuota(t *testing.T) {
 	f := newFake(t)
-	tk := collector.Take{Bucket: "acme", Tokens: tokens1k, Reserve: 50_000, RequestID: "big", ReservationTTL: time.Minute}
+	tk := collector.Take{Bucket: "acme", Tokens: tokens1k, Reserve: 50_000, Reservation: "big", ReservationTTL: time.Minute}
 	if got := f.take(t, tk); !got.Allowed || got.Reserved != 1000 || got.Tokens.Remaining != 0 {
 		t.Fatalf("a reservation over the quota should take the whole quota: %+v", got)
 	}
-	tk.RequestID, tk.Reserve = "zero", 0
+	tk.Reservation, tk.Reserve = "zero", 0
 	if got := f.take(t, tk); got.Allowed {
 		t.Fatalf("an empty bucket admitted a request reserving nothing: %+v", got)
 	}
@@ -181,9 +181,9 @@ func TestReserveIsBoundedByTheQuota(t *testing.T) {
 
 func TestBothQuotasOrNeither(t *testing.T) {
 	f := newFake(t)
-	tk := collector.Take{Bucket: "acme", Requests: perMinute, Tokens: collector.Quota{Limit: 100, Period: time.Minute}, Reserve: 80, RequestID: "a", ReservationTTL: time.Minute}
+	tk := collector.Take{Bucket: "acme", Requests: perMinute, Tokens: collector.Quota{Limit: 100, Period: time.Minute}, Reserve: 80, Reservation: "a", ReservationTTL: time.Minute}
 	f.take(t, tk)
-	tk.RequestID = "b"
+	tk.Reservation = "b"
 	got := f.take(t, tk)
 	if got.Allowed || got.Reason != collector.ReasonTokens {
 		t.Fatalf("want a token denial: %+v", got)
@@ -238,7 +238,7 @@ func TestRedisDownIsAnError(t *testing.T) {
 	if err == nil {
 		t.Fatal("take with Redis down: no error")
 	}
-	if err := f.lim.Settle(context.Background(), []collector.Settlement{{Bucket: "a", RequestID: "x", Used: 1}}); err == nil {
+	if err := f.lim.Settle(context.Background(), []collector.Settlement{{Bucket: "a", Reservation: "x", Used: 1}}); err == nil {
 		t.Fatal("settle with Redis down: no error")
 	}
 }

@@ -141,6 +141,7 @@ func startLimitStack(t *testing.T) (*rig, *countingUpstream) {
 				Tenants: map[string]json.RawMessage{
 					"streams": json.RawMessage(`{"tokens":{"limit":1000,"period":"1m","count":"output"}}`),
 					"prompts": json.RawMessage(`{"tokens":{"limit":1000,"period":"1m"}}`),
+					"shared":  json.RawMessage(`{"tokens":{"limit":10000,"period":"1h"}}`),
 					"strict":  json.RawMessage(`{"requests":{"limit":1000,"period":"1h"},"failure_mode":"closed"}`),
 				},
 			}
@@ -389,6 +390,62 @@ func TestLimitsThroughTraefik(t *testing.T) {
 		if resp.StatusCode != http.StatusTooManyRequests || json.Unmarshal(answer, &oa) != nil || oa.Error.Code != "request_too_large" ||
 			!strings.Contains(oa.Error.Message, "more than the limit of 1000 tokens per 1m0s") {
 			t.Fatalf("%d %s", resp.StatusCode, answer)
+		}
+	})
+
+	t.Run("requests sharing a request id are each settled", func(t *testing.T) {
+		// A client's own X-Request-Id is kept, so 4 concurrent requests
+		// may carry the same one: each must still be charged what it
+		// used (before reservations had names of their own, the second
+		// take overwrote the first and one settlement was skipped).
+		const body = `{"model":"gpt-4o-mini","stream":true,"max_tokens":500,"messages":[{"role":"user","content":"hi"}]}`
+		var wg sync.WaitGroup
+		codes := make([]int, 4)
+		start := make(chan struct{})
+		for i := range codes {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				req, err := http.NewRequest(http.MethodPost, "http://"+s.entry+"/v1/chat/completions", strings.NewReader(body))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				req.Host = "open.test"
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("X-Tenant-ID", "shared")
+				req.Header.Set("X-Request-Id", "client-chosen-id")
+				<-start
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				codes[i] = resp.StatusCode
+			}()
+		}
+		close(start)
+		wg.Wait()
+		for i, c := range codes {
+			if c != http.StatusOK {
+				t.Fatalf("request %d: %d", i, c)
+			}
+		}
+		// Each reserved about 508 and used 10 prompt + 180 output tokens
+		// (the upstream's count): 760 in all, give or take the refill of
+		// 10,000 an hour (3 a second). With a settlement skipped, three
+		// reservations would stay held: 8,286 left.
+		want := int64(10000 - 4*190)
+		deadline := time.Now().Add(10 * time.Second)
+		got := s.tokensRemaining(t, "shared")
+		for got < want || got > want+30 {
+			if time.Now().After(deadline) {
+				t.Fatalf("tokens remaining %d, want %d once the 4 records are settled", got, want)
+			}
+			time.Sleep(100 * time.Millisecond)
+			got = s.tokensRemaining(t, "shared")
 		}
 	})
 
