@@ -36,13 +36,16 @@ func (b *bench) ingest() {
 			b.fail("BENCH_BATCHES: %q is not a batch size", field)
 		}
 		queue := b.envInt("BENCH_QUEUE", max(2*batch, 5000))
+		// A database of its own for each batch size, dropped after: the
+		// server's merges of one run's rows must not weigh on the next.
+		database := fmt.Sprintf("llmtap_bench_%d", batch)
 		cfg := stack.CollectorConfig{
 			Listen: b.s.Addr(),
 			// A bench on loopback: no tokens.
 			TrustedNetwork: true,
 			Log:            &stack.CollectorLog{Level: "warn"},
 			ClickHouse: stack.CollectorClickHouse{
-				Addr: ch.Addr(), Database: "llmtap_bench", BatchSize: batch, QueueSize: queue,
+				Addr: ch.Addr(), Database: database, BatchSize: batch, QueueSize: queue,
 				SpoolDir: filepath.Join(b.s.Folder("spool"), "spool"), Retention: "0s", BodyRetention: "0s",
 			},
 		}
@@ -54,6 +57,9 @@ func (b *bench) ingest() {
 			b.fail("ingestbench: %v", err)
 		}
 		if err := c.Stop(b.ctx); err != nil {
+			b.fail("%v", err)
+		}
+		if _, err := ch.Query(b.ctx, "DROP DATABASE IF EXISTS "+database); err != nil {
 			b.fail("%v", err)
 		}
 	}
