@@ -38,9 +38,12 @@ type captureWriter struct {
 	// field gets a copy of the whole struct allocated at each call.
 	rec *Record
 
-	// request body: the whole small body read up front, or its capture in flight
+	// request body: the whole small body read up front, or its capture in
+	// flight; headRead is what readHead read of a longer body of unknown
+	// length before the limit check.
 	reqBody  []byte
 	bodyHead *bodyHead
+	headRead int64
 
 	kind       int
 	capture    bool // body bytes are kept for this response

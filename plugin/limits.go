@@ -43,11 +43,17 @@ func checkLimits(sd *sender, c *captureWriter, req *http.Request) bool {
 	r := c.rec
 	resolveTenant(c, sd.keys)
 	chk := &LimitCheck{V: CheckVersion, Tenant: r.Tenant, Route: s.route, RequestID: r.RequestID}
-	if req.ContentLength > 0 {
-		chk.BodyBytes = req.ContentLength
+	switch {
+	case c.reqBody != nil:
+		chk.BodyBytes = int64(len(c.reqBody))
 		if len(c.reqBody) <= MaxCheckBody {
 			chk.Body = c.reqBody
 		}
+	case req.ContentLength > 0:
+		chk.BodyBytes = req.ContentLength
+	default:
+		// Unknown length, past the capture limit: at least this long.
+		chk.BodyBytes = c.headRead
 	}
 	ctx, cancel := context.WithTimeout(req.Context(), s.checkTimeout)
 	defer cancel() // after the answer's body is read

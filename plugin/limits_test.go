@@ -97,7 +97,8 @@ func (rig *limitsRig) sendBody(t *testing.T, id string, headers map[string]strin
 }
 
 // TestLimitCheckCarriesTheBody: the check carries a JSON body read whole,
-// and otherwise the body's length when it is known.
+// and otherwise the body's length when it is known (at least the capture
+// limit for a longer body of unknown length).
 func TestLimitCheckCarriesTheBody(t *testing.T) {
 	big := `{"model":"gpt-4o","messages":[{"role":"user","content":"` + strings.Repeat("x", 70<<10) + `"}]}`
 	for _, tt := range []struct {
@@ -108,7 +109,10 @@ func TestLimitCheckCarriesTheBody(t *testing.T) {
 		{"JSON", strings.NewReader(limitsBody), LimitCheck{Body: json.RawMessage(limitsBody), BodyBytes: int64(len(limitsBody))}},
 		{"not JSON", strings.NewReader("model=gpt-4o"), LimitCheck{BodyBytes: 12}},
 		{"over the capture bound", strings.NewReader(big), LimitCheck{BodyBytes: int64(len(big))}},
-		{"length unknown", io.MultiReader(strings.NewReader(limitsBody)), LimitCheck{}},
+		// A chunked body is read up to the capture limit before the check,
+		// so that streaming it does not keep its prompt from being counted.
+		{"length unknown", io.MultiReader(strings.NewReader(limitsBody)), LimitCheck{Body: json.RawMessage(limitsBody), BodyBytes: int64(len(limitsBody))}},
+		{"length unknown, over the capture bound", io.MultiReader(strings.NewReader(big)), LimitCheck{BodyBytes: 64<<10 + 1}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			col := newCollectorStub(t)
@@ -129,6 +133,47 @@ func TestLimitCheckCarriesTheBody(t *testing.T) {
 			if !bytes.Equal(got.Body, tt.want.Body) || got.BodyBytes != tt.want.BodyBytes || got.Model != "" || got.Reserve != 0 {
 				t.Errorf("check body %.40q (%d bytes) body_bytes %d model %q reserve %d, want %.40q body_bytes %d",
 					got.Body, len(got.Body), got.BodyBytes, got.Model, got.Reserve, tt.want.Body, tt.want.BodyBytes)
+			}
+		})
+	}
+}
+
+// TestChunkedBodyReachesTheUpstreamWhole: a body of unknown length read
+// ahead of the check on a router with limits reaches the upstream byte
+// for byte, whether it fits the capture limit or not, and the record
+// counts all of it.
+func TestChunkedBodyReachesTheUpstreamWhole(t *testing.T) {
+	for _, size := range []int{100, 64 << 10, 64<<10 + 1, 300 << 10} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			body := strings.Repeat("x", size)
+			col := newCollectorStub(t)
+			col.onCheck(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set(HeaderDecision, DecisionAllow)
+				w.WriteHeader(http.StatusOK)
+			})
+			s := testSettings(t, col.srv.URL, func(c *Config) {
+				c.Limits = LimitsConfig{Enabled: true, Timeout: "2s", FailureMode: "closed"}
+			})
+			sd := startSender(t, testSettings(t, col.srv.URL, nil))
+			got := make(chan []byte, 1)
+			srv := tapped(t, s, sd, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				b, err := io.ReadAll(r.Body)
+				if err != nil {
+					t.Error(err)
+				}
+				got <- b
+			}))
+			req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/chat/completions", io.MultiReader(strings.NewReader(body)))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = resp.Body.Close()
+			if b := <-got; string(b) != body {
+				t.Fatalf("the upstream got %d bytes, want %d", len(b), size)
+			}
+			if r := col.records(t, 1)[0]; r.RequestBytes != int64(size) {
+				t.Errorf("record request_bytes %d, want %d", r.RequestBytes, size)
 			}
 		})
 	}

@@ -179,7 +179,10 @@ func (b *bodyHead) fill(r *Record, keep bool) {
 // captureRequest prepares the request body's capture. A body whose length is
 // known and within the limit (the usual LLM request) is read at once by the
 // standard library and replayed to the upstream unchanged; any other body is
-// observed while the upstream reads it.
+// observed while the upstream reads it. On a router with limits, a body of
+// unknown length (chunked) is read up to the limit first too, so that the
+// limit check counts its prompt: a client cannot keep it from being counted
+// by streaming it.
 func captureRequest(c *captureWriter, req *http.Request) {
 	if req.Body == http.NoBody {
 		return
@@ -191,6 +194,55 @@ func captureRequest(c *captureWriter, req *http.Request) {
 		req.Body = io.NopCloser(bytes.NewReader(c.reqBody))
 		return
 	}
+	if req.ContentLength < 0 && c.set.checkURL != "" {
+		readHead(c, req)
+		return
+	}
 	c.bodyHead = &bodyHead{body: req.Body, limit: c.set.maxReqBody}
 	req.Body = c.bodyHead
 }
+
+// readHead reads a body of unknown length up to the capture limit before
+// the limit check: the whole body when it fits (then as the known-length
+// case), else the upstream reads that head again and then the rest, and
+// the capture observes them as for any body past the limit (headFirst).
+// An error while reading is the upstream's to meet: it gets what was read,
+// then the error.
+func readHead(c *captureWriter, req *http.Request) {
+	head, err := io.ReadAll(io.LimitReader(req.Body, int64(c.set.maxReqBody)+1))
+	if err == nil && len(head) <= c.set.maxReqBody {
+		c.reqBody = head
+		req.Body = io.NopCloser(bytes.NewReader(head))
+		return
+	}
+	both := &headFirst{head: head, err: err, body: req.Body}
+	c.bodyHead = &bodyHead{body: both, limit: c.set.maxReqBody}
+	c.headRead = int64(len(head))
+	req.Body = c.bodyHead
+}
+
+// headFirst reads what readHead read, then the error it met or the rest
+// of the body; Close closes the body. (Not an io.MultiReader: under Yaegi
+// an interpreted reader cannot be handed to it.)
+type headFirst struct {
+	head []byte
+	err  error
+	body io.ReadCloser
+}
+
+func (h *headFirst) Read(p []byte) (int, error) {
+	if len(h.head) > 0 {
+		n := copy(p, h.head)
+		h.head = h.head[n:]
+		if len(h.head) == 0 {
+			h.head = nil // let the head's bytes go
+		}
+		return n, nil
+	}
+	if h.err != nil {
+		return 0, h.err
+	}
+	return h.body.Read(p)
+}
+
+func (h *headFirst) Close() error { return h.body.Close() }
