@@ -37,7 +37,14 @@ type PolicyStore interface {
 	Get(ctx context.Context, tenant string) ([]byte, error)
 	Put(ctx context.Context, tenant string, doc []byte) error
 	Delete(ctx context.Context, tenant string) error
+	// All returns every stored policy document, by tenant.
+	All(ctx context.Context) (map[string][]byte, error)
 }
+
+// SnapshotInterval is how often Run reads every stored policy, so that a
+// replica knows each tenant's policy (its failure mode above all) when the
+// store is down, also for tenants it has not served yet.
+const SnapshotInterval = 30 * time.Second
 
 // Observer is told of every check and store failure (the metrics).
 type Observer interface {
@@ -84,6 +91,12 @@ type Service struct {
 	opt   Options
 	cache policyCache
 	logs  throttle
+
+	// snapshot is every stored policy as Run last read them, for a store
+	// that is down: tenant -> policy (nil for a stored policy that does
+	// not parse, which the configuration's then replaces).
+	snapMu   sync.RWMutex
+	snapshot map[string]*Policy
 }
 
 // New makes a Service.
@@ -442,9 +455,13 @@ func (s *Service) lookup(ctx context.Context, tenant string) cached {
 	case errors.Is(err, collector.ErrNotFound):
 	default:
 		// Keep using what we have for a while rather than asking a store
-		// that is down on every check.
+		// that is down on every check: the last copy read for this
+		// tenant, else the last snapshot of them all, else the file's.
 		s.opt.Observer.StoreFailed("policy")
 		c, ok := s.cache.stale(tenant)
+		if !ok {
+			c, ok = s.snapshotOf(tenant)
+		}
 		if !ok {
 			c = s.static(tenant)
 		}
@@ -454,6 +471,59 @@ func (s *Service) lookup(ctx context.Context, tenant string) cached {
 	c := s.static(tenant)
 	s.cache.put(tenant, c)
 	return c
+}
+
+// snapshotOf returns a tenant's policy from the last snapshot.
+func (s *Service) snapshotOf(tenant string) (cached, bool) {
+	s.snapMu.RLock()
+	defer s.snapMu.RUnlock()
+	p, ok := s.snapshot[tenant]
+	if !ok || p == nil {
+		return cached{}, false
+	}
+	return cached{policy: p, source: SourceAPI}, true
+}
+
+// Snapshot reads every stored policy, for lookups while the store is down.
+// A failure keeps the snapshot before it.
+func (s *Service) Snapshot(ctx context.Context) error {
+	docs, err := s.opt.Policies.All(ctx)
+	if err != nil {
+		s.opt.Observer.StoreFailed("policy")
+		return fmt.Errorf("limits: snapshot of the stored policies: %w", err)
+	}
+	snap := make(map[string]*Policy, len(docs))
+	for tenant, doc := range docs {
+		p, perr := ParsePolicy(doc)
+		if perr != nil {
+			p = nil // lookup says so when it meets it
+		}
+		snap[tenant] = p
+	}
+	s.snapMu.Lock()
+	s.snapshot = snap
+	s.snapMu.Unlock()
+	return nil
+}
+
+// Run takes a snapshot of the stored policies now and every
+// SnapshotInterval until ctx ends. Failures are logged, at most once a
+// minute; the last snapshot stays.
+func (s *Service) Run(ctx context.Context) error {
+	tick := time.NewTicker(SnapshotInterval)
+	defer tick.Stop()
+	for {
+		if err := s.Snapshot(ctx); err != nil && ctx.Err() == nil {
+			if ok, n := s.logs.allow("snapshot", time.Minute); ok {
+				s.opt.Logger.Warn("stored limit policies not read; the last snapshot stays", "err", err, "suppressed", n)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
 }
 
 func (s *Service) static(tenant string) cached {

@@ -459,3 +459,68 @@ func TestSharedRequestIDsKeepTheirReservations(t *testing.T) {
 		t.Errorf("an older plugin's check got reservation %q, want none (its request id names it)", old.Reservation)
 	}
 }
+
+// TestSnapshotKeepsAPIPoliciesWhileRedisIsDown: a fail-closed policy set
+// through the admin API on one replica is honoured by another replica that
+// never served the tenant, once Redis is down, because each replica keeps
+// a snapshot of every stored policy. Without one, the other replica knew
+// only its configuration file and let the tenant through.
+func TestSnapshotKeepsAPIPoliciesWhileRedisIsDown(t *testing.T) {
+	a := newFixture(t, Options{})
+	strict := &Policy{Requests: reqs(100, time.Minute), FailureMode: FailClosed}
+	if err := a.svc.Put(context.Background(), "strict", strict); err != nil {
+		t.Fatal(err)
+	}
+	// Two more replicas on the same Redis: one takes a snapshot, one not.
+	replica := func() *Service {
+		return New(Options{Store: a.svc.opt.Store, Policies: a.svc.opt.Policies, Observer: a.obs, Logger: a.svc.opt.Logger,
+			DefaultReservation: 100, ReservationTTL: time.Minute, PolicyCacheTTL: time.Hour})
+	}
+	withSnapshot, without := replica(), replica()
+	if err := withSnapshot.Snapshot(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	a.mr.Close()
+
+	d := withSnapshot.Check(context.Background(), llmtap.LimitCheck{Tenant: "strict", Route: "chat"})
+	if d.Allowed || d.Reason != collector.ReasonUnavailable {
+		t.Fatalf("replica with a snapshot, Redis down: %+v, want the policy's fail-closed 503", d)
+	}
+	if d := without.Check(context.Background(), llmtap.LimitCheck{Tenant: "strict", Route: "chat"}); !d.Allowed {
+		t.Fatalf("replica without a snapshot: %+v (the case the snapshot is for)", d)
+	}
+	// A failed snapshot keeps the one before.
+	if err := withSnapshot.Snapshot(context.Background()); err == nil {
+		t.Fatal("a snapshot with Redis down succeeded")
+	}
+	if _, ok := withSnapshot.snapshotOf("strict"); !ok {
+		t.Fatal("a failed snapshot dropped the one before")
+	}
+}
+
+// TestRunSnapshotsUntilCancelled: Run takes a snapshot at once and returns
+// when its context ends.
+func TestRunSnapshotsUntilCancelled(t *testing.T) {
+	f := newFixture(t, Options{})
+	if err := f.svc.Put(context.Background(), "t1", &Policy{Requests: reqs(5, time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	fresh := New(Options{Store: f.svc.opt.Store, Policies: f.svc.opt.Policies, Observer: f.obs, Logger: f.svc.opt.Logger})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- fresh.Run(ctx) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, ok := fresh.snapshotOf("t1"); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no snapshot taken")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -115,4 +115,7 @@ func TestClusterClientRunsTheLimits(t *testing.T) {
 	if b, err := p.Get(ctx, "acme"); err != nil || string(b) != `{}` {
 		t.Fatalf("policy: %q, %v", b, err)
 	}
+	if all, err := p.All(ctx); err != nil || len(all) != 1 || string(all["acme"]) != `{}` {
+		t.Fatalf("all policies: %q, %v", all, err)
+	}
 }

@@ -162,3 +162,26 @@ func TestRealRedisKilledAndBack(t *testing.T) {
 		t.Fatalf("settle after Redis came back: %v", err)
 	}
 }
+
+// TestRealRedisPoliciesAll: every stored policy comes back, by tenant.
+func TestRealRedisPoliciesAll(t *testing.T) {
+	_, rdb := realLimiter(t)
+	ctx := context.Background()
+	p := NewPolicies(rdb)
+	want := map[string]string{"all-a": `{"requests":{"limit":1,"period":"1m"}}`, "all-b": `{"failure_mode":"closed"}`}
+	for tenant, doc := range want {
+		if err := p.Put(ctx, tenant, []byte(doc)); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = p.Delete(context.Background(), tenant) })
+	}
+	all, err := p.All(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for tenant, doc := range want {
+		if string(all[tenant]) != doc {
+			t.Errorf("%s: %q, want %q", tenant, all[tenant], doc)
+		}
+	}
+}

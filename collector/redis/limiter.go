@@ -279,6 +279,19 @@ func (p *Policies) Put(ctx context.Context, tenant string, doc []byte) error {
 	return nil
 }
 
+// All returns every stored policy document, by tenant.
+func (p *Policies) All(ctx context.Context) (map[string][]byte, error) {
+	m, err := p.rdb.HGetAll(ctx, policiesKey).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redis read limit policies: %w", err)
+	}
+	docs := make(map[string][]byte, len(m))
+	for tenant, doc := range m {
+		docs[tenant] = []byte(doc)
+	}
+	return docs, nil
+}
+
 // Delete removes a tenant's policy, or returns an error wrapping
 // collector.ErrNotFound when it has none.
 func (p *Policies) Delete(ctx context.Context, tenant string) error {

@@ -302,6 +302,22 @@ func serve(ctx context.Context, cfg *config.Config, conn driver.Conn, prepare fu
 	g := &group{log: log}
 	g.add("clickhouse", nil, func(context.Context) error { return conn.Close() })
 	g.add("redis", nil, func(context.Context) error { return rdb.Close() })
+	snapCtx, stopSnapshots := context.WithCancel(context.Background())
+	snapshotsDone := make(chan struct{})
+	g.add("limit policy snapshots",
+		func() error {
+			defer close(snapshotsDone)
+			return lim.Run(snapCtx)
+		},
+		func(ctx context.Context) error {
+			stopSnapshots()
+			select {
+			case <-snapshotsDone:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
 	g.add("writer",
 		func() error { return writer.Run(context.Background()) },
 		writer.Shutdown)
