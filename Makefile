@@ -72,6 +72,8 @@ test-alerts:
 test-e2e:
 	TRAEFIK_BIN=$$(scripts/traefik-build.sh) $(GO) test -tags e2e -count=1 -v $(GOTESTFLAGS) ./e2e 2>&1 | \
 		grep --line-buffered -v '^=== RUN'
+	cd e2e/sdk && TRAEFIK_BIN=$$(../../scripts/traefik-build.sh) $(GO) test -tags e2e -count=1 -v $(GOTESTFLAGS) ./... 2>&1 | \
+		grep --line-buffered -v '^=== RUN'
 
 # make up and make down for real (cmd/llmtap-stack), on free ports: with
 # the mock, then in front of an upstream named by URL.
@@ -110,7 +112,7 @@ test-fault:
 ## lint: golangci-lint (pinned) on every module, shellcheck on the scripts
 lint:
 	@gl=$$(scripts/tools.sh golangci-lint); \
-	for mod in . collector tools/yaegibench bench/noop; do (cd $$mod && $$gl run ./...); done
+	for mod in . collector tools/yaegibench bench/noop e2e/sdk; do (cd $$mod && $$gl run ./...); done
 	@scripts/install.sh
 	shellcheck -x scripts/*.sh .ci/run
 

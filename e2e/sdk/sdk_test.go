@@ -1,0 +1,194 @@
+//go:build e2e
+
+package sdk
+
+import (
+	"bufio"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/anthropics/anthropic-sdk-go/v2"
+	anthropicoption "github.com/anthropics/anthropic-sdk-go/v2/option"
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
+
+	"github.com/llmtap/llmtap/internal/stack"
+	"github.com/llmtap/llmtap/mock"
+	llmtap "github.com/llmtap/llmtap/plugin"
+)
+
+// env is one Traefik whose only router sends everything through the
+// plugin to the mock, and the sink that keeps the plugin's records.
+var env struct {
+	entry string // Traefik's entrypoint, http://host:port
+	mock  *mock.Server
+	sink  *sink
+}
+
+func TestMain(m *testing.M) {
+	tb := &stack.MainTB{}
+	code := run(m, stack.New(tb))
+	tb.Close()
+	os.Exit(code)
+}
+
+func run(m *testing.M, s *stack.T) int {
+	env.mock = mock.New(mock.Options{TTFT: 20 * time.Millisecond, Gap: 2 * time.Millisecond, Tokens: 40})
+	up := httptest.NewServer(env.mock)
+	defer up.Close()
+	env.sink = newSink()
+	defer env.sink.srv.Close()
+	tr := s.Traefik(fmt.Sprintf(`
+http:
+  routers:
+    sdk:
+      rule: PathPrefix(`+"`/`"+`)
+      service: up
+      middlewares: [tap]
+  middlewares:
+    tap:
+      plugin:
+        llmtap:
+          collectorURL: %q
+          route: sdk
+          flushInterval: 50ms
+  services:
+    up:
+      loadBalancer:
+        servers:
+          - url: %q
+`, env.sink.srv.URL, up.URL), func(tr *stack.Traefik) { tr.ReadyPath = "/healthz" })
+	env.entry = tr.URL()
+	return m.Run()
+}
+
+// sink keeps the records the plugin sends, by request id.
+type sink struct {
+	srv     *httptest.Server
+	mu      sync.Mutex
+	records map[string]llmtap.Record
+}
+
+func newSink() *sink {
+	k := &sink{records: map[string]llmtap.Record{}}
+	k.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		zr, err := gzip.NewReader(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		sc := bufio.NewScanner(zr)
+		sc.Buffer(nil, 64<<20)
+		for sc.Scan() {
+			var rec llmtap.Record
+			if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			k.mu.Lock()
+			k.records[rec.RequestID] = rec
+			k.mu.Unlock()
+		}
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	return k
+}
+
+func (k *sink) record(t *testing.T, id string) llmtap.Record {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		k.mu.Lock()
+		rec, ok := k.records[id]
+		k.mu.Unlock()
+		if ok {
+			return rec
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no record of request %s", id)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// sameAsSent checks the plugin passed on, and recorded, the body the mock
+// sent: its length and hash against the mock's truth.
+func sameAsSent(t *testing.T, resp *http.Response) llmtap.Record {
+	t.Helper()
+	if resp == nil {
+		t.Fatal("no response")
+	}
+	id := resp.Header.Get(llmtap.HeaderRequestID)
+	truth, ok := env.mock.Truth(id)
+	if !ok {
+		t.Fatalf("the mock has no truth for request %q", id)
+	}
+	rec := env.sink.record(t, id)
+	sum := sha256.Sum256(rec.ResponseHead)
+	if rec.Status != http.StatusOK || !rec.Streaming || rec.Outcome != llmtap.OutcomeCompleted || rec.ResponseTruncated {
+		t.Errorf("record: status %d streaming %v outcome %q truncated %v", rec.Status, rec.Streaming, rec.Outcome, rec.ResponseTruncated)
+	}
+	if rec.ResponseBytes != truth.Bytes || hex.EncodeToString(sum[:]) != truth.SHA256 {
+		t.Errorf("record: %d bytes (sha256 %x), the mock sent %d (%s)", rec.ResponseBytes, sum, truth.Bytes, truth.SHA256)
+	}
+	if len(rec.WriteEnds) < truth.OutputTokens {
+		t.Errorf("record: %d writes, the mock streamed %d tokens: the stream was not passed on write by write", len(rec.WriteEnds), truth.OutputTokens)
+	}
+	return rec
+}
+
+func TestOpenAIStreamsThroughThePlugin(t *testing.T) {
+	client := openai.NewClient(option.WithBaseURL(env.entry+"/v1/"), option.WithAPIKey("sk-sdk-test"), option.WithMaxRetries(0))
+	var resp *http.Response
+	stream := client.Chat.Completions.NewStreaming(context.Background(), openai.ChatCompletionNewParams{
+		Model:         "gpt-4o-mini",
+		Messages:      []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Say hello in forty words.")},
+		StreamOptions: openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)},
+	}, option.WithResponseInto(&resp))
+	var acc openai.ChatCompletionAccumulator
+	chunks := 0
+	for stream.Next() {
+		acc.AddChunk(stream.Current())
+		chunks++
+	}
+	if err := stream.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if len(acc.Choices) != 1 || acc.Choices[0].Message.Content == "" || acc.Usage.CompletionTokens != 40 {
+		t.Fatalf("after %d chunks: %+v", chunks, acc.ChatCompletion)
+	}
+	sameAsSent(t, resp)
+}
+
+func TestAnthropicStreamsThroughThePlugin(t *testing.T) {
+	client := anthropic.NewClient(anthropicoption.WithBaseURL(env.entry), anthropicoption.WithAPIKey("sk-ant-sdk-test"), anthropicoption.WithMaxRetries(0))
+	var resp *http.Response
+	stream := client.Messages.NewStreaming(context.Background(), anthropic.MessageNewParams{
+		Model:     "claude-sonnet-4-5",
+		MaxTokens: 64,
+		Messages:  []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("Say hello in forty words."))},
+	}, anthropicoption.WithResponseInto(&resp))
+	var msg anthropic.Message
+	for stream.Next() {
+		if err := msg.Accumulate(stream.Current()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := stream.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if len(msg.Content) == 0 || msg.Content[0].Text == "" || msg.Usage.OutputTokens != 40 {
+		t.Fatalf("message: %+v", msg)
+	}
+	sameAsSent(t, resp)
+}
