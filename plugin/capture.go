@@ -227,8 +227,12 @@ func finish(sd *sender, c *captureWriter) {
 		if r.Streaming {
 			atomic.AddInt64(c.active, -1)
 		}
+		// A handler that returned with a success wrote the whole
+		// response (the proxy panics when its copy fails): a client
+		// that leaves after the last byte, as SDKs do once they read a
+		// stream's end, did not cancel anything.
 		switch {
-		case c.req.Context().Err() != nil:
+		case (!c.returned || r.Status >= 400 || r.Status == 0) && c.req.Context().Err() != nil:
 			r.Outcome = OutcomeClientCancelled
 		case !c.returned:
 			r.Outcome = OutcomeAborted

@@ -61,6 +61,12 @@ type Config struct {
 	// Limits has the collector check each request against its tenant's
 	// limits before it is proxied.
 	Limits LimitsConfig `json:"limits,omitempty"`
+	// IncludeUsage adds "stream_options": {"include_usage": true} to
+	// OpenAI-style streaming chat requests (a top-level "stream": true on
+	// a path ending in /chat/completions) that set no stream_options, so
+	// that the provider reports the tokens; clients then see one more
+	// final chunk, with empty choices. Off by default. Needs CollectorURL.
+	IncludeUsage bool `json:"includeUsage,omitempty"`
 }
 
 // LimitsConfig turns the per-tenant limit check on for a router.
@@ -130,6 +136,8 @@ type settings struct {
 	checkURL     string // empty: limits off
 	checkTimeout time.Duration
 	failClosed   bool
+
+	includeUsage bool
 }
 
 // validate checks every field and returns the prepared settings, or an error
@@ -148,6 +156,10 @@ func (c *Config) validate(name string) (*settings, error) {
 	if s.route == "" {
 		s.route = name
 	}
+	if c.IncludeUsage && c.CollectorURL == "" {
+		return nil, fmt.Errorf("includeUsage: needs collectorURL (the request body is read only when recording)")
+	}
+	s.includeUsage = c.IncludeUsage
 	if c.Tenant != "" && !ValidID(c.Tenant) {
 		return nil, fmt.Errorf("tenant %q: want %s", c.Tenant, IDRule)
 	}

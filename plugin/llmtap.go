@@ -55,6 +55,9 @@ func (m *Middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	}
 	if req.ContentLength != 0 && req.Body != nil {
 		captureRequest(c, req)
+		if m.set.includeUsage && c.reqBody != nil {
+			askUsage(c, req)
+		}
 	}
 	// Counted until the sender's goroutine takes the record, so that a
 	// retired sender ends only when no request of its middleware is left.

@@ -167,6 +167,8 @@ func TestClientCancelIsRecorded(t *testing.T) {
 		_, _ = io.WriteString(w, "data: first\n\n")
 		<-r.Context().Done()
 		upstreamDone <- r.Context().Err()
+		// As Traefik's proxy does when its copy fails.
+		panic(http.ErrAbortHandler)
 	}))
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
@@ -191,6 +193,35 @@ func TestClientCancelIsRecorded(t *testing.T) {
 	r := col.records(t, 1)[0]
 	if r.Outcome != OutcomeClientCancelled || r.ResponseBytes != 13 {
 		t.Errorf("outcome %q bytes %d, want %q 13", r.Outcome, r.ResponseBytes, OutcomeClientCancelled)
+	}
+}
+
+// TestClientLeavingAfterTheEndIsCompleted: a client that closes the
+// connection once it has read a stream's end (SDKs do), before the proxy
+// returned, did not cancel the request: a handler that returns, rather
+// than panicking as Traefik's proxy does on a failed copy, wrote it all.
+func TestClientLeavingAfterTheEndIsCompleted(t *testing.T) {
+	col := newCollectorStub(t)
+	s := testSettings(t, col.srv.URL, nil)
+	srv := tapped(t, s, startSender(t, s), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		// The plugin flushes each write of an event stream itself.
+		_, _ = io.WriteString(w, "data: last\n\ndata: [DONE]\n\n")
+		<-r.Context().Done() // the client has gone: then the proxy returns
+	}))
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, len("data: last\n\ndata: [DONE]\n\n"))
+	if _, err := io.ReadFull(resp.Body, buf); err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	http.DefaultClient.CloseIdleConnections()
+	r := col.records(t, 1)[0]
+	if r.Outcome != OutcomeCompleted || r.ResponseBytes != int64(len(buf)) {
+		t.Errorf("outcome %q bytes %d, want %q %d", r.Outcome, r.ResponseBytes, OutcomeCompleted, len(buf))
 	}
 }
 

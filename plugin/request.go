@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"hash/maphash"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -246,3 +248,40 @@ func (h *headFirst) Read(p []byte) (int, error) {
 }
 
 func (h *headFirst) Close() error { return h.body.Close() }
+
+// usageOption is what askUsage adds at the start of a request's object.
+const usageOption = `"stream_options":{"include_usage":true},`
+
+// askUsage asks an OpenAI-style streaming chat request for its usage
+// (includeUsage): a body read whole, on a path ending in /chat/completions,
+// whose top-level "stream" is true and which sets no "stream_options", gets
+// {"include_usage": true} as its stream_options, and its length follows.
+// It decodes only the two top-level keys (compiled), so that a "stream"
+// inside another object cannot make a request that does not stream ask for
+// stream options, which OpenAI refuses.
+func askUsage(c *captureWriter, req *http.Request) {
+	if !strings.HasSuffix(req.URL.Path, "/chat/completions") {
+		return
+	}
+	var top struct {
+		Stream        bool            `json:"stream"`
+		StreamOptions json.RawMessage `json:"stream_options"`
+	}
+	// encoding/json matches keys regardless of case; the provider does
+	// not: the key must be there as written.
+	if !bytes.Contains(c.reqBody, []byte(`"stream"`)) {
+		return
+	}
+	if err := json.Unmarshal(c.reqBody, &top); err != nil || !top.Stream || top.StreamOptions != nil {
+		return
+	}
+	open := bytes.IndexByte(c.reqBody, '{') + 1
+	body := make([]byte, 0, len(c.reqBody)+len(usageOption))
+	body = append(body, c.reqBody[:open]...)
+	body = append(body, usageOption...)
+	body = append(body, c.reqBody[open:]...)
+	c.reqBody = body
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	req.ContentLength = int64(len(body))
+	req.Header["Content-Length"] = []string{strconv.Itoa(len(body))}
+}

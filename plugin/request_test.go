@@ -203,3 +203,59 @@ func TestBrokenSmallBodyStaysShort(t *testing.T) {
 		t.Errorf("head %q upstream %q err %v", head, got, err)
 	}
 }
+
+// TestIncludeUsage: with includeUsage, a streaming chat request that sets
+// no stream_options asks for usage, its length following; every other
+// request reaches the upstream as it was sent.
+func TestIncludeUsage(t *testing.T) {
+	const with = `"stream_options":{"include_usage":true},`
+	for _, tt := range []struct {
+		name, path, body, want string
+	}{
+		{"streaming chat", "/v1/chat/completions", `{"model":"m","stream":true,"messages":[]}`, `{` + with + `"model":"m","stream":true,"messages":[]}`},
+		{"behind a prefix, with spaces", "/openai/v1/chat/completions", ` { "stream" : true }`, ` {` + with + ` "stream" : true }`},
+		{"not streaming", "/v1/chat/completions", `{"model":"m","stream":false}`, ""},
+		{"stream options already", "/v1/chat/completions", `{"stream":true,"stream_options":{"include_usage":false}}`, ""},
+		{"a nested stream", "/v1/chat/completions", `{"model":"m","metadata":{"stream":true}}`, ""},
+		{"another case", "/v1/chat/completions", `{"Stream":true}`, ""},
+		{"another endpoint", "/v1/responses", `{"stream":true}`, ""},
+		{"not JSON", "/v1/chat/completions", `"stream":true`, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			want := tt.want
+			if want == "" {
+				want = tt.body
+			}
+			got := make(chan string, 1)
+			s := testSettings(t, "http://127.0.0.1:1", func(c *Config) { c.IncludeUsage = true })
+			sd := startSender(t, s)
+			srv := tapped(t, s, sd, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				b, err := io.ReadAll(r.Body)
+				if err != nil {
+					t.Error(err)
+				}
+				if r.ContentLength != int64(len(b)) {
+					t.Errorf("content length %d for %d bytes", r.ContentLength, len(b))
+				}
+				got <- string(b)
+			}))
+			resp, err := http.Post(srv.URL+tt.path, "application/json", strings.NewReader(tt.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = resp.Body.Close()
+			if b := <-got; b != want {
+				t.Errorf("the upstream got %s, want %s", b, want)
+			}
+		})
+	}
+}
+
+func TestIncludeUsageNeedsACollector(t *testing.T) {
+	c := CreateConfig()
+	c.CollectorURL = "" // recording off
+	c.IncludeUsage = true
+	if _, err := c.validate("r"); err == nil || !strings.Contains(err.Error(), "includeUsage") {
+		t.Errorf("err %v, want one about includeUsage", err)
+	}
+}

@@ -69,6 +69,13 @@ func Fact(r *llmtap.Record) *collector.Fact {
 			f.TTFAMs = &ttfa
 		}
 	}
+	if f.Outcome == llmtap.OutcomeClientCancelled && f.Status < 400 && provider.StreamEnded(events) {
+		// The client left once it had the stream's end (SDKs close the
+		// connection when they read it), before the proxy read the end of
+		// the upstream's body: nothing was cancelled.
+		f.Outcome = llmtap.OutcomeCompleted
+		f.ErrorType = Classify(f.Status, f.Outcome)
+	}
 	f.ResponseBody = responseBody(r)
 
 	resp := provider.Response{Path: r.Path, RequestBody: r.RequestBody, Kind: f.Kind, Events: events}

@@ -210,3 +210,39 @@ func TestCutJSONKeepsUsage(t *testing.T) {
 		t.Errorf("usage %+v truncated %v", f.Usage, f.Truncated)
 	}
 }
+
+// TestClientLeavingAfterTheEnd: a stream the client left once it had its
+// end marker is completed; one it left before is cancelled.
+func TestClientLeavingAfterTheEnd(t *testing.T) {
+	anthropicEnd := []string{
+		"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\n",
+		"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+	}
+	for _, tt := range []struct {
+		name   string
+		events []string
+		want   string
+	}{
+		{"openai, [DONE] read", openAIStream, llmtap.OutcomeCompleted},
+		{"openai, left before [DONE]", openAIStream[:3], llmtap.OutcomeClientCancelled},
+		{"anthropic, message_stop read", anthropicEnd, llmtap.OutcomeCompleted},
+		{"anthropic, left before message_stop", anthropicEnd[:1], llmtap.OutcomeClientCancelled},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			times := make([]int64, len(tt.events))
+			for i := range times {
+				times[i] = int64(100 + 10*i)
+			}
+			r := sseRecord(tt.events, times)
+			r.Outcome = llmtap.OutcomeClientCancelled
+			f := Fact(r)
+			wantClass := collector.ErrorClass("")
+			if tt.want == llmtap.OutcomeClientCancelled {
+				wantClass = collector.ErrClientCancel
+			}
+			if f.Outcome != tt.want || f.ErrorType != wantClass {
+				t.Errorf("outcome %q error %q, want %q %q", f.Outcome, f.ErrorType, tt.want, wantClass)
+			}
+		})
+	}
+}

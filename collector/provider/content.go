@@ -115,3 +115,38 @@ func anthropicEvent(name string) bool {
 	}
 	return false
 }
+
+// StreamEnded reports whether a stream's last event is the one its format
+// ends with: OpenAI's "[DONE]" (chat and the compatible servers), the
+// Responses API's response.completed, .incomplete or .failed, Anthropic's
+// message_stop, Ollama's "done": true. Such a stream reached the client
+// whole, whatever the client did after.
+func StreamEnded(events []stream.Event) bool {
+	if len(events) == 0 {
+		return false
+	}
+	last := events[len(events)-1]
+	if !last.Complete {
+		return false
+	}
+	data := bytes.TrimSpace(last.Data)
+	if bytes.Equal(data, []byte("[DONE]")) {
+		return true
+	}
+	switch last.Name {
+	case "message_stop", "response.completed", "response.incomplete", "response.failed":
+		return true
+	}
+	var end struct {
+		Type string `json:"type"`
+		Done bool   `json:"done"`
+	}
+	if len(data) == 0 || data[0] != '{' || !decode(data, &end) {
+		return false
+	}
+	switch end.Type {
+	case "message_stop", "response.completed", "response.incomplete", "response.failed":
+		return true
+	}
+	return end.Done
+}

@@ -78,3 +78,32 @@ func parse(r provider.Response) []stream.Event {
 	}
 	return stream.ParseSSE(r.Body)
 }
+
+func TestStreamEnded(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		body string
+		sse  bool
+		want bool
+	}{
+		{"openai [DONE]", "data: {\"choices\":[]}\n\ndata: [DONE]\n\n", true, true},
+		{"openai cut before [DONE]", "data: {\"choices\":[]}\n\n", true, false},
+		{"[DONE] not yet whole", "data: {\"choices\":[]}\n\ndata: [DONE]", true, false},
+		{"anthropic message_stop", "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n", true, true},
+		{"responses completed", "event: response.completed\ndata: {\"type\":\"response.completed\"}\n\n", true, true},
+		{"responses, a delta last", "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\"}\n\n", true, false},
+		{"ollama done", "{\"response\":\"a\",\"done\":false}\n{\"response\":\"\",\"done\":true}\n", false, true},
+		{"ollama not done", "{\"response\":\"a\",\"done\":false}\n", false, false},
+		{"nothing", "", true, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			parse := stream.ParseNDJSON
+			if tt.sse {
+				parse = stream.ParseSSE
+			}
+			if got := provider.StreamEnded(parse([]byte(tt.body))); got != tt.want {
+				t.Errorf("ended %v, want %v", got, tt.want)
+			}
+		})
+	}
+}

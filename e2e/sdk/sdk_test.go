@@ -4,6 +4,7 @@ package sdk
 
 import (
 	"bufio"
+	"bytes"
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
@@ -55,18 +56,32 @@ http:
       rule: PathPrefix(`+"`/`"+`)
       service: up
       middlewares: [tap]
+    usage:
+      rule: PathPrefix(`+"`/usage/`"+`)
+      service: up
+      middlewares: [strip, tapusage]
   middlewares:
     tap:
       plugin:
         llmtap:
-          collectorURL: %q
+          collectorURL: %[1]q
           route: sdk
           flushInterval: 50ms
+    strip:
+      stripPrefix:
+        prefixes: ["/usage"]
+    tapusage:
+      plugin:
+        llmtap:
+          collectorURL: %[1]q
+          route: usage
+          flushInterval: 50ms
+          includeUsage: true
   services:
     up:
       loadBalancer:
         servers:
-          - url: %q
+          - url: %[2]q
 `, env.sink.srv.URL, up.URL), func(tr *stack.Traefik) { tr.ReadyPath = "/healthz" })
 	env.entry = tr.URL()
 	return m.Run()
@@ -135,8 +150,14 @@ func sameAsSent(t *testing.T, resp *http.Response) llmtap.Record {
 	}
 	rec := env.sink.record(t, id)
 	sum := sha256.Sum256(rec.ResponseHead)
-	if rec.Status != http.StatusOK || !rec.Streaming || rec.Outcome != llmtap.OutcomeCompleted || rec.ResponseTruncated {
-		t.Errorf("record: status %d streaming %v outcome %q truncated %v", rec.Status, rec.Streaming, rec.Outcome, rec.ResponseTruncated)
+	// An SDK closes the connection once it has read the stream's end; when
+	// that beats the proxy to the end of the upstream's body, the plugin
+	// sees the client gone and says so, and the collector, which finds the
+	// end marker, stores the request as completed (derive, provider.StreamEnded).
+	ended := bytes.HasSuffix(rec.ResponseHead, []byte("data: [DONE]\n\n")) || bytes.Contains(rec.ResponseHead, []byte("event: message_stop"))
+	outcomeOK := rec.Outcome == llmtap.OutcomeCompleted || (rec.Outcome == llmtap.OutcomeClientCancelled && ended)
+	if rec.Status != http.StatusOK || !rec.Streaming || !outcomeOK || rec.ResponseTruncated {
+		t.Errorf("record: status %d streaming %v outcome %q (stream ended: %v) truncated %v", rec.Status, rec.Streaming, rec.Outcome, ended, rec.ResponseTruncated)
 	}
 	if rec.ResponseBytes != truth.Bytes || hex.EncodeToString(sum[:]) != truth.SHA256 {
 		t.Errorf("record: %d bytes (sha256 %x), the mock sent %d (%s)", rec.ResponseBytes, sum, truth.Bytes, truth.SHA256)
@@ -191,4 +212,34 @@ func TestAnthropicStreamsThroughThePlugin(t *testing.T) {
 		t.Fatalf("message: %+v", msg)
 	}
 	sameAsSent(t, resp)
+}
+
+// TestOpenAIUsageAskedForByThePlugin: a client that does not ask for usage
+// gets it, and so does the record, on a router with includeUsage.
+func TestOpenAIUsageAskedForByThePlugin(t *testing.T) {
+	for _, tt := range []struct {
+		base  string
+		usage bool
+	}{{"/v1/", false}, {"/usage/v1/", true}} {
+		client := openai.NewClient(option.WithBaseURL(env.entry+tt.base), option.WithAPIKey("sk-sdk-test"), option.WithMaxRetries(0))
+		var resp *http.Response
+		stream := client.Chat.Completions.NewStreaming(context.Background(), openai.ChatCompletionNewParams{
+			Model:    "gpt-4o-mini",
+			Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Say hello.")},
+		}, option.WithResponseInto(&resp))
+		var acc openai.ChatCompletionAccumulator
+		for stream.Next() {
+			acc.AddChunk(stream.Current())
+		}
+		if err := stream.Err(); err != nil {
+			t.Fatal(err)
+		}
+		if got := acc.Usage.CompletionTokens > 0; got != tt.usage || acc.Choices[0].Message.Content == "" {
+			t.Fatalf("%s: usage %+v, content %q; want usage %v", tt.base, acc.Usage, acc.Choices[0].Message.Content, tt.usage)
+		}
+		rec := sameAsSent(t, resp)
+		if got := bytes.Contains(rec.RequestBody, []byte(`"include_usage":true`)); got != tt.usage {
+			t.Errorf("%s: the recorded request body %s", tt.base, rec.RequestBody)
+		}
+	}
 }
