@@ -27,6 +27,12 @@ import (
 // Fact derives the fact of one record. It never fails: what cannot be
 // derived stays empty, and usage says why it is missing.
 func Fact(r *llmtap.Record) *collector.Fact {
+	f, _ := fact(r)
+	return f
+}
+
+// fact is Fact, and the response's events for estimate.
+func fact(r *llmtap.Record) (*collector.Fact, []stream.Event) {
 	f := &collector.Fact{
 		RequestID:         r.RequestID,
 		UpstreamRequestID: r.UpstreamRequestID,
@@ -88,7 +94,7 @@ func Fact(r *llmtap.Record) *collector.Fact {
 	f.Usage = provider.Usage(resp)
 
 	if len(events) == 0 {
-		return f
+		return f, events
 	}
 	// One string holds the data of every event and each chunk is a slice
 	// of it: one allocation per stream, not one per event.
@@ -115,7 +121,7 @@ func Fact(r *llmtap.Record) *collector.Fact {
 			f.TTFTMs = &t
 		}
 	}
-	return f
+	return f, events
 }
 
 // Classify names the error class of a finished request, "" for success.

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/llmtap/llmtap/collector"
+	"github.com/llmtap/llmtap/collector/tokens"
 	llmtap "github.com/llmtap/llmtap/plugin"
 )
 
@@ -245,4 +246,56 @@ func TestClientLeavingAfterTheEnd(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestEstimates: where the provider reported no usage, the output is
+// counted from the text that reached the client and the input from the
+// request's prompt, and the source says so; a provider's numbers are
+// never replaced.
+func TestEstimates(t *testing.T) {
+	counter, err := tokens.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	derive := WithEstimates(counter)
+	withoutUsage := append(append([]string{}, openAIStream[:4]...), openAIStream[5])
+	body := []byte(`{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hello world"}]}`)
+	times := []int64{100, 110, 120, 130, 140, 150}
+
+	r := sseRecord(withoutUsage, times[:5])
+	r.RequestBody = body
+	f := derive(r)
+	// "Hello" and " there": 2 tokens; the prompt: "user" 1 + "hello world" 2 + framing 3 + 3.
+	if f.Usage.Output == nil || *f.Usage.Output != 2 || f.Usage.Input == nil || *f.Usage.Input != 9 ||
+		f.Usage.Source != "estimate.o200k_base" || f.Usage.Missing != "stream_without_usage" {
+		t.Fatalf("estimated usage %+v (input %v, output %v)", f.Usage, ptr(f.Usage.Input), ptr(f.Usage.Output))
+	}
+
+	// The client left after the first word: what was delivered counts.
+	r = sseRecord(withoutUsage[:2], times[:2])
+	r.RequestBody, r.Outcome = body, llmtap.OutcomeClientCancelled
+	if f := derive(r); f.Usage.Output == nil || *f.Usage.Output != 1 {
+		t.Fatalf("a cancelled stream: %+v", f.Usage)
+	}
+
+	// The provider's numbers stay.
+	r = sseRecord(openAIStream, times)
+	r.RequestBody = body
+	if f := derive(r); *f.Usage.Output != 2 || *f.Usage.Input != 12 || f.Usage.Source != "openai.chat.stream" {
+		t.Fatalf("provider usage: %+v", f.Usage)
+	}
+
+	// An error is not estimated.
+	r = sseRecord(withoutUsage, times[:5])
+	r.Status = 500
+	if f := derive(r); f.Usage.Output != nil || f.Usage.Source != "none" {
+		t.Fatalf("an error: %+v", f.Usage)
+	}
+}
+
+func ptr(p *int64) any {
+	if p == nil {
+		return nil
+	}
+	return *p
 }

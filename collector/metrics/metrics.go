@@ -30,6 +30,7 @@ type Metrics struct {
 	tokens    *capped
 	errors    *capped
 	missing   *capped
+	sources   *capped
 	rejected  *capped
 	unchecked *capped
 	received  prometheus.Counter
@@ -82,6 +83,10 @@ func New(reg prometheus.Registerer, maxSeries int) *Metrics {
 		Name: "llmtap_usage_missing_total",
 		Help: "Records without token usage, by reason.",
 	}, []string{"reason"})), maxSeries)
+	m.sources = newCapped(vec(prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "llmtap_usage_source_total",
+		Help: "Records by where their token usage came from: provider (the response reported it), estimate (llmtap counted it), none.",
+	}, []string{"route", "source"})), maxSeries)
 	m.rejected = newCapped(vec(prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "llmtap_records_rejected_total",
 		Help: "Record lines refused at ingest, by reason.",
@@ -129,6 +134,7 @@ func (m *Metrics) Observe(f *collector.Fact) {
 	if u.Missing != "" {
 		m.missing.counter(u.Missing).Inc()
 	}
+	m.sources.counter(route, usageSource(u.Source)).Inc()
 	if f.ErrorType != "" {
 		m.errors.counter(route, string(f.ErrorType)).Inc()
 	}
@@ -200,4 +206,16 @@ func (c *capped) counter(values ...string) prometheus.Counter {
 
 func (c *capped) observer(values ...string) prometheus.Observer {
 	return c.vec.(*prometheus.HistogramVec).WithLabelValues(c.labels(values)...)
+}
+
+// usageSource is the source label of a record's usage: provider,
+// estimate or none.
+func usageSource(source string) string {
+	switch {
+	case source == "" || source == "none":
+		return "none"
+	case strings.HasPrefix(source, "estimate."):
+		return "estimate"
+	}
+	return "provider"
 }

@@ -27,6 +27,8 @@ func TestObserve(t *testing.T) {
 		ErrorType: collector.ErrUpstream5xx, Usage: collector.Usage{Source: "none", Missing: "error_response"},
 	})
 	m.Observe(&collector.Fact{Route: "tts", Provider: "openai", Model: "tts-1", Status: 200, DurationMs: 900, TTFAMs: ptr(120)})
+	m.Observe(&collector.Fact{Route: "openai", Provider: "openai", Model: "gpt-4o", Status: 200, DurationMs: 700,
+		Usage: collector.Usage{Output: ptr(7), Source: "estimate.o200k_base", Missing: "stream_without_usage"}})
 	m.Received(3)
 	m.Rejected("bad_json")
 	m.PluginDropped(7)
@@ -34,20 +36,27 @@ func TestObserve(t *testing.T) {
 	want := `
 # HELP llmtap_requests_total Proxied requests by route, provider, model and status class (2xx, 4xx, 5xx, or 0xx when no status was sent).
 # TYPE llmtap_requests_total counter
-llmtap_requests_total{model="gpt-4o",provider="openai",route="openai",status_class="2xx"} 1
+llmtap_requests_total{model="gpt-4o",provider="openai",route="openai",status_class="2xx"} 2
 llmtap_requests_total{model="gpt-4o",provider="openai",route="openai",status_class="5xx"} 1
 llmtap_requests_total{model="tts-1",provider="openai",route="tts",status_class="2xx"} 1
 # HELP llmtap_tokens_total Tokens by type: input (all prompt tokens, cached included), output, and the parts cache_read, cache_write, reasoning.
 # TYPE llmtap_tokens_total counter
 llmtap_tokens_total{model="gpt-4o",provider="openai",route="openai",type="cache_read"} 40
 llmtap_tokens_total{model="gpt-4o",provider="openai",route="openai",type="input"} 100
-llmtap_tokens_total{model="gpt-4o",provider="openai",route="openai",type="output"} 20
+llmtap_tokens_total{model="gpt-4o",provider="openai",route="openai",type="output"} 27
 # HELP llmtap_errors_total Failed requests by route and error class (upstream_timeout, upstream_5xx, upstream_4xx, client_cancel, rate_limited, aborted), and records lost by storage (storage_error).
 # TYPE llmtap_errors_total counter
 llmtap_errors_total{class="upstream_5xx",route="openai"} 1
 # HELP llmtap_usage_missing_total Records without token usage, by reason.
 # TYPE llmtap_usage_missing_total counter
 llmtap_usage_missing_total{reason="error_response"} 1
+llmtap_usage_missing_total{reason="stream_without_usage"} 1
+# HELP llmtap_usage_source_total Records by where their token usage came from: provider (the response reported it), estimate (llmtap counted it), none.
+# TYPE llmtap_usage_source_total counter
+llmtap_usage_source_total{route="openai",source="estimate"} 1
+llmtap_usage_source_total{route="openai",source="none"} 1
+llmtap_usage_source_total{route="openai",source="provider"} 1
+llmtap_usage_source_total{route="tts",source="none"} 1
 # HELP llmtap_records_received_total Records accepted at ingest.
 # TYPE llmtap_records_received_total counter
 llmtap_records_received_total 3
@@ -59,7 +68,7 @@ llmtap_records_rejected_total{reason="bad_json"} 1
 llmtap_plugin_dropped_records_total 7
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
-		"llmtap_requests_total", "llmtap_tokens_total", "llmtap_errors_total", "llmtap_usage_missing_total",
+		"llmtap_requests_total", "llmtap_tokens_total", "llmtap_errors_total", "llmtap_usage_missing_total", "llmtap_usage_source_total",
 		"llmtap_records_received_total", "llmtap_records_rejected_total", "llmtap_plugin_dropped_records_total"); err != nil {
 		t.Error(err)
 	}

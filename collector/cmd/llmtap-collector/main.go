@@ -288,7 +288,7 @@ func serve(ctx context.Context, cfg *config.Config, conn driver.Conn, prepare fu
 		MaxIngest:    cfg.MaxIngestRequests,
 		Queue:        writer,
 		Store:        store,
-		Derive:       derive.Fact,
+		Derive:       derive.WithEstimates(prompts),
 		Observer:     m,
 		Ready:        ready(store, writer, cfg.ClickHouse.SpoolDir, int64(cfg.ClickHouse.SpoolMaxBytes)),
 		Gatherer:     reg,

@@ -1,0 +1,70 @@
+package derive
+
+import (
+	"math"
+
+	"github.com/llmtap/llmtap/collector"
+	"github.com/llmtap/llmtap/collector/provider"
+	"github.com/llmtap/llmtap/collector/stream"
+	"github.com/llmtap/llmtap/collector/tokens"
+	llmtap "github.com/llmtap/llmtap/plugin"
+)
+
+// Counter counts the tokens of texts as a model's tokenizer would
+// (tokens.Counter).
+type Counter interface {
+	Prompt(model string, texts []string, messages int) tokens.Count
+}
+
+// SourceEstimate starts Usage.Source when llmtap estimated some of the
+// usage, followed by the encoding: "estimate.o200k_base".
+const SourceEstimate = "estimate"
+
+// WithEstimates returns Fact that, where the provider reported no usage,
+// estimates it (see estimate).
+func WithEstimates(c Counter) func(*llmtap.Record) *collector.Fact {
+	return func(r *llmtap.Record) *collector.Fact {
+		f, events := fact(r)
+		estimate(f, r, events, c)
+		return f
+	}
+}
+
+// estimate fills the token counts the provider did not report, never over
+// one it did: the output from the generated text that reached the client
+// (a stream that broke off or was cancelled counts what was delivered; a
+// capture cut in the middle counts its missing bytes pro rata), the input
+// from the request body's prompt. Errors are left without usage. Source
+// then says "estimate.<encoding>"; Missing keeps why the provider's usage
+// was missing.
+func estimate(f *collector.Fact, r *llmtap.Record, events []stream.Event, c Counter) {
+	u := &f.Usage
+	if c == nil || f.Status >= 400 || f.Status == 0 || (u.Input != nil && u.Output != nil) {
+		return
+	}
+	encoding := ""
+	if u.Output == nil && f.Kind != collector.KindRaw {
+		resp := provider.Response{Path: r.Path, Kind: f.Kind, Events: events}
+		if len(events) == 0 {
+			resp.Body = captured(r)
+		}
+		if texts := provider.Output(resp); len(texts) > 0 {
+			n := c.Prompt(f.Model, texts, 0)
+			out := n.Tokens
+			if captured := int64(len(r.ResponseHead) + len(r.ResponseTail)); r.ResponseTruncated && captured > 0 {
+				out = int64(math.Ceil(float64(out) * float64(r.ResponseBytes) / float64(captured)))
+			}
+			u.Output, encoding = &out, n.Encoding
+		}
+	}
+	if u.Input == nil && len(r.RequestBody) > 0 && !r.RequestTruncated {
+		if req, err := provider.ParseRequest(r.RequestBody); err == nil {
+			n := c.Prompt(f.Model, req.Texts, req.Messages)
+			in := n.Tokens
+			u.Input, encoding = &in, n.Encoding
+		}
+	}
+	if encoding != "" {
+		u.Source = SourceEstimate + "." + encoding
+	}
+}
