@@ -64,7 +64,7 @@ type outputDoc struct {
 		Summary   []block `json:"summary"`
 	} `json:"output"`
 	// Ollama: /api/chat's message, /api/generate's response.
-	Message  *textMessage `json:"message"`
+	Message  *textMessage   `json:"message"`
 	Response responseString `json:"response"`
 	Thinking string         `json:"thinking"`
 }
@@ -78,7 +78,7 @@ type textMessage struct {
 	Thinking         string `json:"thinking"`
 	ToolCalls        []struct {
 		Function struct {
-			Name      string          `json:"name"`
+			Name      string            `json:"name"`
 			Arguments gojson.RawMessage `json:"arguments"` // a string (OpenAI) or an object (Ollama)
 		} `json:"function"`
 	} `json:"tool_calls"`
