@@ -33,6 +33,8 @@ func FuzzUsage(f *testing.F) {
 				{Path: path, RequestBody: body, Kind: collector.KindNDJSON, Body: body, Events: stream.ParseNDJSON(body)},
 			} {
 				checkUsage(t, provider.Usage(r))
+				provider.Output(r)
+				provider.StreamEnded(r.Events)
 				prov, _ := provider.Detect(r)
 				for _, e := range r.Events {
 					provider.ContentBearing(prov, e)
