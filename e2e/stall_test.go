@@ -39,8 +39,9 @@ const (
 	stallBudget      = 32 << 20 // the plugin's maxQueueBytes here
 	stallRequests    = 2000
 	stallConcurrency = 32
-	stallEvents      = 256 // of 4 KiB each: 1 MiB per response
-	stallRound       = 200 // streams a round, alternating plugin and bare
+	stallEvents      = 256      // of 4 KiB each: 1 MiB per response
+	stallRound       = 200      // streams a round, alternating the stalled route and the control
+	controlBudget    = 16 << 20 // the control route's maxQueueBytes
 )
 
 // stallSink is the collector the plugin sends to: bench/upstream's record
@@ -215,13 +216,13 @@ http:
           route: control
           flushInterval: 100ms
           sendTimeout: 1s
-          maxQueueBytes: %[2]d
+          maxQueueBytes: %[5]d
   services:
     up:
       loadBalancer:
         servers:
           - url: %[3]q
-`, sink.url, stallBudget, up.URL, healthy.URL), func(tr *stack.Traefik) {
+`, sink.url, stallBudget, up.URL, healthy.URL, controlBudget), func(tr *stack.Traefik) {
 		tr.ReadyHosts, tr.ReadyPath = []string{"stall.test", "control.test"}, "/"
 	})
 	pid := tr.Process().Pid()
@@ -268,11 +269,15 @@ http:
 	// the same rounds: before the stall, and while its plugin drops.
 	ratioBefore := float64(p99(before)) / float64(p99(bareBefore))
 	ratioDuring := float64(p99(during)) / float64(p99(bareDuring))
-	t.Logf("Traefik RSS: %d MiB warm, %d MiB at most during the stall (bound: + %d MiB budget + 64 MiB)", baseline>>20, peak>>20, stallBudget>>20)
+	t.Logf("Traefik RSS: %d MiB warm, %d MiB at most during the stall (bound: + %d MiB budget + %d MiB the control's + 64 MiB)",
+		baseline>>20, peak>>20, stallBudget>>20, controlBudget>>20)
 	t.Logf("p99 of 1 MiB streams at concurrency %d, stalled route / control: %v / %v (%.2f) before, %v / %v (%.2f) during the stall",
 		stallConcurrency, p99(before), p99(bareBefore), ratioBefore, p99(during), p99(bareDuring), ratioDuring)
-	if peak > baseline+stallBudget+64<<20 {
-		t.Errorf("Traefik's RSS reached %d MiB during the stall, over %d MiB warm + %d MiB budget + 64 MiB", peak>>20, baseline>>20, stallBudget>>20)
+	// The control's sender has a budget of its own, which its healthy
+	// collector keeps near empty; it is counted all the same.
+	if peak > baseline+stallBudget+controlBudget+64<<20 {
+		t.Errorf("Traefik's RSS reached %d MiB during the stall, over %d MiB warm + %d MiB budget + %d MiB the control's + 64 MiB",
+			peak>>20, baseline>>20, stallBudget>>20, controlBudget>>20)
 	}
 	// The plugin adds next to nothing per request when it drops: the
 	// stalled route's p99 stays within a quarter of the control's, which
