@@ -102,10 +102,12 @@
 // to make room, to the spool; it answers ErrQueueFull only when the spool
 // cannot take them either. The wait is flow control: while ClickHouse
 // keeps up, it slows the senders down instead of writing batches to disk
-// and reading them back, which cost the collector a third of its CPU. Writer.Run batches by size and time,
-// retries a failed insert a few times with backoff, then writes the batch
-// to a bounded spool on disk (one fsync'd gob file per batch) and replays
-// the spool, oldest first, when ClickHouse answers again. Writer.Shutdown drains the queue to
+// and reading them back, which costs more than storing them
+// (docs/collector.md has the figures). Writer.Run batches by size and
+// time, retries a failed insert a few times with backoff, then writes the
+// batch to a bounded spool on disk (one fsync'd gob file per batch) and
+// replays the spool, oldest first, when ClickHouse answers again.
+// Writer.Shutdown drains the queue to
 // ClickHouse or the spool within its context's deadline, inserts giving
 // way to the spool when the deadline nears. A fact Enqueue accepted is
 // lost only when the spool is full, disabled or fails, and then it is
