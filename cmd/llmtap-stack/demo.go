@@ -186,6 +186,8 @@ func (w *workload) run(ctx context.Context, p *progress) error {
 			"{" + chat + "," + sse + "}", "   (X-Mock-Fail: 503)", 0},
 		demoRequest{"openai", "chat, SSE, client leaves", "key sk-team-a", "14-cancel.sse", chatPath, bearer("sk-team-a", "X-Mock-Ttft", "1s"),
 			"{" + chat + "," + sse + "}", "   (client left at 0.2 s)", 200 * time.Millisecond},
+		demoRequest{"openai", "chat, SSE, no usage asked", "key sk-team-b", "15-no-usage.sse", chatPath, bearer("sk-team-b"),
+			"{" + chat + `,"stream":true}`, "   (usage estimated)", 0},
 	)
 
 	p.say("workload through Traefik (answers in %s/):", p.rel(w.dir))
@@ -292,12 +294,13 @@ func summary(ctx context.Context, p *progress, ch *stack.ClickHouse, sent int, c
 	}
 
 	fmt.Fprintln(p.out)
-	p.say("the requests, oldest first (times in ms; first: TTFT or TTFA; tokens: in/out):")
+	p.say("the requests, oldest first (times in ms; first: TTFT or TTFA; tokens: in/out, and where they come from):")
 	table, _ := ch.Query(ctx, `SELECT route, tenant, status, kind, error_type AS error,
 		ttfb_ms AS ttfb, multiIf(ttft_ms IS NOT NULL, concat('ttft ', toString(ttft_ms)),
 			ttfa_ms IS NOT NULL, concat('ttfa ', toString(ttfa_ms)), '') AS first,
 		duration_ms AS took,
-		concat(ifNull(toString(input_tokens), '-'), '/', ifNull(toString(output_tokens), '-')) AS tokens
+		concat(ifNull(toString(input_tokens), '-'), '/', ifNull(toString(output_tokens), '-')) AS tokens,
+		usage_source AS usage
 	FROM llmtap.requests FINAL ORDER BY start, start_ms, request_id FORMAT PrettyCompactNoEscapes`)
 	for _, line := range lines(table) {
 		fmt.Fprintf(p.out, "  %s\n", line)

@@ -285,6 +285,14 @@ func TestEstimates(t *testing.T) {
 		t.Fatalf("provider usage: %+v", f.Usage)
 	}
 
+	// Text to speech is not counted in tokens.
+	speech := &llmtap.Record{V: llmtap.RecordVersion, RequestID: "s1", StartUnixNs: 1, Path: "/v1/audio/speech", Status: 200,
+		Outcome: llmtap.OutcomeCompleted, ResponseContentType: "audio/wav", ResponseBytes: 100,
+		RequestBody: []byte(`{"model":"tts-1","voice":"alloy","input":"Hello there"}`), WriteEnds: []int64{100}, WriteNs: []int64{1e6}}
+	if f := derive(speech); f.Usage.Input != nil || f.Usage.Output != nil || strings.HasPrefix(f.Usage.Source, SourceEstimate) {
+		t.Fatalf("speech: %+v", f.Usage)
+	}
+
 	// An error is not estimated.
 	r = sseRecord(withoutUsage, times[:5])
 	r.Status = 500

@@ -34,16 +34,18 @@ func WithEstimates(c Counter) func(*llmtap.Record) *collector.Fact {
 // one it did: the output from the generated text that reached the client
 // (a stream that broke off or was cancelled counts what was delivered; a
 // capture cut in the middle counts its missing bytes pro rata), the input
-// from the request body's prompt. Errors are left without usage. Source
-// then says "estimate.<encoding>"; Missing keeps why the provider's usage
-// was missing.
+// from the request body's prompt. Source then says "estimate.<encoding>";
+// Missing keeps why the provider's usage was missing. Errors and raw
+// bodies (audio) get none.
 func estimate(f *collector.Fact, r *llmtap.Record, events []stream.Event, c Counter) {
 	u := &f.Usage
-	if c == nil || f.Status >= 400 || f.Status == 0 || (u.Input != nil && u.Output != nil) {
+	// Speech and other raw bodies are not counted in tokens (text to
+	// speech is billed by the character of its input).
+	if c == nil || f.Kind == collector.KindRaw || f.Status >= 400 || f.Status == 0 || (u.Input != nil && u.Output != nil) {
 		return
 	}
 	encoding := ""
-	if u.Output == nil && f.Kind != collector.KindRaw {
+	if u.Output == nil {
 		resp := provider.Response{Path: r.Path, Kind: f.Kind, Events: events}
 		if len(events) == 0 {
 			resp.Body = captured(r)
