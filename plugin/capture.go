@@ -221,18 +221,17 @@ func (c *captureWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 func finish(sd *sender, c *captureWriter) {
 	r := c.rec
 	r.DurationNs = int64(time.Since(c.start))
-	// The context is read only when the request may have been cut short:
-	// two calls spared on every plain response.
-	if !c.returned || r.Status >= 400 || r.Status == 0 || r.Streaming {
-		if r.Streaming {
-			atomic.AddInt64(c.active, -1)
-		}
-		// A handler that returned with a success wrote the whole
-		// response (the proxy panics when its copy fails): a client
-		// that leaves after the last byte, as SDKs do once they read a
-		// stream's end, did not cancel anything.
+	if r.Streaming {
+		atomic.AddInt64(c.active, -1)
+	}
+	// A handler that returned with a success wrote the whole response
+	// (the proxy panics when its copy fails): a client that leaves after
+	// the last byte, as SDKs do once they read a stream's end, cancelled
+	// nothing. So the context is read only when the request may have
+	// been cut short: two calls spared on every successful response.
+	if !c.returned || r.Status >= 400 || r.Status == 0 {
 		switch {
-		case (!c.returned || r.Status >= 400 || r.Status == 0) && c.req.Context().Err() != nil:
+		case c.req.Context().Err() != nil:
 			r.Outcome = OutcomeClientCancelled
 		case !c.returned:
 			r.Outcome = OutcomeAborted

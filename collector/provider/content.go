@@ -133,8 +133,7 @@ func StreamEnded(events []stream.Event) bool {
 	if bytes.Equal(data, []byte("[DONE]")) {
 		return true
 	}
-	switch last.Name {
-	case "message_stop", "response.completed", "response.incomplete", "response.failed":
+	if endEvent(last.Name) {
 		return true
 	}
 	var end struct {
@@ -144,9 +143,15 @@ func StreamEnded(events []stream.Event) bool {
 	if len(data) == 0 || data[0] != '{' || !decode(data, &end) {
 		return false
 	}
-	switch end.Type {
+	return endEvent(end.Type) || end.Done
+}
+
+// endEvent reports whether an event name or type (Anthropic, Responses)
+// is one a stream ends with.
+func endEvent(t string) bool {
+	switch t {
 	case "message_stop", "response.completed", "response.incomplete", "response.failed":
 		return true
 	}
-	return end.Done
+	return false
 }
