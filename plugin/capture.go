@@ -286,7 +286,9 @@ func observationBytes(c *captureWriter) int64 {
 	n := recordOverhead + cap(c.reqBody) + cap(c.head) + cap(c.tail) + 16*cap(r.WriteEnds) +
 		len(r.Path) + len(r.Host) + len(r.UserAgent)
 	if b := c.bodyHead; b != nil {
-		n += cap(b.head)
+		// headRead: what readHead holds for the upstream to read again,
+		// kept whole when it never did (a denied request).
+		n += cap(b.head) + int(c.headRead)
 	}
 	return int64(n)
 }

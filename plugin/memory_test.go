@@ -5,6 +5,7 @@ package llmtap
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -91,4 +92,23 @@ func heapAlloc() uint64 {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	return m.HeapAlloc
+}
+
+// TestObservationCountsTheHeadReadAhead: a chunked body read ahead of the
+// limit check (readHead) is held for the upstream until it reads it, and
+// whole when it never does (a denied request): the budget counts it.
+func TestObservationCountsTheHeadReadAhead(t *testing.T) {
+	s := testSettings(t, "http://127.0.0.1:1", func(c *Config) {
+		c.Limits = LimitsConfig{Enabled: true, Timeout: "1s", FailureMode: "closed"}
+	})
+	req := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", io.MultiReader(strings.NewReader(strings.Repeat("x", 200<<10))))
+	req.ContentLength = -1
+	c := &captureWriter{set: s, req: req, rec: &Record{}}
+	captureRequest(c, req)
+	if c.headRead != int64(s.maxReqBody)+1 {
+		t.Fatalf("read ahead %d bytes, want %d", c.headRead, s.maxReqBody+1)
+	}
+	if got := observationBytes(c); got < c.headRead {
+		t.Errorf("observation counted at %d bytes, under the %d it holds", got, c.headRead)
+	}
 }
