@@ -5,30 +5,50 @@ import (
 	"testing"
 
 	gojson "github.com/goccy/go-json"
+	"github.com/llmtap/llmtap/collector/tokens"
 	llmtap "github.com/llmtap/llmtap/plugin"
 )
 
 // BenchmarkDecodeAndDerive: what the collector spends per record before
 // storage, for a 40-chunk stream: the wire record decoded as ingest
-// decodes it (goccy/go-json, see http.decode), then derived.
+// decodes it (goccy/go-json, see http.decode), then derived. "provider"
+// streams carry their usage; "estimated" ones do not, so both their
+// counts are estimated: the pair is estimation's cost.
 func BenchmarkDecodeAndDerive(b *testing.B) {
-	events := []string{openAIStream[0]}
-	for i := 0; i < 40; i++ {
-		events = append(events, openAIStream[1])
+	counter, err := tokens.New(nil)
+	if err != nil {
+		b.Fatal(err)
 	}
-	events = append(events, openAIStream[4], openAIStream[5])
-	times := make([]int64, len(events))
-	for i := range times {
-		times[i] = int64(i)
-	}
-	line, _ := json.Marshal(sseRecord(events, times))
-	b.SetBytes(int64(len(line)))
-	b.ReportAllocs()
-	for i := 0; i < b.N; i++ {
-		var r llmtap.Record
-		if err := gojson.Unmarshal(line, &r); err != nil {
-			b.Fatal(err)
-		}
-		Fact(&r)
+	derive := WithEstimates(counter)
+	for _, bc := range []struct {
+		name string
+		tail []string
+	}{
+		{"provider", []string{openAIStream[3], openAIStream[4], openAIStream[5]}},
+		{"estimated", []string{openAIStream[3], openAIStream[5]}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			events := []string{openAIStream[0]}
+			for i := 0; i < 40; i++ {
+				events = append(events, openAIStream[1])
+			}
+			events = append(events, bc.tail...)
+			times := make([]int64, len(events))
+			for i := range times {
+				times[i] = int64(i)
+			}
+			line, _ := json.Marshal(sseRecord(events, times))
+			b.SetBytes(int64(len(line)))
+			b.ReportAllocs()
+			for b.Loop() {
+				var r llmtap.Record
+				if err := gojson.Unmarshal(line, &r); err != nil {
+					b.Fatal(err)
+				}
+				if f := derive(&r); f.Usage.Output == nil {
+					b.Fatal("no output count")
+				}
+			}
+		})
 	}
 }

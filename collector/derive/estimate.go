@@ -50,8 +50,8 @@ func estimate(f *collector.Fact, r *llmtap.Record, events []stream.Event, c Coun
 		if len(events) == 0 {
 			resp.Body = captured(r)
 		}
-		if texts := provider.Output(resp); len(texts) > 0 {
-			n := c.Prompt(f.Model, texts, 0)
+		if text := provider.Output(resp); text != "" {
+			n := c.Prompt(f.Model, []string{text}, 0)
 			out := n.Tokens
 			if captured := int64(len(r.ResponseHead) + len(r.ResponseTail)); r.ResponseTruncated && captured > 0 {
 				out = int64(math.Ceil(float64(out) * float64(r.ResponseBytes) / float64(captured)))

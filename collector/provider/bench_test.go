@@ -33,7 +33,7 @@ func longStream(b *testing.B, name string, n int) provider.Response {
 // BenchmarkUsageStream: a 2000-chunk chat stream whose every chunk says
 // "usage":null, the worst ordinary case for the search from the end.
 func BenchmarkUsageStream(b *testing.B) {
-	r := longStream(b, "openai_chat_stream.sse", 2000)
+	r := longStream(b, "openai_chat/openai_chat_stream.sse", 2000)
 	b.SetBytes(int64(len(r.Body)))
 	for b.Loop() {
 		provider.Usage(r)
@@ -43,7 +43,7 @@ func BenchmarkUsageStream(b *testing.B) {
 // BenchmarkUsageStreamWithoutUsage: the same without usage, which takes
 // the slower path that finds out why.
 func BenchmarkUsageStreamWithoutUsage(b *testing.B) {
-	r := longStream(b, "openai_chat_stream_no_usage.sse", 2000)
+	r := longStream(b, "openai_chat/openai_chat_stream_no_usage.sse", 2000)
 	b.SetBytes(int64(len(r.Body)))
 	for b.Loop() {
 		provider.Usage(r)
@@ -51,7 +51,7 @@ func BenchmarkUsageStreamWithoutUsage(b *testing.B) {
 }
 
 func BenchmarkDetectStream(b *testing.B) {
-	r := longStream(b, "openai_chat_stream.sse", 2000)
+	r := longStream(b, "openai_chat/openai_chat_stream.sse", 2000)
 	r.RequestBody = []byte(`{"model":"o4-mini","stream":true}`)
 	for b.Loop() {
 		provider.Detect(r)

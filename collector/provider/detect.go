@@ -93,34 +93,26 @@ func (ev *evidence) event(e stream.Event) bool {
 	if len(b) == 0 || b[0] != '{' {
 		return false // [DONE], or a cut line
 	}
-	switch {
-	case e.Name == "message_start" || e.Name == "content_block_delta":
-		ev.dialect = dialectAnthropic
-	case strings.HasPrefix(e.Name, "response."):
-		ev.dialect = dialectResponses
-	}
-	ev.doc(b)
+	ev.doc(e.Name, b)
 	return true
 }
 
-// doc probes one JSON document. A dialect seen in the response beats the
-// path's guess.
-func (ev *evidence) doc(b []byte) {
+// doc probes one JSON document, or the data of an event named name. A
+// dialect seen in the response beats the path's guess.
+func (ev *evidence) doc(name string, b []byte) {
 	var p probe
 	if !decode(b, &p) {
+		if d := eventDialect(name); d != dialectUnknown {
+			ev.dialect = d
+		}
 		return
 	}
 	model := p.Model
-	switch {
-	case p.Object == "chat.completion" || p.Object == "chat.completion.chunk" || p.Object == "text_completion":
-		ev.dialect = dialectChat
-	case p.Object == "response" || strings.HasPrefix(p.Type, "response."):
-		ev.dialect = dialectResponses
-	case p.Type == "message" || p.Type == "message_start":
-		ev.dialect = dialectAnthropic
-	case bool(p.Done) && p.Object == "":
-		ev.dialect = dialectOllama
-		ev.ollama = true
+	if d := docDialect(name, &p); d != dialectUnknown {
+		ev.dialect = d
+		if d == dialectOllama {
+			ev.ollama = true
+		}
 	}
 	if p.Message != nil && model == "" {
 		model = p.Message.Model

@@ -19,7 +19,7 @@ var fuzzPaths = []string{
 // FuzzUsage feeds arbitrary bytes as a JSON body and as SSE and NDJSON
 // events, on every path: nothing may panic, and a Usage must be coherent.
 func FuzzUsage(f *testing.F) {
-	files, _ := filepath.Glob(filepath.Join("testdata", "*.*"))
+	files, _ := filepath.Glob(filepath.Join("testdata", "*", "*.*"))
 	for _, name := range files {
 		if b, err := os.ReadFile(name); err == nil {
 			f.Add(b)

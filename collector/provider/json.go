@@ -120,3 +120,32 @@ func intAfter(b []byte, key string) *int64 {
 	}
 	return &x
 }
+
+// stringOrJSON is a value that is either a string (OpenAI's tool call
+// arguments) or other JSON (Ollama's arguments, Anthropic's tool input, an
+// object): the string's text, or the JSON as written. Empty values, null
+// and numbers leave it empty.
+type stringOrJSON []byte
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (s *stringOrJSON) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	switch {
+	case len(b) > 0 && b[0] == '"':
+		var str string
+		if gojson.Unmarshal(b, &str) == nil {
+			*s = append((*s)[:0], str...)
+		}
+	case hasContent(b):
+		*s = append((*s)[:0], b...)
+	}
+	return nil
+}
+
+// appendAll appends texts to buf.
+func appendAll(buf []byte, texts ...string) []byte {
+	for _, t := range texts {
+		buf = append(buf, t...)
+	}
+	return buf
+}

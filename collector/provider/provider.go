@@ -2,6 +2,15 @@
 // one reports token usage, which of its streamed events carry generated
 // content, and how to tell the providers apart from what was captured.
 //
+// Each dialect (OpenAI chat/completions, OpenAI Responses, Anthropic
+// Messages, Ollama) is one file, chat.go, responses.go, anthropic.go and
+// ollama.go, behind the small format interface of dialect.go: its paths,
+// how its documents and events are told, how its usage normalizes, which
+// of its events carry content, where its generated text is. What spans
+// the dialects lives apart: detect.go weighs the vendors' markers,
+// usage.go finds the usage in a body or stream, output.go and content.go
+// walk a response's events, request.go reads a request's prompt.
+//
 // Nothing here fails a record. A body that is not JSON, is cut short or has
 // an unknown shape gives a Usage with Source "none" and Missing saying why.
 //
@@ -42,7 +51,6 @@ package provider
 
 import (
 	"bytes"
-	"strings"
 
 	"github.com/llmtap/llmtap/collector"
 	"github.com/llmtap/llmtap/collector/stream"
@@ -90,61 +98,6 @@ const (
 // SourceNone is collector.Usage.Source when no usage was found.
 const SourceNone = "none"
 
-// dialect is a response format family, which fixes how its usage reads.
-type dialect int
-
-const (
-	dialectUnknown   dialect = iota
-	dialectChat              // OpenAI chat/completions, completions, embeddings and imitators
-	dialectResponses         // OpenAI Responses
-	dialectAnthropic         // Anthropic Messages
-	dialectOllama            // Ollama's native API
-)
-
-// source returns the Usage.Source of a dialect.
-func (d dialect) source(streamed bool) string {
-	var s string
-	switch d {
-	case dialectChat:
-		s = "openai.chat"
-	case dialectResponses:
-		s = "openai.responses"
-	case dialectAnthropic:
-		s = "anthropic.messages"
-	case dialectOllama:
-		s = "ollama"
-	default:
-		return SourceNone
-	}
-	if streamed {
-		s += ".stream"
-	}
-	return s
-}
-
-// pathDialect guesses the dialect from the request path. Suffixes, not
-// whole paths, so that gateway prefixes (/openai/deployments/x/...,
-// /api/v1/... of OpenRouter) still match; the response's shape has the last
-// word where it is decisive.
-func pathDialect(path string) dialect {
-	p := strings.TrimSuffix(path, "/")
-	switch {
-	case strings.HasSuffix(p, "/api/chat"), strings.HasSuffix(p, "/api/generate"),
-		strings.HasSuffix(p, "/api/embed"), strings.HasSuffix(p, "/api/embeddings"):
-		return dialectOllama
-	case strings.HasSuffix(p, "/chat/completions"), strings.HasSuffix(p, "/completions"),
-		strings.HasSuffix(p, "/embeddings"), strings.Contains(p, "/audio/"),
-		strings.HasSuffix(p, "/images/generations"), strings.HasSuffix(p, "/moderations"):
-		return dialectChat
-	case strings.HasSuffix(p, "/responses"):
-		return dialectResponses
-	case strings.HasSuffix(p, "/messages") && !strings.Contains(p, "/threads/"):
-		// OpenAI's Assistants API has /threads/{id}/messages too.
-		return dialectAnthropic
-	}
-	return dialectUnknown
-}
-
 // Detect names the provider that served r and the model it used. The model
 // is the response's "model" when there is one (it is the resolved model:
 // gpt-4o-2024-08-06 for a request of gpt-4o), else the request's.
@@ -168,7 +121,7 @@ func Detect(r Response) (provider, model string) {
 	if len(events) > 0 {
 		ev.events(events)
 	} else if b := bytes.TrimSpace(r.Body); len(b) > 0 && b[0] == '{' {
-		ev.doc(b)
+		ev.doc("", b)
 	}
 	model = ev.model
 	if model == "" {

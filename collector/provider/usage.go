@@ -183,38 +183,13 @@ func dialectOf(c *counts, typ, object string, hint dialect) dialect {
 	return dialectResponses
 }
 
-// normalize maps a usage object onto collector.Usage (see the package doc).
+// normalize maps a usage object onto collector.Usage as its dialect
+// reads (see the package doc).
 func normalize(c *counts, dl dialect) collector.Usage {
-	var u collector.Usage
-	switch dl {
-	case dialectChat:
-		u.Input, u.Output = count(c.PromptTokens), count(c.CompletionTokens)
-		if c.PromptTokensDetails != nil {
-			u.CacheRead = count(c.PromptTokensDetails.CachedTokens)
-		}
-		if u.CacheRead == nil {
-			u.CacheRead = count(c.PromptCacheHitTokens)
-		}
-		if c.CompletionTokensDetails != nil {
-			u.Reasoning = count(c.CompletionTokensDetails.ReasoningTokens)
-		}
-	case dialectResponses:
-		u.Input, u.Output = count(c.InputTokens), count(c.OutputTokens)
-		if c.InputTokensDetails != nil {
-			u.CacheRead = count(c.InputTokensDetails.CachedTokens)
-		}
-		if c.OutputTokensDetails != nil {
-			u.Reasoning = count(c.OutputTokensDetails.ReasoningTokens)
-		}
-	case dialectAnthropic:
-		u.Output = count(c.OutputTokens)
-		u.CacheRead, u.CacheWrite = count(c.CacheReadInputTokens), count(c.CacheCreationInputTokens)
-		// Anthropic's input_tokens leaves out the cached parts: add them.
-		if in := count(c.InputTokens); in != nil {
-			u.Input = sum(*in, u.CacheRead, u.CacheWrite)
-		}
+	if f := dl.format(); f != nil {
+		return f.normalize(c)
 	}
-	return u
+	return collector.Usage{}
 }
 
 // tokens is a token count as a provider wrote it. A value that is not a

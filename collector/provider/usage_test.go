@@ -30,7 +30,7 @@ func stitch(body []byte, head int, from string) []byte {
 func TestUsageCases(t *testing.T) {
 	none := func(missing string) collector.Usage { return collector.Usage{Source: "none", Missing: missing} }
 	chat := "/v1/chat/completions"
-	openaiChat := readFixture(t, "openai_chat.json")
+	openaiChat := readFixture(t, "openai_chat/openai_chat.json")
 	tests := []struct {
 		desc string
 		r    provider.Response
@@ -56,7 +56,7 @@ func TestUsageCases(t *testing.T) {
 		},
 		{
 			desc: "head and tail of a cut anthropic json",
-			r:    provider.Response{Path: "/v1/messages", Kind: collector.KindJSON, Body: stitch(readFixture(t, "anthropic_messages.json"), 80, `"usage"`)},
+			r:    provider.Response{Path: "/v1/messages", Kind: collector.KindJSON, Body: stitch(readFixture(t, "anthropic_messages/anthropic_messages.json"), 80, `"usage"`)},
 			want: collector.Usage{Input: p(4512), Output: p(85), CacheRead: p(3000), CacheWrite: p(1500), Source: "anthropic.messages"},
 		},
 		{
@@ -215,12 +215,12 @@ func TestUsageCases(t *testing.T) {
 		},
 		{
 			desc: "error JSON to a streaming request",
-			r:    provider.Response{Path: chat, Kind: collector.KindSSE, Body: readFixture(t, "openai_error.json")},
+			r:    provider.Response{Path: chat, Kind: collector.KindSSE, Body: readFixture(t, "openai_chat/openai_error.json")},
 			want: none("error_response"),
 		},
 		{
 			desc: "event stream labelled as JSON",
-			r:    provider.Response{Path: chat, Kind: collector.KindJSON, Body: readFixture(t, "openai_chat_stream.sse")},
+			r:    provider.Response{Path: chat, Kind: collector.KindJSON, Body: readFixture(t, "openai_chat/openai_chat_stream.sse")},
 			want: collector.Usage{Input: p(1840), Output: p(215), CacheRead: p(1664), Reasoning: p(192), Source: "openai.chat.stream"},
 		},
 		{

@@ -1,0 +1,106 @@
+package provider
+
+import (
+	"strings"
+
+	"github.com/llmtap/llmtap/collector"
+)
+
+// anthropic is Anthropic's Messages dialect. Its stream names every event
+// after its type, and reports usage in message_start and message_delta.
+type anthropic struct{}
+
+func (anthropic) name() string { return "anthropic.messages" }
+
+func (anthropic) ownsPath(p string) bool {
+	// OpenAI's Assistants API has /threads/{id}/messages too.
+	return strings.HasSuffix(p, "/messages") && !strings.Contains(p, "/threads/")
+}
+
+// ownsEvent: all of Anthropic's event names but "error", which others
+// use too.
+func (anthropic) ownsEvent(name string) bool { return name != "error" && anthropicEvent(name) }
+
+func (anthropic) ownsDoc(p *probe) bool { return p.Type == "message" || p.Type == "message_start" }
+
+// normalize: Anthropic's input_tokens leave out the tokens read from and
+// written to the cache; Input adds them.
+func (anthropic) normalize(c *counts) collector.Usage {
+	var u collector.Usage
+	u.Output = count(c.OutputTokens)
+	u.CacheRead, u.CacheWrite = count(c.CacheReadInputTokens), count(c.CacheCreationInputTokens)
+	if in := count(c.InputTokens); in != nil {
+		u.Input = sum(*in, u.CacheRead, u.CacheWrite)
+	}
+	return u
+}
+
+// anthropicEvent reports whether name is one of Anthropic's stream events.
+func anthropicEvent(name string) bool {
+	switch name {
+	case "message_start", "content_block_start", "content_block_delta", "content_block_stop",
+		"message_delta", "message_stop", "ping", "error":
+		return true
+	}
+	return false
+}
+
+// contentBearing: content_block_delta streams text, thinking, tool input
+// and citations; message_start, ping and the rest carry none.
+func (anthropic) contentBearing(name string, data []byte) bool {
+	if name != "" {
+		return name == "content_block_delta"
+	}
+	var e struct {
+		Type string `json:"type"`
+	}
+	return decode(data, &e) && e.Type == "content_block_delta"
+}
+
+// anthropicText reads the generated text of a message or a stream event.
+type anthropicText struct {
+	Type    string  `json:"type"`
+	Delta   *block  `json:"delta"`   // content_block_delta's
+	Content []block `json:"content"` // a message's
+	// content_block_start names the tool a tool_use block calls.
+	ContentBlock *struct {
+		Name string `json:"name"`
+	} `json:"content_block"`
+}
+
+// block is an Anthropic content block or delta, or a Responses content
+// part.
+type block struct {
+	Text        string       `json:"text"`
+	Thinking    string       `json:"thinking"`
+	PartialJSON string       `json:"partial_json"`
+	Input       stringOrJSON `json:"input"`
+	Name        string       `json:"name"`
+}
+
+func (b *block) text(buf []byte) []byte {
+	buf = appendAll(buf, b.Text, b.Thinking, b.PartialJSON, b.Name)
+	return append(buf, b.Input...)
+}
+
+func (anthropic) text(data, buf []byte) []byte {
+	var d anthropicText
+	if !decode(data, &d) {
+		return buf
+	}
+	switch d.Type {
+	case "content_block_delta":
+		if d.Delta != nil {
+			buf = d.Delta.text(buf)
+		}
+	case "content_block_start":
+		if d.ContentBlock != nil {
+			buf = append(buf, d.ContentBlock.Name...)
+		}
+	case "message":
+		for _, b := range d.Content {
+			buf = b.text(buf)
+		}
+	}
+	return buf
+}
