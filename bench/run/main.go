@@ -58,6 +58,7 @@ type bench struct {
 	ctx      context.Context
 	load     string // bench/load
 	upstream string // bench/upstream
+	runs     int    // ingest runs so far, each with a database of its own
 }
 
 func newBench(tb *stack.MainTB) *bench {

@@ -34,19 +34,20 @@ func main() {
 	workers := flag.Int("workers", 8, "concurrent senders")
 	pid := flag.Int("pid", 0, "collector pid, for its peak memory and CPU")
 	chPid := flag.Int("clickhouse-pid", 0, "ClickHouse pid, for its CPU")
+	estimated := flag.Bool("estimated", false, "streams without usage, which the collector estimates")
 	flag.Parse()
-	if err := run(*base, *token, *n, *batch, *workers, *pid, *chPid); err != nil {
+	if err := run(*base, *token, *n, *batch, *workers, *pid, *chPid, *estimated); err != nil {
 		fmt.Fprintln(os.Stderr, "ingestbench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(base, token string, n, batch, workers, pid, chPid int) error {
+func run(base, token string, n, batch, workers, pid, chPid int, estimated bool) error {
 	start0, err := written(base)
 	if err != nil {
 		return err
 	}
-	bodies := encode(n, batch)
+	bodies := encode(n, batch, estimated)
 	cpu0, chCPU0 := cpuTime(pid), cpuTime(chPid)
 	var next atomic.Int64
 	var retries atomic.Int64
@@ -116,7 +117,7 @@ func run(base, token string, n, batch, workers, pid, chPid int) error {
 
 // encode prepares every POST body up front, so the benchmark measures the
 // collector, not the sender.
-func encode(n, batch int) [][]byte {
+func encode(n, batch int, estimated bool) [][]byte {
 	var out [][]byte
 	now := time.Now().UnixNano()
 	for i := 0; i < n; i += batch {
@@ -124,7 +125,7 @@ func encode(n, batch int) [][]byte {
 		zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
 		enc := json.NewEncoder(zw)
 		for j := i; j < i+batch && j < n; j++ {
-			_ = enc.Encode(record(j, now))
+			_ = enc.Encode(record(j, now, estimated))
 		}
 		_ = zw.Close()
 		out = append(out, buf.Bytes())
@@ -132,7 +133,10 @@ func encode(n, batch int) [][]byte {
 	return out
 }
 
-func record(i int, now int64) *llmtap.Record {
+// record is one stream of 40 chunks. An estimated one does not ask for its
+// usage, as a client without stream_options.include_usage: the collector
+// counts both its prompt and its output.
+func record(i int, now int64, estimated bool) *llmtap.Record {
 	r := &llmtap.Record{
 		V: llmtap.RecordVersion, RequestID: fmt.Sprintf("bench-%d-%d", now, i), StartUnixNs: now + int64(i)*1000,
 		Route: []string{"openai", "anthropic", "vllm"}[i%3], Tenant: fmt.Sprintf("team-%d", i%20), TenantSource: llmtap.TenantFromHeader,
@@ -147,7 +151,13 @@ func record(i int, now int64) *llmtap.Record {
 		r.WriteEnds = append(r.WriteEnds, int64(len(body)))
 		r.WriteNs = append(r.WriteNs, int64(100+k*40)*1e6)
 	}
-	body = append(body, `data: {"id":"x","object":"chat.completion.chunk","model":"gpt-4o-mini","choices":[],"usage":{"prompt_tokens":21,"completion_tokens":40,"total_tokens":61}}`+"\n\ndata: [DONE]\n\n"...)
+	body = append(body, `data: {"id":"x","object":"chat.completion.chunk","model":"gpt-4o-mini","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}`+"\n\n"...)
+	if estimated {
+		r.RequestBody = []byte(`{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"Summarize the quarterly report in three bullet points."}]}`)
+	} else {
+		body = append(body, `data: {"id":"x","object":"chat.completion.chunk","model":"gpt-4o-mini","choices":[],"usage":{"prompt_tokens":21,"completion_tokens":40,"total_tokens":61}}`+"\n\n"...)
+	}
+	body = append(body, "data: [DONE]\n\n"...)
 	r.WriteEnds = append(r.WriteEnds, int64(len(body)))
 	r.WriteNs = append(r.WriteNs, 1.9e9)
 	r.ResponseHead, r.ResponseTailOffset, r.ResponseBytes = body, int64(len(body)), int64(len(body))
