@@ -13,7 +13,8 @@ import (
 // Counter counts the tokens of texts as a model's tokenizer would
 // (tokens.Counter).
 type Counter interface {
-	Prompt(model string, texts []string, messages int) tokens.Count
+	Prompt(model string, p tokens.Prompt) tokens.Count
+	Text(model, text string) tokens.Count
 }
 
 // SourceEstimate starts Usage.Source when llmtap estimated some of the
@@ -50,18 +51,19 @@ func estimate(f *collector.Fact, r *llmtap.Record, events []stream.Event, c Coun
 		if len(events) == 0 {
 			resp.Body = captured(r)
 		}
-		if text := provider.Output(resp); text != "" {
-			n := c.Prompt(f.Model, []string{text}, 0)
+		if gen := provider.Output(resp); gen.Text != "" {
+			n := c.Text(f.Model, gen.Text)
 			out := n.Tokens
 			if captured := int64(len(r.ResponseHead) + len(r.ResponseTail)); r.ResponseTruncated && captured > 0 {
 				out = int64(math.Ceil(float64(out) * float64(r.ResponseBytes) / float64(captured)))
 			}
+			out += gen.Framing
 			u.Output, encoding = &out, n.Encoding
 		}
 	}
 	if u.Input == nil && len(r.RequestBody) > 0 && !r.RequestTruncated {
 		if req, err := provider.ParseRequest(r.RequestBody); err == nil {
-			n := c.Prompt(f.Model, req.Texts, req.Messages)
+			n := c.Prompt(f.Model, req.Prompt)
 			in := n.Tokens
 			u.Input, encoding = &in, n.Encoding
 		}

@@ -78,7 +78,7 @@ type Options struct {
 
 // PromptCounter counts a prompt's tokens (tokens.Counter).
 type PromptCounter interface {
-	Prompt(model string, texts []string, messages int) tokens.Count
+	Prompt(model string, p tokens.Prompt) tokens.Count
 }
 
 // bytesPerToken turns the length of a body the check does not carry (or
@@ -226,7 +226,7 @@ func (s *Service) reservation(c llmtap.LimitCheck, tk *TokenLimit) (int64, int64
 		}
 		bound = r.OutputBound
 		if s.opt.Prompts != nil {
-			prompt = s.opt.Prompts.Prompt(r.Model, r.Texts, r.Messages).Tokens
+			prompt = s.opt.Prompts.Prompt(r.Model, r.Prompt).Tokens
 		} else {
 			prompt = ceilDiv(int64(len(c.Body)), bytesPerToken)
 		}

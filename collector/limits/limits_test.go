@@ -358,9 +358,9 @@ type fixedPrompts struct {
 	texts []string
 }
 
-func (p *fixedPrompts) Prompt(model string, texts []string, messages int) tokens.Count {
-	p.model, p.texts = model, texts
-	return tokens.Count{Tokens: p.n + int64(messages)}
+func (p *fixedPrompts) Prompt(model string, pr tokens.Prompt) tokens.Count {
+	p.model, p.texts = model, pr.Texts
+	return tokens.Count{Tokens: p.n + int64(pr.Messages)}
 }
 
 // TestReservationCountsThePrompt: a check reserves its output bound (or

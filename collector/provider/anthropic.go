@@ -78,29 +78,32 @@ type block struct {
 	Name        string       `json:"name"`
 }
 
-func (b *block) text(buf []byte) []byte {
-	buf = appendAll(buf, b.Text, b.Thinking, b.PartialJSON, b.Name)
-	return append(buf, b.Input...)
+// text adds a block's text; a named block is a tool call.
+func (b *block) text(g *generated) {
+	g.add(b.Text, b.Thinking, b.PartialJSON)
+	g.call(b.Name)
+	g.buf = append(g.buf, b.Input...)
 }
 
-func (anthropic) text(data, buf []byte) []byte {
+func (anthropic) toolCallFraming() int64 { return 25 }
+
+func (anthropic) text(data []byte, g *generated) {
 	var d anthropicText
 	if !decode(data, &d) {
-		return buf
+		return
 	}
 	switch d.Type {
 	case "content_block_delta":
 		if d.Delta != nil {
-			buf = d.Delta.text(buf)
+			d.Delta.text(g)
 		}
 	case "content_block_start":
 		if d.ContentBlock != nil {
-			buf = append(buf, d.ContentBlock.Name...)
+			g.call(d.ContentBlock.Name)
 		}
 	case "message":
 		for _, b := range d.Content {
-			buf = b.text(buf)
+			b.text(g)
 		}
 	}
-	return buf
 }

@@ -107,29 +107,33 @@ type chatMessage struct {
 	} `json:"function_call"`
 }
 
-func (chat) text(data, buf []byte) []byte {
+func (chat) toolCallFraming() int64 { return 7 }
+
+func (chat) text(data []byte, g *generated) {
 	var d chatText
 	if !decode(data, &d) {
-		return buf
+		return
 	}
 	for _, c := range d.Choices {
-		buf = append(buf, c.Text...)
-		buf = c.Delta.text(buf)
-		buf = c.Message.text(buf)
+		g.add(c.Text)
+		c.Delta.text(g)
+		c.Message.text(g)
 	}
-	return buf
 }
 
-func (m *chatMessage) text(buf []byte) []byte {
+// text adds a message's or delta's text; a stream names a tool call in
+// its first delta only.
+func (m *chatMessage) text(g *generated) {
 	if m == nil {
-		return buf
+		return
 	}
-	buf = appendAll(buf, m.Content, m.Reasoning, m.ReasoningContent, m.Refusal, m.Thinking)
+	g.add(m.Content, m.Reasoning, m.ReasoningContent, m.Refusal, m.Thinking)
 	for _, tc := range m.ToolCalls {
-		buf = appendAll(buf, tc.Function.Name, string(tc.Function.Arguments))
+		g.call(tc.Function.Name)
+		g.buf = append(g.buf, tc.Function.Arguments...)
 	}
 	if fc := m.FunctionCall; fc != nil {
-		buf = appendAll(buf, fc.Name, fc.Arguments)
+		g.call(fc.Name)
+		g.add(fc.Arguments)
 	}
-	return buf
 }

@@ -39,8 +39,13 @@ type format interface {
 	// contentBearing reports whether an event carries generated content
 	// (see ContentBearing). data is a JSON object.
 	contentBearing(name string, data []byte) bool
-	// text appends the generated text of a JSON document or event to buf.
-	text(data []byte, buf []byte) []byte
+	// toolCallFraming is the tokens the dialect's models spend on each
+	// tool call besides its name and arguments (OpenAI's recipient and
+	// channel markers, Anthropic's tool use block), as measured on the
+	// accuracy corpus (docs/collector.md).
+	toolCallFraming() int64
+	// text adds the generated text of a JSON document or event to g.
+	text(data []byte, g *generated)
 }
 
 // formats holds each dialect's format, in the order that paths are

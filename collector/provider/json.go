@@ -141,11 +141,3 @@ func (s *stringOrJSON) UnmarshalJSON(b []byte) error {
 	}
 	return nil
 }
-
-// appendAll appends texts to buf.
-func appendAll(buf []byte, texts ...string) []byte {
-	for _, t := range texts {
-		buf = append(buf, t...)
-	}
-	return buf
-}

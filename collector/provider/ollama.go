@@ -64,11 +64,14 @@ type ollamaText struct {
 	Thinking string       `json:"thinking"`
 }
 
-func (ollama) text(data, buf []byte) []byte {
+// toolCallFraming: not measured yet (the corpus has no Ollama tool call).
+func (ollama) toolCallFraming() int64 { return 0 }
+
+func (ollama) text(data []byte, g *generated) {
 	var d ollamaText
 	if !decode(data, &d) {
-		return buf
+		return
 	}
-	buf = d.Message.text(buf)
-	return appendAll(buf, d.Response, d.Thinking)
+	d.Message.text(g)
+	g.add(d.Response, d.Thinking)
 }

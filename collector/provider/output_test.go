@@ -39,7 +39,8 @@ func TestOutput(t *testing.T) {
 			case ".ndjson":
 				r = provider.Response{Kind: collector.KindNDJSON, Events: stream.ParseNDJSON(body)}
 			}
-			all := provider.Output(r)
+			gen := provider.Output(r)
+			all := gen.Text
 			at := 0
 			for _, w := range tt.want {
 				i := strings.Index(all[at:], w)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	gojson "github.com/goccy/go-json"
+
+	"github.com/llmtap/llmtap/collector/tokens"
 )
 
 // Request is what a limit check needs of an LLM request body: its model,
@@ -20,12 +22,11 @@ type Request struct {
 	// (max_completion_tokens, max_output_tokens, max_tokens, Ollama's
 	// options.num_predict), 0 when it has none.
 	OutputBound int64
-	// Texts are the prompt's texts: system prompts, message contents,
-	// tool calls and results, and the tool definitions as JSON.
-	Texts []string
-	// Messages counts the prompt's messages, for the tokens a provider
-	// adds around each (OpenAI documents them for its chat models).
-	Messages int
+	// Prompt is what its token count is made of: system prompts, message
+	// contents, tool calls and results, the tool definitions as the
+	// provider shows them to its model, and the tokens the provider adds
+	// around them (see tools.go).
+	Prompt tokens.Prompt
 }
 
 // ErrNotRequest is wrapped by ParseRequest for a body it cannot read as a
@@ -45,13 +46,17 @@ func ParseRequest(body []byte) (Request, error) {
 		Options             struct {
 			NumPredict *int64 `json:"num_predict"`
 		} `json:"options"`
-		Messages     []message         `json:"messages"`
-		System       content           `json:"system"`       // Anthropic
-		Instructions content           `json:"instructions"` // OpenAI Responses
-		Input        content           `json:"input"`        // OpenAI Responses
-		Prompt       content           `json:"prompt"`       // completions, Ollama generate
-		Tools        gojson.RawMessage `json:"tools"`
-		Functions    gojson.RawMessage `json:"functions"`
+		Messages       []message       `json:"messages"`
+		System         content         `json:"system"`          // Anthropic
+		Instructions   content         `json:"instructions"`    // OpenAI Responses
+		Input          content         `json:"input"`           // OpenAI Responses
+		Prompt         content         `json:"prompt"`          // completions, Ollama generate
+		ResponseFormat *responseFormat `json:"response_format"` // chat
+		Text           *struct {
+			Format *responseFormat `json:"format"`
+		} `json:"text"` // Responses
+		Tools     []gojson.RawMessage `json:"tools"`
+		Functions []gojson.RawMessage `json:"functions"`
 	}
 	b := bytes.TrimSpace(body)
 	if len(b) == 0 || b[0] != '{' {
@@ -71,22 +76,26 @@ func ParseRequest(body []byte) (Request, error) {
 			break
 		}
 	}
-	r.Texts = append(r.Texts, doc.System.texts...)
-	r.Texts = append(r.Texts, doc.Instructions.texts...)
-	r.Texts = append(r.Texts, doc.Prompt.texts...)
-	r.Texts = append(r.Texts, doc.Input.texts...)
-	r.Messages = doc.Input.items
+	p := &r.Prompt
+	p.Texts = append(p.Texts, doc.System.texts...)
+	p.Texts = append(p.Texts, doc.Instructions.texts...)
+	p.Texts = append(p.Texts, doc.Prompt.texts...)
+	p.Texts = append(p.Texts, doc.Input.texts...)
+	p.Messages = doc.Input.items
+	system := len(doc.System.texts) > 0 || len(doc.Instructions.texts) > 0
 	for _, m := range doc.Messages {
-		r.Messages++
-		r.Texts = append(r.Texts, m.Role, m.Name)
-		r.Texts = append(r.Texts, m.Content.texts...)
-		r.Texts = append(r.Texts, m.ToolCalls.texts...)
+		p.Messages++
+		p.Texts = append(p.Texts, m.Role, m.Name)
+		p.Texts = append(p.Texts, m.Content.texts...)
+		p.Texts = append(p.Texts, m.ToolCalls.texts...)
+		system = system || m.Role == "system" || m.Role == "developer"
 	}
-	for _, raw := range []gojson.RawMessage{doc.Tools, doc.Functions} {
-		if hasContent(raw) {
-			r.Texts = append(r.Texts, string(raw))
-		}
+	addTools(p, append(doc.Tools, doc.Functions...), system)
+	format := doc.ResponseFormat
+	if doc.Text != nil && doc.Text.Format != nil {
+		format = doc.Text.Format
 	}
+	addResponseFormat(p, format)
 	return r, nil
 }
 

@@ -40,16 +40,16 @@ func TestParseRequest(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if r.Model != tt.model || r.OutputBound != tt.bound || r.Messages != tt.messages {
-				t.Errorf("model %q bound %d messages %d, want %q %d %d", r.Model, r.OutputBound, r.Messages, tt.model, tt.bound, tt.messages)
+			if r.Model != tt.model || r.OutputBound != tt.bound || r.Prompt.Messages != tt.messages {
+				t.Errorf("model %q bound %d messages %d, want %q %d %d", r.Model, r.OutputBound, r.Prompt.Messages, tt.model, tt.bound, tt.messages)
 			}
 			for _, s := range tt.texts {
-				if !slices.Contains(r.Texts, s) {
-					t.Errorf("texts %q lack %q", r.Texts, s)
+				if !slices.Contains(r.Prompt.Texts, s) {
+					t.Errorf("texts %q lack %q", r.Prompt.Texts, s)
 				}
 			}
 			for _, s := range tt.absent {
-				for _, got := range r.Texts {
+				for _, got := range r.Prompt.Texts {
 					if got == s {
 						t.Errorf("texts hold %q", s)
 					}
@@ -57,11 +57,58 @@ func TestParseRequest(t *testing.T) {
 			}
 		})
 	}
-	// The tool definitions count as their JSON.
+	// Anthropic's tool definitions count as their JSON, with its tool use
+	// system prompt.
 	body, _ := os.ReadFile("testdata/requests/anthropic_messages.json")
 	r, _ := ParseRequest(body)
-	if !slices.Contains(r.Texts, `[{"name":"rhyme","input_schema":{"type":"object"}}]`) {
-		t.Errorf("tools not among the texts: %q", r.Texts)
+	if !slices.Contains(r.Prompt.Texts, `{"name":"rhyme","input_schema":{"type":"object"}}`) || r.Prompt.Framing != anthropicToolFraming {
+		t.Errorf("tools: texts %q, framing %d; want their JSON and %d", r.Prompt.Texts, r.Prompt.Framing, anthropicToolFraming)
+	}
+}
+
+// TestOpenAITools: function definitions as OpenAI shows them to its
+// models, in each of its request shapes; anything else counts as JSON.
+func TestOpenAITools(t *testing.T) {
+	weather := "namespace functions {\n\n// Weather now\ntype get_weather = (_: {\n// City name\ncity: string,\nunit?: \"c\" | \"f\",\ndays?: number[],\nwhere?: {\n  lat: number,\n  lon: number,\n},\n}) => any;\n\n} // namespace functions"
+	params := `{"type":"object","properties":{"city":{"type":"string","description":"City name"},"unit":{"type":"string","enum":["c","f"]},"days":{"type":"array","items":{"type":"integer"}},"where":{"type":"object","properties":{"lat":{"type":"number","description":"deep"},"lon":{"type":"number"}},"required":["lat","lon"]}},"required":["city"]}`
+	for _, tt := range []struct {
+		name, body, want string
+		framing          int64
+	}{
+		{"chat tools", `{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"get_weather","description":"Weather now","parameters":` + params + `}}]}`, weather, openAIToolFraming},
+		{"with a system message", `{"model":"gpt-4o","messages":[{"role":"system","content":"be brief"}],"tools":[{"type":"function","function":{"name":"get_weather","description":"Weather now","parameters":` + params + `}}]}`, weather, openAIToolFraming - openAIToolSystemShared},
+		{"legacy functions", `{"model":"gpt-3.5-turbo","messages":[],"functions":[{"name":"get_weather","description":"Weather now","parameters":` + params + `}]}`, weather, openAIToolFraming},
+		{"responses", `{"model":"gpt-4.1","input":"hi","tools":[{"type":"function","name":"get_weather","description":"Weather now","parameters":` + params + `}]}`, weather, openAIToolFraming},
+		{"no parameters", `{"model":"gpt-4o","messages":[],"tools":[{"type":"function","function":{"name":"now"}}]}`, "namespace functions {\n\ntype now = () => any;\n\n} // namespace functions", openAIToolFraming},
+		{"a built-in tool", `{"model":"gpt-4.1","input":"hi","tools":[{"type":"web_search_preview"}]}`, `{"type":"web_search_preview"}`, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := ParseRequest([]byte(tt.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Contains(r.Prompt.Texts, tt.want) || r.Prompt.Framing != tt.framing {
+				t.Errorf("texts %q, framing %d; want %q and %d", r.Prompt.Texts, r.Prompt.Framing, tt.want, tt.framing)
+			}
+		})
+	}
+}
+
+// TestResponseFormat: a structured output schema is shown like a
+// function's parameters, in chat's and the Responses API's shapes.
+func TestResponseFormat(t *testing.T) {
+	want := "# Response Formats\n\n## answer\n\n{\n  final?: string,\n}"
+	for _, body := range []string{
+		`{"model":"gpt-4o","messages":[],"response_format":{"type":"json_schema","json_schema":{"name":"answer","schema":{"type":"object","properties":{"final":{"type":"string"}}}}}}`,
+		`{"model":"gpt-4o","input":"hi","text":{"format":{"type":"json_schema","name":"answer","schema":{"type":"object","properties":{"final":{"type":"string"}}}}}}`,
+	} {
+		r, err := ParseRequest([]byte(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Contains(r.Prompt.Texts, want) || r.Prompt.Framing != responseFormatFraming {
+			t.Errorf("%s: texts %q, framing %d", body, r.Prompt.Texts, r.Prompt.Framing)
+		}
 	}
 }
 
@@ -96,8 +143,8 @@ func FuzzParseRequest(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if r.OutputBound < 0 || r.Messages < 0 {
-			t.Fatalf("bound %d, messages %d", r.OutputBound, r.Messages)
+		if r.OutputBound < 0 || r.Prompt.Messages < 0 {
+			t.Fatalf("bound %d, messages %d", r.OutputBound, r.Prompt.Messages)
 		}
 	})
 }

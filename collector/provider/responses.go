@@ -77,28 +77,30 @@ type responsesText struct {
 // text reads a stream's deltas, or a response object's output items. The
 // events that repeat what the deltas said (response.output_text.done,
 // response.completed) add nothing: only deltas count in a stream.
-func (responses) text(data, buf []byte) []byte {
+func (responses) toolCallFraming() int64 { return 8 }
+
+func (responses) text(data []byte, g *generated) {
 	var d responsesText
 	if !decode(data, &d) {
-		return buf
+		return
 	}
 	if d.Type != "" {
 		switch {
 		case responsesContent(d.Type):
-			buf = append(buf, d.Delta...)
+			g.buf = append(g.buf, d.Delta...)
 		case d.Type == "response.output_item.added" && d.Item != nil:
-			buf = append(buf, d.Item.Name...)
+			g.call(d.Item.Name)
 		}
-		return buf
+		return
 	}
 	for _, o := range d.Output {
-		buf = appendAll(buf, o.Name, o.Arguments)
+		g.call(o.Name)
+		g.add(o.Arguments)
 		for _, b := range o.Content {
-			buf = b.text(buf)
+			b.text(g)
 		}
 		for _, b := range o.Summary {
-			buf = b.text(buf)
+			b.text(g)
 		}
 	}
-	return buf
 }

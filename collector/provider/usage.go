@@ -16,27 +16,27 @@ import (
 // names are there tells the dialect (see dialectOf).
 type counts struct {
 	// OpenAI chat/completions and imitators.
-	PromptTokens            tokens     `json:"prompt_tokens"`
-	CompletionTokens        tokens     `json:"completion_tokens"`
+	PromptTokens            tokenCount `json:"prompt_tokens"`
+	CompletionTokens        tokenCount `json:"completion_tokens"`
 	PromptTokensDetails     *cached    `json:"prompt_tokens_details"`
 	CompletionTokensDetails *reasoning `json:"completion_tokens_details"`
-	PromptCacheHitTokens    tokens     `json:"prompt_cache_hit_tokens"` // DeepSeek
+	PromptCacheHitTokens    tokenCount `json:"prompt_cache_hit_tokens"` // DeepSeek
 	// OpenAI Responses and Anthropic.
-	InputTokens         tokens     `json:"input_tokens"`
-	OutputTokens        tokens     `json:"output_tokens"`
+	InputTokens         tokenCount `json:"input_tokens"`
+	OutputTokens        tokenCount `json:"output_tokens"`
 	InputTokensDetails  *cached    `json:"input_tokens_details"`  // Responses
 	OutputTokensDetails *reasoning `json:"output_tokens_details"` // Responses
 	// Anthropic.
-	CacheCreationInputTokens tokens `json:"cache_creation_input_tokens"`
-	CacheReadInputTokens     tokens `json:"cache_read_input_tokens"`
+	CacheCreationInputTokens tokenCount `json:"cache_creation_input_tokens"`
+	CacheReadInputTokens     tokenCount `json:"cache_read_input_tokens"`
 }
 
 type cached struct {
-	CachedTokens tokens `json:"cached_tokens"`
+	CachedTokens tokenCount `json:"cached_tokens"`
 }
 
 type reasoning struct {
-	ReasoningTokens tokens `json:"reasoning_tokens"`
+	ReasoningTokens tokenCount `json:"reasoning_tokens"`
 }
 
 // usageDoc is a JSON response, or one streamed event, as far as usage goes.
@@ -55,9 +55,9 @@ type usageDoc struct {
 	} `json:"response"`
 	Error nonEmpty `json:"error"` // null in a successful Responses object
 	// Ollama.
-	Done            *bool  `json:"done"`
-	PromptEvalCount tokens `json:"prompt_eval_count"`
-	EvalCount       tokens `json:"eval_count"`
+	Done            *bool      `json:"done"`
+	PromptEvalCount tokenCount `json:"prompt_eval_count"`
+	EvalCount       tokenCount `json:"eval_count"`
 }
 
 // Usage returns the token usage r reports, normalized as the package doc
@@ -192,20 +192,20 @@ func normalize(c *counts, dl dialect) collector.Usage {
 	return collector.Usage{}
 }
 
-// tokens is a token count as a provider wrote it. A value that is not a
+// tokenCount is a token count as a provider wrote it. A value that is not a
 // count (null, negative, fractional, a string) reads as absent: no provider
 // sends one on purpose, and it would poison every sum it joins. A *int64
 // would not do: encoding/json allocates it before finding a float, leaving
 // a 0 where nothing was said.
-type tokens struct {
+type tokenCount struct {
 	n    int64
 	set  bool // n is a count
 	seen bool // the key was there, whatever its value: names tell dialects apart
 }
 
 // UnmarshalJSON implements json.Unmarshaler. It is called for null too.
-func (t *tokens) UnmarshalJSON(b []byte) error {
-	*t = tokens{seen: true}
+func (t *tokenCount) UnmarshalJSON(b []byte) error {
+	*t = tokenCount{seen: true}
 	if n, err := strconv.ParseInt(string(b), 10, 64); err == nil {
 		t.n, t.set = n, n >= 0
 		return nil
@@ -218,7 +218,7 @@ func (t *tokens) UnmarshalJSON(b []byte) error {
 }
 
 // count returns a fresh pointer to the count, or nil when there is none.
-func count(t tokens) *int64 {
+func count(t tokenCount) *int64 {
 	if !t.set {
 		return nil
 	}
@@ -271,7 +271,7 @@ func streamUsage(events []stream.Event, hint dialect) collector.Usage {
 			// Anthropic's message_start with no message_delta after it:
 			// the input counts hold, the output count is only the start's.
 			c := *d.Message.Usage
-			c.OutputTokens = tokens{}
+			c.OutputTokens = tokenCount{}
 			u := normalize(&c, dialectAnthropic)
 			if found(u) {
 				u.Source = dialectAnthropic.source(true)
@@ -319,7 +319,7 @@ func messageStart(events []stream.Event) *counts {
 
 // merge returns base with every field that next has replaced by next's.
 func merge(base, next counts) counts {
-	for _, f := range []struct{ dst, src *tokens }{
+	for _, f := range []struct{ dst, src *tokenCount }{
 		{&base.InputTokens, &next.InputTokens},
 		{&base.OutputTokens, &next.OutputTokens},
 		{&base.CacheCreationInputTokens, &next.CacheCreationInputTokens},

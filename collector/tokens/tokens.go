@@ -139,9 +139,27 @@ func (c *Counter) encoding(model string) (string, bool) {
 	return O200k, false
 }
 
-// Prompt counts the tokens of a prompt: its texts, and the framing of its
-// messages (messages is their number; 0 for a prompt that is not a chat).
-func (c *Counter) Prompt(model string, texts []string, messages int) Count {
+// Prompt is what a prompt's token count is made of.
+type Prompt struct {
+	// Texts are the prompt's texts, tokenized one by one.
+	Texts []string
+	// Messages is the number of its messages, each framed by a few tokens
+	// (0 for a prompt that is not a chat).
+	Messages int
+	// Framing is the tokens the provider adds that are in none of the
+	// texts, such as the preamble of its tool definitions. It is the
+	// provider's own count: no encoding's margin applies.
+	Framing int64
+}
+
+// Text counts the tokens of one text, such as a response's output.
+func (c *Counter) Text(model, text string) Count {
+	return c.Prompt(model, Prompt{Texts: []string{text}})
+}
+
+// Prompt counts the tokens of a prompt.
+func (c *Counter) Prompt(model string, p Prompt) Count {
+	texts, messages := p.Texts, p.Messages
 	enc, own := c.encoding(model)
 	codec := c.codecs[enc]
 	out := Count{Encoding: enc, Approximate: !own}
@@ -176,7 +194,7 @@ func (c *Counter) Prompt(model string, texts []string, messages int) Count {
 	if out.Approximate {
 		tokens = int64(math.Ceil(float64(tokens) * approximationMargin))
 	}
-	out.Tokens = tokens
+	out.Tokens = tokens + p.Framing
 	return out
 }
 

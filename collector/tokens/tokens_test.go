@@ -31,7 +31,7 @@ func TestPrompt(t *testing.T) {
 		{"empty texts", "gpt-4o", []string{"", ""}, 0, 0, O200k, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			got := c.Prompt(tt.model, tt.texts, tt.messages)
+			got := c.Prompt(tt.model, Prompt{Texts: tt.texts, Messages: tt.messages})
 			if got.Tokens != tt.want || got.Encoding != tt.enc || got.Approximate != tt.approx || got.Extrapolated {
 				t.Errorf("got %+v, want %d tokens with %s (approximate %v)", got, tt.want, tt.enc, tt.approx)
 			}
@@ -47,8 +47,8 @@ func TestPromptPastTheExactBound(t *testing.T) {
 		t.Fatal(err)
 	}
 	unit := "The quarterly report shows steady growth across all regions. "
-	short := c.Prompt("gpt-4o", []string{strings.Repeat(unit, 100)}, 0)
-	long := c.Prompt("gpt-4o", []string{strings.Repeat(unit, 3000)}, 0)
+	short := c.Text("gpt-4o", strings.Repeat(unit, 100))
+	long := c.Text("gpt-4o", strings.Repeat(unit, 3000))
 	if short.Extrapolated || !long.Extrapolated {
 		t.Fatalf("extrapolated: short %v, long %v", short.Extrapolated, long.Extrapolated)
 	}
@@ -63,7 +63,7 @@ func TestPromptNotUTF8(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := c.Prompt("gpt-4o", []string{"\xff\xfe bytes \x80"}, 0); got.Tokens <= 0 {
+	if got := c.Text("gpt-4o", "\xff\xfe bytes \x80"); got.Tokens <= 0 {
 		t.Errorf("got %+v for a text that is not UTF-8, want some tokens", got)
 	}
 }
@@ -82,6 +82,6 @@ func BenchmarkPrompt(b *testing.B) {
 	texts := []string{"system", "You are a terse assistant.", "user", strings.Repeat("Summarize the quarterly report in three bullet points. ", 30)}
 	b.ReportAllocs()
 	for b.Loop() {
-		c.Prompt("gpt-4o-mini", texts, 2)
+		c.Prompt("gpt-4o-mini", Prompt{Texts: texts, Messages: 2})
 	}
 }

@@ -332,7 +332,7 @@ func TestLimitsThroughTraefik(t *testing.T) {
 		}
 		// What OpenAI reports for this prompt: its tokenizer's count with
 		// the framing it documents.
-		prompt := counter.Prompt(parsed.Model, parsed.Texts, parsed.Messages).Tokens
+		prompt := counter.Prompt(parsed.Model, parsed.Prompt).Tokens
 		up.mu.Lock()
 		up.promptTokens = prompt
 		up.mu.Unlock()
