@@ -10,11 +10,12 @@ package main
 //   - ClickHouse holds one row per request sent, less what the plugin
 //     reported dropped, and the collector lost none;
 //   - memory is flat: each process's RSS grows by at most max(+25%,
-//     +40 MB) from 30% of the requests to the end, as the least-squares
-//     line through the samples says. A trend, not two points: a stall of
-//     this shared machine piles requests up and RSS with them, and Go
-//     hands the memory back slowly, so RSS after a stall stays high for a
-//     while without growing; a leak grows.
+//     +40 MB) from 30% of the requests to the end, at the pace of the
+//     slower of the two halves' least-squares lines (see trend). A trend,
+//     not two points, and in both halves: a stall of this shared machine
+//     piles requests up and lifts RSS in one step, and Go hands the memory
+//     back slowly, so RSS stays high for a while without growing; a leak
+//     grows all along.
 // The load is bench/load, open loop at a fixed rate: streamed chat
 // completions (3/5) and JSON ones (2/5), the mock answering at once (its
 // X-Mock-* knobs: ttft 1ms, gap 0, 8 tokens).
