@@ -64,7 +64,7 @@ const maxExact = 32 << 10
 type Counter struct {
 	prefixes []string // longest first
 	byPrefix map[string]string
-	codecs   map[string]tokenizer.Codec
+	encoders map[string]*encoder
 }
 
 // Count is a prompt's token count and how it was made.
@@ -81,11 +81,11 @@ type Count struct {
 // New returns a Counter with DefaultEncodings and extra, which adds or
 // overrides prefixes (a collector's configuration).
 func New(extra map[string]string) (*Counter, error) {
-	fallback, err := codecOf(O200k)
+	fallback, err := encoderOf(O200k)
 	if err != nil {
 		return nil, err
 	}
-	c := &Counter{byPrefix: map[string]string{}, codecs: map[string]tokenizer.Codec{O200k: fallback}}
+	c := &Counter{byPrefix: map[string]string{}, encoders: map[string]*encoder{O200k: fallback}}
 	for p, e := range DefaultEncodings() {
 		c.byPrefix[p] = e
 	}
@@ -94,14 +94,14 @@ func New(extra map[string]string) (*Counter, error) {
 	}
 	for p, e := range c.byPrefix {
 		c.prefixes = append(c.prefixes, p)
-		if _, ok := c.codecs[e]; ok {
+		if _, ok := c.encoders[e]; ok {
 			continue
 		}
-		codec, err := codecOf(e)
+		enc, err := encoderOf(e)
 		if err != nil {
 			return nil, fmt.Errorf("tokens: model prefix %q: %w", p, err)
 		}
-		c.codecs[e] = codec
+		c.encoders[e] = enc
 	}
 	sort.Slice(c.prefixes, func(i, j int) bool {
 		if len(c.prefixes[i]) != len(c.prefixes[j]) {
@@ -112,15 +112,25 @@ func New(extra map[string]string) (*Counter, error) {
 	return c, nil
 }
 
-// codecOf loads an encoding by name.
-func codecOf(name string) (tokenizer.Codec, error) {
+// encoderOf loads an encoding by name.
+func encoderOf(name string) (*encoder, error) {
+	var (
+		id   tokenizer.Encoding
+		next splitter
+	)
 	switch name {
 	case O200k:
-		return tokenizer.Get(tokenizer.O200kBase)
+		id, next = tokenizer.O200kBase, nextO200k
 	case Cl100k:
-		return tokenizer.Get(tokenizer.Cl100kBase)
+		id, next = tokenizer.Cl100kBase, nextCl100k
+	default:
+		return nil, fmt.Errorf("unknown encoding %q: want %s or %s", name, O200k, Cl100k)
 	}
-	return nil, fmt.Errorf("unknown encoding %q: want %s or %s", name, O200k, Cl100k)
+	codec, err := tokenizer.Get(id)
+	if err != nil {
+		return nil, err
+	}
+	return newEncoder(codec, next), nil
 }
 
 // encoding returns the encoding of a model and whether it is the model's
@@ -161,7 +171,7 @@ func (c *Counter) Text(model, text string) Count {
 func (c *Counter) Prompt(model string, p Prompt) Count {
 	texts, messages := p.Texts, p.Messages
 	enc, own := c.encoding(model)
-	codec := c.codecs[enc]
+	encoder := c.encoders[enc]
 	out := Count{Encoding: enc, Approximate: !own}
 	var counted, total, tokens int64
 	for _, t := range texts {
@@ -170,7 +180,7 @@ func (c *Counter) Prompt(model string, p Prompt) Count {
 			if int64(len(t)) > room {
 				t = cutUTF8(t, int(room))
 			}
-			n, err := codec.Count(t)
+			n, err := encoder.count(t)
 			if err != nil {
 				// Invalid UTF-8 is replaced by the codec; any other error
 				// leaves the text to the pro-rata count.
