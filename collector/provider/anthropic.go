@@ -60,7 +60,7 @@ func (anthropic) contentBearing(name string, data []byte) bool {
 // anthropicText reads the generated text of a message or a stream event.
 type anthropicText struct {
 	Type    string  `json:"type"`
-	Delta   *block  `json:"delta"`   // content_block_delta's
+	Delta   block   `json:"delta"`   // content_block_delta's
 	Content []block `json:"content"` // a message's
 	// content_block_start names the tool a tool_use block calls.
 	ContentBlock *struct {
@@ -88,22 +88,26 @@ func (b *block) text(g *generated) {
 func (anthropic) toolCallFraming() int64 { return 25 }
 
 func (anthropic) text(data []byte, g *generated) {
-	var d anthropicText
-	if !decode(data, &d) {
+	// A stream's events decode into one value.
+	d, _ := g.scratch.(*anthropicText)
+	if d == nil {
+		d = &anthropicText{}
+		g.scratch = d
+	}
+	*d = anthropicText{Content: reuse(d.Content)}
+	if !decode(data, d) {
 		return
 	}
 	switch d.Type {
 	case "content_block_delta":
-		if d.Delta != nil {
-			d.Delta.text(g)
-		}
+		d.Delta.text(g)
 	case "content_block_start":
 		if d.ContentBlock != nil {
 			g.call(d.ContentBlock.Name)
 		}
 	case "message":
-		for _, b := range d.Content {
-			b.text(g)
+		for i := range d.Content {
+			d.Content[i].text(g)
 		}
 	}
 }

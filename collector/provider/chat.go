@@ -81,9 +81,9 @@ func (chat) contentBearing(_ string, data []byte) bool {
 // chatText reads the generated text of a response or chunk.
 type chatText struct {
 	Choices []struct {
-		Text    string       `json:"text"` // legacy completions
-		Delta   *chatMessage `json:"delta"`
-		Message *chatMessage `json:"message"`
+		Text    string      `json:"text"` // legacy completions
+		Delta   chatMessage `json:"delta"`
+		Message chatMessage `json:"message"`
 	} `json:"choices"`
 }
 
@@ -110,11 +110,18 @@ type chatMessage struct {
 func (chat) toolCallFraming() int64 { return 7 }
 
 func (chat) text(data []byte, g *generated) {
-	var d chatText
-	if !decode(data, &d) {
+	// A stream's chunks decode into one value, its slices reused.
+	d, _ := g.scratch.(*chatText)
+	if d == nil {
+		d = &chatText{}
+		g.scratch = d
+	}
+	d.Choices = reuse(d.Choices)
+	if !decode(data, d) {
 		return
 	}
-	for _, c := range d.Choices {
+	for i := range d.Choices {
+		c := &d.Choices[i]
 		g.add(c.Text)
 		c.Delta.text(g)
 		c.Message.text(g)

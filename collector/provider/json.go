@@ -141,3 +141,11 @@ func (s *stringOrJSON) UnmarshalJSON(b []byte) error {
 	}
 	return nil
 }
+
+// reuse empties a slice for decoding into again: zeroed, so that a field
+// absent from the next document is not left from the last one.
+func reuse[T any](s []T) []T {
+	s = s[:cap(s)]
+	clear(s)
+	return s[:0]
+}

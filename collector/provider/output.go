@@ -21,6 +21,9 @@ type Generated struct {
 type generated struct {
 	buf   []byte
 	calls int
+	// scratch is a dialect's decoding value, reused from one event to
+	// the next.
+	scratch any
 }
 
 // add appends texts.
