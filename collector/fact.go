@@ -56,6 +56,25 @@ type Usage struct {
 	Missing string
 }
 
+// Money is an amount in US nano-dollars (1e-9 USD): integer, so that
+// sums of many requests' costs are exact.
+type Money int64
+
+// Dollars is m in US dollars.
+func (m Money) Dollars() float64 { return float64(m) / 1e9 }
+
+// Cost is what a request cost, priced from its Usage: each token once, at
+// the price of its kind. Input is the uncached prompt tokens' part,
+// CacheRead and CacheWrite the cached ones', Output the visible output's,
+// Reasoning the reasoning's; Total their sum.
+type Cost struct {
+	Input, CacheRead, CacheWrite, Output, Reasoning Money
+	Total                                           Money
+	// PriceVersion is the price table's version, or "config" for a price
+	// from the collector's YAML.
+	PriceVersion string
+}
+
 // Fact is one proxied request as stored: one row of the requests table.
 // Times are from the request's arrival at the proxy.
 type Fact struct {
@@ -82,6 +101,9 @@ type Fact struct {
 	DurationMs int64
 
 	Usage Usage
+	// Cost is nil when the request could not be priced: its model has no
+	// price, or it has no token counts.
+	Cost *Cost
 
 	RequestBytes  int64
 	ResponseBytes int64

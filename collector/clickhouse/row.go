@@ -14,44 +14,51 @@ const maxDateTime = math.MaxUint32
 // row is one row of the requests table, field for field in column order
 // (schema.go), with the Go types clickhouse-go reads and writes for them.
 type row struct {
-	RequestID         string
-	UpstreamRequestID string
-	Start             time.Time // whole seconds, UTC
-	StartMs           uint16
-	Tenant            string
-	TenantSource      string
-	Route             string
-	Provider          string
-	Model             string
-	Method            string
-	Host              string
-	Path              string
-	Status            uint16
-	Outcome           string
-	Kind              string
-	ErrorType         string
-	Streaming         uint8
-	TTFBMs            int64
-	TTFTMs            *int64
-	TTFAMs            *int64
-	DurationMs        int64
-	InputTokens       *int64
-	OutputTokens      *int64
-	CacheReadTokens   *int64
-	CacheWriteTokens  *int64
-	ReasoningTokens   *int64
-	UsageSource       string
-	UsageMissing      string
-	RequestBytes      int64
-	ResponseBytes     int64
-	RequestBody       string
-	ResponseBody      string
-	ResponseChunks    []string
-	ChunkStarts       []uint32
-	ChunkEnds         []uint32
-	ChunkOffsetsUs    []int64
-	Truncated         uint8
-	InsertedAt        time.Time
+	RequestID           string
+	UpstreamRequestID   string
+	Start               time.Time // whole seconds, UTC
+	StartMs             uint16
+	Tenant              string
+	TenantSource        string
+	Route               string
+	Provider            string
+	Model               string
+	Method              string
+	Host                string
+	Path                string
+	Status              uint16
+	Outcome             string
+	Kind                string
+	ErrorType           string
+	Streaming           uint8
+	TTFBMs              int64
+	TTFTMs              *int64
+	TTFAMs              *int64
+	DurationMs          int64
+	InputTokens         *int64
+	OutputTokens        *int64
+	CacheReadTokens     *int64
+	CacheWriteTokens    *int64
+	ReasoningTokens     *int64
+	UsageSource         string
+	UsageMissing        string
+	CostNanos           *int64
+	CostInputNanos      int64
+	CostCacheReadNanos  int64
+	CostCacheWriteNanos int64
+	CostOutputNanos     int64
+	CostReasoningNanos  int64
+	PriceVersion        string
+	RequestBytes        int64
+	ResponseBytes       int64
+	RequestBody         string
+	ResponseBody        string
+	ResponseChunks      []string
+	ChunkStarts         []uint32
+	ChunkEnds           []uint32
+	ChunkOffsetsUs      []int64
+	Truncated           uint8
+	InsertedAt          time.Time
 }
 
 // toRow converts a fact for insertion. It is total: every value is brought
@@ -65,45 +72,59 @@ func toRow(f *collector.Fact, insertedAt time.Time) row {
 	if ok {
 		texts = nil
 	}
+	var cost collector.Cost
+	var total *int64
+	if f.Cost != nil {
+		cost = *f.Cost
+		t := int64(cost.Total)
+		total = &t
+	}
 	return row{
-		RequestID:         f.RequestID,
-		UpstreamRequestID: f.UpstreamRequestID,
-		Start:             sec,
-		StartMs:           ms,
-		Tenant:            f.Tenant,
-		TenantSource:      f.TenantSource,
-		Route:             f.Route,
-		Provider:          f.Provider,
-		Model:             f.Model,
-		Method:            f.Method,
-		Host:              f.Host,
-		Path:              f.Path,
-		Status:            clampUint16(f.Status),
-		Outcome:           f.Outcome,
-		Kind:              string(f.Kind),
-		ErrorType:         string(f.ErrorType),
-		Streaming:         boolToUint8(f.Streaming),
-		TTFBMs:            f.TTFBMs,
-		TTFTMs:            f.TTFTMs,
-		TTFAMs:            f.TTFAMs,
-		DurationMs:        f.DurationMs,
-		InputTokens:       f.Usage.Input,
-		OutputTokens:      f.Usage.Output,
-		CacheReadTokens:   f.Usage.CacheRead,
-		CacheWriteTokens:  f.Usage.CacheWrite,
-		ReasoningTokens:   f.Usage.Reasoning,
-		UsageSource:       f.Usage.Source,
-		UsageMissing:      f.Usage.Missing,
-		RequestBytes:      f.RequestBytes,
-		ResponseBytes:     f.ResponseBytes,
-		RequestBody:       f.RequestBody,
-		ResponseBody:      f.ResponseBody,
-		ResponseChunks:    texts,
-		ChunkStarts:       starts,
-		ChunkEnds:         ends,
-		ChunkOffsetsUs:    f.ChunkOffsetUs,
-		Truncated:         boolToUint8(f.Truncated),
-		InsertedAt:        clampTime(insertedAt).Truncate(time.Second),
+		RequestID:           f.RequestID,
+		UpstreamRequestID:   f.UpstreamRequestID,
+		Start:               sec,
+		StartMs:             ms,
+		Tenant:              f.Tenant,
+		TenantSource:        f.TenantSource,
+		Route:               f.Route,
+		Provider:            f.Provider,
+		Model:               f.Model,
+		Method:              f.Method,
+		Host:                f.Host,
+		Path:                f.Path,
+		Status:              clampUint16(f.Status),
+		Outcome:             f.Outcome,
+		Kind:                string(f.Kind),
+		ErrorType:           string(f.ErrorType),
+		Streaming:           boolToUint8(f.Streaming),
+		TTFBMs:              f.TTFBMs,
+		TTFTMs:              f.TTFTMs,
+		TTFAMs:              f.TTFAMs,
+		DurationMs:          f.DurationMs,
+		InputTokens:         f.Usage.Input,
+		OutputTokens:        f.Usage.Output,
+		CacheReadTokens:     f.Usage.CacheRead,
+		CacheWriteTokens:    f.Usage.CacheWrite,
+		ReasoningTokens:     f.Usage.Reasoning,
+		UsageSource:         f.Usage.Source,
+		UsageMissing:        f.Usage.Missing,
+		CostNanos:           total,
+		CostInputNanos:      int64(cost.Input),
+		CostCacheReadNanos:  int64(cost.CacheRead),
+		CostCacheWriteNanos: int64(cost.CacheWrite),
+		CostOutputNanos:     int64(cost.Output),
+		CostReasoningNanos:  int64(cost.Reasoning),
+		PriceVersion:        cost.PriceVersion,
+		RequestBytes:        f.RequestBytes,
+		ResponseBytes:       f.ResponseBytes,
+		RequestBody:         f.RequestBody,
+		ResponseBody:        f.ResponseBody,
+		ResponseChunks:      texts,
+		ChunkStarts:         starts,
+		ChunkEnds:           ends,
+		ChunkOffsetsUs:      f.ChunkOffsetUs,
+		Truncated:           boolToUint8(f.Truncated),
+		InsertedAt:          clampTime(insertedAt).Truncate(time.Second),
 	}
 }
 
@@ -116,6 +137,7 @@ func (r *row) values() []any {
 		r.TTFBMs, r.TTFTMs, r.TTFAMs, r.DurationMs,
 		r.InputTokens, r.OutputTokens, r.CacheReadTokens, r.CacheWriteTokens, r.ReasoningTokens,
 		r.UsageSource, r.UsageMissing,
+		r.CostNanos, r.CostInputNanos, r.CostCacheReadNanos, r.CostCacheWriteNanos, r.CostOutputNanos, r.CostReasoningNanos, r.PriceVersion,
 		r.RequestBytes, r.ResponseBytes, r.RequestBody, r.ResponseBody,
 		r.ResponseChunks, r.ChunkStarts, r.ChunkEnds, r.ChunkOffsetsUs, r.Truncated, r.InsertedAt,
 	}
@@ -130,6 +152,7 @@ func (r *row) dests() []any {
 		&r.TTFBMs, &r.TTFTMs, &r.TTFAMs, &r.DurationMs,
 		&r.InputTokens, &r.OutputTokens, &r.CacheReadTokens, &r.CacheWriteTokens, &r.ReasoningTokens,
 		&r.UsageSource, &r.UsageMissing,
+		&r.CostNanos, &r.CostInputNanos, &r.CostCacheReadNanos, &r.CostCacheWriteNanos, &r.CostOutputNanos, &r.CostReasoningNanos, &r.PriceVersion,
 		&r.RequestBytes, &r.ResponseBytes, &r.RequestBody, &r.ResponseBody,
 		&r.ResponseChunks, &r.ChunkStarts, &r.ChunkEnds, &r.ChunkOffsetsUs, &r.Truncated, &r.InsertedAt,
 	}
@@ -173,6 +196,13 @@ func (r *row) fact() *collector.Fact {
 		RequestBody:   r.RequestBody,
 		ResponseBody:  r.ResponseBody,
 		Truncated:     r.Truncated != 0,
+	}
+	if r.CostNanos != nil {
+		f.Cost = &collector.Cost{
+			Input: collector.Money(r.CostInputNanos), CacheRead: collector.Money(r.CostCacheReadNanos), CacheWrite: collector.Money(r.CostCacheWriteNanos),
+			Output: collector.Money(r.CostOutputNanos), Reasoning: collector.Money(r.CostReasoningNanos), Total: collector.Money(*r.CostNanos),
+			PriceVersion: r.PriceVersion,
+		}
 	}
 	if len(r.ResponseChunks) > 0 {
 		f.Chunks = r.ResponseChunks

@@ -92,6 +92,16 @@ var columns = []column{
 	{name: "reasoning_tokens", typ: "Nullable(Int64)", codec: "ZSTD(1)"},
 	{name: "usage_source", typ: "String", class: lowCard},
 	{name: "usage_missing", typ: "String", class: lowCard},
+	// What the request cost in US nano-dollars: NULL when it could not
+	// be priced (a model without a price, no token counts), never 0 for
+	// that; the parts add up to cost_nanos.
+	{name: "cost_nanos", typ: "Nullable(Int64)", codec: "ZSTD(1)", since: costSince},
+	{name: "cost_input_nanos", typ: "Int64", codec: "ZSTD(1)", since: costSince},
+	{name: "cost_cache_read_nanos", typ: "Int64", codec: "ZSTD(1)", since: costSince},
+	{name: "cost_cache_write_nanos", typ: "Int64", codec: "ZSTD(1)", since: costSince},
+	{name: "cost_output_nanos", typ: "Int64", codec: "ZSTD(1)", since: costSince},
+	{name: "cost_reasoning_nanos", typ: "Int64", codec: "ZSTD(1)", since: costSince},
+	{name: "price_version", typ: "String", class: lowCard, since: costSince},
 	{name: "request_bytes", typ: "Int64", codec: "ZSTD(1)"},
 	{name: "response_bytes", typ: "Int64", codec: "ZSTD(1)"},
 	{name: "request_body", typ: "String", class: body, codec: "ZSTD(3)"},
@@ -111,6 +121,9 @@ var columns = []column{
 // chunkSpansSince is the migration that added chunk_starts and
 // chunk_ends: a table created before it gets them by ALTER.
 const chunkSpansSince = 3
+
+// costSince is the migration that added the cost columns.
+const costSince = 4
 
 // chunksAlias is the alias column chunks: every event's data, whichever
 // way the row stores it. The lambda reads response_body, which the
@@ -256,6 +269,7 @@ func Plan(v Version, s Schema) []Migration {
 		{Version: 1, Name: "create_requests", Statements: createRequests(f, s)},
 		retentionMigration(f, s),
 		chunkSpansMigration(f, s),
+		costMigration(f, s),
 	}
 }
 
@@ -376,35 +390,57 @@ func chunkSpansMigration(f Features, s Schema) Migration {
 	if f.TTL {
 		m.Name += " bodies=" + shortDuration(s.BodyRetention)
 	}
-	ifNotExists := "IF NOT EXISTS "
-	if !f.IfNotExists {
-		ifNotExists = ""
-		m.Done = "SELECT count() FROM system.columns WHERE database = '" + s.Database +
-			"' AND table = '" + requestsTable + "' AND name = 'chunks'"
-	}
-	add := func(table string, cf Features) string {
-		var adds []string
-		after := "response_chunks"
-		for _, c := range columns {
-			if c.since == chunkSpansSince {
-				adds = append(adds, "    ADD COLUMN "+ifNotExists+c.name+" "+columnType(c, cf)+" AFTER "+after)
-				after = c.name
-			}
-		}
-		adds = append(adds, "    ADD COLUMN "+ifNotExists+chunksAlias)
-		return "ALTER TABLE " + table + s.onCluster() + "\n" + strings.Join(adds, ",\n")
-	}
-	m.Statements = append(m.Statements, add(s.storageTable(), f))
-	if s.Cluster != "" {
-		types := f
-		types.Codecs = false
-		m.Statements = append(m.Statements, add(s.Database+"."+requestsTable, types))
-	}
+	m.Statements, m.Done = addColumns(f, s, chunkSpansSince, "response_chunks", "chunks", "ADD COLUMN %s"+chunksAlias)
 	if f.TTL && s.BodyRetention > 0 {
 		m.Statements = append(m.Statements, "ALTER TABLE "+s.storageTable()+s.onCluster()+"\n"+
 			strings.Join(bodyTTLs(f, s, chunkSpansSince), ",\n"))
 	}
 	return m
+}
+
+// costMigration adds the cost columns to a table created before them (on
+// a cluster, to the local tables and the Distributed table), skipped by
+// Done where there is no IF NOT EXISTS and the table has them.
+func costMigration(f Features, s Schema) Migration {
+	m := Migration{Version: costSince, Name: "cost"}
+	m.Statements, m.Done = addColumns(f, s, costSince, "usage_missing", "price_version")
+	return m
+}
+
+// addColumns are the statements that add the columns of migration since
+// after the column after, and extra clauses (with a %s for IF NOT
+// EXISTS); on a cluster to the local tables, then with their types alone
+// to the Distributed table. Where the server has no ADD COLUMN IF NOT
+// EXISTS (18.16), done is the Migration.Done query that finds the column
+// probe already there.
+func addColumns(f Features, s Schema, since int, after, probe string, extra ...string) (stmts []string, done string) {
+	ifNotExists := "IF NOT EXISTS "
+	if !f.IfNotExists {
+		ifNotExists = ""
+		done = "SELECT count() FROM system.columns WHERE database = '" + s.Database +
+			"' AND table = '" + requestsTable + "' AND name = '" + probe + "'"
+	}
+	add := func(table string, cf Features) string {
+		var adds []string
+		prev := after
+		for _, c := range columns {
+			if c.since == since {
+				adds = append(adds, "    ADD COLUMN "+ifNotExists+c.name+" "+columnType(c, cf)+" AFTER "+prev)
+				prev = c.name
+			}
+		}
+		for _, e := range extra {
+			adds = append(adds, "    "+fmt.Sprintf(e, ifNotExists))
+		}
+		return "ALTER TABLE " + table + s.onCluster() + "\n" + strings.Join(adds, ",\n")
+	}
+	stmts = append(stmts, add(s.storageTable(), f))
+	if s.Cluster != "" {
+		types := f
+		types.Codecs = false
+		stmts = append(stmts, add(s.Database+"."+requestsTable, types))
+	}
+	return stmts, done
 }
 
 // bodyTTLs are the MODIFY COLUMN clauses that give the body columns added

@@ -54,6 +54,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/llmtap/llmtap/collector/limits"
+	"github.com/llmtap/llmtap/collector/pricing"
 )
 
 // Sentinel errors, for errors.Is.
@@ -101,6 +102,7 @@ type Config struct {
 	Limits          Limits     `yaml:"limits" json:"limits"`
 	Metrics         Metrics    `yaml:"metrics" json:"metrics"`
 	Tokens          Tokens     `yaml:"tokens" json:"tokens"`
+	Pricing         Pricing    `yaml:"pricing" json:"pricing"`
 }
 
 // Log configures the collector's own logs.
@@ -228,6 +230,21 @@ type Tokens struct {
 	// Encodings maps model name prefixes to tokenizer encodings
 	// (o200k_base, cl100k_base), adding to or overriding the defaults.
 	Encodings map[string]string `yaml:"encodings" json:"encodings"`
+}
+
+// Pricing configures how requests are priced (collector/pricing).
+type Pricing struct {
+	// File is a price table in the embedded one's format that replaces
+	// it; empty for the embedded table.
+	File string `yaml:"file" json:"file"`
+	// Models add to or override the table's entries.
+	Models []pricing.Entry `yaml:"models" json:"models"`
+	// Routes price some routes' models apart; id "*" prices every model
+	// of its route (a self-hosted model at an internal rate, or 0).
+	Routes map[string][]pricing.Entry `yaml:"routes" json:"routes"`
+	// Aliases map a model name (an Azure deployment, a vLLM served-model
+	// name) to a priced model id.
+	Aliases map[string]string `yaml:"aliases" json:"aliases"`
 }
 
 // Metrics configures the Prometheus metrics.

@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/llmtap/llmtap/collector/pricing"
 	"github.com/llmtap/llmtap/collector/tokens"
 	llmtap "github.com/llmtap/llmtap/plugin"
 )
@@ -102,7 +103,40 @@ func (c *Config) Validate() error {
 			p.add(field, fmt.Sprintf("%q is not an encoding: want %s or %s", enc, tokens.O200k, tokens.Cl100k))
 		}
 	}
+	c.Pricing.validate(&p)
 	return p.err()
+}
+
+// validate checks the price entries, naming each one's line.
+func (pr *Pricing) validate(p *problems) {
+	check := func(at string, e *pricing.Entry) {
+		if err := e.Check(); err != nil {
+			var fe *pricing.FieldError
+			if errors.As(err, &fe) {
+				p.add(fmt.Sprintf("line %d: %s.%s", e.Line, at, fe.Field), fe.Msg)
+				return
+			}
+			p.add(fmt.Sprintf("line %d: %s", e.Line, at), err.Error())
+		}
+	}
+	for i := range pr.Models {
+		check(fmt.Sprintf("pricing.models[%d]", i), &pr.Models[i])
+	}
+	routes := make([]string, 0, len(pr.Routes))
+	for r := range pr.Routes {
+		routes = append(routes, r)
+	}
+	sort.Strings(routes)
+	for _, r := range routes {
+		for i := range pr.Routes[r] {
+			check(fmt.Sprintf("pricing.routes[%q][%d]", r, i), &pr.Routes[r][i])
+		}
+	}
+	for from, to := range pr.Aliases {
+		if strings.TrimSpace(from) == "" || strings.TrimSpace(to) == "" {
+			p.add(fmt.Sprintf("pricing.aliases[%q]", from), fmt.Sprintf("%q: an alias maps a model name to a priced id, neither empty", to))
+		}
+	}
 }
 
 // problems collects "field: what is wrong" lines.

@@ -19,7 +19,7 @@ func BenchmarkDecodeAndDerive(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	derive := WithEstimates(counter)
+	derive := New(Steps{Counter: counter})
 	for _, bc := range []struct {
 		name string
 		tail []string

@@ -257,7 +257,7 @@ func TestEstimates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	derive := WithEstimates(counter)
+	derive := New(Steps{Counter: counter})
 	withoutUsage := append(append([]string{}, openAIStream[:4]...), openAIStream[5])
 	body := []byte(`{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hello world"}]}`)
 	times := []int64{100, 110, 120, 130, 140, 150}

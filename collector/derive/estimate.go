@@ -21,12 +21,32 @@ type Counter interface {
 // usage, followed by the encoding: "estimate.o200k_base".
 const SourceEstimate = "estimate"
 
-// WithEstimates returns Fact that, where the provider reported no usage,
-// estimates it (see estimate).
-func WithEstimates(c Counter) func(*llmtap.Record) *collector.Fact {
+// Pricer prices a route's model's usage (pricing.Pricer); ok is false
+// when the model has no price or the usage no token counts.
+type Pricer interface {
+	Price(route, model string, u collector.Usage) (c collector.Cost, ok bool)
+}
+
+// Steps are what follows a record's reading: the estimate of the usage
+// its provider did not report, and its price. A nil step is skipped.
+type Steps struct {
+	Counter Counter
+	Pricer  Pricer
+}
+
+// New returns Fact followed by the steps: where the provider reported no
+// usage, it is estimated (see estimate); then the request is priced.
+func New(s Steps) func(*llmtap.Record) *collector.Fact {
 	return func(r *llmtap.Record) *collector.Fact {
 		f, events := fact(r)
-		estimate(f, r, events, c)
+		if s.Counter != nil {
+			estimate(f, r, events, s.Counter)
+		}
+		if s.Pricer != nil {
+			if c, ok := s.Pricer.Price(f.Route, f.Model, f.Usage); ok {
+				f.Cost = &c
+			}
+		}
 		return f
 	}
 }

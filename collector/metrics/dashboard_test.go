@@ -40,6 +40,9 @@ func exposedSeries(t *testing.T) (series, families map[string]bool) {
 		},
 	}
 	m.Observe(f)
+	priced := *f
+	priced.Cost = &collector.Cost{Output: 1000, Total: 1000}
+	m.Observe(&priced)
 	m.Lost(f)
 	m.Received(1)
 	m.Rejected("bad_json")

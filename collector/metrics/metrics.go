@@ -31,6 +31,8 @@ type Metrics struct {
 	errors    *capped
 	missing   *capped
 	sources   *capped
+	cost      *capped
+	unpriced  *capped
 	rejected  *capped
 	unchecked *capped
 	received  prometheus.Counter
@@ -87,6 +89,14 @@ func New(reg prometheus.Registerer, maxSeries int) *Metrics {
 		Name: "llmtap_usage_source_total",
 		Help: "Records by where their token usage came from: provider (the response reported it), estimate (llmtap counted it), none.",
 	}, []string{"route", "source"})), maxSeries)
+	m.cost = newCapped(vec(prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "llmtap_cost_dollars_total",
+		Help: "US dollars spent, each request priced at ingest from its token usage (the provider's, or estimated) and the price table.",
+	}, []string{"route", "provider", "model"})), maxSeries)
+	m.unpriced = newCapped(vec(prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "llmtap_unpriced_requests_total",
+		Help: "Requests with token counts whose model has no price: their cost is unknown, not 0.",
+	}, []string{"route", "model"})), maxSeries)
 	m.rejected = newCapped(vec(prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "llmtap_records_rejected_total",
 		Help: "Record lines refused at ingest, by reason.",
@@ -135,6 +145,14 @@ func (m *Metrics) Observe(f *collector.Fact) {
 		m.missing.counter(u.Missing).Inc()
 	}
 	m.sources.counter(route, usageSource(u.Source)).Inc()
+	switch {
+	case f.Cost != nil:
+		if f.Cost.Total > 0 {
+			m.cost.counter(route, provider, model).Add(f.Cost.Total.Dollars())
+		}
+	case u.Input != nil || u.Output != nil:
+		m.unpriced.counter(route, model).Inc()
+	}
 	if f.ErrorType != "" {
 		m.errors.counter(route, string(f.ErrorType)).Inc()
 	}

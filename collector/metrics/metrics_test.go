@@ -21,6 +21,7 @@ func TestObserve(t *testing.T) {
 		Route: "openai", Provider: "openai", Model: "gpt-4o", Status: 200, DurationMs: 1500,
 		TTFTMs: ptr(250),
 		Usage:  collector.Usage{Input: ptr(100), Output: ptr(20), CacheRead: ptr(40), Source: "openai.chat.stream"},
+		Cost:   &collector.Cost{Input: 150_000_000, CacheRead: 50_000_000, Output: 300_000_000, Total: 500_000_000},
 	})
 	m.Observe(&collector.Fact{
 		Route: "openai", Provider: "openai", Model: "gpt-4o", Status: 503, DurationMs: 10,
@@ -28,7 +29,10 @@ func TestObserve(t *testing.T) {
 	})
 	m.Observe(&collector.Fact{Route: "tts", Provider: "openai", Model: "tts-1", Status: 200, DurationMs: 900, TTFAMs: ptr(120)})
 	m.Observe(&collector.Fact{Route: "openai", Provider: "openai", Model: "gpt-4o", Status: 200, DurationMs: 700,
-		Usage: collector.Usage{Output: ptr(7), Source: "estimate.o200k_base", Missing: "stream_without_usage"}})
+		Usage: collector.Usage{Output: ptr(7), Source: "estimate.o200k_base", Missing: "stream_without_usage"},
+		Cost:  &collector.Cost{Output: 250_000_000, Total: 250_000_000}})
+	m.Observe(&collector.Fact{Route: "self", Provider: "vllm", Model: "mystery-7b", Status: 200, DurationMs: 100,
+		Usage: collector.Usage{Input: ptr(5), Output: ptr(5), Source: "openai.chat"}})
 	m.Received(3)
 	m.Rejected("bad_json")
 	m.PluginDropped(7)
@@ -38,12 +42,15 @@ func TestObserve(t *testing.T) {
 # TYPE llmtap_requests_total counter
 llmtap_requests_total{model="gpt-4o",provider="openai",route="openai",status_class="2xx"} 2
 llmtap_requests_total{model="gpt-4o",provider="openai",route="openai",status_class="5xx"} 1
+llmtap_requests_total{model="mystery-7b",provider="vllm",route="self",status_class="2xx"} 1
 llmtap_requests_total{model="tts-1",provider="openai",route="tts",status_class="2xx"} 1
 # HELP llmtap_tokens_total Tokens by type: input (all prompt tokens, cached included), output, and the parts cache_read, cache_write, reasoning.
 # TYPE llmtap_tokens_total counter
 llmtap_tokens_total{model="gpt-4o",provider="openai",route="openai",type="cache_read"} 40
 llmtap_tokens_total{model="gpt-4o",provider="openai",route="openai",type="input"} 100
 llmtap_tokens_total{model="gpt-4o",provider="openai",route="openai",type="output"} 27
+llmtap_tokens_total{model="mystery-7b",provider="vllm",route="self",type="input"} 5
+llmtap_tokens_total{model="mystery-7b",provider="vllm",route="self",type="output"} 5
 # HELP llmtap_errors_total Failed requests by route and error class (upstream_timeout, upstream_5xx, upstream_4xx, client_cancel, rate_limited, aborted), and records lost by storage (storage_error).
 # TYPE llmtap_errors_total counter
 llmtap_errors_total{class="upstream_5xx",route="openai"} 1
@@ -56,7 +63,14 @@ llmtap_usage_missing_total{reason="stream_without_usage"} 1
 llmtap_usage_source_total{route="openai",source="estimate"} 1
 llmtap_usage_source_total{route="openai",source="none"} 1
 llmtap_usage_source_total{route="openai",source="provider"} 1
+llmtap_usage_source_total{route="self",source="provider"} 1
 llmtap_usage_source_total{route="tts",source="none"} 1
+# HELP llmtap_cost_dollars_total US dollars spent, each request priced at ingest from its token usage (the provider's, or estimated) and the price table.
+# TYPE llmtap_cost_dollars_total counter
+llmtap_cost_dollars_total{model="gpt-4o",provider="openai",route="openai"} 0.75
+# HELP llmtap_unpriced_requests_total Requests with token counts whose model has no price: their cost is unknown, not 0.
+# TYPE llmtap_unpriced_requests_total counter
+llmtap_unpriced_requests_total{model="mystery-7b",route="self"} 1
 # HELP llmtap_records_received_total Records accepted at ingest.
 # TYPE llmtap_records_received_total counter
 llmtap_records_received_total 3
@@ -68,7 +82,7 @@ llmtap_records_rejected_total{reason="bad_json"} 1
 llmtap_plugin_dropped_records_total 7
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
-		"llmtap_requests_total", "llmtap_tokens_total", "llmtap_errors_total", "llmtap_usage_missing_total", "llmtap_usage_source_total",
+		"llmtap_requests_total", "llmtap_tokens_total", "llmtap_errors_total", "llmtap_usage_missing_total", "llmtap_usage_source_total", "llmtap_cost_dollars_total", "llmtap_unpriced_requests_total",
 		"llmtap_records_received_total", "llmtap_records_rejected_total", "llmtap_plugin_dropped_records_total"); err != nil {
 		t.Error(err)
 	}

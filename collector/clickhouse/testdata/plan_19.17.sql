@@ -45,6 +45,13 @@ CREATE TABLE IF NOT EXISTS obs.requests
     reasoning_tokens Nullable(Int64),
     usage_source String,
     usage_missing String,
+    cost_nanos Nullable(Int64),
+    cost_input_nanos Int64,
+    cost_cache_read_nanos Int64,
+    cost_cache_write_nanos Int64,
+    cost_output_nanos Int64,
+    cost_reasoning_nanos Int64,
+    price_version String,
     request_bytes Int64,
     response_bytes Int64,
     request_body String,
@@ -72,4 +79,17 @@ ALTER TABLE obs.requests
     ADD COLUMN chunk_starts Array(UInt32) AFTER response_chunks,
     ADD COLUMN chunk_ends Array(UInt32) AFTER chunk_starts,
     ADD COLUMN chunks Array(String) ALIAS if(empty(chunk_ends) OR empty(response_body), response_chunks, arrayMap((s, e) -> substring(response_body, s + 1, e - s), chunk_starts, chunk_ends));
+
+-- migration 4: cost
+-- applied already when this counts more than 0:
+-- SELECT count() FROM system.columns WHERE database = 'obs' AND table = 'requests' AND name = 'price_version'
+
+ALTER TABLE obs.requests
+    ADD COLUMN cost_nanos Nullable(Int64) AFTER usage_missing,
+    ADD COLUMN cost_input_nanos Int64 AFTER cost_nanos,
+    ADD COLUMN cost_cache_read_nanos Int64 AFTER cost_input_nanos,
+    ADD COLUMN cost_cache_write_nanos Int64 AFTER cost_cache_read_nanos,
+    ADD COLUMN cost_output_nanos Int64 AFTER cost_cache_write_nanos,
+    ADD COLUMN cost_reasoning_nanos Int64 AFTER cost_output_nanos,
+    ADD COLUMN price_version String AFTER cost_reasoning_nanos;
 

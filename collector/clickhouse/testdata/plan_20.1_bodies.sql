@@ -45,6 +45,13 @@ CREATE TABLE IF NOT EXISTS obs.requests
     reasoning_tokens Nullable(Int64) CODEC(ZSTD(1)),
     usage_source LowCardinality(String),
     usage_missing LowCardinality(String),
+    cost_nanos Nullable(Int64) CODEC(ZSTD(1)),
+    cost_input_nanos Int64 CODEC(ZSTD(1)),
+    cost_cache_read_nanos Int64 CODEC(ZSTD(1)),
+    cost_cache_write_nanos Int64 CODEC(ZSTD(1)),
+    cost_output_nanos Int64 CODEC(ZSTD(1)),
+    cost_reasoning_nanos Int64 CODEC(ZSTD(1)),
+    price_version LowCardinality(String),
     request_bytes Int64 CODEC(ZSTD(1)),
     response_bytes Int64 CODEC(ZSTD(1)),
     request_body String CODEC(ZSTD(3)),
@@ -78,4 +85,14 @@ ALTER TABLE obs.requests
 ALTER TABLE obs.requests
     MODIFY COLUMN chunk_starts Array(UInt32) CODEC(ZSTD(1)) TTL start + INTERVAL 36 HOUR,
     MODIFY COLUMN chunk_ends Array(UInt32) CODEC(ZSTD(1)) TTL start + INTERVAL 36 HOUR;
+
+-- migration 4: cost
+ALTER TABLE obs.requests
+    ADD COLUMN IF NOT EXISTS cost_nanos Nullable(Int64) CODEC(ZSTD(1)) AFTER usage_missing,
+    ADD COLUMN IF NOT EXISTS cost_input_nanos Int64 CODEC(ZSTD(1)) AFTER cost_nanos,
+    ADD COLUMN IF NOT EXISTS cost_cache_read_nanos Int64 CODEC(ZSTD(1)) AFTER cost_input_nanos,
+    ADD COLUMN IF NOT EXISTS cost_cache_write_nanos Int64 CODEC(ZSTD(1)) AFTER cost_cache_read_nanos,
+    ADD COLUMN IF NOT EXISTS cost_output_nanos Int64 CODEC(ZSTD(1)) AFTER cost_cache_write_nanos,
+    ADD COLUMN IF NOT EXISTS cost_reasoning_nanos Int64 CODEC(ZSTD(1)) AFTER cost_output_nanos,
+    ADD COLUMN IF NOT EXISTS price_version LowCardinality(String) AFTER cost_reasoning_nanos;
 

@@ -67,6 +67,7 @@ import (
 	apihttp "github.com/llmtap/llmtap/collector/http"
 	"github.com/llmtap/llmtap/collector/limits"
 	"github.com/llmtap/llmtap/collector/metrics"
+	"github.com/llmtap/llmtap/collector/pricing"
 	"github.com/llmtap/llmtap/collector/redis"
 	"github.com/llmtap/llmtap/collector/tokens"
 )
@@ -119,6 +120,10 @@ func run(ctx context.Context, args []string, stderr io.Writer, env func(string) 
 	if err != nil {
 		return err
 	}
+	pricer, err := newPricer(cfg.Pricing, log)
+	if err != nil {
+		return err
+	}
 	conn, err := clickhouse.Dial(clickhouse.Options{
 		TLS:          chTLS,
 		Addr:         cfg.ClickHouse.Addr,
@@ -167,7 +172,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, env func(string) 
 			"addr", cfg.ClickHouse.Addr, "err", pingErr)
 		prepare = migrator.Migrate
 	}
-	return serve(ctx, cfg, conn, prepare, prompts, log) // closes conn
+	return serve(ctx, cfg, conn, prepare, prompts, pricer, log) // closes conn
 }
 
 func loadConfig(path, listen string, env func(string) (string, bool)) (*config.Config, error) {
@@ -191,6 +196,24 @@ func loadConfig(path, listen string, env func(string) (string, bool)) (*config.C
 		return nil, err
 	}
 	return cfg, nil
+}
+
+// newPricer loads the price table, the embedded one or pricing.file,
+// with the configuration's prices.
+func newPricer(c config.Pricing, log *slog.Logger) (*pricing.Pricer, error) {
+	table, err := pricing.Default()
+	if c.File != "" {
+		var b []byte
+		if b, err = os.ReadFile(c.File); err != nil {
+			return nil, fmt.Errorf("pricing.file: %w", err)
+		}
+		table, err = pricing.ParseTable(c.File, b)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("pricing: %w", err)
+	}
+	log.Info("prices", "version", table.Version, "models", len(table.Models), "configured", len(c.Models), "routes", len(c.Routes), "aliases", len(c.Aliases))
+	return pricing.New(table, pricing.Config{Models: c.Models, Routes: c.Routes, Aliases: c.Aliases}), nil
 }
 
 func newLogger(w io.Writer, c config.Log) *slog.Logger {
@@ -224,7 +247,7 @@ func listen(cfg *config.Config) (net.Listener, error) {
 // serve runs the collector until ctx ends or a part fails; it owns conn
 // and closes it last. The group below is the one statement of the start
 // and stop order (see the package documentation).
-func serve(ctx context.Context, cfg *config.Config, conn driver.Conn, prepare func(context.Context) error, prompts *tokens.Counter, log *slog.Logger) error {
+func serve(ctx context.Context, cfg *config.Config, conn driver.Conn, prepare func(context.Context) error, prompts *tokens.Counter, pricer *pricing.Pricer, log *slog.Logger) error {
 	redisTLS, err := cfg.Redis.TLS.Config()
 	if err != nil {
 		_ = conn.Close()
@@ -288,7 +311,7 @@ func serve(ctx context.Context, cfg *config.Config, conn driver.Conn, prepare fu
 		MaxIngest:    cfg.MaxIngestRequests,
 		Queue:        writer,
 		Store:        store,
-		Derive:       derive.WithEstimates(prompts),
+		Derive:       derive.New(derive.Steps{Counter: prompts, Pricer: pricer}),
 		Observer:     m,
 		Ready:        ready(store, writer, cfg.ClickHouse.SpoolDir, int64(cfg.ClickHouse.SpoolMaxBytes)),
 		Gatherer:     reg,
