@@ -13,7 +13,7 @@ YAEGIFLAGS ?=
 # The parts of make test, in the order they run.
 TEST_PARTS := test-unit test-yaegi test-infra test-alerts test-integration test-e2e test-stack test-soak test-gray
 
-.PHONY: all build test test-repeat test-parts test-unit test-yaegi test-infra test-alerts test-integration test-e2e test-stack test-soak test-gray test-fault soak lint bench demo up down clean
+.PHONY: all build test test-repeat test-parts test-unit test-yaegi test-infra test-alerts test-integration test-e2e test-stack test-soak test-gray test-fault soak lint bench demo up down prices-missing clean
 
 all: build
 
@@ -146,6 +146,13 @@ up:
 ## down: stop what `make up` started
 down:
 	@$(STACK_CMD) down
+
+## prices-missing: the models ClickHouse has seen that no price covers,
+## with the collector's configuration CONFIG (default: the running make up)
+CONFIG ?= $(CURDIR)/.run/up/collector/collector.yaml
+prices-missing:
+	@test -f "$(CONFIG)" || { echo "error: no $(CONFIG): run make up first, or set CONFIG=path/to/collector.yaml" >&2; exit 1; }
+	@cd collector && LLMTAP_LOG_LEVEL=error $(GO) run ./cmd/llmtap-collector -config "$(CONFIG)" prices-missing
 
 clean:
 	rm -rf bin .run

@@ -80,6 +80,7 @@ func hostileCases() []hostile {
 		{http.MethodPut, "/v1/limits/a", `{"requests":{"limit":1,"period":"1m"}}`},
 		{http.MethodDelete, "/v1/limits/a", ""},
 		{http.MethodGet, "/v1/requests/known", ""},
+		{http.MethodGet, "/v1/spend?from=2026-12-01", ""},
 	}
 	for _, p := range protected {
 		for _, a := range authCases {
@@ -148,6 +149,11 @@ func hostileCases() []hostile {
 
 	// GET /v1/requests/{id}: the odd ids that cannot be stored ids.
 	cases = append(cases,
+		hostile{desc: "spend with the ingest token", method: "GET", target: "/v1/spend?from=2026-12-01", header: ingest, status: 401, want: "bearer token"},
+		hostile{desc: "spend with the read token", method: "GET", target: "/v1/spend?from=2026-12-01", header: read, status: 401, want: "bearer token"},
+		hostile{desc: "spend: a huge group_by", method: "GET", target: "/v1/spend?from=2026-12-01&group_by=" + strings.Repeat("tenant,", 5000), header: admin, status: 400, want: "twice"},
+		hostile{desc: "spend: an escaped NUL in group_by", method: "GET", target: "/v1/spend?from=2026-12-01&group_by=%00", header: admin, status: 400, want: "group_by:"},
+		hostile{desc: "spend: a year 99999", method: "GET", target: "/v1/spend?from=99999-01-01", header: admin, status: 400, want: "from:"},
 		hostile{desc: "lookup: an id of 129 characters", method: "GET", target: "/v1/requests/" + strings.Repeat("i", 129), header: read, status: 400, want: "want 1 to 128 bytes of letters, digits and - _ . : @ + ="},
 		hostile{desc: "lookup: an id of 129 escaped bytes", method: "GET", target: "/v1/requests/" + strings.Repeat("%C3%A9", 65), header: read, status: 400, want: "want 1 to 128 bytes of letters, digits and - _ . : @ + ="},
 		hostile{desc: "lookup: an id with a NUL", method: "GET", target: "/v1/requests/a%00b", header: read, status: 400, want: "want 1 to 128 bytes of letters, digits and - _ . : @ + ="},

@@ -1,5 +1,5 @@
 // Package http is the collector's HTTP API: record ingest from the plugins,
-// request lookup, limit checks and policies, health, readiness and metrics. Errors are answered as
+// request lookup, spend reports, limit checks and policies, health, readiness and metrics. Errors are answered as
 // JSON {"error": ...} with the status decided in one place (writeError).
 package http
 
@@ -57,6 +57,7 @@ type Options struct {
 	MaxIngest int
 	Queue     collector.Queue
 	Store     collector.Store
+	Spend     collector.SpendReader
 	Derive    Deriver
 	Observer  Observer
 	Ready     Checker
@@ -93,6 +94,7 @@ func New(opt Options) *Server {
 	s := &Server{opt: opt, router: mux.NewRouter().SkipClean(true), ingesting: make(chan struct{}, opt.MaxIngest)}
 	s.router.HandleFunc(llmtap.RecordsPath, s.ingest).Methods(http.MethodPost)
 	s.router.HandleFunc("/v1/requests/{id}", s.request).Methods(http.MethodGet)
+	s.router.HandleFunc("/v1/spend", s.spend).Methods(http.MethodGet)
 	s.limitRoutes()
 	s.router.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})

@@ -93,6 +93,7 @@ func newFixture(t *testing.T, room int) *fixture {
 		MaxBodyBytes: 64 << 10,
 		Queue:        f.queue,
 		Store:        fakeStore{"known": {RequestID: "known", Route: "openai", Status: 200, Start: time.Unix(1700000000, 123e6)}},
+		Spend:        &fakeSpend{},
 		Derive:       deriveStub,
 		Observer:     metrics.New(f.reg, 100),
 		Ready:        func(context.Context) (Parts, error) { return Parts{"clickhouse": "up"}, f.ready },

@@ -54,6 +54,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"text/tabwriter"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -61,6 +62,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/llmtap/llmtap/collector"
 	"github.com/llmtap/llmtap/collector/clickhouse"
 	"github.com/llmtap/llmtap/collector/config"
 	"github.com/llmtap/llmtap/collector/derive"
@@ -79,7 +81,7 @@ func main() {
 		<-ctx.Done()
 		stop() // a second signal kills the process at once
 	}()
-	if err := run(ctx, os.Args[1:], os.Stderr, os.LookupEnv); err != nil {
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.LookupEnv); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return
 		}
@@ -90,11 +92,11 @@ func main() {
 
 // run is main without the process: it returns when ctx ends (after a clean
 // shutdown) or on a failure.
-func run(ctx context.Context, args []string, stderr io.Writer, env func(string) (string, bool)) error {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
 	fs := flag.NewFlagSet("llmtap-collector", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: llmtap-collector [-config FILE] [-listen ADDR] [migrate]")
+		fmt.Fprintln(stderr, "usage: llmtap-collector [-config FILE] [-listen ADDR] [migrate | prices-missing]")
 		fs.PrintDefaults()
 	}
 	path := fs.String("config", "", "configuration file (YAML); defaults apply without one")
@@ -150,9 +152,13 @@ func run(ctx context.Context, args []string, stderr io.Writer, env func(string) 
 		}
 		log.Info("migrations applied")
 		return conn.Close()
+	case fs.Arg(0) == "prices-missing":
+		err := pricesMissing(ctx, clickhouse.NewStore(conn, cfg.ClickHouse.Database), pricer, stdout)
+		_ = conn.Close()
+		return err
 	case fs.NArg() > 0:
 		_ = conn.Close()
-		return fmt.Errorf("unknown command %q: want migrate, or none to serve", fs.Arg(0))
+		return fmt.Errorf("unknown command %q: want migrate, prices-missing, or none to serve", fs.Arg(0))
 	}
 	// ClickHouse down at start does not keep the collector from serving:
 	// limits need only Redis, and records go to the spool until it
@@ -214,6 +220,39 @@ func newPricer(c config.Pricing, log *slog.Logger) (*pricing.Pricer, error) {
 	}
 	log.Info("prices", "version", table.Version, "models", len(table.Models), "configured", len(c.Models), "routes", len(c.Routes), "aliases", len(c.Aliases))
 	return pricing.New(table, pricing.Config{Models: c.Models, Routes: c.Routes, Aliases: c.Aliases}), nil
+}
+
+// pricesMissing prints the models ClickHouse holds requests with token
+// counts of, on each route, that the current prices do not cover, the
+// most used first.
+func pricesMissing(ctx context.Context, store collector.SpendReader, pricer *pricing.Pricer, out io.Writer) error {
+	rows, err := store.Spend(ctx, collector.SpendQuery{
+		From: time.Unix(0, 0), To: time.Now().Add(time.Hour),
+		GroupBy: []collector.SpendGroup{collector.SpendByRoute, collector.SpendByModel},
+	})
+	if err != nil {
+		return fmt.Errorf("prices-missing: %w", err)
+	}
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ROUTE\tMODEL\tREQUESTS\tINPUT TOKENS\tOUTPUT TOKENS")
+	missing := 0
+	for _, r := range rows {
+		route, model := r.Group[0], r.Group[1]
+		if r.Input+r.Output == 0 || pricer.Lookup(route, model) != nil {
+			continue
+		}
+		missing++
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\n", route, model, r.Requests, r.Input, r.Output)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if missing == 0 {
+		fmt.Fprintln(out, "every model seen has a price")
+	} else {
+		fmt.Fprintf(out, "%d models without a price: add them to pricing.models (or pricing.aliases) in the collector's configuration\n", missing)
+	}
+	return nil
 }
 
 func newLogger(w io.Writer, c config.Log) *slog.Logger {
@@ -311,6 +350,7 @@ func serve(ctx context.Context, cfg *config.Config, conn driver.Conn, prepare fu
 		MaxIngest:    cfg.MaxIngestRequests,
 		Queue:        writer,
 		Store:        store,
+		Spend:        store,
 		Derive:       derive.New(derive.Steps{Counter: prompts, Pricer: pricer}),
 		Observer:     m,
 		Ready:        ready(store, writer, cfg.ClickHouse.SpoolDir, int64(cfg.ClickHouse.SpoolMaxBytes)),

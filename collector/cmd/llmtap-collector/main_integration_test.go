@@ -41,7 +41,7 @@ func (c *collectorUnderTest) Start(ctx context.Context) error {
 	runCtx, cancel := context.WithCancel(context.Background())
 	c.cancel, c.done = cancel, make(chan struct{})
 	go func() {
-		c.err = run(runCtx, []string{"-config", c.config}, io.Discard, noEnv)
+		c.err = run(runCtx, []string{"-config", c.config}, io.Discard, io.Discard, noEnv)
 		close(c.done)
 	}()
 	ctx, stop := context.WithTimeout(ctx, 30*time.Second)

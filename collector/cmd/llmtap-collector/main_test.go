@@ -15,7 +15,7 @@ import (
 // start, unless its configuration says the network is trusted.
 func TestRunRefusesToStartOpen(t *testing.T) {
 	noEnv := func(string) (string, bool) { return "", false }
-	err := run(context.Background(), nil, io.Discard, noEnv)
+	err := run(context.Background(), nil, io.Discard, io.Discard, noEnv)
 	if !errors.Is(err, config.ErrNoTokens) {
 		t.Fatalf("no configuration: %v, want ErrNoTokens", err)
 	}
@@ -24,7 +24,7 @@ func TestRunRefusesToStartOpen(t *testing.T) {
 	if err := os.WriteFile(path, []byte("listen: 127.0.0.1:0\nadmin_token: a-token\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := run(context.Background(), []string{"-config", path}, io.Discard, noEnv); !errors.Is(err, config.ErrNoTokens) {
+	if err := run(context.Background(), []string{"-config", path}, io.Discard, io.Discard, noEnv); !errors.Is(err, config.ErrNoTokens) {
 		t.Fatalf("an admin token only: %v, want ErrNoTokens", err)
 	}
 	for _, c := range []struct{ file, desc string }{
