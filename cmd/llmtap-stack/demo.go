@@ -103,6 +103,7 @@ func demo(ctx context.Context, root, base string, getenv env, out io.Writer) err
 		return err
 	}
 	summary(ctx, p, ch, w.sent, filepath.Join(run, stack.PartCollector, "collector.log"))
+	spendPerTenant(ctx, p, fmt.Sprintf("http://127.0.0.1:%d", l.Ports.Collector))
 
 	id, ttft := firstStream(ctx, ch)
 	if truth := mockTTFT(ctx, mockURL, id); truth >= 0 {
@@ -265,15 +266,16 @@ func summary(ctx context.Context, p *progress, ch *stack.ClickHouse, sent int, c
 	perRoute, _ := ch.Query(ctx, `SELECT route, count(),
 		if(countIf(ttfa_ms IS NOT NULL) > 0, 'TTFA', 'TTFT'),
 		quantile(0.5)(ifNull(ttft_ms, ttfa_ms)), quantile(0.95)(ifNull(ttft_ms, ttfa_ms)),
-		sum(input_tokens), sum(output_tokens), countIf(error_type != '')
+		sum(input_tokens), sum(output_tokens), countIf(error_type != ''),
+		sum(ifNull(cost_nanos, 0)), countIf(isNull(cost_nanos) AND isNotNull(output_tokens))
 	FROM llmtap.requests FINAL GROUP BY route ORDER BY route FORMAT TSV`)
-	fmt.Fprintf(p.out, "  %-9s  %8s  %-6s  %7s  %7s  %9s  %6s  %6s\n", "route", "requests", "metric", "p50", "p95", "tokens in", "out", "errors")
+	fmt.Fprintf(p.out, "  %-9s  %8s  %-6s  %7s  %7s  %9s  %6s  %6s  %12s  %8s\n", "route", "requests", "metric", "p50", "p95", "tokens in", "out", "errors", "cost", "unpriced")
 	for _, line := range lines(perRoute) {
 		f := strings.Split(line, "\t")
-		if len(f) < 8 {
+		if len(f) < 10 {
 			continue
 		}
-		fmt.Fprintf(p.out, "  %-9s  %8s  %-6s  %7s  %7s  %9s  %6s  %6s\n", f[0], f[1], f[2], ms(f[3]), ms(f[4]), num(f[5]), num(f[6]), f[7])
+		fmt.Fprintf(p.out, "  %-9s  %8s  %-6s  %7s  %7s  %9s  %6s  %6s  %12s  %8s\n", f[0], f[1], f[2], ms(f[3]), ms(f[4]), num(f[5]), num(f[6]), f[7], usd(f[8]), f[9])
 	}
 	errs, _ := ch.Query(ctx, `SELECT route, error_type, count() FROM llmtap.requests FINAL
 		WHERE error_type != '' GROUP BY route, error_type ORDER BY route, error_type FORMAT TSV`)
@@ -305,6 +307,50 @@ func summary(ctx context.Context, p *progress, ch *stack.ClickHouse, sent int, c
 	for _, line := range lines(table) {
 		fmt.Fprintf(p.out, "  %s\n", line)
 	}
+}
+
+// spendPerTenant shows the collector's spend report by tenant
+// (GET /v1/spend, admin token), as a team would pull it for chargeback.
+func spendPerTenant(ctx context.Context, p *progress, collector string) {
+	fmt.Fprintln(p.out)
+	p.say("spend per tenant, from the collector's report (GET /v1/spend?group_by=tenant):")
+	from := time.Now().Add(-24 * time.Hour).UTC().Format(time.RFC3339)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, collector+"/v1/spend?group_by=tenant&from="+from, nil)
+	if err != nil {
+		return
+	}
+	req.Header.Set("Authorization", "Bearer "+demoAdmin)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Fprintf(p.out, "  %v\n", err)
+		return
+	}
+	defer resp.Body.Close()
+	var rep struct {
+		Groups []struct {
+			Group     map[string]string `json:"group"`
+			Requests  int64             `json:"requests"`
+			CostNanos int64             `json:"cost_nanos"`
+			Unpriced  int64             `json:"unpriced_requests"`
+		} `json:"groups"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&rep) != nil {
+		fmt.Fprintf(p.out, "  the report answered %d\n", resp.StatusCode)
+		return
+	}
+	fmt.Fprintf(p.out, "  %-24s  %8s  %12s  %8s\n", "tenant", "requests", "cost", "unpriced")
+	for _, g := range rep.Groups {
+		fmt.Fprintf(p.out, "  %-24s  %8d  %12s  %8d\n", g.Group["tenant"], g.Requests, usd(strconv.FormatInt(g.CostNanos, 10)), g.Unpriced)
+	}
+}
+
+// usd formats nano-dollars as US dollars to the millionth.
+func usd(nanos string) string {
+	n, err := strconv.ParseInt(nanos, 10, 64)
+	if err != nil {
+		return "-"
+	}
+	return fmt.Sprintf("$%.6f", float64(n)/1e9)
 }
 
 // firstStream is the first OpenAI stream with a TTFT: its id and TTFT.

@@ -249,6 +249,23 @@ func TestUpWithTheMock(t *testing.T) {
 	if code, body := get(t, env["LLMTAP_COLLECTOR_URL"]+"/v1/requests/stack-test-1", env["LLMTAP_ADMIN_TOKEN"]); code != http.StatusOK || !strings.Contains(body, "stack-test-1") {
 		t.Errorf("the collector's API: %d %q", code, body)
 	}
+	// Priced at ingest: a model of the price table gets a cost; one
+	// without a price ("m") none, never $0, and the spend report counts
+	// it as unpriced.
+	if code, _ := u.chat("stack-test-2", "stack-test", `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi there"}]}`); code != http.StatusOK {
+		t.Fatalf("chat: %d", code)
+	}
+	u.row("stack-test-2", "llm json 200 16")
+	ch := &stack.ClickHouse{TCPPort: u.ports.ClickHouseTCP, HTTPPort: u.ports.ClickHouseHTTP}
+	costs, _ := ch.Query(context.Background(), "SELECT request_id, cost_nanos > 0, isNull(cost_nanos), price_version != '' FROM llmtap.requests FINAL WHERE request_id LIKE 'stack-test-%' ORDER BY request_id FORMAT TSV")
+	if want := "stack-test-1\t\\N\t1\t0\nstack-test-2\t1\t0\t1"; costs != want {
+		t.Errorf("costs:\n%s\nwant:\n%s", costs, want)
+	}
+	from := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
+	code, body := get(t, env["LLMTAP_COLLECTOR_URL"]+"/v1/spend?group_by=route,model&from="+from, env["LLMTAP_ADMIN_TOKEN"])
+	if code != http.StatusOK || !strings.Contains(body, `"group":{"model":"m","route":"llm"},"requests":1`) || !strings.Contains(body, `"unpriced_requests":1`) {
+		t.Errorf("the spend report: %d %s", code, body)
+	}
 	if out, err := u.cmd("up"); err == nil || !strings.Contains(out, "already runs") {
 		t.Errorf("a second up: %v %q, want a refusal", err, out)
 	}
