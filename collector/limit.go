@@ -15,13 +15,19 @@ type Quota struct {
 func (q Quota) On() bool { return q.Limit > 0 && q.Period > 0 }
 
 // Take asks a limit store to admit one request to a bucket: one request
-// from its request quota and Reserve tokens from its token quota, both or
-// neither, atomically.
+// from its request quota, Reserve tokens from its token quota and
+// ReserveSpend from its spend quota, all or none, atomically.
 type Take struct {
 	// Bucket names the quotas' shared state: a tenant, or a tenant and a route.
 	Bucket   string
 	Requests Quota
 	Tokens   Quota
+	// Spend is a quota of money: its Limit in nano-dollars (Money).
+	Spend Quota
+	// ReserveSpend is the nano-dollars held for the request, its
+	// worst-case cost, until its record settles them; at least 1 and at
+	// most Spend.Limit are held.
+	ReserveSpend int64
 	// Reserve is the tokens held for the request until its record settles
 	// them; at least 1 and at most Tokens.Limit are held. Reservation
 	// names them (a request id, or a name of the check's own).
@@ -40,6 +46,7 @@ type LimitReason string
 const (
 	ReasonRequests LimitReason = "requests"
 	ReasonTokens   LimitReason = "tokens"
+	ReasonSpend    LimitReason = "spend"
 	// ReasonUnavailable: the limits could not be checked and the limit
 	// fails closed.
 	ReasonUnavailable LimitReason = "unavailable"
@@ -62,13 +69,24 @@ type Taken struct {
 	Reason   LimitReason // the quota that denied, when not Allowed
 	Requests QuotaState
 	Tokens   QuotaState
+	Spend    QuotaState
 	Reserved int64 // tokens held for the request
+	// ReservedSpend is the nano-dollars held for the request;
+	// SpendReservations those held by every open reservation.
+	ReservedSpend, SpendReservations int64
 }
 
-// Settlement settles a request's token reservation with the tokens it
-// really used: the difference is charged or given back.
+// Settlement settles a request's reservations with what it really used:
+// the difference is charged or given back.
 type Settlement struct {
 	Bucket      string
 	Reservation string // Take.Reservation
-	Used        int64
+	Used        int64  // tokens
+	// Spent is the request's cost in nano-dollars; SpendUnknown when it
+	// could not be priced, which keeps what was reserved.
+	Spent int64
 }
+
+// SpendUnknown is Settlement.Spent for a request whose cost is not known:
+// its reservation is charged as it stands.
+const SpendUnknown = -1

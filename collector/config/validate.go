@@ -325,7 +325,7 @@ func (l *Limits) validate(p *problems) {
 			// one would never apply.
 			p.add("limits.tenants", fmt.Sprintf("tenant name %q: want %s", name, llmtap.IDRule))
 		case pol == nil:
-			p.add("limits.tenants."+name, "empty: give requests or tokens, or remove the tenant")
+			p.add("limits.tenants."+name, "empty: give requests, tokens or spend, or remove the tenant")
 		default:
 			*p = append(*p, pol.Problems("limits.tenants."+name)...)
 		}

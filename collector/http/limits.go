@@ -154,8 +154,10 @@ func checkName(field, v string, required bool) error {
 // denied, else the one nearest to running out.
 func binding(d *limits.Decision) *limits.QuotaStatus {
 	switch {
-	case d.TooLarge:
+	case d.TooLarge, d.Unpriced:
 		return nil // nothing was taken: the quota's state is not known
+	case d.Reason == collector.ReasonSpend:
+		return nil // money is not a count the RateLimit headers carry
 	case d.Reason == collector.ReasonRequests:
 		return d.Requests
 	case d.Reason == collector.ReasonTokens:
@@ -188,17 +190,37 @@ type openAIError struct {
 	Code    string  `json:"code"`
 }
 
+// spendJSON is a spend limit as it stands, in US dollars.
+type spendQuotaJSON struct {
+	Limit        float64  `json:"limit"`
+	Period       string   `json:"period"`
+	Remaining    float64  `json:"remaining"`
+	Reserved     *float64 `json:"reserved,omitempty"`
+	Spent        *float64 `json:"spent,omitempty"`
+	ResetSeconds float64  `json:"reset_seconds"`
+}
+
+func spendBodyOf(q *limits.QuotaStatus) *spendQuotaJSON {
+	if q == nil {
+		return nil
+	}
+	return &spendQuotaJSON{Limit: collector.Money(q.Limit).Dollars(), Period: q.Period.String(),
+		Remaining: collector.Money(q.Remaining).Dollars(), ResetSeconds: roundMs(q.Reset)}
+}
+
 type decisionJSON struct {
-	Allowed           bool         `json:"allowed"`
-	Reason            string       `json:"reason,omitempty"`
-	Tenant            string       `json:"tenant"`
-	Route             string       `json:"route,omitempty"`
-	Requests          *quotaJSON   `json:"requests,omitempty"`
-	Tokens            *quotaJSON   `json:"tokens,omitempty"`
-	Reserved          int64        `json:"reserved,omitempty"`
-	RetryAfterSeconds float64      `json:"retry_after_seconds,omitempty"`
-	FailedOpen        bool         `json:"failed_open,omitempty"`
-	Error             *openAIError `json:"error,omitempty"`
+	Allowed           bool            `json:"allowed"`
+	Reason            string          `json:"reason,omitempty"`
+	Tenant            string          `json:"tenant"`
+	Route             string          `json:"route,omitempty"`
+	Requests          *quotaJSON      `json:"requests,omitempty"`
+	Tokens            *quotaJSON      `json:"tokens,omitempty"`
+	Spend             *spendQuotaJSON `json:"spend,omitempty"`
+	Reserved          int64           `json:"reserved,omitempty"`
+	ReservedSpendUSD  float64         `json:"reserved_spend_usd,omitempty"`
+	RetryAfterSeconds float64         `json:"retry_after_seconds,omitempty"`
+	FailedOpen        bool            `json:"failed_open,omitempty"`
+	Error             *openAIError    `json:"error,omitempty"`
 }
 
 func quotaBody(q *limits.QuotaStatus) *quotaJSON {
@@ -213,8 +235,8 @@ func roundMs(d time.Duration) float64 { return math.Round(d.Seconds()*1000) / 10
 func decisionBody(d *limits.Decision) decisionJSON {
 	b := decisionJSON{
 		Allowed: d.Allowed, Reason: string(d.Reason), Tenant: d.Tenant, Route: d.Route,
-		Requests: quotaBody(d.Requests), Tokens: quotaBody(d.Tokens),
-		Reserved: d.Reserved, FailedOpen: d.FailedOpen,
+		Requests: quotaBody(d.Requests), Tokens: quotaBody(d.Tokens), Spend: spendBodyOf(d.Spend),
+		Reserved: d.Reserved, ReservedSpendUSD: collector.Money(d.ReservedSpend).Dollars(), FailedOpen: d.FailedOpen,
 	}
 	if d.Allowed {
 		return b
@@ -224,13 +246,17 @@ func decisionBody(d *limits.Decision) decisionJSON {
 		b.Error = &openAIError{Message: "llmtap: rate limits cannot be checked now; retry later", Type: "limits_unavailable", Code: "limits_unavailable"}
 		return b
 	}
-	q := d.Requests
-	if d.Reason == collector.ReasonTokens {
-		q = d.Tokens
-	}
 	where := "tenant " + d.Tenant
 	if d.Route != "" {
 		where += " on route " + d.Route
+	}
+	if d.Reason == collector.ReasonSpend {
+		b.Error = budgetError(d, where)
+		return b
+	}
+	q := d.Requests
+	if d.Reason == collector.ReasonTokens {
+		q = d.Tokens
 	}
 	if d.TooLarge {
 		msg := fmt.Sprintf("Request too large for %s: its prompt alone is about %d tokens, "+
@@ -247,13 +273,39 @@ func decisionBody(d *limits.Decision) decisionJSON {
 	return b
 }
 
+// budgetError says why a spend limit denied a request, and when it has
+// room again.
+func budgetError(d *limits.Decision, where string) *openAIError {
+	q := d.Spend
+	budget := fmt.Sprintf("$%s per %s", trimDollars(q.Limit), q.Period)
+	switch {
+	case d.Unpriced:
+		return &openAIError{Type: "budget_exceeded", Code: "model_not_priced", Message: fmt.Sprintf(
+			"The spend budget of %s (%s) cannot admit model %q: llmtap has no price for it, so its cost cannot be counted. "+
+				"Price it in the collector's pricing configuration.", where, budget, truncate(d.Model, 64))}
+	case d.TooLarge:
+		return &openAIError{Type: "budget_exceeded", Code: "request_too_large", Message: fmt.Sprintf(
+			"Request too large for the spend budget of %s (%s): its prompt alone would cost more. Shorten the prompt.", where, budget)}
+	}
+	return &openAIError{Type: "budget_exceeded", Code: "budget_exceeded", Message: fmt.Sprintf(
+		"Budget exceeded for %s: %s. This request may cost up to $%s; the budget has room for it again in %s.",
+		where, budget, trimDollars(d.SpendWanted), d.RetryAfter.Round(time.Second))}
+}
+
+// trimDollars writes nano-dollars as dollars, without trailing zeros.
+func trimDollars(nanos int64) string {
+	s := strings.TrimRight(dollars(nanos), "0")
+	return strings.TrimSuffix(s, ".")
+}
+
 type statusJSON struct {
-	Tenant   string         `json:"tenant"`
-	Route    string         `json:"route,omitempty"`
-	Source   string         `json:"source"`
-	Policy   *limits.Policy `json:"policy"`
-	Requests *quotaJSON     `json:"requests,omitempty"`
-	Tokens   *quotaJSON     `json:"tokens,omitempty"`
+	Tenant   string          `json:"tenant"`
+	Route    string          `json:"route,omitempty"`
+	Source   string          `json:"source"`
+	Policy   *limits.Policy  `json:"policy"`
+	Requests *quotaJSON      `json:"requests,omitempty"`
+	Tokens   *quotaJSON      `json:"tokens,omitempty"`
+	Spend    *spendQuotaJSON `json:"spend,omitempty"`
 }
 
 // limitStatus reports a tenant's policy and remaining quotas; ?route=
@@ -278,8 +330,14 @@ func (s *Server) limitStatus(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "limits store unavailable"})
 		return
 	}
+	var spend *spendQuotaJSON
+	if st.Spend != nil {
+		spend = spendBodyOf(&st.Spend.QuotaStatus)
+		reserved, spent := collector.Money(st.Spend.Reserved).Dollars(), collector.Money(st.Spend.Spent).Dollars()
+		spend.Reserved, spend.Spent = &reserved, &spent
+	}
 	writeJSON(w, http.StatusOK, statusJSON{Tenant: st.Tenant, Route: st.Route, Source: st.Source, Policy: st.Policy,
-		Requests: quotaBody(st.Requests), Tokens: quotaBody(st.Tokens)})
+		Requests: quotaBody(st.Requests), Tokens: quotaBody(st.Tokens), Spend: spend})
 }
 
 // putLimits stores a tenant's policy (admin).

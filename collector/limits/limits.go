@@ -1,9 +1,10 @@
 // Package limits decides whether a tenant is within its limits: it finds
 // the tenant's policy (set through the admin API, else in the
 // configuration file, else the default), asks the shared limit store to
-// take one request and reserve tokens, applies the policy's failure mode
-// when the store cannot answer, and settles token reservations with the
-// usage of the records that arrive later.
+// take one request and reserve tokens and money (a request's worst-case
+// cost), applies the policy's failure mode when the store cannot answer,
+// and settles the reservations with the usage and cost of the records
+// that arrive later.
 package limits
 
 import (
@@ -66,6 +67,9 @@ type Options struct {
 	// Prompts counts the tokens of a request's prompt, reserved with its
 	// output where a token limit counts the total.
 	Prompts PromptCounter
+	// Prices prices a request's worst case for a spend limit; a model it
+	// has no price for is refused where a spend limit applies.
+	Prices Pricer
 	// ReservationTTL releases a reservation whose record never arrives.
 	ReservationTTL time.Duration
 	// PolicyCacheTTL is how long a policy read from the store is used
@@ -79,6 +83,11 @@ type Options struct {
 // PromptCounter counts a prompt's tokens (tokens.Counter).
 type PromptCounter interface {
 	Prompt(model string, p tokens.Prompt) tokens.Count
+}
+
+// Pricer prices usage on a route (pricing.Pricer).
+type Pricer interface {
+	Price(route, model string, u collector.Usage) (collector.Cost, bool)
 }
 
 // bytesPerToken turns the length of a body the check does not carry (or
@@ -131,9 +140,18 @@ type Decision struct {
 	// closed.
 	Reason        collector.LimitReason
 	Tenant, Route string
-	// Requests and Tokens are the quotas that apply, nil when none does.
-	Requests, Tokens *QuotaStatus
-	Reserved         int64
+	// Requests, Tokens and Spend are the quotas that apply, nil when
+	// none does; Spend counts nano-dollars.
+	Requests, Tokens, Spend *QuotaStatus
+	Reserved                int64
+	// SpendWanted is the request's worst-case cost in nano-dollars, what
+	// a spend limit reserves; ReservedSpend what it held (0 on a denial).
+	SpendWanted, ReservedSpend int64
+	// Model is the request's model, as the check read it.
+	Model string
+	// Unpriced: denied because a spend limit applies and the model has
+	// no price, so its cost cannot be counted.
+	Unpriced bool
 	// Reservation names the reservation for the plugin to send back with
 	// the record (checks of version 2 on); empty for older plugins, whose
 	// reservations the request id names.
@@ -142,7 +160,8 @@ type Decision struct {
 	// (part of Reserved where the token limit counts the total).
 	Prompt int64
 	// TooLarge: denied because the request's prompt alone (Prompt) is
-	// more tokens than its token limit allows in a period.
+	// more tokens than its token limit allows in a period, or costs more
+	// than its spend limit (Reason says which).
 	TooLarge bool
 	// RetryAfter is set on a denial.
 	RetryAfter time.Duration
@@ -170,9 +189,13 @@ func (s *Service) Check(ctx context.Context, c llmtap.LimitCheck) *Decision {
 		s.opt.Observer.Checked(d, time.Since(start))
 		return d
 	}
-	reserve, prompt := s.reservation(c, eff.policy.Tokens)
-	d.Prompt = prompt
-	if tk := eff.policy.Tokens; tk != nil && tk.Count != CountOutput && prompt > tk.Limit {
+	n := s.need(c)
+	d.Prompt, d.Model = n.prompt, n.model
+	reserve := n.bound
+	if tk := eff.policy.Tokens; tk == nil || tk.Count != CountOutput {
+		reserve += n.prompt
+	}
+	if tk := eff.policy.Tokens; tk != nil && tk.Count != CountOutput && n.prompt > tk.Limit {
 		// Its prompt alone is more than a period holds: denied at once,
 		// nothing taken. (An output bound past the limit is only capped
 		// at it: the answer may well be shorter.)
@@ -181,6 +204,23 @@ func (s *Service) Check(ctx context.Context, c llmtap.LimitCheck) *Decision {
 		s.logDenial(d)
 		s.opt.Observer.Checked(d, time.Since(start))
 		return d
+	}
+	var spend int64
+	if sp := eff.policy.Spend; sp != nil {
+		var ok bool
+		var promptCost int64
+		spend, promptCost, ok = s.worstCost(c.Route, n)
+		d.SpendWanted = spend
+		if !ok || promptCost > sp.Nanos() {
+			// A cost that cannot be counted, or a prompt that costs more
+			// than a period holds: denied at once, nothing taken.
+			d.Allowed, d.Reason, d.Unpriced, d.TooLarge = false, collector.ReasonSpend, !ok, ok
+			d.Spend = &QuotaStatus{Limit: sp.Nanos(), Period: time.Duration(sp.Period)}
+			d.RetryAfter = time.Duration(sp.Period)
+			s.logDenial(d)
+			s.opt.Observer.Checked(d, time.Since(start))
+			return d
+		}
 	}
 	id := c.RequestID
 	switch {
@@ -193,7 +233,7 @@ func (s *Service) Check(ctx context.Context, c llmtap.LimitCheck) *Decision {
 		// Nothing will settle this reservation: its TTL releases it.
 		id = "unnamed-" + randomID()
 	}
-	take := s.take(eff, reserve, id)
+	take := s.take(eff, reserve, spend, id)
 	taken, err := s.opt.Store.Take(ctx, take)
 	if err != nil {
 		s.unavailable(d, eff, err, "take")
@@ -208,66 +248,89 @@ func (s *Service) Check(ctx context.Context, c llmtap.LimitCheck) *Decision {
 	return d
 }
 
-// reservation is what a request reserves of a token limit: its own bound
-// on output tokens (or DefaultReservation), and, unless the limit counts
-// output only, its prompt's tokens (returned apart too): counted from the
-// body when the check carries it, else estimated from the body's length.
-// The store caps a reservation at the limit.
-// A check from a plugin that sends no body (one before it did) reserves
-// its Reserve as before.
-func (s *Service) reservation(c llmtap.LimitCheck, tk *TokenLimit) (int64, int64) {
-	bound, prompt := c.Reserve, int64(0)
+// need is what a check learns of its request: its model, its own bound
+// on output tokens (or DefaultReservation), and its prompt's tokens:
+// counted from the body when the check carries it, else estimated from
+// the body's length. A token limit reserves the bound and, unless it
+// counts output only, the prompt; the store caps a reservation at the
+// limit. A check from a plugin that sends no body (one before it did)
+// reserves its Reserve as before.
+type need struct {
+	model         string
+	bound, prompt int64
+}
+
+func (s *Service) need(c llmtap.LimitCheck) need {
+	n := need{model: c.Model, bound: c.Reserve}
 	switch {
 	case len(c.Body) > 0:
 		r, err := provider.ParseRequest(c.Body)
 		if err != nil {
-			prompt = ceilDiv(int64(len(c.Body)), bytesPerToken)
+			n.prompt = ceilDiv(int64(len(c.Body)), bytesPerToken)
 			break
 		}
-		bound = r.OutputBound
+		n.bound, n.model = r.OutputBound, r.Model
 		if s.opt.Prompts != nil {
-			prompt = s.opt.Prompts.Prompt(r.Model, r.Prompt).Tokens
+			n.prompt = s.opt.Prompts.Prompt(r.Model, r.Prompt).Tokens
 		} else {
-			prompt = ceilDiv(int64(len(c.Body)), bytesPerToken)
+			n.prompt = ceilDiv(int64(len(c.Body)), bytesPerToken)
 		}
 	case c.BodyBytes > 0:
-		prompt = ceilDiv(c.BodyBytes, bytesPerToken)
+		n.prompt = ceilDiv(c.BodyBytes, bytesPerToken)
 	}
-	if bound <= 0 {
-		bound = s.opt.DefaultReservation
+	if n.bound <= 0 {
+		n.bound = s.opt.DefaultReservation
 	}
-	if tk != nil && tk.Count == CountOutput {
-		return bound, prompt
+	return n
+}
+
+// worstCost is what a request may cost at most, in nano-dollars: its
+// prompt at the input price and its output bound at the output price (no
+// cache discount), and the prompt's part alone. ok is false when its
+// model has no price.
+func (s *Service) worstCost(route string, n need) (total, prompt int64, ok bool) {
+	if s.opt.Prices == nil {
+		return 0, 0, false
 	}
-	return bound + prompt, prompt
+	in, zero := n.prompt, int64(0)
+	p, ok := s.opt.Prices.Price(route, n.model, collector.Usage{Input: &in, Output: &zero})
+	if !ok {
+		return 0, 0, false
+	}
+	out := n.bound
+	c, _ := s.opt.Prices.Price(route, n.model, collector.Usage{Input: &in, Output: &out})
+	return int64(c.Total), int64(p.Total), true
 }
 
 func ceilDiv(n, d int64) int64 { return (n + d - 1) / d }
 
-func (s *Service) take(eff effective, reserve int64, id string) collector.Take {
-	t := collector.Take{Bucket: eff.bucket, Reserve: reserve, Reservation: id, ReservationTTL: s.opt.ReservationTTL}
+func (s *Service) take(eff effective, reserve, spend int64, id string) collector.Take {
+	t := collector.Take{Bucket: eff.bucket, Reserve: reserve, ReserveSpend: spend, Reservation: id, ReservationTTL: s.opt.ReservationTTL}
 	if r := eff.policy.Requests; r != nil {
 		t.Requests = collector.Quota{Limit: r.Limit, Period: time.Duration(r.Period), Burst: r.Burst}
 	}
 	if tk := eff.policy.Tokens; tk != nil {
 		t.Tokens = collector.Quota{Limit: tk.Limit, Period: time.Duration(tk.Period)}
 	}
+	if sp := eff.policy.Spend; sp != nil {
+		t.Spend = collector.Quota{Limit: sp.Nanos(), Period: time.Duration(sp.Period)}
+	}
 	return t
 }
 
 func (s *Service) decide(d *Decision, eff effective, t collector.Take, taken collector.Taken) {
-	d.Allowed, d.Reason, d.Reserved = taken.Allowed, taken.Reason, taken.Reserved
+	d.Allowed, d.Reason, d.Reserved, d.ReservedSpend = taken.Allowed, taken.Reason, taken.Reserved, taken.ReservedSpend
 	if t.Requests.On() {
 		d.Requests = &QuotaStatus{Limit: t.Requests.Limit, Period: t.Requests.Period, Remaining: taken.Requests.Remaining, Reset: taken.Requests.Reset}
 	}
 	if t.Tokens.On() {
 		d.Tokens = &QuotaStatus{Limit: t.Tokens.Limit, Period: t.Tokens.Period, Remaining: taken.Tokens.Remaining, Reset: taken.Tokens.Reset}
 	}
+	if t.Spend.On() {
+		d.Spend = &QuotaStatus{Limit: t.Spend.Limit, Period: t.Spend.Period, Remaining: taken.Spend.Remaining, Reset: taken.Spend.Reset}
+	}
 	if !d.Allowed {
-		d.RetryAfter = taken.Requests.RetryAfter
-		if taken.Tokens.RetryAfter > d.RetryAfter {
-			d.RetryAfter = taken.Tokens.RetryAfter
-		}
+		d.RetryAfter = max(taken.Requests.RetryAfter, taken.Tokens.RetryAfter, taken.Spend.RetryAfter)
 	}
 }
 
@@ -297,10 +360,7 @@ func failureMode(closed bool) FailureMode {
 // tenant, route and reason, with the number of denials left unlogged.
 func (s *Service) logDenial(d *Decision) {
 	if ok, n := s.logs.allow("deny:"+string(d.Reason)+":"+d.Route+":"+d.Tenant, time.Minute); ok {
-		q := d.Requests
-		if d.Reason == collector.ReasonTokens {
-			q = d.Tokens
-		}
+		q := d.quota()
 		attrs := []any{"tenant", d.Tenant, "route", d.Route, "reason", d.Reason, "retry_after", d.RetryAfter.Round(time.Millisecond), "suppressed", n}
 		if q != nil {
 			attrs = append(attrs, "limit", q.Limit, "period", q.Period)
@@ -309,24 +369,43 @@ func (s *Service) logDenial(d *Decision) {
 	}
 }
 
-// Settle settles the token reservations of facts with the tokens they
-// used. A failure is counted and logged, not returned: the facts are
-// stored anyway, and unsettled reservations are released by their TTL.
+// quota is the quota a denial names.
+func (d *Decision) quota() *QuotaStatus {
+	switch d.Reason {
+	case collector.ReasonTokens:
+		return d.Tokens
+	case collector.ReasonSpend:
+		return d.Spend
+	}
+	return d.Requests
+}
+
+// Settle settles the reservations of facts with the tokens they used and
+// what they cost. A failure is counted and logged, not returned: the
+// facts are stored anyway, and unsettled reservations are released by
+// their TTL.
 func (s *Service) Settle(ctx context.Context, facts []*collector.Fact) {
 	var ss []collector.Settlement
 	for _, f := range facts {
-		if f.Limit != llmtap.LimitAllowed || f.LimitReserved <= 0 {
+		if f.Limit != llmtap.LimitAllowed || (f.LimitReserved <= 0 && f.LimitReservation == "") {
 			continue
 		}
 		eff := s.resolve(ctx, f.Tenant, f.Route)
-		if eff.policy == nil || eff.policy.Tokens == nil {
+		if eff.policy == nil || (eff.policy.Tokens == nil && eff.policy.Spend == nil) {
 			continue
 		}
 		id := f.LimitReservation
 		if id == "" {
 			id = f.RequestID
 		}
-		ss = append(ss, collector.Settlement{Bucket: eff.bucket, Reservation: id, Used: used(f, eff.policy.Tokens.Count)})
+		st := collector.Settlement{Bucket: eff.bucket, Reservation: id, Used: collector.SpendUnknown, Spent: collector.SpendUnknown}
+		if tk := eff.policy.Tokens; tk != nil {
+			st.Used = used(f, tk.Count)
+		}
+		if eff.policy.Spend != nil {
+			st.Spent = spent(f)
+		}
+		ss = append(ss, st)
 	}
 	if len(ss) == 0 {
 		return
@@ -357,6 +436,19 @@ func used(f *collector.Fact, count TokenCount) int64 {
 	return n
 }
 
+// spent is what a request cost, as its spend limit counts it: its cost,
+// nothing for a failed request without one, and what was reserved for a
+// successful one that could not be priced.
+func spent(f *collector.Fact) int64 {
+	switch {
+	case f.Cost != nil:
+		return int64(f.Cost.Total)
+	case f.Status >= 400 || f.Status == 0:
+		return 0
+	}
+	return collector.SpendUnknown
+}
+
 // Status is a tenant's limits and remaining quotas now.
 type Status struct {
 	Tenant, Route string
@@ -364,6 +456,16 @@ type Status struct {
 	Policy        *Policy // the tenant's whole policy
 	Requests      *QuotaStatus
 	Tokens        *QuotaStatus
+	Spend         *SpendStatus
+}
+
+// SpendStatus is a spend limit as it stands, in nano-dollars: of Limit,
+// Remaining can be spent now, Reserved is held by requests in flight,
+// and Spent is the rest, what settled requests used and the limit has
+// not yet refilled.
+type SpendStatus struct {
+	QuotaStatus
+	Reserved, Spent int64
 }
 
 // Status reports a tenant's policy and what remains of its quotas on a
@@ -374,7 +476,7 @@ func (s *Service) Status(ctx context.Context, tenant, route string) (*Status, er
 	if !eff.policy.limited() {
 		return st, nil
 	}
-	t := s.take(eff, 0, "")
+	t := s.take(eff, 0, 0, "")
 	t.Peek = true
 	taken, err := s.opt.Store.Take(ctx, t)
 	if err != nil {
@@ -384,6 +486,10 @@ func (s *Service) Status(ctx context.Context, tenant, route string) (*Status, er
 	d := &Decision{}
 	s.decide(d, eff, t, taken)
 	st.Requests, st.Tokens = d.Requests, d.Tokens
+	if d.Spend != nil {
+		st.Spend = &SpendStatus{QuotaStatus: *d.Spend, Reserved: taken.SpendReservations,
+			Spent: max(d.Spend.Limit-d.Spend.Remaining-taken.SpendReservations, 0)}
+	}
 	return st, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 	"time"
@@ -20,6 +21,7 @@ import (
 type Policy struct {
 	Requests    *RequestLimit      `json:"requests,omitempty" yaml:"requests"`
 	Tokens      *TokenLimit        `json:"tokens,omitempty" yaml:"tokens"`
+	Spend       *SpendLimit        `json:"spend,omitempty" yaml:"spend"`
 	FailureMode FailureMode        `json:"failure_mode,omitempty" yaml:"failure_mode"`
 	Routes      map[string]*Policy `json:"routes,omitempty" yaml:"routes"`
 }
@@ -38,6 +40,21 @@ type TokenLimit struct {
 	Period Period     `json:"period" yaml:"period"`
 	Count  TokenCount `json:"count,omitempty" yaml:"count"`
 }
+
+// SpendLimit allows Limit US dollars of spend per Period: each request
+// reserves its worst-case cost (its prompt at the input price, its output
+// bound at the output price) and settles to its real cost.
+type SpendLimit struct {
+	Limit  float64 `json:"limit" yaml:"limit"`
+	Period Period  `json:"period" yaml:"period"`
+}
+
+// Nanos is the limit in nano-dollars.
+func (l *SpendLimit) Nanos() int64 { return int64(math.Round(l.Limit * 1e9)) }
+
+// maxSpendLimit bounds a spend limit: Redis counts money in nano-dollars
+// in doubles, exact up to 2^53 of them (about 9 million dollars).
+const maxSpendLimit = 1_000_000
 
 // TokenCount says which tokens a token limit counts.
 type TokenCount string
@@ -124,6 +141,12 @@ func (p *Policy) problems(prefix string, top bool, out *[]string) {
 			add("tokens.count", "%q: want total or output", t.Count)
 		}
 	}
+	if sp := p.Spend; sp != nil {
+		if math.IsNaN(sp.Limit) || sp.Limit < 1e-6 || sp.Limit > maxSpendLimit {
+			add("spend.limit", "%v: want US dollars from 0.000001 to %d (leave spend out for no budget)", sp.Limit, maxSpendLimit)
+		}
+		checkPeriod(add, "spend.period", sp.Period)
+	}
 	switch p.FailureMode {
 	case "", FailOpen, FailClosed:
 	default:
@@ -138,7 +161,7 @@ func (p *Policy) problems(prefix string, top bool, out *[]string) {
 		case name == "" || len(name) > maxRouteName:
 			add("routes", "route name %q: want 1 to %d characters", name, maxRouteName)
 		case rp == nil:
-			add("routes."+name, "empty: give requests or tokens, or remove the route")
+			add("routes."+name, "empty: give requests, tokens or spend, or remove the route")
 		default:
 			rp.problems(join(prefix, "routes."+name), false, out)
 		}
@@ -180,4 +203,6 @@ func ParsePolicy(b []byte) (*Policy, error) {
 }
 
 // limited says whether the policy limits anything.
-func (p *Policy) limited() bool { return p != nil && (p.Requests != nil || p.Tokens != nil) }
+func (p *Policy) limited() bool {
+	return p != nil && (p.Requests != nil || p.Tokens != nil || p.Spend != nil)
+}

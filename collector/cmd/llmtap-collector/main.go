@@ -323,6 +323,7 @@ func serve(ctx context.Context, cfg *config.Config, conn driver.Conn, prepare fu
 	})
 	lim := limits.New(limits.Options{
 		Prompts:            prompts,
+		Prices:             pricer,
 		Store:              redis.NewLimiter(rdb),
 		Policies:           redis.NewPolicies(rdb),
 		Default:            cfg.Limits.Default,
