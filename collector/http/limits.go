@@ -81,9 +81,10 @@ func (s *Server) check(w http.ResponseWriter, r *http.Request) {
 		h.Set(llmtap.HeaderDecision, llmtap.DecisionAllow)
 		if d.Reserved > 0 {
 			h.Set(llmtap.HeaderReserved, strconv.FormatInt(d.Reserved, 10))
-			if d.Reservation != "" {
-				h.Set(llmtap.HeaderReservation, d.Reservation)
-			}
+		}
+		if d.Reservation != "" && (d.Reserved > 0 || d.ReservedSpend > 0) {
+			// Tokens or money held: the record names them to settle.
+			h.Set(llmtap.HeaderReservation, d.Reservation)
 		}
 		writeJSON(w, http.StatusOK, body)
 		return

@@ -296,7 +296,7 @@ func (s *Server) store(ctx context.Context, facts []*collector.Fact, keys []rece
 	var reserved []*collector.Fact
 	for _, f := range facts {
 		s.opt.Observer.Observe(f)
-		if f.LimitReserved > 0 {
+		if f.LimitReserved > 0 || f.LimitReservation != "" {
 			reserved = append(reserved, f)
 		}
 	}

@@ -47,9 +47,14 @@ func newCountingUpstream() *countingUpstream {
 			prompt = 10
 		}
 		var req struct {
-			MaxTokens int64 `json:"max_tokens"`
+			Model     string `json:"model"`
+			MaxTokens int64  `json:"max_tokens"`
 		}
 		_ = json.NewDecoder(r.Body).Decode(&req)
+		model := "it-model"
+		if strings.HasPrefix(req.Model, "gpt-") {
+			model = req.Model // as OpenAI names its models back
+		}
 		output := int64(streamOutputTokens)
 		if req.MaxTokens > 0 && req.MaxTokens < output {
 			output = req.MaxTokens // as a provider caps its answer
@@ -57,11 +62,11 @@ func newCountingUpstream() *countingUpstream {
 		w.Header().Set("Content-Type", "text/event-stream")
 		f := w.(http.Flusher)
 		for i := 0; i < 3; i++ {
-			fmt.Fprint(w, `data: {"id":"c1","object":"chat.completion.chunk","model":"it-model","choices":[{"index":0,"delta":{"content":"hi"}}]}`+"\n\n")
+			fmt.Fprintf(w, `data: {"id":"c1","object":"chat.completion.chunk","model":%q,"choices":[{"index":0,"delta":{"content":"hi"}}]}`+"\n\n", model)
 			f.Flush()
 			time.Sleep(20 * time.Millisecond)
 		}
-		fmt.Fprintf(w, `data: {"id":"c1","object":"chat.completion.chunk","model":"it-model","choices":[],"usage":{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d}}`+"\n\n", prompt, output, prompt+output)
+		fmt.Fprintf(w, `data: {"id":"c1","object":"chat.completion.chunk","model":%q,"choices":[],"usage":{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d}}`+"\n\n", model, prompt, output, prompt+output)
 		fmt.Fprint(w, "data: [DONE]\n\n")
 	}))
 	return u
@@ -143,6 +148,7 @@ func startLimitStack(t *testing.T) (*rig, *countingUpstream) {
 					"prompts": json.RawMessage(`{"tokens":{"limit":1000,"period":"1m"}}`),
 					"shared":  json.RawMessage(`{"tokens":{"limit":10000,"period":"1h"}}`),
 					"strict":  json.RawMessage(`{"requests":{"limit":1000,"period":"1h"},"failure_mode":"closed"}`),
+					"budget":  json.RawMessage(`{"spend":{"limit":0.001,"period":"1h"}}`),
 				},
 			}
 		},
@@ -390,6 +396,76 @@ func TestLimitsThroughTraefik(t *testing.T) {
 		if resp.StatusCode != http.StatusTooManyRequests || json.Unmarshal(answer, &oa) != nil || oa.Error.Code != "request_too_large" ||
 			!strings.Contains(oa.Error.Message, "more than the limit of 1000 tokens per 1m0s") {
 			t.Fatalf("%d %s", resp.StatusCode, answer)
+		}
+	})
+
+	t.Run("50 concurrent streams against a spend budget end within it", func(t *testing.T) {
+		// gpt-4o-mini at $0.15 and $0.60 per million tokens: each stream
+		// reserves its prompt and 200 output tokens (about $0.000121) and
+		// costs 10 + 180 (the upstream's count): $0.0001095. A budget of
+		// $0.001 an hour admits 8 at once.
+		const body = `{"model":"gpt-4o-mini","stream":true,"max_tokens":200,"messages":[{"role":"user","content":"hi"}]}`
+		var (
+			wg      sync.WaitGroup
+			mu      sync.Mutex
+			answers = map[int]int{}
+			denial  []byte
+		)
+		start := make(chan struct{})
+		for i := 0; i < 50; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				resp, answer, _ := s.chatBody(t, "open.test", "budget", body)
+				mu.Lock()
+				answers[resp.StatusCode]++
+				if resp.StatusCode == http.StatusTooManyRequests && denial == nil {
+					denial = answer
+				}
+				mu.Unlock()
+			}()
+		}
+		close(start)
+		wg.Wait()
+		admitted := answers[http.StatusOK]
+		if admitted+answers[http.StatusTooManyRequests] != 50 || admitted < 7 {
+			t.Fatalf("answers %v: want 200s and 429s only, at least 7 admitted", answers)
+		}
+		var oa struct {
+			Error struct{ Message, Type, Code string } `json:"error"`
+		}
+		if json.Unmarshal(denial, &oa) != nil || oa.Error.Type != "budget_exceeded" || oa.Error.Code != "budget_exceeded" ||
+			!strings.Contains(oa.Error.Message, "$0.001 per 1h0m0s") || !strings.Contains(oa.Error.Message, "room for it again in") {
+			t.Fatalf("denial %s", denial)
+		}
+		// Settled: every record's cost replaces its reservation; what was
+		// spent (their costs, minus the refill of $0.001 an hour) is
+		// within the budget, and nothing stays reserved.
+		const cost = 10*150 + 180*600 // nano-dollars
+		var st struct {
+			Spend *struct{ Limit, Remaining, Reserved, Spent float64 } `json:"spend"`
+		}
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			resp, err := getAuthorized(s.collector.base + "/v1/limits/budget")
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = json.NewDecoder(resp.Body).Decode(&st)
+			resp.Body.Close()
+			if err == nil && st.Spend != nil && st.Spend.Reserved == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("spend status %+v: reservations never settled", st.Spend)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		spent := float64(admitted*cost) / 1e9
+		t.Logf("answers %v: %d admitted, $%.7f spent of $0.001 (status: %+v)", answers, admitted, spent, *st.Spend)
+		if spent > 0.001 || st.Spend.Spent > 0.001 || st.Spend.Spent > spent+1e-9 || st.Spend.Spent < spent-1e-6 {
+			t.Fatalf("spent $%.7f by the records, $%.7f by the status: want both within the $0.001 budget and alike", spent, st.Spend.Spent)
 		}
 	})
 
