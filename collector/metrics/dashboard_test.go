@@ -49,6 +49,7 @@ func exposedSeries(t *testing.T) (series, families map[string]bool) {
 	m.PluginDropped(1)
 	m.ActiveStreams("proxy-a", 1)
 	l.Checked(&limits.Decision{Route: "chat", Reason: collector.ReasonTokens}, time.Millisecond)
+	l.Checked(&limits.Decision{Route: "chat", Tenant: "acme", Allowed: true, Spend: &limits.QuotaStatus{Limit: 1000, Remaining: 200}}, time.Millisecond)
 	l.StoreFailed("take")
 
 	mfs, err := reg.Gather()

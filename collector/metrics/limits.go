@@ -14,6 +14,7 @@ type Limits struct {
 	denials  *capped
 	errors   *prometheus.CounterVec
 	duration prometheus.Histogram
+	budget   *capped
 }
 
 // Check latency buckets in seconds: a check is one Redis round trip.
@@ -41,7 +42,12 @@ func NewLimits(reg prometheus.Registerer, maxSeries int) *Limits {
 		Help: "Requests denied by the limits, by route and reason: requests, tokens, or unavailable (limits that fail closed could not be checked).",
 	}, []string{"route", "reason"})
 	l.denials = newCapped(denials, maxSeries)
-	reg.MustRegister(l.checks, l.errors, l.duration, denials)
+	budget := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "llmtap_spend_budget_used_ratio",
+		Help: "Share of a tenant's spend budget (on a route, for a route's own) spent or held by requests in flight, as its last check found it: 0 untouched, 1 exhausted.",
+	}, []string{"tenant", "route"})
+	l.budget = newCapped(budget, maxSeries)
+	reg.MustRegister(l.checks, l.errors, l.duration, denials, budget)
 	for _, d := range []string{"allowed", "denied", "failed_open", "failed_closed"} {
 		l.checks.WithLabelValues(d)
 	}
@@ -64,6 +70,11 @@ func (l *Limits) Checked(d *limits.Decision, took time.Duration) {
 		l.denials.counter(d.Route, string(d.Reason)).Inc()
 	}
 	l.checks.WithLabelValues(decision).Inc()
+	// A check refused before taking (unpriced, too large) does not know
+	// how the budget stands.
+	if q := d.Spend; q != nil && q.Limit > 0 && !d.Unpriced && !d.TooLarge {
+		l.budget.gauge(d.Tenant, d.Route).Set(1 - float64(q.Remaining)/float64(q.Limit))
+	}
 }
 
 // StoreFailed counts a failed Redis operation.

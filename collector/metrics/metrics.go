@@ -222,6 +222,10 @@ func (c *capped) counter(values ...string) prometheus.Counter {
 	return c.vec.(*prometheus.CounterVec).WithLabelValues(c.labels(values)...)
 }
 
+func (c *capped) gauge(values ...string) prometheus.Gauge {
+	return c.vec.(*prometheus.GaugeVec).WithLabelValues(c.labels(values)...)
+}
+
 func (c *capped) observer(values ...string) prometheus.Observer {
 	return c.vec.(*prometheus.HistogramVec).WithLabelValues(c.labels(values)...)
 }

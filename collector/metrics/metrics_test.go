@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/llmtap/llmtap/collector"
+	"github.com/llmtap/llmtap/collector/limits"
 )
 
 func ptr(v int64) *int64 { return &v }
@@ -180,5 +181,23 @@ func TestLost(t *testing.T) {
 	m.Lost(&collector.Fact{Route: "openai"})
 	if got := testutil.ToFloat64(m.errors.vec.(*prometheus.CounterVec).WithLabelValues("openai", "storage_error")); got != 2 {
 		t.Errorf("storage errors %v, want 2", got)
+	}
+}
+
+// TestSpendBudgetGauge: each check of a spend budget records how much of
+// it is used or held; a check refused before taking leaves it alone.
+func TestSpendBudgetGauge(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	l := NewLimits(reg, 100)
+	l.Checked(&limits.Decision{Tenant: "acme", Route: "chat", Allowed: true, Spend: &limits.QuotaStatus{Limit: 1000, Remaining: 150}}, time.Millisecond)
+	l.Checked(&limits.Decision{Tenant: "acme", Route: "chat", Reason: collector.ReasonSpend, Unpriced: true, Spend: &limits.QuotaStatus{Limit: 1000}}, time.Millisecond)
+	l.Checked(&limits.Decision{Tenant: "beta", Route: "chat", Allowed: true, Tokens: &limits.QuotaStatus{Limit: 10, Remaining: 1}}, time.Millisecond)
+	want := `
+# HELP llmtap_spend_budget_used_ratio Share of a tenant's spend budget (on a route, for a route's own) spent or held by requests in flight, as its last check found it: 0 untouched, 1 exhausted.
+# TYPE llmtap_spend_budget_used_ratio gauge
+llmtap_spend_budget_used_ratio{route="chat",tenant="acme"} 0.85
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "llmtap_spend_budget_used_ratio"); err != nil {
+		t.Error(err)
 	}
 }
