@@ -24,7 +24,6 @@ import (
 // Limiter answers limit checks and manages policies.
 type Limiter interface {
 	Check(ctx context.Context, c llmtap.LimitCheck) *limits.Decision
-	Settle(ctx context.Context, facts []*collector.Fact)
 	Status(ctx context.Context, tenant, route string) (*limits.Status, error)
 	Put(ctx context.Context, tenant string, p *limits.Policy) error
 	Delete(ctx context.Context, tenant string) error

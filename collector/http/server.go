@@ -39,6 +39,11 @@ type Observer interface {
 	ActiveStreams(sender string, n int64)
 }
 
+// Settler settles the limit reservations of facts.
+type Settler interface {
+	Settle(ctx context.Context, facts []*collector.Fact)
+}
+
 // Checker reports whether the collector can accept records now, and the
 // state of each part it depends on ("clickhouse": "up", "spool": ...).
 type Checker func(ctx context.Context) (Parts, error)
@@ -62,8 +67,11 @@ type Options struct {
 	Observer  Observer
 	Ready     Checker
 	Limits    Limiter
-	Gatherer  prometheus.Gatherer
-	Logger    *slog.Logger
+	// Settle settles the reservations of the facts ingest takes
+	// (limits.Settler, off the request's path; limits.Service inline).
+	Settle   Settler
+	Gatherer prometheus.Gatherer
+	Logger   *slog.Logger
 	// Recent remembers the records accepted lately, so that a batch sent
 	// again is not counted twice; nil: a new one of DefaultRecent.
 	Recent *collector.Recent
@@ -300,7 +308,9 @@ func (s *Server) store(ctx context.Context, facts []*collector.Fact, keys []rece
 			reserved = append(reserved, f)
 		}
 	}
-	s.opt.Limits.Settle(ctx, reserved)
+	if len(reserved) > 0 {
+		s.opt.Settle.Settle(ctx, reserved)
+	}
 	return nil
 }
 

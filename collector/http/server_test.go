@@ -79,17 +79,19 @@ func newFixture(t *testing.T, room int) *fixture {
 	rdb := redis.NewClient(redis.Options{Addr: f.redis.Addr(), Timeout: 200 * time.Millisecond})
 	t.Cleanup(func() { _ = rdb.Close() })
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	lim := limits.New(limits.Options{
+		Store: redis.NewLimiter(rdb), Policies: redis.NewPolicies(rdb),
+		Default:            limitsPolicy,
+		Tenants:            map[string]*limits.Policy{"strict": {Requests: limitsPolicy.Requests, FailureMode: limits.FailClosed}},
+		DefaultReservation: 100, ReservationTTL: time.Minute, PolicyCacheTTL: time.Hour,
+		Observer: metrics.NewLimits(f.reg, 100), Logger: logger,
+	})
 	f.srv = New(Options{
-		IngestToken: "tok",
-		ReadToken:   "rd",
-		AdminToken:  "adm",
-		Limits: limits.New(limits.Options{
-			Store: redis.NewLimiter(rdb), Policies: redis.NewPolicies(rdb),
-			Default:            limitsPolicy,
-			Tenants:            map[string]*limits.Policy{"strict": {Requests: limitsPolicy.Requests, FailureMode: limits.FailClosed}},
-			DefaultReservation: 100, ReservationTTL: time.Minute, PolicyCacheTTL: time.Hour,
-			Observer: metrics.NewLimits(f.reg, 100), Logger: logger,
-		}),
+		IngestToken:  "tok",
+		ReadToken:    "rd",
+		AdminToken:   "adm",
+		Limits:       lim,
+		Settle:       lim,
 		MaxBodyBytes: 64 << 10,
 		Queue:        f.queue,
 		Store:        fakeStore{"known": {RequestID: "known", Route: "openai", Status: 200, Start: time.Unix(1700000000, 123e6)}},

@@ -334,6 +334,7 @@ func serve(ctx context.Context, cfg *config.Config, conn driver.Conn, prepare fu
 		Observer:           metrics.NewLimits(reg, cfg.Metrics.MaxSeries),
 		Logger:             log,
 	})
+	settler := limits.NewSettler(lim)
 	metrics.RegisterStorage(reg, func() metrics.Storage {
 		s := writer.Stats()
 		return metrics.Storage{
@@ -347,6 +348,7 @@ func serve(ctx context.Context, cfg *config.Config, conn driver.Conn, prepare fu
 		ReadToken:    cfg.ReadToken.Reveal(),
 		AdminToken:   cfg.AdminToken.Reveal(),
 		Limits:       lim,
+		Settle:       settler,
 		MaxBodyBytes: int64(cfg.MaxBodyBytes),
 		MaxIngest:    cfg.MaxIngestRequests,
 		Queue:        writer,
@@ -385,6 +387,22 @@ func serve(ctx context.Context, cfg *config.Config, conn driver.Conn, prepare fu
 	g.add("writer",
 		func() error { return writer.Run(context.Background()) },
 		writer.Shutdown)
+	settleCtx, stopSettling := context.WithCancel(context.Background())
+	settled := make(chan struct{})
+	g.add("limit settlements",
+		func() error {
+			defer close(settled)
+			return settler.Run(settleCtx)
+		},
+		func(ctx context.Context) error {
+			stopSettling() // settles what is queued, then returns
+			select {
+			case <-settled:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
 	g.add("http",
 		func() error {
 			log.Info("serving", "addr", lis.Addr().String())
