@@ -1,8 +1,12 @@
 // Package collector holds the collector's domain: the facts it derives from
-// the plugin's records and the interfaces its parts meet at. One
-// subpackage per job or dependency does the work: stream (SSE and NDJSON
-// parsing), provider (usage, model and content by provider format), derive (record to fact),
-// config, clickhouse (storage), metrics (Prometheus), http (the API), and
+// the plugin's records, the ingest use case (Ingest: records to facts,
+// queued and settled), spend and limit types, and the interfaces its
+// parts meet at. One subpackage per job or dependency does the work:
+// stream (SSE and NDJSON parsing), provider (usage, model, content and
+// generated text by provider dialect), tokens (tokenizers), pricing
+// (prices and costs), derive (record to fact: read, estimate, price),
+// limits (quotas and budgets), config, clickhouse (storage), redis (limit
+// state), metrics (Prometheus), http (the API, a thin adapter), and
 // cmd/llmtap-collector wires them together.
 package collector
 

@@ -58,7 +58,7 @@ func BenchmarkIngest(b *testing.B) {
 	b.ResetTimer()
 	for n := 0; n < b.N; n += batch {
 		if n/batch%len(bodies) == 0 && n > 0 {
-			srv.opt.Recent = collector.NewRecent(DefaultRecent)
+			srv.records.Recent = collector.NewRecent(DefaultRecent)
 		}
 		req := httptest.NewRequest(http.MethodPost, "/v1/records", bytes.NewReader(bodies[n/batch%len(bodies)]))
 		req.Header.Set("Content-Encoding", "gzip")

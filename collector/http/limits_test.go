@@ -256,7 +256,7 @@ func TestAdminAPIIsOffWithoutToken(t *testing.T) {
 
 func TestIngestSettlesReservations(t *testing.T) {
 	f := newFixture(t, -1)
-	f.srv.opt.Derive = func(r *llmtap.Record) *collector.Fact {
+	f.srv.records.Derive = func(r *llmtap.Record) *collector.Fact {
 		in, out := int64(20), int64(30)
 		return &collector.Fact{RequestID: r.RequestID, Tenant: r.Tenant, Route: r.Route, Status: r.Status,
 			Limit: r.Limit, LimitReserved: r.LimitReserved, Usage: collector.Usage{Input: &in, Output: &out}}

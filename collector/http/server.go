@@ -87,6 +87,8 @@ type Server struct {
 	router *mux.Router
 	// ingesting holds a token per ingest request being read (MaxIngest).
 	ingesting chan struct{}
+	// records is the records use case the ingest handler adapts.
+	records *collector.Ingest
 }
 
 // New builds the router. Paths are matched as sent (no cleaning of ".."
@@ -100,6 +102,10 @@ func New(opt Options) *Server {
 		opt.MaxIngest = 16
 	}
 	s := &Server{opt: opt, router: mux.NewRouter().SkipClean(true), ingesting: make(chan struct{}, opt.MaxIngest)}
+	s.records = &collector.Ingest{Derive: opt.Derive, Recent: opt.Recent, Queue: opt.Queue, Observer: opt.Observer}
+	if opt.Settle != nil {
+		s.records.Settle = opt.Settle.Settle
+	}
 	s.router.HandleFunc(llmtap.RecordsPath, s.ingest).Methods(http.MethodPost)
 	s.router.HandleFunc("/v1/requests/{id}", s.request).Methods(http.MethodGet)
 	s.router.HandleFunc("/v1/spend", s.spend).Methods(http.MethodGet)
@@ -223,10 +229,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 	}
 
 	var res IngestResult
-	var (
-		facts []*collector.Fact
-		keys  []recentKey // each fact's, as Recent took it
-	)
+	var batch collector.IngestBatch
 	sc := bufio.NewScanner(src)
 	sc.Buffer(make([]byte, 0, 64<<10), maxLine)
 	line := 0
@@ -242,18 +245,14 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 			s.opt.Observer.Rejected(reason)
 			continue
 		}
-		if !s.opt.Recent.Add(rec.RequestID, rec.Route, rec.StartUnixNs) {
-			res.Duplicates++
-			continue
-		}
-		facts = append(facts, s.opt.Derive(rec))
-		keys = append(keys, recentKey{rec.RequestID, rec.Route, rec.StartUnixNs})
+		s.records.Add(&batch, rec)
 	}
 	// The lines read before a broken body are taken, as the answer says.
-	if err := s.store(r.Context(), facts, keys, &res); err != nil {
-		status := http.StatusInternalServerError
-		if errors.Is(err, collector.ErrQueueFull) {
-			status = http.StatusServiceUnavailable
+	res.Duplicates = batch.Duplicates
+	var err error
+	if res.Accepted, err = s.records.Commit(s.commitContext(r.Context()), &batch); err != nil {
+		status := ingestStatus(err)
+		if status == http.StatusServiceUnavailable {
 			w.Header().Set("Retry-After", "1")
 		}
 		res.Error = fmt.Sprintf("%v; retry later", err)
@@ -271,47 +270,26 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, res)
 }
 
-// recentKey is what Options.Recent knows a record by.
-type recentKey struct {
-	requestID, route string
-	startUnixNs      int64
-}
-
-// store hands a batch's facts to the queue, all or none. When it cannot
-// take them, they are forgotten as accepted, so that the sender's retry
-// is not taken for a duplicate; else they are counted and their token
-// reservations settled.
-func (s *Server) store(ctx context.Context, facts []*collector.Fact, keys []recentKey, res *IngestResult) error {
-	if len(facts) == 0 {
-		return nil
-	}
+// commitContext is the context a batch waits for room in the queue
+// with: with most ingest slots taken, none, so that the batch goes to the
+// spool at once rather than hold its slot and turn other senders away.
+func (s *Server) commitContext(ctx context.Context) context.Context {
 	if len(s.ingesting) > cap(s.ingesting)/2 {
-		// A batch waiting for room in the queue holds its ingest slot:
-		// with most slots taken, it goes to the spool at once rather
-		// than turn other senders away.
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithCancel(ctx)
 		cancel()
 	}
-	if err := s.opt.Queue.Enqueue(ctx, facts...); err != nil {
-		for _, k := range keys {
-			s.opt.Recent.Forget(k.requestID, k.route, k.startUnixNs)
-		}
-		return err
+	return ctx
+}
+
+// ingestStatus maps the error of a batch the use case could not take to
+// the status that tells the plugin what to do: 503 to send it again
+// later (the queue and its spool are full), 500 otherwise.
+func ingestStatus(err error) int {
+	if errors.Is(err, collector.ErrQueueFull) {
+		return http.StatusServiceUnavailable
 	}
-	res.Accepted = len(facts)
-	s.opt.Observer.Received(len(facts))
-	var reserved []*collector.Fact
-	for _, f := range facts {
-		s.opt.Observer.Observe(f)
-		if f.LimitReserved > 0 || f.LimitReservation != "" {
-			reserved = append(reserved, f)
-		}
-	}
-	if len(reserved) > 0 {
-		s.opt.Settle.Settle(ctx, reserved)
-	}
-	return nil
+	return http.StatusInternalServerError
 }
 
 // answered says whether the plugin takes a batch answered with status as
