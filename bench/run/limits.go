@@ -19,6 +19,10 @@ import (
 const (
 	benchToken = "bench-token"
 	checkBody  = `{"tenant":"bench","route":"bench","model":"m","request_id":"bench-1","reserve":64}`
+	// spendBody is the same check of a tenant with a spend budget too, for
+	// a priced model: the check also prices the request's worst case and
+	// the script keeps one more bucket.
+	spendBody = `{"tenant":"budget","route":"bench","model":"gpt-4o-mini","request_id":"bench-1","reserve":64}`
 )
 
 const limitRouters = `http:
@@ -76,7 +80,11 @@ func (b *bench) limits() {
 	cfg.IngestToken, cfg.ReadToken = benchToken, ""
 	cfg.ClickHouse.Database, cfg.ClickHouse.FlushInterval, cfg.ClickHouse.BatchSize = "", "", 0
 	cfg.Redis = &stack.CollectorRedis{Addr: rd.Addr()}
-	cfg.Limits = &stack.CollectorLimits{Default: json.RawMessage(`{"requests":{"limit":1000000000,"period":"1h"},"tokens":{"limit":1000000000000,"period":"1h"}}`)}
+	cfg.Limits = &stack.CollectorLimits{
+		Default: json.RawMessage(`{"requests":{"limit":1000000000,"period":"1h"},"tokens":{"limit":1000000000000,"period":"1h"}}`),
+		Tenants: map[string]json.RawMessage{"budget": json.RawMessage(
+			`{"requests":{"limit":1000000000,"period":"1h"},"tokens":{"limit":1000000000000,"period":"1h"},"spend":{"limit":1000000,"period":"1h"}}`)},
+	}
 	col := b.s.Collector(cfg)
 	checkURL := col.URL() + "/v1/limits/check"
 
@@ -85,9 +93,22 @@ func (b *bench) limits() {
 	if err := os.WriteFile(script, []byte(lua), 0o644); err != nil {
 		b.fail("%v", err)
 	}
-	// Saturation: wrk's closed loop finds the most checks per second.
+	spendScript := filepath.Join(b.s.Dir, "check-spend.lua")
+	lua = fmt.Sprintf("wrk.method = \"POST\"\nwrk.body = '%s'\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.headers[\"Authorization\"] = \"Bearer %s\"\n", spendBody, benchToken)
+	if err := os.WriteFile(spendScript, []byte(lua), 0o644); err != nil {
+		b.fail("%v", err)
+	}
+	// Saturation: wrk's closed loop finds the most checks per second, of
+	// a token check and of the same with a spend budget, in alternating
+	// rounds.
 	b.wrk(16, "1s", checkURL, script)
-	sat := b.wrk(16, duration, checkURL, script)
+	b.wrk(16, "1s", checkURL, spendScript)
+	var sat, satSpend wrkResult
+	for round := 0; round < rounds; round++ {
+		r, rs := b.wrk(16, duration, checkURL, script), b.wrk(16, duration, checkURL, spendScript)
+		sat.rps, sat.p50, sat.p99 = sat.rps+r.rps/float64(rounds), sat.p50+r.p50/float64(rounds), sat.p99+r.p99/float64(rounds)
+		satSpend.rps, satSpend.p50, satSpend.p99 = satSpend.rps+rs.rps/float64(rounds), satSpend.p50+rs.p50/float64(rounds), satSpend.p99+rs.p99/float64(rounds)
+	}
 
 	up := b.startUpstream()
 	// The load tool's own floor at this rate, on these cores: the same load
@@ -109,7 +130,9 @@ func (b *bench) limits() {
 		}
 	}
 	fmt.Printf("\nLimit checks, collector + Redis %s on %d cores (one tenant: the hottest key)\n", redisVersion, runtime.NumCPU())
-	fmt.Printf("  saturation (wrk -c16, %s): %.0f checks/s, p50 %.3f ms, p99 %.3f ms\n", duration, sat.rps, sat.p50, sat.p99)
+	fmt.Printf("  saturation (wrk -c16, %s, mean of %d rounds): %.0f checks/s, p50 %.3f ms, p99 %.3f ms\n", duration, rounds, sat.rps, sat.p50, sat.p99)
+	fmt.Printf("  the same with a spend budget too: %.0f checks/s, p50 %.3f ms, p99 %.3f ms; spend/token %.2f (goal: >= 0.95)\n",
+		satSpend.rps, satSpend.p50, satSpend.p99, satSpend.rps/sat.rps)
 	fmt.Printf("  fixed %d checks/s for %s (open loop), goal p99 <= 1 ms:\n", checkRate, duration)
 	fmt.Printf("    client side:  %d checks, p50 %.3f ms, p99 %.3f ms, max %.3f ms\n", fixed.n, fixed.p50, fixed.p99, fixed.max)
 	fmt.Printf("    load floor:   p50 %.3f ms, p99 %.3f ms (the same load against a handler that does nothing)\n", floor.p50, floor.p99)

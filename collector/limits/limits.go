@@ -292,14 +292,12 @@ func (s *Service) worstCost(route string, n need) (total, prompt int64, ok bool)
 	if s.opt.Prices == nil {
 		return 0, 0, false
 	}
-	in, zero := n.prompt, int64(0)
-	p, ok := s.opt.Prices.Price(route, n.model, collector.Usage{Input: &in, Output: &zero})
+	in, out := n.prompt, n.bound
+	c, ok := s.opt.Prices.Price(route, n.model, collector.Usage{Input: &in, Output: &out})
 	if !ok {
 		return 0, 0, false
 	}
-	out := n.bound
-	c, _ := s.opt.Prices.Price(route, n.model, collector.Usage{Input: &in, Output: &out})
-	return int64(c.Total), int64(p.Total), true
+	return int64(c.Total), int64(c.Input + c.CacheRead + c.CacheWrite), true
 }
 
 func ceilDiv(n, d int64) int64 { return (n + d - 1) / d }

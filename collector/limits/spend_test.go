@@ -13,21 +13,22 @@ import (
 	llmtap "github.com/llmtap/llmtap/plugin"
 )
 
-// flatPrices prices every model but "free-for-all" at 1 nano-dollar a
-// token, input or output.
+// flatPrices prices every model but "unpriced" at 1 nano-dollar a token,
+// input or output.
 type flatPrices struct{}
 
 func (flatPrices) Price(_, model string, u collector.Usage) (collector.Cost, bool) {
 	if model == "unpriced" {
 		return collector.Cost{}, false
 	}
-	var n int64
-	for _, p := range []*int64{u.Input, u.Output} {
-		if p != nil {
-			n += *p
-		}
+	var in, out int64
+	if u.Input != nil {
+		in = *u.Input
 	}
-	return collector.Cost{Total: collector.Money(n), Input: collector.Money(n)}, true
+	if u.Output != nil {
+		out = *u.Output
+	}
+	return collector.Cost{Input: collector.Money(in), Output: collector.Money(out), Total: collector.Money(in + out)}, true
 }
 
 // spendOf is a spend limit of nanos nano-dollars per period.

@@ -198,3 +198,19 @@ func TestDefaultTable(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkPrice: a request's price, its model a dated snapshot.
+func BenchmarkPrice(b *testing.B) {
+	table, err := Default()
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := New(table, Config{})
+	u := collector.Usage{Input: n(1200), Output: n(300), CacheRead: n(1024), Reasoning: n(0)}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok := p.Price("chat", "gpt-4o-mini-2024-07-18", u); !ok {
+			b.Fatal("no price")
+		}
+	}
+}
