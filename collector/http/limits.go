@@ -52,20 +52,20 @@ func (s *Server) limitRoutes() {
 // plugin forwards to the client as it is.
 func (s *Server) check(w http.ResponseWriter, r *http.Request) {
 	if !s.authorized(r) {
-		unauthorized(w)
+		writeError(w, errMissingToken)
 		return
 	}
 	var c llmtap.LimitCheck
 	if err := decodeJSON(w, r, &c); err != nil {
-		status := http.StatusBadRequest
+		kind := errInvalid
 		if errors.Is(err, errBodyTooLarge) {
-			status = http.StatusRequestEntityTooLarge
+			kind = errBodyTooLarge
 		}
-		writeJSON(w, status, errorBody{Error: "check: " + err.Error()})
+		writeError(w, fail(kind, "check: %v", err))
 		return
 	}
 	if err := validateCheck(&c); err != nil {
-		writeJSON(w, http.StatusBadRequest, errorBody{Error: "check: " + err.Error()})
+		writeError(w, fail(errInvalid, "check: %v", err))
 		return
 	}
 	d := s.opt.Limits.Check(r.Context(), c)
@@ -312,22 +312,22 @@ type statusJSON struct {
 // names a route. It takes the read or the admin token.
 func (s *Server) limitStatus(w http.ResponseWriter, r *http.Request) {
 	if !s.reader(r) {
-		unauthorized(w)
+		writeError(w, errMissingToken)
 		return
 	}
 	tenant, route := mux.Vars(r)["tenant"], r.URL.Query().Get("route")
 	if err := checkID("tenant", tenant, true); err != nil {
-		writeJSON(w, http.StatusBadRequest, errorBody{Error: err.Error()})
+		writeError(w, fail(errInvalid, "%v", err))
 		return
 	}
 	if err := checkName("route", route, false); err != nil {
-		writeJSON(w, http.StatusBadRequest, errorBody{Error: err.Error()})
+		writeError(w, fail(errInvalid, "%v", err))
 		return
 	}
 	st, err := s.opt.Limits.Status(r.Context(), tenant, route)
 	if err != nil {
 		s.opt.Logger.Warn("limit status", "tenant", tenant, "err", err)
-		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "limits store unavailable"})
+		writeError(w, unavailable("limits store unavailable"))
 		return
 	}
 	var spend *spendQuotaJSON
@@ -348,17 +348,17 @@ func (s *Server) putLimits(w http.ResponseWriter, r *http.Request) {
 	}
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxLimitBody))
 	if err != nil {
-		writeJSON(w, http.StatusRequestEntityTooLarge, errorBody{Error: fmt.Sprintf("policy: body over %d bytes", maxLimitBody)})
+		writeError(w, fail(errBodyTooLarge, "policy: body over %d bytes", maxLimitBody))
 		return
 	}
 	p, err := limits.ParsePolicy(b)
 	if err != nil {
-		writeJSON(w, http.StatusBadRequest, errorBody{Error: err.Error()})
+		writeError(w, fail(errInvalid, "%v", err))
 		return
 	}
 	if err := s.opt.Limits.Put(r.Context(), tenant, p); err != nil {
 		s.opt.Logger.Warn("put limit policy", "tenant", tenant, "err", err)
-		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "limits store unavailable; the policy was not stored"})
+		writeError(w, unavailable("limits store unavailable; the policy was not stored"))
 		return
 	}
 	s.opt.Logger.Info("limit policy set", "tenant", tenant)
@@ -374,10 +374,10 @@ func (s *Server) deleteLimits(w http.ResponseWriter, r *http.Request) {
 	err := s.opt.Limits.Delete(r.Context(), tenant)
 	switch {
 	case errors.Is(err, collector.ErrNotFound):
-		writeJSON(w, http.StatusNotFound, errorBody{Error: fmt.Sprintf("tenant %q has no policy set through the API", tenant)})
+		writeError(w, fail(collector.ErrNotFound, "tenant %q has no policy set through the API", tenant))
 	case err != nil:
 		s.opt.Logger.Warn("delete limit policy", "tenant", tenant, "err", err)
-		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "limits store unavailable; the policy was not deleted"})
+		writeError(w, unavailable("limits store unavailable; the policy was not deleted"))
 	default:
 		s.opt.Logger.Info("limit policy deleted", "tenant", tenant)
 		w.WriteHeader(http.StatusNoContent)
@@ -387,20 +387,27 @@ func (s *Server) deleteLimits(w http.ResponseWriter, r *http.Request) {
 // adminTenant authorizes an admin request and returns its tenant, or
 // answers the request itself.
 func (s *Server) adminTenant(w http.ResponseWriter, r *http.Request) (string, bool) {
-	if s.opt.AdminToken == "" {
-		writeJSON(w, http.StatusForbidden, errorBody{Error: "admin endpoints are off: set admin_token in the collector's configuration"})
-		return "", false
-	}
-	if !s.admin(r) {
-		unauthorized(w)
+	if err := s.adminOnly(r); err != nil {
+		writeError(w, err)
 		return "", false
 	}
 	tenant := mux.Vars(r)["tenant"]
 	if err := checkID("tenant", tenant, true); err != nil {
-		writeJSON(w, http.StatusBadRequest, errorBody{Error: err.Error()})
+		writeError(w, fail(errInvalid, "%v", err))
 		return "", false
 	}
 	return tenant, true
+}
+
+// adminOnly authorizes an admin request.
+func (s *Server) adminOnly(r *http.Request) error {
+	switch {
+	case s.opt.AdminToken == "":
+		return errNoAdmin
+	case !s.admin(r):
+		return errMissingToken
+	}
+	return nil
 }
 
 func (s *Server) admin(r *http.Request) bool {
@@ -410,11 +417,6 @@ func (s *Server) admin(r *http.Request) bool {
 func bearer(r *http.Request, token string) bool {
 	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1
-}
-
-func unauthorized(w http.ResponseWriter) {
-	w.Header().Set("WWW-Authenticate", `Bearer realm="llmtap"`)
-	writeJSON(w, http.StatusUnauthorized, errorBody{Error: "missing or wrong bearer token"})
 }
 
 type errorBody struct {

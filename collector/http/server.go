@@ -180,7 +180,7 @@ const maxLine = 8 << 20
 // nor stored twice).
 func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 	if !s.authorized(r) {
-		unauthorized(w)
+		writeError(w, errMissingToken)
 		return
 	}
 	select {
@@ -251,7 +251,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 	res.Duplicates = batch.Duplicates
 	var err error
 	if res.Accepted, err = s.records.Commit(s.commitContext(r.Context()), &batch); err != nil {
-		status := ingestStatus(err)
+		status := statusOf(err)
 		if status == http.StatusServiceUnavailable {
 			w.Header().Set("Retry-After", "1")
 		}
@@ -280,16 +280,6 @@ func (s *Server) commitContext(ctx context.Context) context.Context {
 		cancel()
 	}
 	return ctx
-}
-
-// ingestStatus maps the error of a batch the use case could not take to
-// the status that tells the plugin what to do: 503 to send it again
-// later (the queue and its spool are full), 500 otherwise.
-func ingestStatus(err error) int {
-	if errors.Is(err, collector.ErrQueueFull) {
-		return http.StatusServiceUnavailable
-	}
-	return http.StatusInternalServerError
 }
 
 // answered says whether the plugin takes a batch answered with status as
@@ -403,21 +393,21 @@ func (s *Server) reader(r *http.Request) bool {
 // the admin token.
 func (s *Server) request(w http.ResponseWriter, r *http.Request) {
 	if !s.reader(r) {
-		unauthorized(w)
+		writeError(w, errMissingToken)
 		return
 	}
 	id := mux.Vars(r)["id"]
 	if !llmtap.ValidID(id) {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("request id %q: want %s", truncate(id, 32), llmtap.IDRule)})
+		writeError(w, fail(errInvalid, "request id %q: want %s", truncate(id, 32), llmtap.IDRule))
 		return
 	}
 	f, err := s.opt.Store.Get(r.Context(), id)
 	switch {
 	case errors.Is(err, collector.ErrNotFound):
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("request %q not found", id)})
+		writeError(w, fail(collector.ErrNotFound, "request %q not found", id))
 	case err != nil:
 		s.opt.Logger.Error("request lookup", "request_id", id, "err", err)
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "storage unavailable"})
+		writeError(w, unavailable("storage unavailable"))
 	default:
 		writeJSON(w, http.StatusOK, factJSON(f))
 	}

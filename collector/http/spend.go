@@ -97,23 +97,19 @@ type spendReport struct {
 
 // spend answers a spend report (admin): JSON, or CSV for Accept: text/csv.
 func (s *Server) spend(w http.ResponseWriter, r *http.Request) {
-	if s.opt.AdminToken == "" {
-		writeJSON(w, http.StatusForbidden, errorBody{Error: "admin endpoints are off: set admin_token in the collector's configuration"})
-		return
-	}
-	if !s.admin(r) {
-		unauthorized(w)
+	if err := s.adminOnly(r); err != nil {
+		writeError(w, err)
 		return
 	}
 	q, err := spendQuery(r, time.Now())
 	if err != nil {
-		writeJSON(w, http.StatusBadRequest, errorBody{Error: err.Error()})
+		writeError(w, fail(errInvalid, "%v", err))
 		return
 	}
 	rows, err := s.opt.Spend.Spend(r.Context(), q)
 	if err != nil {
 		s.opt.Logger.Error("spend report", "err", err)
-		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "storage unavailable"})
+		writeError(w, unavailable("storage unavailable"))
 		return
 	}
 	rep := spendReport{From: q.From.UTC(), To: q.To.UTC(), GroupBy: q.GroupBy, Groups: []spendJSON{}}
