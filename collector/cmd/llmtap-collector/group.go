@@ -37,6 +37,28 @@ func (g *group) add(name string, run func() error, stop func(ctx context.Context
 	g.parts = append(g.parts, part{name: name, run: run, stop: stop})
 }
 
+// addLoop appends a part that runs until its context ends: stopping it
+// cancels that context and waits for run to return (having finished what
+// it holds, as a drain does) within the shutdown deadline.
+func (g *group) addLoop(name string, run func(ctx context.Context) error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	g.add(name,
+		func() error {
+			defer close(done)
+			return run(ctx)
+		},
+		func(stopCtx context.Context) error {
+			cancel()
+			select {
+			case <-done:
+				return nil
+			case <-stopCtx.Done():
+				return stopCtx.Err()
+			}
+		})
+}
+
 // run starts every part's run in its own goroutine, in order, and waits
 // until ctx ends (a signal) or a run returns (a part failed: the others are
 // stopped too). Then it stops the parts in reverse order, each stop and the

@@ -119,3 +119,26 @@ func TestGroupReportsWhatTheDeadlineCut(t *testing.T) {
 		t.Errorf("the parts after the cut one were not stopped: %q", got)
 	}
 }
+
+// TestGroupLoopDrainsBeforeTheNextStops: a loop part's context ends when
+// it is stopped, and the parts before it stop only once it has returned
+// (what it drained included).
+func TestGroupLoopDrainsBeforeTheNextStops(t *testing.T) {
+	r := &recorder{}
+	g := &group{log: slog.New(slog.DiscardHandler)}
+	r.closer(g, "redis")
+	g.addLoop("settlements", func(ctx context.Context) error {
+		<-ctx.Done()
+		time.Sleep(20 * time.Millisecond) // draining
+		r.note("drained settlements")
+		return nil
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(20*time.Millisecond, cancel)
+	if err := g.run(ctx, 5*time.Second); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if got, want := r.get(), []string{"drained settlements", "close redis"}; !slices.Equal(got, want) {
+		t.Errorf("events %q, want %q", got, want)
+	}
+}

@@ -368,41 +368,12 @@ func serve(ctx context.Context, cfg *config.Config, conn driver.Conn, prepare fu
 	g := &group{log: log}
 	g.add("clickhouse", nil, func(context.Context) error { return conn.Close() })
 	g.add("redis", nil, func(context.Context) error { return rdb.Close() })
-	snapCtx, stopSnapshots := context.WithCancel(context.Background())
-	snapshotsDone := make(chan struct{})
-	g.add("limit policy snapshots",
-		func() error {
-			defer close(snapshotsDone)
-			return lim.Run(snapCtx)
-		},
-		func(ctx context.Context) error {
-			stopSnapshots()
-			select {
-			case <-snapshotsDone:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		})
+	g.addLoop("limit policy snapshots", lim.Run)
 	g.add("writer",
 		func() error { return writer.Run(context.Background()) },
 		writer.Shutdown)
-	settleCtx, stopSettling := context.WithCancel(context.Background())
-	settled := make(chan struct{})
-	g.add("limit settlements",
-		func() error {
-			defer close(settled)
-			return settler.Run(settleCtx)
-		},
-		func(ctx context.Context) error {
-			stopSettling() // settles what is queued, then returns
-			select {
-			case <-settled:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		})
+	// Stopped once HTTP has stopped: settles what ingest queued, then returns.
+	g.addLoop("limit settlements", settler.Run)
 	g.add("http",
 		func() error {
 			log.Info("serving", "addr", lis.Addr().String())
