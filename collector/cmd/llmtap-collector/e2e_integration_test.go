@@ -78,11 +78,13 @@ func startWholePath(t *testing.T) *wholePath {
 	up := httptest.NewServer(m)
 	t.Cleanup(up.Close)
 	s := startStack(t, stackOptions{
-		// Limits are on for every route; only the tenant "small" has any.
+		// Limits are on for every route; only the tenants "small" (one
+		// request an hour) and "budget" (a spend budget) have any.
 		collector: func(c *stack.CollectorConfig, redisAddr string) {
 			c.Redis = &stack.CollectorRedis{Addr: redisAddr}
 			c.Limits = &stack.CollectorLimits{Tenants: map[string]json.RawMessage{
-				"small": json.RawMessage(`{"requests":{"limit":1,"period":"1h"}}`),
+				"small":  json.RawMessage(`{"requests":{"limit":1,"period":"1h"}}`),
+				"budget": json.RawMessage(`{"spend":{"limit":1000,"period":"1h"}}`),
 			}}
 		},
 		dynamic:   func(collectorURL string) string { return fmt.Sprintf(wholePathRouters, collectorURL, up.URL) },

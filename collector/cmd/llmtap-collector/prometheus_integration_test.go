@@ -118,6 +118,9 @@ func (w *wholePath) workload(ctx context.Context) {
 		{"openai.test", "/v1/chat/completions", `{"model":"gpt-mock"}`, "c", "ttft=5ms&tokens=3"},
 		{"openai.test", "/v1/chat/completions", `{"model":"gpt-mock"}`, "c", "fail=502"},
 		{"openai.test", "/v1/chat/completions", `{"model":"gpt-mock"}`, "small", "ttft=5ms"},
+		// A priced model (the mock names the model asked for), for a
+		// tenant with a spend budget: cost and budget series.
+		{"openai.test", "/v1/chat/completions", `{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"max_tokens":16}`, "budget", "ttft=10ms&gap=5ms&tokens=4"},
 	}
 	for ctx.Err() == nil {
 		for _, c := range calls {
