@@ -53,7 +53,10 @@ type Usage struct {
 	Output     *int64
 	CacheRead  *int64
 	CacheWrite *int64
-	Reasoning  *int64
+	// CacheWrite1h is the part of CacheWrite written to a cache that
+	// lasts an hour (Anthropic's 1-hour cache), priced apart.
+	CacheWrite1h *int64
+	Reasoning    *int64
 	// Source names where usage came from (e.g. "openai.chat.stream"), or
 	// "none" with Missing saying why.
 	Source  string

@@ -42,6 +42,7 @@ type row struct {
 	ReasoningTokens     *int64
 	UsageSource         string
 	UsageMissing        string
+	CacheWrite1hTokens  *int64
 	CostNanos           *int64
 	CostInputNanos      int64
 	CostCacheReadNanos  int64
@@ -108,6 +109,7 @@ func toRow(f *collector.Fact, insertedAt time.Time) row {
 		ReasoningTokens:     f.Usage.Reasoning,
 		UsageSource:         f.Usage.Source,
 		UsageMissing:        f.Usage.Missing,
+		CacheWrite1hTokens:  f.Usage.CacheWrite1h,
 		CostNanos:           total,
 		CostInputNanos:      int64(cost.Input),
 		CostCacheReadNanos:  int64(cost.CacheRead),
@@ -136,7 +138,7 @@ func (r *row) values() []any {
 		r.Status, r.Outcome, r.Kind, r.ErrorType, r.Streaming,
 		r.TTFBMs, r.TTFTMs, r.TTFAMs, r.DurationMs,
 		r.InputTokens, r.OutputTokens, r.CacheReadTokens, r.CacheWriteTokens, r.ReasoningTokens,
-		r.UsageSource, r.UsageMissing,
+		r.UsageSource, r.UsageMissing, r.CacheWrite1hTokens,
 		r.CostNanos, r.CostInputNanos, r.CostCacheReadNanos, r.CostCacheWriteNanos, r.CostOutputNanos, r.CostReasoningNanos, r.PriceVersion,
 		r.RequestBytes, r.ResponseBytes, r.RequestBody, r.ResponseBody,
 		r.ResponseChunks, r.ChunkStarts, r.ChunkEnds, r.ChunkOffsetsUs, r.Truncated, r.InsertedAt,
@@ -151,7 +153,7 @@ func (r *row) dests() []any {
 		&r.Status, &r.Outcome, &r.Kind, &r.ErrorType, &r.Streaming,
 		&r.TTFBMs, &r.TTFTMs, &r.TTFAMs, &r.DurationMs,
 		&r.InputTokens, &r.OutputTokens, &r.CacheReadTokens, &r.CacheWriteTokens, &r.ReasoningTokens,
-		&r.UsageSource, &r.UsageMissing,
+		&r.UsageSource, &r.UsageMissing, &r.CacheWrite1hTokens,
 		&r.CostNanos, &r.CostInputNanos, &r.CostCacheReadNanos, &r.CostCacheWriteNanos, &r.CostOutputNanos, &r.CostReasoningNanos, &r.PriceVersion,
 		&r.RequestBytes, &r.ResponseBytes, &r.RequestBody, &r.ResponseBody,
 		&r.ResponseChunks, &r.ChunkStarts, &r.ChunkEnds, &r.ChunkOffsetsUs, &r.Truncated, &r.InsertedAt,
@@ -183,13 +185,14 @@ func (r *row) fact() *collector.Fact {
 		TTFAMs:            r.TTFAMs,
 		DurationMs:        r.DurationMs,
 		Usage: collector.Usage{
-			Input:      r.InputTokens,
-			Output:     r.OutputTokens,
-			CacheRead:  r.CacheReadTokens,
-			CacheWrite: r.CacheWriteTokens,
-			Reasoning:  r.ReasoningTokens,
-			Source:     r.UsageSource,
-			Missing:    r.UsageMissing,
+			Input:        r.InputTokens,
+			Output:       r.OutputTokens,
+			CacheRead:    r.CacheReadTokens,
+			CacheWrite:   r.CacheWriteTokens,
+			CacheWrite1h: r.CacheWrite1hTokens,
+			Reasoning:    r.ReasoningTokens,
+			Source:       r.UsageSource,
+			Missing:      r.UsageMissing,
 		},
 		RequestBytes:  r.RequestBytes,
 		ResponseBytes: r.ResponseBytes,

@@ -92,6 +92,8 @@ var columns = []column{
 	{name: "reasoning_tokens", typ: "Nullable(Int64)", codec: "ZSTD(1)"},
 	{name: "usage_source", typ: "String", class: lowCard},
 	{name: "usage_missing", typ: "String", class: lowCard},
+	// The part of cache_write_tokens written to a cache of an hour.
+	{name: "cache_write_1h_tokens", typ: "Nullable(Int64)", codec: "ZSTD(1)", since: costSince},
 	// What the request cost in US nano-dollars: NULL when it could not
 	// be priced (a model without a price, no token counts), never 0 for
 	// that; the parts add up to cost_nanos.

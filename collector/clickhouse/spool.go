@@ -73,7 +73,7 @@ type spoolFact struct {
 
 // factPointers are the fact's optional numbers, in the order of Set's bits.
 func factPointers(f *collector.Fact) []**int64 {
-	return []**int64{&f.TTFTMs, &f.TTFAMs, &f.Usage.Input, &f.Usage.Output, &f.Usage.CacheRead, &f.Usage.CacheWrite, &f.Usage.Reasoning}
+	return []**int64{&f.TTFTMs, &f.TTFAMs, &f.Usage.Input, &f.Usage.Output, &f.Usage.CacheRead, &f.Usage.CacheWrite, &f.Usage.Reasoning, &f.Usage.CacheWrite1h}
 }
 
 // openSpool creates dir if needed, removes half-written files of an

@@ -94,13 +94,17 @@ func newFixture(t *testing.T, room int) *fixture {
 		Settle:       lim,
 		MaxBodyBytes: 64 << 10,
 		Queue:        f.queue,
-		Store:        fakeStore{"known": {RequestID: "known", Route: "openai", Status: 200, Start: time.Unix(1700000000, 123e6)}},
-		Spend:        &fakeSpend{},
-		Derive:       deriveStub,
-		Observer:     metrics.New(f.reg, 100),
-		Ready:        func(context.Context) (Parts, error) { return Parts{"clickhouse": "up"}, f.ready },
-		Gatherer:     f.reg,
-		Logger:       logger,
+		Store: fakeStore{
+			"known": {RequestID: "known", Route: "openai", Status: 200, Start: time.Unix(1700000000, 123e6)},
+			"priced": {RequestID: "priced", Route: "openai", Status: 200, Start: time.Unix(1700000000, 0),
+				Cost: &collector.Cost{Input: 1500, Output: 2_000_000, Total: 2_001_500, PriceVersion: "2026-12-06"}},
+		},
+		Spend:    &fakeSpend{},
+		Derive:   deriveStub,
+		Observer: metrics.New(f.reg, 100),
+		Ready:    func(context.Context) (Parts, error) { return Parts{"clickhouse": "up"}, f.ready },
+		Gatherer: f.reg,
+		Logger:   logger,
 	})
 	return f
 }
@@ -259,6 +263,9 @@ func TestLookupHealthReadyMetrics(t *testing.T) {
 	}{
 		{desc: "known request", path: "/v1/requests/known", token: "rd", wantStatus: 200, wantInBody: `"start":"2023-11-14T22:13:20.123Z"`},
 		{desc: "known request, admin token", path: "/v1/requests/known", token: "adm", wantStatus: 200, wantInBody: `"request_id":"known"`},
+		{desc: "an unpriced request's cost is null", path: "/v1/requests/known", token: "rd", wantStatus: 200, wantInBody: `"cost":null`},
+		{desc: "a priced request's cost", path: "/v1/requests/priced", token: "rd", wantStatus: 200,
+			wantInBody: `"cost":{"usd":0.0020015,"nanos":2001500,"input_nanos":1500,"cache_read_nanos":0,"cache_write_nanos":0,"output_nanos":2000000,"reasoning_nanos":0,"price_version":"2026-12-06"}`},
 		{desc: "known request, no token", path: "/v1/requests/known", wantStatus: 401, wantInBody: "missing or wrong bearer token"},
 		{desc: "known request, ingest token", path: "/v1/requests/known", token: "tok", wantStatus: 401, wantInBody: "missing or wrong bearer token"},
 		{desc: "unknown request", path: "/v1/requests/nope", token: "rd", wantStatus: 404, wantInBody: `request \"nope\" not found`},

@@ -60,8 +60,11 @@ type Rates struct {
 	Input      rate
 	CacheRead  rate // unset: priced as Input
 	CacheWrite rate // unset: priced as Input
-	Output     rate
-	Reasoning  rate // unset: priced as Output
+	// CacheWrite1h prices the writes to a cache of an hour; unset:
+	// priced as CacheWrite.
+	CacheWrite1h rate
+	Output       rate
+	Reasoning    rate // unset: priced as Output
 }
 
 // Price is what a model costs.
@@ -103,9 +106,11 @@ func (p *Price) Cost(u collector.Usage) (c collector.Cost, ok bool) {
 	}
 	uncached := max(in-cacheRead-cacheWrite, 0)
 	visible := max(out-reasoning, 0)
+	hour := min(value(u.CacheWrite1h), cacheWrite)
+	write := or(r.CacheWrite, r.Input)
 	c.Input = r.Input.cost(uncached)
 	c.CacheRead = or(r.CacheRead, r.Input).cost(cacheRead)
-	c.CacheWrite = or(r.CacheWrite, r.Input).cost(cacheWrite)
+	c.CacheWrite = write.cost(cacheWrite-hour) + or(r.CacheWrite1h, write).cost(hour)
 	c.Output = r.Output.cost(visible)
 	c.Reasoning = or(r.Reasoning, r.Output).cost(reasoning)
 	c.Total = c.Input + c.CacheRead + c.CacheWrite + c.Output + c.Reasoning

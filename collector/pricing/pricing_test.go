@@ -70,6 +70,13 @@ func TestCost(t *testing.T) {
 			want:  collector.Cost{Input: 36_000, CacheRead: 900_000, CacheWrite: 5_625_000, Output: 1_275_000, Total: 7_836_000},
 		},
 		{
+			// Of 1,500 written, 1,000 for an hour ($6/M) and 500 for five
+			// minutes ($3.75/M).
+			desc: "anthropic, cache writes of an hour", model: "claude-sonnet-4-5",
+			usage: collector.Usage{Input: n(1510), Output: n(0), CacheWrite: n(1500), CacheWrite1h: n(1000)},
+			want:  collector.Cost{Input: 30_000, CacheWrite: 1_875_000 + 6_000_000, Total: 7_905_000},
+		},
+		{
 			desc: "anthropic, long context tier", model: "claude-sonnet-4-5",
 			usage: collector.Usage{Input: n(250_000), Output: n(1000), CacheRead: n(100_000)},
 			want:  collector.Cost{Input: 900_000_000, CacheRead: 60_000_000, Output: 22_500_000, Total: 982_500_000},

@@ -31,8 +31,7 @@ type Entry struct {
 	Input     *float64 `yaml:"input"`
 	CacheRead *float64 `yaml:"cache_read"`
 	// CacheWrite is Anthropic's five-minute cache write; CacheWrite1h its
-	// one-hour write, which usage does not yet tell apart (priced at
-	// CacheWrite).
+	// one-hour write (usage's CacheWrite1h).
 	CacheWrite   *float64    `yaml:"cache_write"`
 	CacheWrite1h *float64    `yaml:"cache_write_1h"`
 	Output       *float64    `yaml:"output"`
@@ -202,21 +201,21 @@ func ParseTable(name string, data []byte) (*Table, error) {
 
 // price converts a checked entry.
 func (e *Entry) price(version string) *Price {
-	p := &Price{ID: e.ID, Source: e.Source, Version: version, Rates: rates(e.Input, e.CacheRead, e.CacheWrite, e.Output, e.Reasoning)}
+	p := &Price{ID: e.ID, Source: e.Source, Version: version, Rates: rates(e.Input, e.CacheRead, e.CacheWrite, e.CacheWrite1h, e.Output, e.Reasoning)}
 	for _, t := range e.Tiers {
-		p.Tiers = append(p.Tiers, Tier{AboveInput: t.AboveInputTokens, Rates: rates(t.Input, t.CacheRead, t.CacheWrite, t.Output, t.Reasoning)})
+		p.Tiers = append(p.Tiers, Tier{AboveInput: t.AboveInputTokens, Rates: rates(t.Input, t.CacheRead, t.CacheWrite, t.CacheWrite1h, t.Output, t.Reasoning)})
 	}
 	// The highest threshold first: the first a request is above applies.
 	slices.SortFunc(p.Tiers, func(a, b Tier) int { return int(b.AboveInput - a.AboveInput) })
 	return p
 }
 
-func rates(in, cacheRead, cacheWrite, out, reasoning *float64) Rates {
+func rates(in, cacheRead, cacheWrite, cacheWrite1h, out, reasoning *float64) Rates {
 	f := func(v *float64) rate {
 		if v == nil {
 			return unset
 		}
 		return rateOf(*v)
 	}
-	return Rates{Input: f(in), CacheRead: f(cacheRead), CacheWrite: f(cacheWrite), Output: f(out), Reasoning: f(reasoning)}
+	return Rates{Input: f(in), CacheRead: f(cacheRead), CacheWrite: f(cacheWrite), CacheWrite1h: f(cacheWrite1h), Output: f(out), Reasoning: f(reasoning)}
 }

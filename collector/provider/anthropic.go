@@ -29,6 +29,12 @@ func (anthropic) normalize(c *counts) collector.Usage {
 	var u collector.Usage
 	u.Output = count(c.OutputTokens)
 	u.CacheRead, u.CacheWrite = count(c.CacheReadInputTokens), count(c.CacheCreationInputTokens)
+	if c.CacheCreation != nil && u.CacheWrite != nil {
+		u.CacheWrite1h = count(c.CacheCreation.Ephemeral1h)
+		if u.CacheWrite1h != nil && *u.CacheWrite1h > *u.CacheWrite {
+			u.CacheWrite1h = u.CacheWrite // a part cannot pass its whole
+		}
+	}
 	if in := count(c.InputTokens); in != nil {
 		u.Input = sum(*in, u.CacheRead, u.CacheWrite)
 	}

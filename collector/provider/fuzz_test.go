@@ -60,6 +60,9 @@ func checkUsage(t *testing.T, u collector.Usage) {
 	if u.Source == provider.SourceNone && (hasCounts || u.Missing == "") || u.Source != provider.SourceNone && !hasCounts {
 		t.Fatalf("incoherent %s", fmtUsage(u))
 	}
+	if u.CacheWrite1h != nil && (u.CacheWrite == nil || *u.CacheWrite1h > *u.CacheWrite) {
+		t.Fatalf("1-hour cache writes without or past the writes: %s", fmtUsage(u))
+	}
 	if u.Input != nil && u.CacheRead != nil && u.CacheWrite != nil && strings.HasPrefix(u.Source, "anthropic") && *u.Input < *u.CacheRead+*u.CacheWrite {
 		t.Fatalf("anthropic input below its cached parts: %s", fmtUsage(u))
 	}

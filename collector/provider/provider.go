@@ -31,7 +31,8 @@
 //   - Anthropic Messages: input_tokens EXCLUDES the tokens read from and
 //     written to the cache, so Input = input_tokens +
 //     cache_read_input_tokens + cache_creation_input_tokens, CacheRead =
-//     cache_read_input_tokens, CacheWrite = cache_creation_input_tokens,
+//     cache_read_input_tokens, CacheWrite = cache_creation_input_tokens
+//     (of which CacheWrite1h = cache_creation.ephemeral_1h_input_tokens),
 //     Output = output_tokens. In a stream, message_start carries the input
 //     counts and message_delta the cumulative ones: a field of the last
 //     message_delta wins over message_start's.

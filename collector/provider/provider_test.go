@@ -76,7 +76,7 @@ var fixtures = []fixture{
 	{
 		file: "anthropic_messages/anthropic_messages.json", path: "/v1/messages", request: `{"model":"claude-sonnet-4-20250514","max_tokens":1024,"messages":[]}`,
 		// 12 uncached + 3000 read from the cache + 1500 written to it.
-		usage:    collector.Usage{Input: p(4512), Output: p(85), CacheRead: p(3000), CacheWrite: p(1500), Source: "anthropic.messages"},
+		usage:    collector.Usage{Input: p(4512), Output: p(85), CacheRead: p(3000), CacheWrite: p(1500), CacheWrite1h: p(0), Source: "anthropic.messages"},
 		provider: "anthropic", model: "claude-sonnet-4-20250514", firstContent: -1,
 	},
 	{
@@ -86,7 +86,7 @@ var fixtures = []fixture{
 	},
 	{
 		file: "anthropic_messages/anthropic_messages_stream_tools.sse", path: "/v1/messages", request: `{"model":"claude-opus-4-1","stream":true}`,
-		usage:    collector.Usage{Input: p(2299), Output: p(89), CacheRead: p(0), CacheWrite: p(2261), Source: "anthropic.messages.stream"},
+		usage:    collector.Usage{Input: p(2299), Output: p(89), CacheRead: p(0), CacheWrite: p(2261), CacheWrite1h: p(0), Source: "anthropic.messages.stream"},
 		provider: "anthropic", model: "claude-opus-4-1-20250805", firstContent: 3,
 	},
 	{
@@ -231,7 +231,7 @@ func TestContentBearingFixtures(t *testing.T) {
 func equalUsage(a, b collector.Usage) bool {
 	eq := func(x, y *int64) bool { return x == nil && y == nil || x != nil && y != nil && *x == *y }
 	return eq(a.Input, b.Input) && eq(a.Output, b.Output) && eq(a.CacheRead, b.CacheRead) &&
-		eq(a.CacheWrite, b.CacheWrite) && eq(a.Reasoning, b.Reasoning) &&
+		eq(a.CacheWrite, b.CacheWrite) && eq(a.CacheWrite1h, b.CacheWrite1h) && eq(a.Reasoning, b.Reasoning) &&
 		a.Source == b.Source && a.Missing == b.Missing
 }
 
@@ -243,7 +243,7 @@ func fmtUsage(u collector.Usage) string {
 		return fmt.Sprint(*n)
 	}
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "{in %s out %s cacheRead %s cacheWrite %s reasoning %s source %q missing %q}",
-		f(u.Input), f(u.Output), f(u.CacheRead), f(u.CacheWrite), f(u.Reasoning), u.Source, u.Missing)
+	fmt.Fprintf(&b, "{in %s out %s cacheRead %s cacheWrite %s (1h %s) reasoning %s source %q missing %q}",
+		f(u.Input), f(u.Output), f(u.CacheRead), f(u.CacheWrite), f(u.CacheWrite1h), f(u.Reasoning), u.Source, u.Missing)
 	return b.String()
 }

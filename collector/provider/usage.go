@@ -28,7 +28,11 @@ type counts struct {
 	OutputTokensDetails *reasoning `json:"output_tokens_details"` // Responses
 	// Anthropic.
 	CacheCreationInputTokens tokenCount `json:"cache_creation_input_tokens"`
-	CacheReadInputTokens     tokenCount `json:"cache_read_input_tokens"`
+	// CacheCreation splits Anthropic's cache writes by how long they last.
+	CacheCreation *struct {
+		Ephemeral1h tokenCount `json:"ephemeral_1h_input_tokens"`
+	} `json:"cache_creation"`
+	CacheReadInputTokens tokenCount `json:"cache_read_input_tokens"`
 }
 
 type cached struct {
@@ -328,6 +332,9 @@ func merge(base, next counts) counts {
 		if f.src.set {
 			*f.dst = *f.src
 		}
+	}
+	if next.CacheCreation != nil {
+		base.CacheCreation = next.CacheCreation
 	}
 	return base
 }

@@ -57,7 +57,7 @@ func TestUsageCases(t *testing.T) {
 		{
 			desc: "head and tail of a cut anthropic json",
 			r:    provider.Response{Path: "/v1/messages", Kind: collector.KindJSON, Body: stitch(readFixture(t, "anthropic_messages/anthropic_messages.json"), 80, `"usage"`)},
-			want: collector.Usage{Input: p(4512), Output: p(85), CacheRead: p(3000), CacheWrite: p(1500), Source: "anthropic.messages"},
+			want: collector.Usage{Input: p(4512), Output: p(85), CacheRead: p(3000), CacheWrite: p(1500), CacheWrite1h: p(0), Source: "anthropic.messages"},
 		},
 		{
 			desc: "head and tail of an ollama generate json with a long context",
@@ -122,6 +122,19 @@ func TestUsageCases(t *testing.T) {
 			desc: "anthropic usage read by path when the shape says nothing",
 			r:    provider.Response{Path: "/v1/messages", Kind: collector.KindJSON, Body: []byte(`{"usage":{"input_tokens":5,"output_tokens":6}}`)},
 			want: collector.Usage{Input: p(5), Output: p(6), Source: "anthropic.messages"},
+		},
+		{
+			desc: "anthropic cache writes of an hour and of five minutes",
+			r: provider.Response{Path: "/v1/messages", Kind: collector.KindJSON,
+				Body: []byte(`{"type":"message","usage":{"input_tokens":10,"cache_creation_input_tokens":1500,"cache_read_input_tokens":0,` +
+					`"cache_creation":{"ephemeral_5m_input_tokens":500,"ephemeral_1h_input_tokens":1000},"output_tokens":7}}`)},
+			want: collector.Usage{Input: p(1510), Output: p(7), CacheRead: p(0), CacheWrite: p(1500), CacheWrite1h: p(1000), Source: "anthropic.messages"},
+		},
+		{
+			desc: "anthropic 1-hour writes past the writes: capped",
+			r: provider.Response{Path: "/v1/messages", Kind: collector.KindJSON,
+				Body: []byte(`{"type":"message","usage":{"input_tokens":10,"cache_creation_input_tokens":5,"cache_creation":{"ephemeral_1h_input_tokens":9},"output_tokens":7}}`)},
+			want: collector.Usage{Input: p(15), Output: p(7), CacheWrite: p(5), CacheWrite1h: p(5), Source: "anthropic.messages"},
 		},
 		{
 			desc: "anthropic input overflowing with cache parts",

@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS llmtap.requests_local ON CLUSTER llmtap_cluster
     reasoning_tokens Nullable(Int64),
     usage_source String,
     usage_missing String,
+    cache_write_1h_tokens Nullable(Int64),
     cost_nanos Nullable(Int64),
     cost_input_nanos Int64,
     cost_cache_read_nanos Int64,
@@ -98,6 +99,7 @@ CREATE TABLE IF NOT EXISTS llmtap.requests ON CLUSTER llmtap_cluster
     reasoning_tokens Nullable(Int64),
     usage_source String,
     usage_missing String,
+    cache_write_1h_tokens Nullable(Int64),
     cost_nanos Nullable(Int64),
     cost_input_nanos Int64,
     cost_cache_read_nanos Int64,
@@ -141,7 +143,8 @@ ALTER TABLE llmtap.requests ON CLUSTER llmtap_cluster
 -- SELECT count() FROM system.columns WHERE database = 'llmtap' AND table = 'requests' AND name = 'price_version'
 
 ALTER TABLE llmtap.requests_local ON CLUSTER llmtap_cluster
-    ADD COLUMN cost_nanos Nullable(Int64) AFTER usage_missing,
+    ADD COLUMN cache_write_1h_tokens Nullable(Int64) AFTER usage_missing,
+    ADD COLUMN cost_nanos Nullable(Int64) AFTER cache_write_1h_tokens,
     ADD COLUMN cost_input_nanos Int64 AFTER cost_nanos,
     ADD COLUMN cost_cache_read_nanos Int64 AFTER cost_input_nanos,
     ADD COLUMN cost_cache_write_nanos Int64 AFTER cost_cache_read_nanos,
@@ -150,7 +153,8 @@ ALTER TABLE llmtap.requests_local ON CLUSTER llmtap_cluster
     ADD COLUMN price_version String AFTER cost_reasoning_nanos;
 
 ALTER TABLE llmtap.requests ON CLUSTER llmtap_cluster
-    ADD COLUMN cost_nanos Nullable(Int64) AFTER usage_missing,
+    ADD COLUMN cache_write_1h_tokens Nullable(Int64) AFTER usage_missing,
+    ADD COLUMN cost_nanos Nullable(Int64) AFTER cache_write_1h_tokens,
     ADD COLUMN cost_input_nanos Int64 AFTER cost_nanos,
     ADD COLUMN cost_cache_read_nanos Int64 AFTER cost_input_nanos,
     ADD COLUMN cost_cache_write_nanos Int64 AFTER cost_cache_read_nanos,

@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS obs.requests
     reasoning_tokens Nullable(Int64) CODEC(ZSTD(1)),
     usage_source LowCardinality(String),
     usage_missing LowCardinality(String),
+    cache_write_1h_tokens Nullable(Int64) CODEC(ZSTD(1)),
     cost_nanos Nullable(Int64) CODEC(ZSTD(1)),
     cost_input_nanos Int64 CODEC(ZSTD(1)),
     cost_cache_read_nanos Int64 CODEC(ZSTD(1)),
@@ -88,7 +89,8 @@ ALTER TABLE obs.requests
 
 -- migration 4: cost
 ALTER TABLE obs.requests
-    ADD COLUMN IF NOT EXISTS cost_nanos Nullable(Int64) CODEC(ZSTD(1)) AFTER usage_missing,
+    ADD COLUMN IF NOT EXISTS cache_write_1h_tokens Nullable(Int64) CODEC(ZSTD(1)) AFTER usage_missing,
+    ADD COLUMN IF NOT EXISTS cost_nanos Nullable(Int64) CODEC(ZSTD(1)) AFTER cache_write_1h_tokens,
     ADD COLUMN IF NOT EXISTS cost_input_nanos Int64 CODEC(ZSTD(1)) AFTER cost_nanos,
     ADD COLUMN IF NOT EXISTS cost_cache_read_nanos Int64 CODEC(ZSTD(1)) AFTER cost_input_nanos,
     ADD COLUMN IF NOT EXISTS cost_cache_write_nanos Int64 CODEC(ZSTD(1)) AFTER cost_cache_read_nanos,

@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS obs.requests_local ON CLUSTER main
     reasoning_tokens Nullable(Int64) CODEC(ZSTD(1)),
     usage_source LowCardinality(String),
     usage_missing LowCardinality(String),
+    cache_write_1h_tokens Nullable(Int64) CODEC(ZSTD(1)),
     cost_nanos Nullable(Int64) CODEC(ZSTD(1)),
     cost_input_nanos Int64 CODEC(ZSTD(1)),
     cost_cache_read_nanos Int64 CODEC(ZSTD(1)),
@@ -99,6 +100,7 @@ CREATE TABLE IF NOT EXISTS obs.requests ON CLUSTER main
     reasoning_tokens Nullable(Int64),
     usage_source LowCardinality(String),
     usage_missing LowCardinality(String),
+    cache_write_1h_tokens Nullable(Int64),
     cost_nanos Nullable(Int64),
     cost_input_nanos Int64,
     cost_cache_read_nanos Int64,
@@ -146,7 +148,8 @@ ALTER TABLE obs.requests_local ON CLUSTER main
 
 -- migration 4: cost
 ALTER TABLE obs.requests_local ON CLUSTER main
-    ADD COLUMN IF NOT EXISTS cost_nanos Nullable(Int64) CODEC(ZSTD(1)) AFTER usage_missing,
+    ADD COLUMN IF NOT EXISTS cache_write_1h_tokens Nullable(Int64) CODEC(ZSTD(1)) AFTER usage_missing,
+    ADD COLUMN IF NOT EXISTS cost_nanos Nullable(Int64) CODEC(ZSTD(1)) AFTER cache_write_1h_tokens,
     ADD COLUMN IF NOT EXISTS cost_input_nanos Int64 CODEC(ZSTD(1)) AFTER cost_nanos,
     ADD COLUMN IF NOT EXISTS cost_cache_read_nanos Int64 CODEC(ZSTD(1)) AFTER cost_input_nanos,
     ADD COLUMN IF NOT EXISTS cost_cache_write_nanos Int64 CODEC(ZSTD(1)) AFTER cost_cache_read_nanos,
@@ -155,7 +158,8 @@ ALTER TABLE obs.requests_local ON CLUSTER main
     ADD COLUMN IF NOT EXISTS price_version LowCardinality(String) AFTER cost_reasoning_nanos;
 
 ALTER TABLE obs.requests ON CLUSTER main
-    ADD COLUMN IF NOT EXISTS cost_nanos Nullable(Int64) AFTER usage_missing,
+    ADD COLUMN IF NOT EXISTS cache_write_1h_tokens Nullable(Int64) AFTER usage_missing,
+    ADD COLUMN IF NOT EXISTS cost_nanos Nullable(Int64) AFTER cache_write_1h_tokens,
     ADD COLUMN IF NOT EXISTS cost_input_nanos Int64 AFTER cost_nanos,
     ADD COLUMN IF NOT EXISTS cost_cache_read_nanos Int64 AFTER cost_input_nanos,
     ADD COLUMN IF NOT EXISTS cost_cache_write_nanos Int64 AFTER cost_cache_read_nanos,
