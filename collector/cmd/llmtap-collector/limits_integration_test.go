@@ -160,11 +160,43 @@ func startLimitStack(t *testing.T) (*rig, *countingUpstream) {
 	return s, up
 }
 
+// streamBody is the streaming chat completion chat sends.
+const streamBody = `{"model":"it-model","stream":true,"max_tokens":200,"messages":[{"role":"user","content":"hi"}]}`
+
 // chat sends a streaming chat completion for tenant through host and reads
 // the whole answer.
 func (s *rig) chat(t *testing.T, host, tenant string) (*http.Response, []byte, time.Duration) {
 	t.Helper()
-	return s.chatBody(t, host, tenant, `{"model":"it-model","stream":true,"max_tokens":200,"messages":[{"role":"user","content":"hi"}]}`)
+	return s.chatBody(t, host, tenant, streamBody)
+}
+
+// concurrently sends n requests of body for tenant through host, all at
+// once, and returns how many got each status, and the body of a 429.
+func (s *rig) concurrently(t *testing.T, n int, host, tenant, body string) (statuses map[int]int, denial []byte) {
+	t.Helper()
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		start = make(chan struct{})
+	)
+	statuses = map[int]int{}
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			resp, answer, _ := s.chatBody(t, host, tenant, body)
+			mu.Lock()
+			defer mu.Unlock()
+			statuses[resp.StatusCode]++
+			if resp.StatusCode == http.StatusTooManyRequests && denial == nil {
+				denial = answer
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return statuses, denial
 }
 
 // chatBody is chat with another request body.
@@ -280,25 +312,7 @@ func TestLimitsThroughTraefik(t *testing.T) {
 	})
 
 	t.Run("50 concurrent streams hold a 1000-token limit", func(t *testing.T) {
-		var (
-			wg       sync.WaitGroup
-			mu       sync.Mutex
-			statuses = map[int]int{}
-		)
-		start := make(chan struct{})
-		for i := 0; i < 50; i++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				<-start
-				resp, _, _ := s.chat(t, "open.test", "streams")
-				mu.Lock()
-				statuses[resp.StatusCode]++
-				mu.Unlock()
-			}()
-		}
-		close(start)
-		wg.Wait()
+		statuses, _ := s.concurrently(t, 50, "open.test", "streams", streamBody)
 		admitted := statuses[http.StatusOK]
 		used := admitted * streamOutputTokens
 		t.Logf("statuses %v: %d tokens used of 1000 (one reservation: 200)", statuses, used)
@@ -344,25 +358,7 @@ func TestLimitsThroughTraefik(t *testing.T) {
 		up.mu.Unlock()
 		t.Cleanup(func() { up.mu.Lock(); up.promptTokens = 0; up.mu.Unlock() })
 
-		var (
-			wg       sync.WaitGroup
-			mu       sync.Mutex
-			statuses = map[int]int{}
-		)
-		start := make(chan struct{})
-		for i := 0; i < 30; i++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				<-start
-				resp, _, _ := s.chatBody(t, "open.test", "prompts", body)
-				mu.Lock()
-				statuses[resp.StatusCode]++
-				mu.Unlock()
-			}()
-		}
-		close(start)
-		wg.Wait()
+		statuses, _ := s.concurrently(t, 30, "open.test", "prompts", body)
 		perRequest := prompt + 17
 		admitted := int64(statuses[http.StatusOK])
 		t.Logf("prompt %d tokens; statuses %v: %d tokens used of 1000", prompt, statuses, admitted*perRequest)
@@ -405,29 +401,7 @@ func TestLimitsThroughTraefik(t *testing.T) {
 		// costs 10 + 180 (the upstream's count): $0.0001095. A budget of
 		// $0.001 an hour admits 8 at once.
 		const body = `{"model":"gpt-4o-mini","stream":true,"max_tokens":200,"messages":[{"role":"user","content":"hi"}]}`
-		var (
-			wg      sync.WaitGroup
-			mu      sync.Mutex
-			answers = map[int]int{}
-			denial  []byte
-		)
-		start := make(chan struct{})
-		for i := 0; i < 50; i++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				<-start
-				resp, answer, _ := s.chatBody(t, "open.test", "budget", body)
-				mu.Lock()
-				answers[resp.StatusCode]++
-				if resp.StatusCode == http.StatusTooManyRequests && denial == nil {
-					denial = answer
-				}
-				mu.Unlock()
-			}()
-		}
-		close(start)
-		wg.Wait()
+		answers, denial := s.concurrently(t, 50, "open.test", "budget", body)
 		admitted := answers[http.StatusOK]
 		if admitted+answers[http.StatusTooManyRequests] != 50 || admitted < 7 {
 			t.Fatalf("answers %v: want 200s and 429s only, at least 7 admitted", answers)
