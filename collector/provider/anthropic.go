@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"bytes"
 	"strings"
 
 	"github.com/llmtap/llmtap/collector"
@@ -56,6 +57,9 @@ func anthropicEvent(name string) bool {
 func (anthropic) contentBearing(name string, data []byte) bool {
 	if name != "" {
 		return name == "content_block_delta"
+	}
+	if !bytes.Contains(data, []byte(`"type"`)) {
+		return false // spares a decode of another dialect's event
 	}
 	var e struct {
 		Type string `json:"type"`

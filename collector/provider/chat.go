@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"bytes"
 	"strings"
 
 	"github.com/llmtap/llmtap/collector"
@@ -63,6 +64,9 @@ type chatContent struct {
 // contentBearing: a chunk whose delta holds something, not the role-only
 // first chunk, Azure's content filter chunks or the usage chunk.
 func (chat) contentBearing(_ string, data []byte) bool {
+	if !bytes.Contains(data, []byte(`"choices"`)) {
+		return false // spares a decode of another dialect's event
+	}
 	var c chatContent
 	if !decode(data, &c) {
 		return false

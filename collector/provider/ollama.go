@@ -1,6 +1,8 @@
 package provider
 
 import (
+	"bytes"
+
 	"github.com/llmtap/llmtap/collector"
 )
 
@@ -47,6 +49,9 @@ func (r *responseText) UnmarshalJSON(b []byte) error {
 }
 
 func (ollama) contentBearing(_ string, data []byte) bool {
+	if !bytes.Contains(data, []byte(`"done"`)) {
+		return false // every line of Ollama's own API says whether it is done
+	}
 	var c ollamaContent
 	if !decode(data, &c) {
 		return false

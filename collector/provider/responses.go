@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"bytes"
 	"strings"
 
 	"github.com/llmtap/llmtap/collector"
@@ -51,6 +52,9 @@ func responsesContent(t string) bool {
 func (responses) contentBearing(name string, data []byte) bool {
 	if name != "" {
 		return responsesContent(name)
+	}
+	if !bytes.Contains(data, []byte(`"type"`)) {
+		return false // spares a decode of another dialect's event
 	}
 	var e struct {
 		Type string `json:"type"`
