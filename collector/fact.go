@@ -130,6 +130,13 @@ type Fact struct {
 	LimitReservation string
 }
 
+// HoldsReservation says whether the request holds a limit reservation to
+// settle: tokens counted by the plugin, or a reservation it names (money
+// is held under a name only).
+func (f *Fact) HoldsReservation() bool {
+	return f.LimitReserved > 0 || f.LimitReservation != ""
+}
+
 // ErrNotFound is returned by a Store that has no fact for an id.
 var ErrNotFound = errors.New("not found")
 

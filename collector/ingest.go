@@ -71,7 +71,7 @@ func (in *Ingest) Commit(ctx context.Context, b *IngestBatch) (int, error) {
 	var reserved []*Fact
 	for _, f := range b.facts {
 		in.Observer.Observe(f)
-		if f.LimitReserved > 0 || f.LimitReservation != "" {
+		if f.HoldsReservation() {
 			reserved = append(reserved, f)
 		}
 	}

@@ -385,7 +385,7 @@ func (d *Decision) quota() *QuotaStatus {
 func (s *Service) Settle(ctx context.Context, facts []*collector.Fact) {
 	var ss []collector.Settlement
 	for _, f := range facts {
-		if f.Limit != llmtap.LimitAllowed || (f.LimitReserved <= 0 && f.LimitReservation == "") {
+		if f.Limit != llmtap.LimitAllowed || !f.HoldsReservation() {
 			continue
 		}
 		eff := s.resolve(ctx, f.Tenant, f.Route)

@@ -113,8 +113,8 @@ func TestCost(t *testing.T) {
 func TestLookup(t *testing.T) {
 	zero, half, one := 0.0, 0.5, 1.0
 	p := New(testTable(t), Config{
-		Models:  []Entry{{ID: "llama-3.1-70b", Input: &half, Output: &one}, {ID: "gpt-4o", Input: &one, Output: &one}},
-		Routes:  map[string][]Entry{"self-hosted": {{ID: "*", Input: &zero, Output: &zero}}, "eu": {{ID: "claude-sonnet-4-5", Input: &one, Output: &one}}},
+		Models:  []Entry{{ID: "llama-3.1-70b", Prices: Prices{Input: &half, Output: &one}}, {ID: "gpt-4o", Prices: Prices{Input: &one, Output: &one}}},
+		Routes:  map[string][]Entry{"self-hosted": {{ID: "*", Prices: Prices{Input: &zero, Output: &zero}}}, "eu": {{ID: "claude-sonnet-4-5", Prices: Prices{Input: &one, Output: &one}}}},
 		Aliases: map[string]string{"my-deployment": "gpt-4o-mini-unknown", "prod-sonnet": "claude-sonnet-4-5"},
 	})
 	for _, tt := range []struct {

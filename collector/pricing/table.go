@@ -21,22 +21,31 @@ type Table struct {
 	Models  []Entry `yaml:"models"`
 }
 
-// Entry is one model's prices in US dollars per million tokens, as
-// written in a table or the collector's YAML.
+// Prices are US dollars per million tokens of each kind, as written; a
+// price left out falls back to another (see Rates).
+type Prices struct {
+	Input     *float64 `yaml:"input"`
+	CacheRead *float64 `yaml:"cache_read"`
+	// CacheWrite is Anthropic's five-minute cache write; CacheWrite1h its
+	// one-hour write (usage's CacheWrite1h).
+	CacheWrite   *float64 `yaml:"cache_write"`
+	CacheWrite1h *float64 `yaml:"cache_write_1h"`
+	Output       *float64 `yaml:"output"`
+	Reasoning    *float64 `yaml:"reasoning"`
+}
+
+// priceKeys are Prices' keys.
+var priceKeys = []string{"input", "cache_read", "cache_write", "cache_write_1h", "output", "reasoning"}
+
+// Entry is one model's prices, as written in a table or the collector's
+// YAML.
 type Entry struct {
 	ID        string   `yaml:"id"`
 	Provider  string   `yaml:"provider"`
 	Snapshots []string `yaml:"snapshots"`
 	Source    string   `yaml:"source"`
-	Input     *float64 `yaml:"input"`
-	CacheRead *float64 `yaml:"cache_read"`
-	// CacheWrite is Anthropic's five-minute cache write; CacheWrite1h its
-	// one-hour write (usage's CacheWrite1h).
-	CacheWrite   *float64    `yaml:"cache_write"`
-	CacheWrite1h *float64    `yaml:"cache_write_1h"`
-	Output       *float64    `yaml:"output"`
-	Reasoning    *float64    `yaml:"reasoning"`
-	Tiers        []TierEntry `yaml:"tiers"`
+	Prices    `yaml:",inline"`
+	Tiers     []TierEntry `yaml:"tiers"`
 
 	// Line is where the entry starts in its file.
 	Line int `yaml:"-"`
@@ -44,20 +53,14 @@ type Entry struct {
 
 // TierEntry is a long-context tier as written.
 type TierEntry struct {
-	AboveInputTokens int64    `yaml:"above_input_tokens"`
-	Input            *float64 `yaml:"input"`
-	CacheRead        *float64 `yaml:"cache_read"`
-	CacheWrite       *float64 `yaml:"cache_write"`
-	CacheWrite1h     *float64 `yaml:"cache_write_1h"`
-	Output           *float64 `yaml:"output"`
-	Reasoning        *float64 `yaml:"reasoning"`
+	AboveInputTokens int64 `yaml:"above_input_tokens"`
+	Prices           `yaml:",inline"`
 }
 
 // UnmarshalYAML implements yaml.Unmarshaler: it keeps the entry's line
 // and refuses unknown keys.
 func (e *Entry) UnmarshalYAML(n *yaml.Node) error {
-	if err := knownKeys(n, "id", "provider", "snapshots", "source", "input", "cache_read", "cache_write",
-		"cache_write_1h", "output", "reasoning", "tiers"); err != nil {
+	if err := knownKeys(n, append([]string{"id", "provider", "snapshots", "source", "tiers"}, priceKeys...)...); err != nil {
 		return err
 	}
 	type plain Entry
@@ -72,7 +75,7 @@ func (e *Entry) UnmarshalYAML(n *yaml.Node) error {
 
 // UnmarshalYAML implements yaml.Unmarshaler: it refuses unknown keys.
 func (t *TierEntry) UnmarshalYAML(n *yaml.Node) error {
-	if err := knownKeys(n, "above_input_tokens", "input", "cache_read", "cache_write", "cache_write_1h", "output", "reasoning"); err != nil {
+	if err := knownKeys(n, append([]string{"above_input_tokens"}, priceKeys...)...); err != nil {
 		return err
 	}
 	type plain TierEntry
@@ -108,19 +111,9 @@ func (e *Entry) Check() error {
 	if strings.TrimSpace(e.ID) == "" {
 		return fieldError("id", "is required")
 	}
-	if e.Input == nil {
-		return fieldError("input", "is required (US dollars per million input tokens)")
-	}
-	if e.Output == nil {
-		return fieldError("output", "is required (US dollars per million output tokens; 0 for embeddings)")
-	}
-	for _, f := range []struct {
-		name string
-		v    *float64
-	}{{"input", e.Input}, {"cache_read", e.CacheRead}, {"cache_write", e.CacheWrite}, {"cache_write_1h", e.CacheWrite1h}, {"output", e.Output}, {"reasoning", e.Reasoning}} {
-		if err := checkPrice(f.name, f.v); err != nil {
-			return err
-		}
+	if err := e.check("", "is required (US dollars per million input tokens)",
+		"is required (US dollars per million output tokens; 0 for embeddings)"); err != nil {
+		return err
 	}
 	last := int64(0)
 	for i, t := range e.Tiers {
@@ -129,19 +122,33 @@ func (e *Entry) Check() error {
 			return fieldError(at+"above_input_tokens", "must be above 0 and above the tier before's")
 		}
 		last = t.AboveInputTokens
-		if t.Input == nil || t.Output == nil {
-			return fieldError(at+"input", "a tier needs input and output")
-		}
-		for _, f := range []struct {
-			name string
-			v    *float64
-		}{{"input", t.Input}, {"cache_read", t.CacheRead}, {"cache_write", t.CacheWrite}, {"cache_write_1h", t.CacheWrite1h}, {"output", t.Output}, {"reasoning", t.Reasoning}} {
-			if err := checkPrice(at+f.name, f.v); err != nil {
-				return err
-			}
+		if err := t.check(at, "a tier needs input and output", "a tier needs input and output"); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// check validates prices whose fields are named after prefix; input and
+// output are required, with the messages given.
+func (p *Prices) check(prefix, needInput, needOutput string) error {
+	if p.Input == nil {
+		return fieldError(prefix+"input", needInput)
+	}
+	if p.Output == nil {
+		return fieldError(prefix+"output", needOutput)
+	}
+	for i, v := range p.all() {
+		if err := checkPrice(prefix+priceKeys[i], v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// all are the prices in priceKeys' order.
+func (p *Prices) all() []*float64 {
+	return []*float64{p.Input, p.CacheRead, p.CacheWrite, p.CacheWrite1h, p.Output, p.Reasoning}
 }
 
 func checkPrice(name string, v *float64) error {
@@ -201,21 +208,23 @@ func ParseTable(name string, data []byte) (*Table, error) {
 
 // price converts a checked entry.
 func (e *Entry) price(version string) *Price {
-	p := &Price{ID: e.ID, Source: e.Source, Version: version, Rates: rates(e.Input, e.CacheRead, e.CacheWrite, e.CacheWrite1h, e.Output, e.Reasoning)}
+	p := &Price{ID: e.ID, Source: e.Source, Version: version, Rates: e.rates()}
 	for _, t := range e.Tiers {
-		p.Tiers = append(p.Tiers, Tier{AboveInput: t.AboveInputTokens, Rates: rates(t.Input, t.CacheRead, t.CacheWrite, t.CacheWrite1h, t.Output, t.Reasoning)})
+		p.Tiers = append(p.Tiers, Tier{AboveInput: t.AboveInputTokens, Rates: t.rates()})
 	}
 	// The highest threshold first: the first a request is above applies.
 	slices.SortFunc(p.Tiers, func(a, b Tier) int { return int(b.AboveInput - a.AboveInput) })
 	return p
 }
 
-func rates(in, cacheRead, cacheWrite, cacheWrite1h, out, reasoning *float64) Rates {
+// rates converts checked prices.
+func (p *Prices) rates() Rates {
 	f := func(v *float64) rate {
 		if v == nil {
 			return unset
 		}
 		return rateOf(*v)
 	}
-	return Rates{Input: f(in), CacheRead: f(cacheRead), CacheWrite: f(cacheWrite), CacheWrite1h: f(cacheWrite1h), Output: f(out), Reasoning: f(reasoning)}
+	return Rates{Input: f(p.Input), CacheRead: f(p.CacheRead), CacheWrite: f(p.CacheWrite), CacheWrite1h: f(p.CacheWrite1h),
+		Output: f(p.Output), Reasoning: f(p.Reasoning)}
 }

@@ -129,7 +129,6 @@ func TestGroupLoopDrainsBeforeTheNextStops(t *testing.T) {
 	r.closer(g, "redis")
 	g.addLoop("settlements", func(ctx context.Context) error {
 		<-ctx.Done()
-		time.Sleep(20 * time.Millisecond) // draining
 		r.note("drained settlements")
 		return nil
 	})

@@ -58,7 +58,7 @@ func TestPricesMissing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pricer := pricing.New(table, pricing.Config{Routes: map[string][]pricing.Entry{"self": {{ID: "*", Input: &zero, Output: &zero}}}})
+	pricer := pricing.New(table, pricing.Config{Routes: map[string][]pricing.Entry{"self": {{ID: "*", Prices: pricing.Prices{Input: &zero, Output: &zero}}}}})
 	var out strings.Builder
 	err = pricesMissing(context.Background(), fakeSpend{
 		{Group: []string{"chat", "mystery-7b"}, Requests: 12, Input: 300, Output: 40},
