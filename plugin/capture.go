@@ -115,6 +115,9 @@ func (c *captureWriter) Write(p []byte) (int, error) {
 	if r.Status == 0 {
 		c.WriteHeader(http.StatusOK)
 	}
+	// Stamped before the bytes go on: a stamp taken after the flush would
+	// also count any pause of this goroutine once the client had them.
+	at := int64(time.Since(c.start))
 	n, err := c.rw.Write(p)
 	if c.flusher != nil {
 		c.flusher.Flush()
@@ -125,9 +128,9 @@ func (c *captureWriter) Write(p []byte) (int, error) {
 	r.ResponseBytes += int64(n)
 	if len(r.WriteEnds) < c.set.maxWrites {
 		r.WriteEnds = append(r.WriteEnds, r.ResponseBytes)
-		r.WriteNs = append(r.WriteNs, int64(time.Since(c.start)))
+		r.WriteNs = append(r.WriteNs, at)
 	} else {
-		lateWrite(c)
+		lateWrite(c, at)
 	}
 	if c.capture {
 		if len(c.head)+n <= c.set.respHead {
@@ -142,12 +145,12 @@ func (c *captureWriter) Write(p []byte) (int, error) {
 
 // lateWrite records a write past the bound: the last slot keeps moving to
 // the latest write, so the final one is always listed.
-func lateWrite(c *captureWriter) {
+func lateWrite(c *captureWriter, at int64) {
 	r := c.rec
 	r.WritesDropped++
 	if last := c.set.maxWrites - 1; last >= 0 {
 		r.WriteEnds[last] = r.ResponseBytes
-		r.WriteNs[last] = int64(time.Since(c.start))
+		r.WriteNs[last] = at
 	}
 }
 

@@ -248,7 +248,7 @@ type Record struct {
 	// HeaderNs is when the response status and headers were written.
 	HeaderNs int64 `json:"header_ns"`
 	// WriteEnds[i] is the body offset just after write i; WriteNs[i] is when
-	// that write reached the client. The first write is the time to first
+	// that write was handed on to the client. The first write is the time to first
 	// byte. At most the configured number of writes are listed: past it the
 	// last slot keeps moving to the latest write, so the final write is
 	// always present, and WritesDropped counts the ones left out.
