@@ -11,9 +11,9 @@ COUNT ?= 1
 GOTESTFLAGS ?=
 YAEGIFLAGS ?=
 # The parts of make test, in the order they run.
-TEST_PARTS := test-unit test-yaegi test-infra test-alerts test-integration test-e2e test-stack test-soak test-gray
+TEST_PARTS := test-unit test-yaegi test-infra test-alerts test-integration test-chdb test-e2e test-stack test-soak test-gray
 
-.PHONY: all build test test-repeat test-parts test-unit test-yaegi test-infra test-alerts test-integration test-e2e test-stack test-soak test-gray test-fault soak lint bench demo up down prices-missing clean
+.PHONY: all build test test-repeat test-parts test-unit test-yaegi test-infra test-alerts test-integration test-chdb test-e2e test-stack test-soak test-gray test-fault soak lint bench demo up down prices-missing clean
 
 all: build
 
@@ -52,6 +52,12 @@ test-unit:
 test-integration:
 	scripts/install.sh
 	cd collector && TRAEFIK_BIN=$$(../scripts/traefik-build.sh) $(GO) test -tags integration -count=1 $(GOTESTFLAGS) ./...
+
+# The collector's ClickHouse code on the current engine, run in process as
+# chDB (scripts/chdb-install.sh), beside 18.16 above: migrations, writes,
+# lookups, the spend report, and the documented and dashboard queries.
+test-chdb:
+	cd collector && CHDB_LIB_PATH=$$(../scripts/chdb-install.sh) $(GO) test -tags chdb -count=1 $(GOTESTFLAGS) ./clickhouse/
 
 test-yaegi:
 	scripts/yaegi-test.sh $(YAEGIFLAGS)
@@ -113,6 +119,8 @@ test-fault:
 lint:
 	@gl=$$(scripts/tools.sh golangci-lint); \
 	for mod in . collector tools/yaegibench bench/noop e2e/sdk; do (cd $$mod && $$gl run ./...); done
+	@# the chdb tests have their own TestMain: linted apart from integration's
+	@cd collector && $$(../scripts/tools.sh golangci-lint) run --build-tags chdb ./clickhouse/
 	@scripts/install.sh
 	shellcheck -x scripts/*.sh .ci/run
 

@@ -76,6 +76,14 @@ func testFact(i int) *collector.Fact {
 	if i%11 == 0 {
 		f.ResponseBody = "\x00\xff\xfe binary \x80 audio" // not UTF-8
 	}
+	if f.Usage.Input != nil && f.Model != "llama3" { // llama3 is unpriced
+		in, out := collector.Money(*f.Usage.Input*2500), collector.Money(*f.Usage.Output*10000)
+		f.Cost = &collector.Cost{Input: in, Output: out, Total: in + out, PriceVersion: "2026-12-06"}
+		if f.Usage.CacheWrite != nil {
+			f.Cost.CacheWrite = collector.Money(*f.Usage.CacheWrite * 3125)
+			f.Cost.Total += f.Cost.CacheWrite
+		}
+	}
 	return f
 }
 

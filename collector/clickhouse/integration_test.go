@@ -1,4 +1,4 @@
-//go:build integration
+//go:build integration && !chdb
 
 package clickhouse
 
@@ -85,15 +85,6 @@ func openLazy(t *testing.T) driver.Conn {
 	return conn
 }
 
-func count(t *testing.T, conn driver.Conn, query string, args ...any) uint64 {
-	t.Helper()
-	var n uint64
-	if err := conn.QueryRow(context.Background(), query, args...).Scan(&n); err != nil {
-		t.Fatalf("%s: %v", query, err)
-	}
-	return n
-}
-
 func TestIntegrationServerIsLegacy(t *testing.T) {
 	v, err := ServerVersion(context.Background(), openTest(t))
 	if err != nil {
@@ -148,82 +139,22 @@ func TestIntegrationMigrateIdempotent(t *testing.T) {
 			t.Errorf("table lacks %q:\n%s", want, create)
 		}
 	}
-	checkColumns(t, conn, db, "requests")
+	checkColumns(t, conn, db, "requests", 0)
 }
 
-// TestIntegrationMigrateChunkSpans upgrades a table of the schema before
-// migration 3, holding a row written then: the migration adds the span
-// columns and the alias, applies once, and the alias reads the chunks of
-// the old row (texts) and of new rows (spans) alike, as Store.Get does.
-func TestIntegrationMigrateChunkSpans(t *testing.T) {
-	const db = "it_chunk_spans"
-	conn := openTest(t)
-	ctx := context.Background()
-	old, err := os.ReadFile("testdata/requests_before_chunk_spans.sql")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, st := range []string{
-		"DROP DATABASE IF EXISTS " + db,
-		"CREATE DATABASE " + db,
-		strings.ReplaceAll(string(old), "llmtap.requests", db+".requests"),
-	} {
-		if err := conn.Exec(ctx, st); err != nil {
-			t.Fatalf("%v\n%s", err, st)
-		}
-	}
-	b, err := conn.PrepareBatch(ctx, "INSERT INTO "+db+".requests (request_id, start, route, response_body, response_chunks)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Append("old", time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC), "r", "data: a\n\ndata: b\n\n", []string{"a", "b"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Send(); err != nil {
-		t.Fatal(err)
-	}
-	for run := 1; run <= 2; run++ {
-		if err := NewMigrator(conn, Schema{Database: db}, testLogger(t)).Migrate(ctx); err != nil {
-			t.Fatalf("run %d: %v", run, err)
-		}
-	}
-	if got := count(t, conn, "SELECT count() FROM "+db+".llmtap_migrations WHERE version = 3"); got != 1 {
-		t.Errorf("migration 3 recorded %d times, want once", got)
-	}
-	checkColumns(t, conn, db, "requests")
+// TestIntegrationMigrateUpgrade: checkUpgrade on 18.16.
+func TestIntegrationMigrateUpgrade(t *testing.T) {
+	checkUpgrade(t, openTest(t), "it_upgrade", func(*collector.Fact) bool { return true })
+}
 
-	facts := map[string]*collector.Fact{"old": {RequestID: "old", Chunks: []string{"a", "b"}}}
-	for _, i := range []int{0, 2, 4, 6} { // spans for 4; texts for 2, 6 and 0 (a binary body)
-		f := testFact(i)
-		facts[f.RequestID] = f
-	}
-	w, stop := startWriter(t, conn, WriterOptions{Database: db, FlushInterval: 10 * time.Millisecond})
-	for id, f := range facts {
-		if id != "old" {
-			if err := w.Enqueue(context.Background(), f); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	stop()
-	waitFor(t, "rows written", func() bool { return count(t, conn, "SELECT count() FROM "+db+".requests") == uint64(len(facts)) })
-	store := NewStore(conn, db)
-	for id, f := range facts {
-		var alias []string
-		if err := conn.QueryRow(ctx, "SELECT chunks FROM "+db+".requests WHERE request_id = ?", id).Scan(&alias); err != nil {
-			t.Fatal(err)
-		}
-		got, err := store.Get(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !reflect.DeepEqual(alias, f.Chunks) || !reflect.DeepEqual(got.Chunks, f.Chunks) {
-			t.Errorf("%s: chunks %q by the alias, %q by Get; want %q", id, alias, got.Chunks, f.Chunks)
-		}
-	}
-	if got := count(t, conn, "SELECT count() FROM "+db+".requests WHERE notEmpty(chunk_ends) AND empty(response_chunks)"); got != 1 {
-		t.Errorf("%d rows store their chunks as spans, want 1 (testFact(4))", got)
-	}
+// TestIntegrationSpend: checkSpend on 18.16.
+func TestIntegrationSpend(t *testing.T) {
+	checkSpend(t, openTest(t), "it_spend")
+}
+
+// TestIntegrationDashboardQueries: checkDashboardQueries on 18.16.
+func TestIntegrationDashboardQueries(t *testing.T) {
+	checkDashboardQueries(t, openTest(t))
 }
 
 func TestIntegrationWrite10kAndGet(t *testing.T) {
@@ -590,67 +521,9 @@ func waitForLong(t *testing.T, what string, d time.Duration, cond func() bool) {
 // users copy from the docs work. The queries' now() is a fixed instant just
 // after the facts, so neither the date nor the time of day (a run across
 // midnight, a server clock of its own) changes what they find.
+// TestIntegrationDocumentedQueries: checkDocumentedQueries on 18.16.
 func TestIntegrationDocumentedQueries(t *testing.T) {
-	now := time.Date(2026, 3, 29, 1, 30, 0, 0, time.UTC)
-	const db = "llmtap_docs"
-	conn := migrated(t, db)
-	ctx := context.Background()
-	w := NewWriter(conn, WriterOptions{Database: db, BatchSize: 10, FlushInterval: 50 * time.Millisecond, QueueSize: 100, Logger: testLogger(t)})
-	wctx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- w.Run(wctx) }()
-	for i := 0; i < 5; i++ {
-		f := testFact(i)
-		f.Start = now.Add(-time.Minute)
-		if err := w.Enqueue(context.Background(), f); err != nil {
-			t.Fatal(err)
-		}
-	}
-	stop()
-	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-		t.Fatal(err)
-	}
-	doc, err := os.ReadFile("../../docs/queries.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	queries := fencedBlocks(string(doc), "sql")
-	if len(queries) < 5 {
-		t.Fatalf("found %d queries in docs/queries.md", len(queries))
-	}
-	for _, q := range queries {
-		q = strings.ReplaceAll(q, "llmtap.requests", db+".requests")
-		q = strings.ReplaceAll(q, "{request_id}", testFact(0).RequestID)
-		q = strings.ReplaceAll(q, "now()", now.Format("toDateTime('2006-01-02 15:04:05', 'UTC')"))
-		rows, err := conn.Query(ctx, q)
-		if err != nil {
-			t.Errorf("documented query fails: %v\n%s", err, q)
-			continue
-		}
-		n := 0
-		for rows.Next() {
-			n++
-		}
-		if err := rows.Err(); err != nil {
-			t.Errorf("documented query fails: %v\n%s", err, q)
-		}
-		_ = rows.Close()
-		// The facts include every kind and error class, so each query has rows.
-		if n == 0 {
-			t.Errorf("documented query returned no rows over recent facts:\n%s", q)
-		}
-	}
-}
-
-// fencedBlocks returns the Markdown text's code blocks fenced as lang.
-func fencedBlocks(md, lang string) []string {
-	var out []string
-	for _, part := range strings.Split(md, "```"+lang+"\n")[1:] {
-		if end := strings.Index(part, "```"); end >= 0 {
-			out = append(out, part[:end])
-		}
-	}
-	return out
+	checkDocumentedQueries(t, openTest(t))
 }
 
 // TestIntegrationBackupRestore runs the export and import commands of

@@ -1,0 +1,170 @@
+//go:build chdb
+
+package clickhouse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	chdb "github.com/chdb-io/chdb-go/chdb-purego"
+	"github.com/llmtap/llmtap/collector"
+)
+
+// The chdb tests run the collector's ClickHouse code on the current
+// engine, embedded as chDB (libchdb.so, from scripts/chdb-install.sh,
+// named by CHDB_LIB_PATH): the migrations of the version gate's modern
+// branch, the writer, the lookup and the spend report. Debian's server,
+// which the integration tests use, is 18.16; users run current ones.
+//
+//	CHDB_LIB_PATH=$(scripts/chdb-install.sh) go test -tags chdb -count=1 ./clickhouse/
+
+// engine is the chDB connection, opened by TestMain on a fresh folder.
+var engine *chdbConn
+
+func TestMain(m *testing.M) {
+	os.Exit(func() int {
+		dir, err := os.MkdirTemp("", "llmtap-chdb-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		db, err := chdb.NewConnectionFromConnString(dir)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "chdb:", err)
+			return 1
+		}
+		defer db.Close()
+		engine = &chdbConn{db: db}
+		return m.Run()
+	}())
+}
+
+// utf8Only: chDB's JSON results cannot carry bytes that are not UTF-8, so
+// the facts with a binary body are left to the 18.16 tests.
+func utf8Only(f *collector.Fact) bool { return utf8.ValidString(f.ResponseBody) }
+
+func TestChdbServerIsCurrent(t *testing.T) {
+	v, err := ServerVersion(context.Background(), engine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := FeaturesOf(v)
+	t.Logf("chDB's engine: ClickHouse %s, features %+v", v, f)
+	if !f.TTL || !f.LowCardinality || !f.Codecs || !f.IfNotExists {
+		t.Errorf("these tests expect the modern branch, got %s with %+v", v, f)
+	}
+}
+
+// TestChdbMigrate: every migration of the modern branch applies on the
+// current engine, is recorded, and changes nothing when run again; the
+// table has the modern types, codecs and TTLs.
+func TestChdbMigrate(t *testing.T) {
+	const db = "chdb_migrate"
+	ctx := context.Background()
+	if err := engine.Exec(ctx, "DROP DATABASE IF EXISTS "+db); err != nil {
+		t.Fatal(err)
+	}
+	schema := Schema{Database: db, Retention: 90 * day, BodyRetention: 7 * day}
+	for run := 1; run <= 2; run++ {
+		if err := NewMigrator(engine, schema, testLogger(t)).Migrate(ctx); err != nil {
+			t.Fatalf("run %d: %v", run, err)
+		}
+	}
+	rows, err := engine.Query(ctx, "SELECT version, name FROM "+db+".llmtap_migrations ORDER BY version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for rows.Next() {
+		var (
+			v    uint32
+			name string
+		)
+		if err := rows.Scan(&v, &name); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprintf("%d %s", v, name))
+	}
+	want := []string{"1 create_requests", "2 retention rows=90d bodies=7d", "3 chunk_spans bodies=7d", "4 cost"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("recorded %q, want %q", got, want)
+	}
+	var create string
+	if err := engine.QueryRow(ctx, "SELECT create_table_query FROM system.tables WHERE database = ? AND name = 'requests'", db).Scan(&create); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"ReplacingMergeTree(inserted_at)", "PARTITION BY toYYYYMM(start)", "ORDER BY (route, start, start_ms, request_id)",
+		"`tenant` LowCardinality(String)", "CODEC(DoubleDelta, ZSTD(1))", "TTL start + toIntervalDay(90)",
+		"`response_body` String CODEC(ZSTD(3)) TTL start + toIntervalDay(7)", "`cost_nanos` Nullable(Int64)",
+	} {
+		if !strings.Contains(create, want) {
+			t.Errorf("table lacks %q:\n%s", want, create)
+		}
+	}
+	checkColumns(t, engine, db, "requests", 0)
+}
+
+func TestChdbMigrateUpgrade(t *testing.T) {
+	checkUpgrade(t, engine, "chdb_upgrade", utf8Only)
+}
+
+// TestChdbWriteAndGet: the writer's batches land, and the lookup reads
+// each fact back as stored.
+func TestChdbWriteAndGet(t *testing.T) {
+	const db, n = "chdb_write", 300
+	ctx := context.Background()
+	if err := engine.Exec(ctx, "DROP DATABASE IF EXISTS "+db); err != nil {
+		t.Fatal(err)
+	}
+	if err := NewMigrator(engine, Schema{Database: db}, testLogger(t)).Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var in []*collector.Fact
+	for i := 0; i < n; i++ {
+		if f := testFact(i); utf8Only(f) {
+			in = append(in, f)
+		}
+	}
+	w, stop := startWriter(t, engine, WriterOptions{Database: db, FlushInterval: 10 * time.Millisecond, SpoolDir: t.TempDir()})
+	if err := w.Enqueue(ctx, in...); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	if st := w.Stats(); st.Written != uint64(len(in)) || st.WriteErrors != 0 || st.SpooledBatches != 0 {
+		t.Fatalf("stats: %+v, want %d written", st, len(in))
+	}
+	store := NewStore(engine, db)
+	for _, f := range in {
+		got, err := store.Get(ctx, f.RequestID)
+		if err != nil {
+			t.Fatalf("Get %s: %v", f.RequestID, err)
+		}
+		if want := stored(f); !reflect.DeepEqual(got, want) {
+			t.Errorf("Get %s:\n got %+v\nwant %+v", f.RequestID, got, want)
+		}
+	}
+	if _, err := store.Get(ctx, "no-such-id"); !errors.Is(err, collector.ErrNotFound) {
+		t.Errorf("Get of a missing id: %v, want ErrNotFound", err)
+	}
+}
+
+func TestChdbSpend(t *testing.T) {
+	checkSpend(t, engine, "chdb_spend")
+}
+
+func TestChdbDocumentedQueries(t *testing.T) {
+	checkDocumentedQueries(t, engine)
+}
+
+func TestChdbDashboardQueries(t *testing.T) {
+	checkDashboardQueries(t, engine)
+}
