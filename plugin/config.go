@@ -61,6 +61,14 @@ type Config struct {
 	// Limits has the collector check each request against its tenant's
 	// limits before it is proxied.
 	Limits LimitsConfig `json:"limits,omitempty"`
+	// Upstreams, when set, make the plugin proxy the route's requests
+	// itself, to these upstreams in turn, instead of calling the router's
+	// service: a request that fails before its first byte reached the
+	// client is tried on the next one (see upstream.go, docs/fallback.md).
+	// Needs CollectorURL.
+	Upstreams []UpstreamConfig `json:"upstreams,omitempty"`
+	// Fallback tunes the attempts across Upstreams.
+	Fallback FallbackConfig `json:"fallback,omitempty"`
 	// IncludeUsage adds "stream_options": {"include_usage": true} to
 	// OpenAI-style streaming chat requests (a top-level "stream": true on
 	// a path ending in /chat/completions) that set no stream_options, so
@@ -95,6 +103,11 @@ func CreateConfig() *Config {
 		FlushInterval:        "1s",
 		SendTimeout:          "5s",
 		Limits:               LimitsConfig{Timeout: "100ms", FailureMode: "open"},
+		Fallback: FallbackConfig{
+			MaxBodyBytes:  4 << 20,
+			MaxRetryAfter: "30s",
+			Breaker:       BreakerConfig{Failures: 5, Window: "30s", Cooldown: "10s"},
+		},
 	}
 }
 
@@ -138,6 +151,16 @@ type settings struct {
 	failClosed   bool
 
 	includeUsage bool
+
+	// upstreams (see prepareUpstreams); none: the router's service.
+	upstreams       []UpstreamConfig
+	upstreamNames   []string
+	firstByte       time.Duration
+	maxRetryBody    int64
+	maxRetryAfter   time.Duration
+	breakerFailures int
+	breakerWindow   time.Duration
+	breakerCooldown time.Duration
 }
 
 // validate checks every field and returns the prepared settings, or an error
@@ -217,6 +240,9 @@ func (c *Config) validate(name string) (*settings, error) {
 		return nil, err
 	}
 	if err = prepareLimits(s, c); err != nil {
+		return nil, err
+	}
+	if err = prepareUpstreams(s, c); err != nil {
 		return nil, err
 	}
 	return s, nil

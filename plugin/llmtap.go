@@ -26,6 +26,7 @@ type Middleware struct {
 	set     *settings
 	sender  *sender
 	pending *int64 // the sender's
+	pool    *pool  // nil: the router's service proxies (next)
 }
 
 // New validates the configuration and prepares the middleware. It does no
@@ -40,7 +41,7 @@ func New(_ context.Context, next http.Handler, config *Config, name string) (htt
 		return &idOnly{next: next}, nil
 	}
 	sd := senderFor(s, name)
-	return &Middleware{next: next, set: s, sender: sd, pending: sd.pending}, nil
+	return &Middleware{next: next, set: s, sender: sd, pending: sd.pending, pool: poolFor(s, name)}, nil
 }
 
 func (m *Middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
@@ -70,7 +71,11 @@ func (m *Middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 		c.returned = true
 		return
 	}
-	m.next.ServeHTTP(c, req)
+	if m.pool != nil {
+		m.pool.serve(c, req)
+	} else {
+		m.next.ServeHTTP(c, req)
+	}
 	c.returned = true
 	if c.rec.Status == 0 {
 		// Nothing was written: the server sends the response after we return.

@@ -7,7 +7,8 @@ import (
 
 // The wire format between the plugin and the collector. It is defined once,
 // here, and the collector decodes these same types: change a field only with
-// a new RecordVersion.
+// a new RecordVersion. A new optional field (omitempty), which a collector
+// that does not know it ignores, keeps the version.
 
 // RecordVersion is the version of Record's wire format. The collector refuses
 // a record whose version it does not know instead of guessing its meaning.
@@ -270,4 +271,29 @@ type Record struct {
 	// the settlement settles; empty from collectors before it, and then
 	// the reservation is named by RequestID.
 	LimitReservation string `json:"limit_reservation,omitempty"`
+
+	// Upstream names the upstream whose response the client got, on a
+	// route with upstreams (Config.Upstreams); empty on others.
+	Upstream string `json:"upstream,omitempty"`
+	// Attempts lists, in order, each upstream tried or skipped for the
+	// request on a route with upstreams.
+	Attempts []Attempt `json:"attempts,omitempty"`
+}
+
+// Attempt is one upstream tried (or skipped) for a request. Times are from
+// the request's arrival, like the record's.
+type Attempt struct {
+	// Upstream is the upstream's configured name, never its URL.
+	Upstream string `json:"upstream"`
+	// Status is the upstream's response status; 0 when none came.
+	Status int `json:"status,omitempty"`
+	// Error is one of the Attempt* constants, empty when the attempt got
+	// a response whose first byte came in time.
+	Error string `json:"error,omitempty"`
+	// StartNs is when the attempt began; HeaderNs when its response
+	// headers came (0: none).
+	StartNs  int64 `json:"start_ns"`
+	HeaderNs int64 `json:"header_ns,omitempty"`
+	// Opened says this attempt opened the upstream's circuit.
+	Opened bool `json:"opened,omitempty"`
 }

@@ -35,6 +35,11 @@ import (
 // named again, so its sender stays, parked.
 //
 // When Traefik is told to stop, every sender is retired too (watchStop).
+//
+// The registry holds the upstream pools of routes with upstreams the same
+// way, so that their breakers and connections outlive reloads: shared by
+// settings (poolKey), and a pool no middleware name maps to any more
+// closes its idle connections and leaves.
 var senders = struct {
 	sync.Mutex
 	m      map[string]*sender // the live senders, by settings (senderKey)
@@ -42,7 +47,42 @@ var senders = struct {
 	// watching says the goroutine of watchStop runs; the first sender
 	// starts it.
 	watching bool
-}{m: map[string]*sender{}, byName: map[string]*sender{}}
+
+	pools       map[string]*pool // by poolKey
+	poolsByName map[string]*pool // each middleware's pool, by the name New got
+}{m: map[string]*sender{}, byName: map[string]*sender{}, pools: map[string]*pool{}, poolsByName: map[string]*pool{}}
+
+// poolFor returns the upstream pool for the settings of the middleware
+// called name (nil when it has no upstreams), making one if needed, and
+// lets go of the pool it replaces.
+func poolFor(s *settings, name string) *pool {
+	senders.Lock()
+	defer senders.Unlock()
+	old := senders.poolsByName[name]
+	var p *pool
+	if len(s.upstreams) > 0 {
+		key := poolKey(s)
+		if p = senders.pools[key]; p == nil {
+			p = newPool(s)
+			p.key = key
+			senders.pools[key] = p
+		}
+		senders.poolsByName[name] = p
+	} else {
+		delete(senders.poolsByName, name)
+	}
+	if old == nil || old == p {
+		return p
+	}
+	for _, other := range senders.poolsByName {
+		if other == old {
+			return p
+		}
+	}
+	delete(senders.pools, old.key)
+	old.transport.CloseIdleConnections()
+	return p
+}
 
 func senderKey(s *settings) string {
 	return fmt.Sprintf("%s|%s|%d|%d|%d|%s|%s|%s", s.recordsURL, s.token, s.queueSize, s.maxQueueBytes, s.batchSize, s.flushInterval, s.sendTimeout, s.collectorCA)

@@ -1,0 +1,668 @@
+package llmtap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// A route with upstreams is proxied by the plugin itself instead of the
+// router's service, so that a failed attempt can be tried again on the next
+// upstream before any byte reached the client: Traefik's own retry
+// middleware retries only network errors, and its failover service neither
+// looks at statuses nor waits for a first byte (docs/fallback.md).
+//
+// Per request the plugin picks the first upstream (the first configured, or
+// by weight), then tries the others in their order when an attempt fails
+// before its first body byte: a 429, a 5xx, a connection error, or no first
+// byte within firstByteTimeout. It holds the request body for that, up to
+// fallback.maxBodyBytes; a longer body is sent once. Once a byte went to the
+// client nothing is tried again: a stream that breaks later is aborted and
+// recorded so. Each upstream has a circuit breaker: failures in a row open
+// it, an open upstream gets no attempt for a cool-down, then one request
+// probes it (half-open) and its result closes or reopens it.
+
+// UpstreamConfig is one upstream of a route (Config.Upstreams).
+type UpstreamConfig struct {
+	// Name names the upstream in records and metrics; by default its host.
+	Name string `json:"name,omitempty"`
+	// URL is the upstream's base URL: scheme, host, and an optional path
+	// prefix and query, to which each request's path and query are added.
+	URL string `json:"url,omitempty"`
+	// Weight, when any upstream of the route has one, makes the first
+	// attempts follow the weights; the other upstreams stay fallbacks, in
+	// their order. An upstream of weight 0 among weighted ones is a
+	// fallback only.
+	Weight int `json:"weight,omitempty"`
+	// Headers are set on every request to this upstream: its own API key,
+	// say. They are never recorded.
+	Headers map[string]string `json:"headers,omitempty"`
+}
+
+// FallbackConfig tunes the attempts of a route with upstreams.
+type FallbackConfig struct {
+	// FirstByteTimeout bounds the wait for an attempt's first body byte,
+	// from the attempt's start: past it the attempt is given up and the
+	// next upstream tried (the last one answers 504). Empty: no bound.
+	FirstByteTimeout string `json:"firstByteTimeout,omitempty"`
+	// MaxBodyBytes bounds the request body held so that it can be sent
+	// again; a longer body is sent once, to the first upstream.
+	MaxBodyBytes int `json:"maxBodyBytes,omitempty"`
+	// MaxRetryAfter bounds how long a 429's Retry-After keeps its upstream
+	// out of the attempts.
+	MaxRetryAfter string `json:"maxRetryAfter,omitempty"`
+	// Breaker is each upstream's circuit breaker.
+	Breaker BreakerConfig `json:"breaker,omitempty"`
+}
+
+// BreakerConfig is the circuit breaker of each upstream.
+type BreakerConfig struct {
+	// Failures in a row, each within Window of the one before, open the
+	// circuit; 0 turns the breaker off.
+	Failures int `json:"failures,omitempty"`
+	// Window is the longest gap between two failures that still counts
+	// them in a row.
+	Window string `json:"window,omitempty"`
+	// Cooldown is how long an open circuit keeps its upstream out; then
+	// one request probes it.
+	Cooldown string `json:"cooldown,omitempty"`
+}
+
+// maxUpstreams bounds a route's upstreams, and so each record's attempts.
+const maxUpstreams = 8
+
+// upstream is one upstream and its breaker; the breaker's fields and
+// current are guarded by the pool's mutex.
+type upstream struct {
+	name    string
+	base    *url.URL
+	headers map[string]string // canonical names
+	weight  int
+
+	current     int // smooth weighted round robin
+	failures    int // in a row
+	lastFailure time.Time
+	openUntil   time.Time
+	probing     bool // a half-open probe is under way
+}
+
+// pool is the upstreams of a route and the transport to them.
+type pool struct {
+	key           string // poolKey, in the registry
+	ups           []*upstream
+	weighted      bool
+	totalWeight   int
+	transport     *http.Transport
+	firstByte     time.Duration // 0: none
+	maxBody       int64
+	maxRetryAfter time.Duration
+	failures      int // 0: no breaker
+	window        time.Duration
+	cooldown      time.Duration
+	now           func() time.Time
+
+	mu sync.Mutex
+}
+
+// prepareUpstreams checks the upstreams and fallback fields and keeps what
+// the pool needs in s.
+func prepareUpstreams(s *settings, c *Config) error {
+	f := c.Fallback
+	var err error
+	if f.FirstByteTimeout != "" {
+		if s.firstByte, err = positiveDuration("fallback.firstByteTimeout", f.FirstByteTimeout); err != nil {
+			return err
+		}
+	}
+	if f.MaxBodyBytes < 0 {
+		return fmt.Errorf("fallback.maxBodyBytes %d: must not be negative", f.MaxBodyBytes)
+	}
+	s.maxRetryBody = int64(f.MaxBodyBytes)
+	if s.maxRetryAfter, err = positiveDuration("fallback.maxRetryAfter", f.MaxRetryAfter); err != nil {
+		return err
+	}
+	b := f.Breaker
+	if b.Failures < 0 {
+		return fmt.Errorf("fallback.breaker.failures %d: must not be negative (0 turns the breaker off)", b.Failures)
+	}
+	s.breakerFailures = b.Failures
+	if s.breakerWindow, err = positiveDuration("fallback.breaker.window", b.Window); err != nil {
+		return err
+	}
+	if s.breakerCooldown, err = positiveDuration("fallback.breaker.cooldown", b.Cooldown); err != nil {
+		return err
+	}
+	if len(c.Upstreams) == 0 {
+		return nil
+	}
+	if c.CollectorURL == "" {
+		return errors.New("upstreams: every attempt is recorded, so upstreams need a collectorURL")
+	}
+	if len(c.Upstreams) > maxUpstreams {
+		return fmt.Errorf("upstreams: %d of them, want at most %d", len(c.Upstreams), maxUpstreams)
+	}
+	names := map[string]bool{}
+	weighted := false
+	for i, u := range c.Upstreams {
+		where := "upstreams[" + strconv.Itoa(i) + "]"
+		base, perr := url.Parse(u.URL)
+		if perr != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" || base.User != nil || base.Fragment != "" {
+			return fmt.Errorf("%s.url %q: want an absolute http or https URL without credentials, such as https://api.openai.com", where, u.URL)
+		}
+		name := u.Name
+		if name == "" {
+			name = base.Host
+		}
+		if !ValidID(name) {
+			return fmt.Errorf("%s.name %q: want %s", where, name, IDRule)
+		}
+		if names[name] {
+			return fmt.Errorf("%s.name %q: another upstream has that name", where, name)
+		}
+		names[name] = true
+		if u.Weight < 0 {
+			return fmt.Errorf("%s.weight %d: must not be negative", where, u.Weight)
+		}
+		if u.Weight > 0 {
+			weighted = true
+		}
+		for h := range u.Headers {
+			if h == "" || strings.Trim(h, IDChars) != "" {
+				return fmt.Errorf("%s.headers: %q is not a header name", where, h)
+			}
+		}
+		s.upstreams = append(s.upstreams, u)
+		s.upstreamNames = append(s.upstreamNames, name)
+	}
+	if weighted {
+		total := 0
+		for _, u := range c.Upstreams {
+			total += u.Weight
+		}
+		if total == 0 {
+			return errors.New("upstreams: weights add up to 0")
+		}
+	}
+	return nil
+}
+
+// poolKey is what makes two routes share a pool: the same upstreams and
+// fallback settings.
+func poolKey(s *settings) string {
+	var b strings.Builder
+	for i, u := range s.upstreams {
+		fmt.Fprintf(&b, "%s=%s|%d|", s.upstreamNames[i], u.URL, u.Weight)
+		for k, v := range u.Headers {
+			fmt.Fprintf(&b, "%s:%s,", k, v)
+		}
+		b.WriteString(";")
+	}
+	fmt.Fprintf(&b, "%s|%d|%s|%d|%s|%s", s.firstByte, s.maxRetryBody, s.maxRetryAfter, s.breakerFailures, s.breakerWindow, s.breakerCooldown)
+	return b.String()
+}
+
+func newPool(s *settings) *pool {
+	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	p := &pool{
+		firstByte:     s.firstByte,
+		maxBody:       s.maxRetryBody,
+		maxRetryAfter: s.maxRetryAfter,
+		failures:      s.breakerFailures,
+		window:        s.breakerWindow,
+		cooldown:      s.breakerCooldown,
+		now:           time.Now,
+		transport: &http.Transport{
+			Proxy: http.ProxyFromEnvironment,
+			// A closure: Yaegi takes no method value of a compiled type here.
+			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				return dialer.DialContext(ctx, network, addr)
+			},
+			ForceAttemptHTTP2:     true,
+			MaxIdleConns:          256,
+			MaxIdleConnsPerHost:   64,
+			IdleConnTimeout:       90 * time.Second,
+			TLSHandshakeTimeout:   10 * time.Second,
+			ExpectContinueTimeout: time.Second,
+			// The client's Accept-Encoding goes upstream and the body
+			// comes back as the upstream sent it.
+			DisableCompression: true,
+		},
+	}
+	for i, cfg := range s.upstreams {
+		base, _ := url.Parse(cfg.URL) // checked by prepareUpstreams
+		u := &upstream{name: s.upstreamNames[i], base: base, weight: cfg.Weight, headers: map[string]string{}}
+		for k, v := range cfg.Headers {
+			u.headers[http.CanonicalHeaderKey(k)] = v
+		}
+		if cfg.Weight > 0 {
+			p.weighted = true
+			p.totalWeight += cfg.Weight
+		}
+		p.ups = append(p.ups, u)
+	}
+	return p
+}
+
+// candidate is an upstream chosen for an attempt; probe says it is the
+// half-open probe of its circuit.
+type candidate struct {
+	u     *upstream
+	probe bool
+}
+
+// plan returns the upstreams to try, in order, and lists in rec the ones
+// skipped because their circuit is open. retryAfter is, when every one is
+// skipped, how long until the first reopens.
+func (p *pool) plan(rec *Record, startNs int64) (order []candidate, retryAfter time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.now()
+	first := 0
+	if p.weighted {
+		first = p.pickWeighted()
+	}
+	soonest := time.Duration(-1)
+	for i := -1; i < len(p.ups); i++ {
+		k := i
+		switch {
+		case i < 0:
+			k = first
+		case i == first:
+			continue
+		}
+		u := p.ups[k]
+		switch {
+		case u.openUntil.IsZero():
+			order = append(order, candidate{u: u})
+		case !now.Before(u.openUntil) && !u.probing:
+			u.probing = true
+			order = append(order, candidate{u: u, probe: true})
+		default:
+			rec.Attempts = append(rec.Attempts, Attempt{Upstream: u.name, Error: AttemptCircuitOpen, StartNs: startNs})
+			if wait := u.openUntil.Sub(now); soonest < 0 || wait < soonest {
+				soonest = wait
+			}
+		}
+	}
+	return order, soonest
+}
+
+// pickWeighted is smooth weighted round robin (as nginx does it): exact
+// shares over any run of totalWeight picks, the heavy upstream's picks
+// spread out. p.mu is held.
+func (p *pool) pickWeighted() int {
+	best := -1
+	for i, u := range p.ups {
+		if u.weight == 0 {
+			continue
+		}
+		u.current += u.weight
+		if best < 0 || u.current > p.ups[best].current {
+			best = i
+		}
+	}
+	p.ups[best].current -= p.totalWeight
+	return best
+}
+
+// verdict is an attempt's effect on its upstream's breaker.
+type verdict int
+
+const (
+	verdictNone    verdict = iota // the client left: says nothing of the upstream
+	verdictSuccess                // closes a half-open circuit, ends a run of failures
+	verdictFailure
+)
+
+// report applies an attempt's verdict to its upstream's breaker, and keeps
+// the upstream out for a 429's Retry-After. It says whether the circuit
+// opened.
+func (p *pool) report(cd candidate, v verdict, retryAfter time.Duration) (opened bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	u := cd.u
+	now := p.now()
+	if cd.probe {
+		u.probing = false
+	}
+	switch v {
+	case verdictSuccess:
+		u.failures = 0
+		u.openUntil = time.Time{}
+	case verdictFailure:
+		if p.failures > 0 {
+			if now.Sub(u.lastFailure) > p.window {
+				u.failures = 0
+			}
+			u.failures++
+			u.lastFailure = now
+			if cd.probe || u.failures >= p.failures {
+				u.openUntil = now.Add(p.cooldown)
+				u.failures = 0
+				opened = true
+			}
+		}
+	}
+	if retryAfter > 0 {
+		if retryAfter > p.maxRetryAfter {
+			retryAfter = p.maxRetryAfter
+		}
+		if until := now.Add(retryAfter); until.After(u.openUntil) {
+			opened = opened || !now.Before(u.openUntil)
+			u.openUntil = until
+		}
+	}
+	return opened
+}
+
+// Errors of an attempt (Attempt.Error).
+const (
+	// AttemptConnectError: the upstream could not be reached, or failed
+	// before its response headers.
+	AttemptConnectError = "connect_error"
+	// AttemptFirstByteTimeout: no first body byte within firstByteTimeout.
+	AttemptFirstByteTimeout = "first_byte_timeout"
+	// AttemptReadError: the response broke off before its first body byte.
+	AttemptReadError = "read_error"
+	// AttemptCircuitOpen: skipped, the upstream's circuit being open.
+	AttemptCircuitOpen = "circuit_open"
+	// AttemptCancelled: the client left during the attempt.
+	AttemptCancelled = "cancelled"
+)
+
+// retryable says whether a status sends the request to the next upstream.
+func retryable(status int) bool { return status == http.StatusTooManyRequests || status >= 500 }
+
+// hopHeaders are the hop-by-hop headers a proxy does not pass on.
+var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+
+// serve proxies the request through the pool's upstreams, writing the
+// response to c and each attempt to c.rec.
+func (p *pool) serve(c *captureWriter, req *http.Request) {
+	body, again := p.holdBody(c, req)
+	rec := c.rec
+	order, wait := p.plan(rec, int64(time.Since(c.start)))
+	if len(order) == 0 {
+		allOpen(c, wait)
+		return
+	}
+	if !again {
+		for _, cd := range order[1:] {
+			p.report(cd, verdictNone, 0) // release a probe not taken
+		}
+		order = order[:1]
+	}
+	ctx := req.Context()
+	for i, cd := range order {
+		last := i == len(order)-1
+		if ctx.Err() != nil {
+			for _, rest := range order[i:] {
+				p.report(rest, verdictNone, 0)
+			}
+			return
+		}
+		if p.attempt(c, req, body, cd, last) {
+			for _, rest := range order[i+1:] {
+				p.report(rest, verdictNone, 0)
+			}
+			return
+		}
+	}
+}
+
+// holdBody reads the request body whole when it may need sending again:
+// it returns the bytes and true, or nil and false with req.Body left to be
+// sent once (too long, or its length unknown and past the bound).
+func (p *pool) holdBody(c *captureWriter, req *http.Request) ([]byte, bool) {
+	if req.Body == nil || req.Body == http.NoBody || req.ContentLength == 0 {
+		return nil, true
+	}
+	if c.reqBody != nil {
+		return c.reqBody, true
+	}
+	if req.ContentLength > p.maxBody {
+		return nil, false
+	}
+	// Known length within the bound, or unknown: read one byte past it.
+	b, err := io.ReadAll(io.LimitReader(req.Body, p.maxBody+1))
+	if err != nil || int64(len(b)) > p.maxBody {
+		// Sent once: what was read, then the rest (a read error shows up
+		// again there, and the upstream request fails as it would have).
+		req.Body = &rejoined{r: io.MultiReader(strings.NewReader(string(b)), req.Body), c: req.Body}
+		return nil, false
+	}
+	return b, true
+}
+
+// rejoined is a body whose head was read, put back in front of the rest.
+// A named type: Yaegi sends Read on a struct of embedded interfaces to
+// the wrong one.
+type rejoined struct {
+	r io.Reader
+	c io.Closer
+}
+
+func (b *rejoined) Read(p []byte) (int, error) { return b.r.Read(p) }
+func (b *rejoined) Close() error               { return b.c.Close() }
+
+// attempt tries one upstream. It returns true when the response went to
+// the client (whatever its status), false when the next upstream should
+// be tried; the last attempt always answers.
+func (p *pool) attempt(c *captureWriter, req *http.Request, body []byte, cd candidate, last bool) bool {
+	rec := c.rec
+	a := Attempt{Upstream: cd.u.name, StartNs: int64(time.Since(c.start))}
+	ctx, cancel := context.WithCancel(req.Context())
+	defer cancel()
+	var timer *time.Timer
+	if p.firstByte > 0 {
+		timer = time.AfterFunc(p.firstByte, cancel)
+	}
+	timedOut := func() bool { return timer != nil && !timer.Stop() }
+
+	resp, err := p.transport.RoundTrip(outgoing(ctx, cd.u, req, body))
+	if err != nil {
+		switch {
+		case req.Context().Err() != nil:
+			a.Error = AttemptCancelled
+			p.report(cd, verdictNone, 0)
+		case timedOut():
+			a.Error = AttemptFirstByteTimeout
+			p.report(cd, verdictFailure, 0)
+		default:
+			a.Error = AttemptConnectError
+			a.Opened = p.report(cd, verdictFailure, 0)
+		}
+		rec.Attempts = append(rec.Attempts, a)
+		if last && a.Error != AttemptCancelled {
+			gatewayError(c, a.Error)
+		}
+		return last
+	}
+	a.Status = resp.StatusCode
+	a.HeaderNs = int64(time.Since(c.start))
+	if retryable(resp.StatusCode) && !last {
+		_ = resp.Body.Close()
+		timedOut()
+		a.Opened = p.report(cd, verdictFailure, retryAfter(resp.Header))
+		rec.Attempts = append(rec.Attempts, a)
+		return false
+	}
+	buf := make([]byte, 32<<10)
+	n, rerr := readSome(resp.Body, buf)
+	if timedOut() || (rerr != nil && !errors.Is(rerr, io.EOF)) {
+		_ = resp.Body.Close()
+		switch {
+		case req.Context().Err() != nil:
+			a.Error = AttemptCancelled
+			p.report(cd, verdictNone, 0)
+		case rerr != nil && !errors.Is(rerr, context.Canceled):
+			a.Error = AttemptReadError
+			a.Opened = p.report(cd, verdictFailure, 0)
+		default:
+			a.Error = AttemptFirstByteTimeout
+			a.Opened = p.report(cd, verdictFailure, 0)
+		}
+		rec.Attempts = append(rec.Attempts, a)
+		if last && a.Error != AttemptCancelled {
+			gatewayError(c, a.Error)
+		}
+		return last
+	}
+	// Committed: from here the response is the client's.
+	v := verdictSuccess
+	if retryable(resp.StatusCode) {
+		v = verdictFailure
+	}
+	a.Opened = p.report(cd, v, retryAfter(resp.Header))
+	rec.Attempts = append(rec.Attempts, a)
+	rec.Upstream = cd.u.name
+	relay(c, resp, buf, n, rerr)
+	return true
+}
+
+// readSome reads until it has at least one byte, the end, or an error.
+func readSome(r io.Reader, buf []byte) (int, error) {
+	for {
+		n, err := r.Read(buf)
+		if n > 0 || err != nil {
+			return n, err
+		}
+	}
+}
+
+// relay writes the response to the client: headers, the first bytes
+// already read, then the rest as it comes. A body that breaks off aborts
+// the client's response too, as Traefik's proxy does, so the client never
+// takes a cut stream for a whole one.
+func relay(c *captureWriter, resp *http.Response, buf []byte, n int, rerr error) {
+	defer resp.Body.Close()
+	h := c.h
+	for k, vs := range resp.Header {
+		h[k] = vs
+	}
+	for _, k := range hopHeaders {
+		delete(h, k)
+	}
+	c.WriteHeader(resp.StatusCode)
+	for {
+		if n > 0 {
+			if _, werr := c.Write(buf[:n]); werr != nil {
+				return // the client is gone
+			}
+		}
+		if errors.Is(rerr, io.EOF) {
+			return
+		}
+		if rerr != nil {
+			if c.req.Context().Err() != nil {
+				return
+			}
+			panic(http.ErrAbortHandler)
+		}
+		n, rerr = resp.Body.Read(buf)
+	}
+}
+
+// outgoing is the request to an upstream: the client's method, path, query,
+// headers and body, less the hop-by-hop headers, with the upstream's base
+// URL and headers.
+func outgoing(ctx context.Context, u *upstream, req *http.Request, body []byte) *http.Request {
+	target := *u.base
+	target.Path = joinPath(u.base.Path, req.URL.Path)
+	target.RawPath = ""
+	switch {
+	case u.base.RawQuery == "":
+		target.RawQuery = req.URL.RawQuery
+	case req.URL.RawQuery != "":
+		target.RawQuery = u.base.RawQuery + "&" + req.URL.RawQuery
+	}
+	out := req.Clone(ctx)
+	out.URL = &target
+	out.Host = ""
+	out.RequestURI = ""
+	for _, k := range hopHeaders {
+		delete(out.Header, k)
+	}
+	if prior, ok := req.Header["X-Forwarded-For"]; ok || req.RemoteAddr != "" {
+		if ip, _, err := net.SplitHostPort(req.RemoteAddr); err == nil {
+			out.Header["X-Forwarded-For"] = []string{strings.Join(append(prior[:len(prior):len(prior)], ip), ", ")}
+		}
+	}
+	for k, v := range u.headers {
+		out.Header[k] = []string{v}
+	}
+	if body != nil {
+		out.Body = io.NopCloser(strings.NewReader(string(body)))
+		out.ContentLength = int64(len(body))
+	} else if req.ContentLength == 0 || req.Body == nil || req.Body == http.NoBody {
+		out.Body = http.NoBody
+		out.ContentLength = 0
+	}
+	return out
+}
+
+func joinPath(a, b string) string {
+	switch {
+	case a == "" || a == "/":
+		return b
+	case strings.HasSuffix(a, "/") && strings.HasPrefix(b, "/"):
+		return a + b[1:]
+	case !strings.HasSuffix(a, "/") && !strings.HasPrefix(b, "/"):
+		return a + "/" + b
+	}
+	return a + b
+}
+
+// retryAfter reads a 429's Retry-After in seconds or as a date; 0 when
+// absent, unreadable, or on another status.
+func retryAfter(h http.Header) time.Duration {
+	v := h.Get("Retry-After")
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(v); err == nil && s > 0 {
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := time.Until(t); d > 0 {
+			return d
+		}
+	}
+	return 0
+}
+
+// gatewayError answers the client when the last attempt got no response:
+// 504 when it gave no first byte in time, 502 otherwise, with an error in
+// the OpenAI shape.
+func gatewayError(c *captureWriter, cause string) {
+	status, msg := http.StatusBadGateway, "no upstream of this route answered"
+	if cause == AttemptFirstByteTimeout {
+		status, msg = http.StatusGatewayTimeout, "no upstream of this route sent a first byte in time"
+	}
+	writeError(c, status, "upstream_unavailable", cause, msg)
+}
+
+// allOpen answers 503 when every upstream's circuit is open.
+func allOpen(c *captureWriter, wait time.Duration) {
+	secs := int64((wait + time.Second - 1) / time.Second)
+	if secs < 1 {
+		secs = 1
+	}
+	c.h["Retry-After"] = []string{strconv.FormatInt(secs, 10)}
+	writeError(c, http.StatusServiceUnavailable, "upstream_unavailable", AttemptCircuitOpen,
+		"every upstream of this route is failing (circuits open); retry after "+strconv.FormatInt(secs, 10)+" s")
+}
+
+func writeError(c *captureWriter, status int, typ, code, msg string) {
+	c.h["Content-Type"] = []string{"application/json"}
+	c.WriteHeader(status)
+	_, _ = io.WriteString(c, `{"error":{"message":`+strconv.Quote(msg)+`,"type":"`+typ+`","code":"`+code+`"}}`)
+}
