@@ -11,6 +11,7 @@
 package collector
 
 import (
+	"strconv"
 	"context"
 	"errors"
 	"time"
@@ -128,6 +129,63 @@ type Fact struct {
 	// LimitReservation names the reservation to settle; empty for plugins
 	// and collectors before it, and then RequestID names it.
 	LimitReservation string
+
+	// Upstream names the upstream that answered, on a route whose
+	// upstreams the plugin chooses; Attempts lists each one tried or
+	// skipped, in order. Both empty on other routes.
+	Upstream string
+	Attempts []Attempt
+}
+
+// Attempt is one upstream tried, or skipped (its circuit open), for a
+// request.
+type Attempt struct {
+	Upstream string
+	// Result is the response status ("503"), or why there was none: one of
+	// the plugin's Attempt* errors (connect_error, first_byte_timeout,
+	// read_error, circuit_open, cancelled).
+	Result string
+	// HeaderMs is when its response headers came, from the request's
+	// arrival; NoHeader when none did.
+	HeaderMs int64
+	// Opened says this attempt opened the upstream's circuit. It feeds
+	// the metrics and is not stored.
+	Opened bool
+}
+
+// NoHeader is Attempt.HeaderMs of an attempt that got no response.
+const NoHeader = -1
+
+// Tries counts the attempts made, the skipped ones left out.
+func (f *Fact) Tries() int {
+	n := 0
+	for _, a := range f.Attempts {
+		if a.Result != AttemptSkipped {
+			n++
+		}
+	}
+	return n
+}
+
+// AttemptSkipped is the Result of an upstream skipped because its circuit
+// was open (the plugin's AttemptCircuitOpen).
+const AttemptSkipped = "circuit_open"
+
+// AttemptClass groups an attempt's result for metrics: ok (below 400),
+// rate_limited (429), upstream_4xx, upstream_5xx, or the error itself.
+func AttemptClass(result string) string {
+	n, err := strconv.Atoi(result)
+	switch {
+	case err != nil:
+		return result
+	case n < 400:
+		return "ok"
+	case n == 429:
+		return string(ErrRateLimited)
+	case n < 500:
+		return string(ErrUpstream4xx)
+	}
+	return string(ErrUpstream5xx)
 }
 
 // HoldsReservation says whether the request holds a limit reservation to

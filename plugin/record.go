@@ -280,6 +280,9 @@ type Record struct {
 	Attempts []Attempt `json:"attempts,omitempty"`
 }
 
+// MaxUpstreams bounds a route's upstreams, and so a record's attempts.
+const MaxUpstreams = 8
+
 // Attempt is one upstream tried (or skipped) for a request. Times are from
 // the request's arrival, like the record's.
 type Attempt struct {

@@ -76,8 +76,6 @@ type BreakerConfig struct {
 	Cooldown string `json:"cooldown,omitempty"`
 }
 
-// maxUpstreams bounds a route's upstreams, and so each record's attempts.
-const maxUpstreams = 8
 
 // upstream is one upstream and its breaker; the breaker's fields and
 // current are guarded by the pool's mutex.
@@ -146,8 +144,8 @@ func prepareUpstreams(s *settings, c *Config) error {
 	if c.CollectorURL == "" {
 		return errors.New("upstreams: every attempt is recorded, so upstreams need a collectorURL")
 	}
-	if len(c.Upstreams) > maxUpstreams {
-		return fmt.Errorf("upstreams: %d of them, want at most %d", len(c.Upstreams), maxUpstreams)
+	if len(c.Upstreams) > MaxUpstreams {
+		return fmt.Errorf("upstreams: %d of them, want at most %d", len(c.Upstreams), MaxUpstreams)
 	}
 	names := map[string]bool{}
 	weighted := false

@@ -93,7 +93,7 @@ func TestChdbMigrate(t *testing.T) {
 		}
 		got = append(got, fmt.Sprintf("%d %s", v, name))
 	}
-	want := []string{"1 create_requests", "2 retention rows=90d bodies=7d", "3 chunk_spans bodies=7d", "4 cost"}
+	want := []string{"1 create_requests", "2 retention rows=90d bodies=7d", "3 chunk_spans bodies=7d", "4 cost", "5 upstreams"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("recorded %q, want %q", got, want)
 	}

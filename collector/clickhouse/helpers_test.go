@@ -76,6 +76,14 @@ func testFact(i int) *collector.Fact {
 	if i%11 == 0 {
 		f.ResponseBody = "\x00\xff\xfe binary \x80 audio" // not UTF-8
 	}
+	switch i % 9 {
+	case 1: // the second upstream served
+		f.Upstream = "azure-eu"
+		f.Attempts = []collector.Attempt{{Upstream: "openai", Result: "503", HeaderMs: int64(i % 50)}, {Upstream: "azure-eu", Result: "200", HeaderMs: int64(60 + i%50)}}
+	case 2: // one skipped, its circuit open
+		f.Upstream = "b"
+		f.Attempts = []collector.Attempt{{Upstream: "a", Result: "circuit_open", HeaderMs: collector.NoHeader}, {Upstream: "b", Result: "200", HeaderMs: 3}}
+	}
 	if f.Usage.Input != nil && f.Model != "llama3" { // llama3 is unpriced
 		in, out := collector.Money(*f.Usage.Input*2500), collector.Money(*f.Usage.Output*10000)
 		f.Cost = &collector.Cost{Input: in, Output: out, Total: in + out, PriceVersion: "2026-12-06"}

@@ -127,7 +127,7 @@ func TestIntegrationMigrateIdempotent(t *testing.T) {
 		}
 		got = append(got, fmt.Sprintf("%d %s", v, name))
 	}
-	if want := []string{"1 create_requests", "3 chunk_spans", "4 cost"}; !reflect.DeepEqual(got, want) {
+	if want := []string{"1 create_requests", "3 chunk_spans", "4 cost", "5 upstreams"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("recorded %q, want %q", got, want)
 	}
 	var create string

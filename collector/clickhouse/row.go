@@ -50,6 +50,11 @@ type row struct {
 	CostOutputNanos     int64
 	CostReasoningNanos  int64
 	PriceVersion        string
+	Upstream            string
+	Attempts            uint8
+	AttemptUpstreams    []string
+	AttemptResults      []string
+	AttemptHeaderMs     []int64
 	RequestBytes        int64
 	ResponseBytes       int64
 	RequestBody         string
@@ -80,7 +85,19 @@ func toRow(f *collector.Fact, insertedAt time.Time) row {
 		t := int64(cost.Total)
 		total = &t
 	}
+	var ups, results []string
+	var headers []int64
+	for _, a := range f.Attempts {
+		ups = append(ups, a.Upstream)
+		results = append(results, a.Result)
+		headers = append(headers, a.HeaderMs)
+	}
 	return row{
+		Upstream:            f.Upstream,
+		Attempts:            uint8(min(f.Tries(), 255)),
+		AttemptUpstreams:    ups,
+		AttemptResults:      results,
+		AttemptHeaderMs:     headers,
 		RequestID:           f.RequestID,
 		UpstreamRequestID:   f.UpstreamRequestID,
 		Start:               sec,
@@ -140,6 +157,7 @@ func (r *row) values() []any {
 		r.InputTokens, r.OutputTokens, r.CacheReadTokens, r.CacheWriteTokens, r.ReasoningTokens,
 		r.UsageSource, r.UsageMissing, r.CacheWrite1hTokens,
 		r.CostNanos, r.CostInputNanos, r.CostCacheReadNanos, r.CostCacheWriteNanos, r.CostOutputNanos, r.CostReasoningNanos, r.PriceVersion,
+		r.Upstream, r.Attempts, r.AttemptUpstreams, r.AttemptResults, r.AttemptHeaderMs,
 		r.RequestBytes, r.ResponseBytes, r.RequestBody, r.ResponseBody,
 		r.ResponseChunks, r.ChunkStarts, r.ChunkEnds, r.ChunkOffsetsUs, r.Truncated, r.InsertedAt,
 	}
@@ -155,6 +173,7 @@ func (r *row) dests() []any {
 		&r.InputTokens, &r.OutputTokens, &r.CacheReadTokens, &r.CacheWriteTokens, &r.ReasoningTokens,
 		&r.UsageSource, &r.UsageMissing, &r.CacheWrite1hTokens,
 		&r.CostNanos, &r.CostInputNanos, &r.CostCacheReadNanos, &r.CostCacheWriteNanos, &r.CostOutputNanos, &r.CostReasoningNanos, &r.PriceVersion,
+		&r.Upstream, &r.Attempts, &r.AttemptUpstreams, &r.AttemptResults, &r.AttemptHeaderMs,
 		&r.RequestBytes, &r.ResponseBytes, &r.RequestBody, &r.ResponseBody,
 		&r.ResponseChunks, &r.ChunkStarts, &r.ChunkEnds, &r.ChunkOffsetsUs, &r.Truncated, &r.InsertedAt,
 	}
@@ -214,6 +233,11 @@ func (r *row) fact() *collector.Fact {
 	}
 	if len(r.ChunkOffsetsUs) > 0 {
 		f.ChunkOffsetUs = r.ChunkOffsetsUs
+	}
+	f.Upstream = r.Upstream
+	// Arrays of one row have the same length unless a hand edited them.
+	for i := 0; i < len(r.AttemptUpstreams) && i < len(r.AttemptResults) && i < len(r.AttemptHeaderMs); i++ {
+		f.Attempts = append(f.Attempts, collector.Attempt{Upstream: r.AttemptUpstreams[i], Result: r.AttemptResults[i], HeaderMs: r.AttemptHeaderMs[i]})
 	}
 	return f
 }

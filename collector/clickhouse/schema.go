@@ -104,6 +104,15 @@ var columns = []column{
 	{name: "cost_output_nanos", typ: "Int64", codec: "ZSTD(1)", since: costSince},
 	{name: "cost_reasoning_nanos", typ: "Int64", codec: "ZSTD(1)", since: costSince},
 	{name: "price_version", typ: "String", class: lowCard, since: costSince},
+	// On routes whose upstreams the plugin chooses: the upstream that
+	// answered, the attempts made, and each upstream tried or skipped
+	// with its result (a status, or why none came) and when its headers
+	// came (-1: none).
+	{name: "upstream", typ: "String", class: lowCard, since: upstreamsSince},
+	{name: "attempts", typ: "UInt8", since: upstreamsSince},
+	{name: "attempt_upstreams", typ: "Array(String)", codec: "ZSTD(1)", since: upstreamsSince},
+	{name: "attempt_results", typ: "Array(String)", codec: "ZSTD(1)", since: upstreamsSince},
+	{name: "attempt_header_ms", typ: "Array(Int64)", codec: "ZSTD(1)", since: upstreamsSince},
 	{name: "request_bytes", typ: "Int64", codec: "ZSTD(1)"},
 	{name: "response_bytes", typ: "Int64", codec: "ZSTD(1)"},
 	{name: "request_body", typ: "String", class: body, codec: "ZSTD(3)"},
@@ -126,6 +135,10 @@ const chunkSpansSince = 3
 
 // costSince is the migration that added the cost columns.
 const costSince = 4
+
+// upstreamsSince is the migration that added the upstream and attempts
+// columns.
+const upstreamsSince = 5
 
 // chunksAlias is the alias column chunks: every event's data, whichever
 // way the row stores it. The lambda reads response_body, which the
@@ -272,6 +285,7 @@ func Plan(v Version, s Schema) []Migration {
 		retentionMigration(f, s),
 		chunkSpansMigration(f, s),
 		costMigration(f, s),
+		upstreamsMigration(f, s),
 	}
 }
 
@@ -406,6 +420,14 @@ func chunkSpansMigration(f Features, s Schema) Migration {
 func costMigration(f Features, s Schema) Migration {
 	m := Migration{Version: costSince, Name: "cost"}
 	m.Statements, m.Done = addColumns(f, s, costSince, "usage_missing", "price_version")
+	return m
+}
+
+// upstreamsMigration adds the upstream and attempts columns, as
+// costMigration adds its own.
+func upstreamsMigration(f Features, s Schema) Migration {
+	m := Migration{Version: upstreamsSince, Name: "upstreams"}
+	m.Statements, m.Done = addColumns(f, s, upstreamsSince, "price_version", "attempt_header_ms")
 	return m
 }
 

@@ -15,6 +15,7 @@ package derive
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -57,6 +58,17 @@ func fact(r *llmtap.Record) (*collector.Fact, []stream.Event) {
 		LimitReservation:  r.LimitReservation,
 	}
 	f.ErrorType = Classify(r.Status, r.Outcome)
+	f.Upstream = r.Upstream
+	for _, a := range r.Attempts {
+		at := collector.Attempt{Upstream: a.Upstream, Result: a.Error, HeaderMs: collector.NoHeader, Opened: a.Opened}
+		if a.Error == "" {
+			at.Result = strconv.Itoa(a.Status)
+		}
+		if a.HeaderNs > 0 {
+			at.HeaderMs = ms(a.HeaderNs)
+		}
+		f.Attempts = append(f.Attempts, at)
+	}
 	if len(r.WriteNs) > 0 {
 		f.TTFBMs = ms(r.WriteNs[0])
 	} else {

@@ -1,6 +1,7 @@
 package derive
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 
@@ -140,6 +141,28 @@ func TestJSONCompletion(t *testing.T) {
 	}
 	if f.Usage.Input == nil || *f.Usage.Input != 5 {
 		t.Errorf("usage %+v", f.Usage)
+	}
+}
+
+// TestAttempts: a record's attempts become the fact's, each with its
+// status or error as result, and no header time when none came.
+func TestAttempts(t *testing.T) {
+	r := &llmtap.Record{
+		V: 1, RequestID: "a", StartUnixNs: 1, Status: 200, Upstream: "c",
+		Attempts: []llmtap.Attempt{
+			{Upstream: "a", Error: llmtap.AttemptCircuitOpen},
+			{Upstream: "b", Status: 503, StartNs: 1 * msNs, HeaderNs: 40 * msNs, Opened: true},
+			{Upstream: "c", Status: 200, StartNs: 41 * msNs, HeaderNs: 90 * msNs},
+		},
+	}
+	f := Fact(r)
+	want := []collector.Attempt{
+		{Upstream: "a", Result: "circuit_open", HeaderMs: collector.NoHeader},
+		{Upstream: "b", Result: "503", HeaderMs: 40, Opened: true},
+		{Upstream: "c", Result: "200", HeaderMs: 90},
+	}
+	if f.Upstream != "c" || !reflect.DeepEqual(f.Attempts, want) || f.Tries() != 2 {
+		t.Errorf("upstream %q, attempts %+v (tries %d); want c, %+v, 2", f.Upstream, f.Attempts, f.Tries(), want)
 	}
 }
 

@@ -3,6 +3,7 @@ package http
 import (
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 
 	llmtap "github.com/llmtap/llmtap/plugin"
@@ -21,6 +22,8 @@ func FuzzDecode(f *testing.F) {
 		`{not json`,
 		`[1,2]`,
 		`{"v":1,"request_id":"r","start_unix_ns":1e400}`,
+		`{"v":1,"request_id":"r","start_unix_ns":1,"upstream":"b","attempts":[{"upstream":"a","status":503},{"upstream":"b","status":200}]}`,
+		`{"v":1,"request_id":"r","start_unix_ns":1,"attempts":[{"upstream":"a b","error":"x"}]}`,
 		"",
 	} {
 		f.Add([]byte(seed))
@@ -39,7 +42,42 @@ func FuzzDecode(f *testing.F) {
 		if len(rec.WriteEnds) != len(rec.WriteNs) || rec.StartUnixNs <= 0 {
 			t.Fatalf("accepted %d write ends for %d times, start %d", len(rec.WriteEnds), len(rec.WriteNs), rec.StartUnixNs)
 		}
+		if len(rec.Attempts) > llmtap.MaxUpstreams || (rec.Upstream != "" && !llmtap.ValidID(rec.Upstream)) {
+			t.Fatalf("accepted %d attempts, upstream %q", len(rec.Attempts), rec.Upstream)
+		}
+		for _, a := range rec.Attempts {
+			if !llmtap.ValidID(a.Upstream) || (a.Error != "" && !llmtap.ValidID(a.Error)) {
+				t.Fatalf("accepted attempt %+v", a)
+			}
+		}
 	})
+}
+
+// TestDecodeAttempts: the attempts of a route with upstreams are names the
+// metrics and the table can take, and no more than a route has upstreams.
+func TestDecodeAttempts(t *testing.T) {
+	const head = `{"v":1,"request_id":"r","start_unix_ns":1,`
+	for _, tt := range []struct {
+		name, line, want string
+	}{
+		{"good", head + `"upstream":"b","attempts":[{"upstream":"a","error":"connect_error"},{"upstream":"b","status":200,"header_ns":5}]}`, ""},
+		{"a bad upstream name", head + `"attempts":[{"upstream":"a\nb","status":200}]}`, "attempts[0]"},
+		{"no upstream name", head + `"attempts":[{"status":200}]}`, "attempts[0]"},
+		{"a bad error", head + `"attempts":[{"upstream":"a","error":"<script>"}]}`, "attempts[0]"},
+		{"a bad status", head + `"attempts":[{"upstream":"a","status":70000}]}`, "attempts[0]"},
+		{"a bad served upstream", head + `"upstream":"a b"}`, `upstream "a b"`},
+		{"too many", head + `"attempts":[` + strings.Repeat(`{"upstream":"a"},`, llmtap.MaxUpstreams) + `{"upstream":"a"}]}`, "at most 8"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, reason, err := decode([]byte(tt.line))
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("refused: %v", err)
+			case tt.want != "" && (err == nil || reason != "bad_attempts" || !strings.Contains(err.Error(), tt.want)):
+				t.Errorf("reason %q, error %v; want bad_attempts naming %s", reason, err, tt.want)
+			}
+		})
+	}
 }
 
 // FuzzDecodeAgreesWithStd: the wire record's decoder (goccy/go-json)

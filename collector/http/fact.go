@@ -38,14 +38,38 @@ type factView struct {
 	UsageSource       string `json:"usage_source"`
 	UsageMissing      string `json:"usage_missing,omitempty"`
 	// Cost is null when the request could not be priced.
-	Cost          *costView `json:"cost"`
-	RequestBytes  int64     `json:"request_bytes"`
-	ResponseBytes int64     `json:"response_bytes"`
-	RequestBody   string    `json:"request_body"`
-	ResponseBody  string    `json:"response_body"`
-	Chunks        []string  `json:"response_chunks"`
-	ChunkOffsetUs []int64   `json:"chunk_offsets_us"`
-	Truncated     bool      `json:"truncated"`
+	Cost *costView `json:"cost"`
+	// Upstream and Attempts: on routes whose upstreams the plugin chooses.
+	Upstream      string        `json:"upstream,omitempty"`
+	Attempts      []attemptView `json:"attempts,omitempty"`
+	RequestBytes  int64         `json:"request_bytes"`
+	ResponseBytes int64         `json:"response_bytes"`
+	RequestBody   string        `json:"request_body"`
+	ResponseBody  string        `json:"response_body"`
+	Chunks        []string      `json:"response_chunks"`
+	ChunkOffsetUs []int64       `json:"chunk_offsets_us"`
+	Truncated     bool          `json:"truncated"`
+}
+
+// attemptView is one upstream tried or skipped; header_ms is absent when
+// no response came.
+type attemptView struct {
+	Upstream string `json:"upstream"`
+	Result   string `json:"result"`
+	HeaderMs *int64 `json:"header_ms,omitempty"`
+}
+
+func attemptsOf(as []collector.Attempt) []attemptView {
+	var out []attemptView
+	for _, a := range as {
+		v := attemptView{Upstream: a.Upstream, Result: a.Result}
+		if a.HeaderMs != collector.NoHeader {
+			ms := a.HeaderMs
+			v.HeaderMs = &ms
+		}
+		out = append(out, v)
+	}
+	return out
 }
 
 // costView is a request's cost, in nano-dollars and in US dollars.
@@ -79,6 +103,7 @@ func factJSON(f *collector.Fact) factView {
 		InputTokens: f.Usage.Input, OutputTokens: f.Usage.Output, CacheReadTokens: f.Usage.CacheRead,
 		CacheWriteTokens: f.Usage.CacheWrite, CacheWrite1h: f.Usage.CacheWrite1h, ReasoningTokens: f.Usage.Reasoning,
 		UsageSource: f.Usage.Source, UsageMissing: f.Usage.Missing, Cost: costOf(f.Cost),
+		Upstream: f.Upstream, Attempts: attemptsOf(f.Attempts),
 		RequestBytes: f.RequestBytes, ResponseBytes: f.ResponseBytes,
 		RequestBody: f.RequestBody, ResponseBody: f.ResponseBody,
 		Chunks: f.Chunks, ChunkOffsetUs: f.ChunkOffsetUs, Truncated: f.Truncated,

@@ -345,10 +345,20 @@ func decode(line []byte) (*llmtap.Record, string, error) {
 		return nil, "bad_tenant", fmt.Errorf("tenant %q: want %s", truncate(rec.Tenant, 32), llmtap.IDRule)
 	case rec.LimitReservation != "" && !llmtap.ValidID(rec.LimitReservation):
 		return nil, "bad_limit_reservation", fmt.Errorf("limit_reservation %q: want %s", truncate(rec.LimitReservation, 32), llmtap.IDRule)
+	case len(rec.Attempts) > llmtap.MaxUpstreams:
+		return nil, "bad_attempts", fmt.Errorf("attempts: %d of them, want at most %d", len(rec.Attempts), llmtap.MaxUpstreams)
+	case rec.Upstream != "" && !llmtap.ValidID(rec.Upstream):
+		return nil, "bad_attempts", fmt.Errorf("upstream %q: want %s", truncate(rec.Upstream, 32), llmtap.IDRule)
 	case rec.StartUnixNs <= 0:
 		return nil, "bad_start", fmt.Errorf("start_unix_ns %d: want a positive time", rec.StartUnixNs)
 	case len(rec.WriteEnds) != len(rec.WriteNs):
 		return nil, "bad_writes", fmt.Errorf("write_ends has %d entries, write_ns %d: want the same", len(rec.WriteEnds), len(rec.WriteNs))
+	}
+	for i, a := range rec.Attempts {
+		if !llmtap.ValidID(a.Upstream) || (a.Error != "" && !llmtap.ValidID(a.Error)) || a.Status < 0 || a.Status > 999 {
+			return nil, "bad_attempts", fmt.Errorf("attempts[%d]: upstream %q, status %d, error %q: want names of %s and a status from 0 to 999",
+				i, truncate(a.Upstream, 32), a.Status, truncate(a.Error, 32), llmtap.IDRule)
+		}
 	}
 	return rec, "", nil
 }

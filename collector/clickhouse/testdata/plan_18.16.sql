@@ -53,6 +53,11 @@ CREATE TABLE IF NOT EXISTS llmtap.requests
     cost_output_nanos Int64,
     cost_reasoning_nanos Int64,
     price_version String,
+    upstream String,
+    attempts UInt8,
+    attempt_upstreams Array(String),
+    attempt_results Array(String),
+    attempt_header_ms Array(Int64),
     request_bytes Int64,
     response_bytes Int64,
     request_body String,
@@ -94,4 +99,15 @@ ALTER TABLE llmtap.requests
     ADD COLUMN cost_output_nanos Int64 AFTER cost_cache_write_nanos,
     ADD COLUMN cost_reasoning_nanos Int64 AFTER cost_output_nanos,
     ADD COLUMN price_version String AFTER cost_reasoning_nanos;
+
+-- migration 5: upstreams
+-- applied already when this counts more than 0:
+-- SELECT count() FROM system.columns WHERE database = 'llmtap' AND table = 'requests' AND name = 'attempt_header_ms'
+
+ALTER TABLE llmtap.requests
+    ADD COLUMN upstream String AFTER price_version,
+    ADD COLUMN attempts UInt8 AFTER upstream,
+    ADD COLUMN attempt_upstreams Array(String) AFTER attempts,
+    ADD COLUMN attempt_results Array(String) AFTER attempt_upstreams,
+    ADD COLUMN attempt_header_ms Array(Int64) AFTER attempt_results;
 

@@ -53,6 +53,11 @@ CREATE TABLE IF NOT EXISTS obs.requests
     cost_output_nanos Int64 CODEC(ZSTD(1)),
     cost_reasoning_nanos Int64 CODEC(ZSTD(1)),
     price_version LowCardinality(String),
+    upstream LowCardinality(String),
+    attempts UInt8,
+    attempt_upstreams Array(String) CODEC(ZSTD(1)),
+    attempt_results Array(String) CODEC(ZSTD(1)),
+    attempt_header_ms Array(Int64) CODEC(ZSTD(1)),
     request_bytes Int64 CODEC(ZSTD(1)),
     response_bytes Int64 CODEC(ZSTD(1)),
     request_body String CODEC(ZSTD(3)),
@@ -97,4 +102,12 @@ ALTER TABLE obs.requests
     ADD COLUMN IF NOT EXISTS cost_output_nanos Int64 CODEC(ZSTD(1)) AFTER cost_cache_write_nanos,
     ADD COLUMN IF NOT EXISTS cost_reasoning_nanos Int64 CODEC(ZSTD(1)) AFTER cost_output_nanos,
     ADD COLUMN IF NOT EXISTS price_version LowCardinality(String) AFTER cost_reasoning_nanos;
+
+-- migration 5: upstreams
+ALTER TABLE obs.requests
+    ADD COLUMN IF NOT EXISTS upstream LowCardinality(String) AFTER price_version,
+    ADD COLUMN IF NOT EXISTS attempts UInt8 AFTER upstream,
+    ADD COLUMN IF NOT EXISTS attempt_upstreams Array(String) CODEC(ZSTD(1)) AFTER attempts,
+    ADD COLUMN IF NOT EXISTS attempt_results Array(String) CODEC(ZSTD(1)) AFTER attempt_upstreams,
+    ADD COLUMN IF NOT EXISTS attempt_header_ms Array(Int64) CODEC(ZSTD(1)) AFTER attempt_results;
 
