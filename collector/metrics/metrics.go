@@ -35,6 +35,8 @@ type Metrics struct {
 	unpriced  *capped
 	rejected  *capped
 	unchecked *capped
+	attempts  *capped
+	opens     *capped
 	received  prometheus.Counter
 	dropped   prometheus.Counter
 	active    *activeStreams
@@ -105,6 +107,14 @@ func New(reg prometheus.Registerer, maxSeries int) *Metrics {
 		Name: "llmtap_limit_unchecked_total",
 		Help: "Requests on routers with limits that the plugin could not check (collector unreachable or slow), by route and the router's failure mode: open (proxied) or closed (answered 503).",
 	}, []string{"route", "mode"})), maxSeries)
+	m.attempts = newCapped(vec(prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "llmtap_upstream_attempts_total",
+		Help: "Attempts on routes whose upstreams the plugin chooses, by upstream and result: ok, rate_limited, upstream_4xx, upstream_5xx, connect_error, first_byte_timeout, read_error, cancelled, or circuit_open (skipped).",
+	}, []string{"route", "upstream", "result"})), maxSeries)
+	m.opens = newCapped(vec(prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "llmtap_upstream_circuit_opens_total",
+		Help: "Times an upstream's circuit opened: failures in a row, a failed half-open probe, or a 429's Retry-After.",
+	}, []string{"route", "upstream"})), maxSeries)
 	m.received = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "llmtap_records_received_total",
 		Help: "Records accepted at ingest.",
@@ -155,6 +165,12 @@ func (m *Metrics) Observe(f *collector.Fact) {
 	}
 	if f.ErrorType != "" {
 		m.errors.counter(route, string(f.ErrorType)).Inc()
+	}
+	for _, a := range f.Attempts {
+		m.attempts.counter(route, a.Upstream, collector.AttemptClass(a.Result)).Inc()
+		if a.Opened {
+			m.opens.counter(route, a.Upstream).Inc()
+		}
 	}
 	switch f.Limit {
 	case llmtap.LimitFailedOpen:

@@ -201,3 +201,32 @@ llmtap_spend_budget_used_ratio{route="chat",tenant="acme"} 0.85
 		t.Error(err)
 	}
 }
+
+// TestAttempts: each attempt counts under its upstream and result class,
+// and an attempt that opened its circuit counts an opening.
+func TestAttempts(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	m := New(reg, 10)
+	m.Observe(&collector.Fact{Route: "chat", Status: 200, Upstream: "b", Attempts: []collector.Attempt{
+		{Upstream: "a", Result: "429", HeaderMs: 5, Opened: true},
+		{Upstream: "b", Result: "200", HeaderMs: 40},
+	}})
+	m.Observe(&collector.Fact{Route: "chat", Status: 200, Upstream: "b", Attempts: []collector.Attempt{
+		{Upstream: "a", Result: "circuit_open", HeaderMs: collector.NoHeader},
+		{Upstream: "b", Result: "connect_error", HeaderMs: collector.NoHeader},
+	}})
+	want := `
+# HELP llmtap_upstream_attempts_total Attempts on routes whose upstreams the plugin chooses, by upstream and result: ok, rate_limited, upstream_4xx, upstream_5xx, connect_error, first_byte_timeout, read_error, cancelled, or circuit_open (skipped).
+# TYPE llmtap_upstream_attempts_total counter
+llmtap_upstream_attempts_total{result="circuit_open",route="chat",upstream="a"} 1
+llmtap_upstream_attempts_total{result="connect_error",route="chat",upstream="b"} 1
+llmtap_upstream_attempts_total{result="ok",route="chat",upstream="b"} 1
+llmtap_upstream_attempts_total{result="rate_limited",route="chat",upstream="a"} 1
+# HELP llmtap_upstream_circuit_opens_total Times an upstream's circuit opened: failures in a row, a failed half-open probe, or a 429's Retry-After.
+# TYPE llmtap_upstream_circuit_opens_total counter
+llmtap_upstream_circuit_opens_total{route="chat",upstream="a"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "llmtap_upstream_attempts_total", "llmtap_upstream_circuit_opens_total"); err != nil {
+		t.Error(err)
+	}
+}
