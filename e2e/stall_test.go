@@ -56,7 +56,7 @@ type stallSink struct {
 func TestStallCollectorHung(t *testing.T) {
 	s := stack.New(t)
 	sink, proc := processSink(t, s)
-	stallRun(t, s, sink, func() {
+	stallRun(t, s, sink, func(int) {
 		if err := proc.Process().Signal(syscall.SIGSTOP); err != nil {
 			t.Fatal(err)
 		}
@@ -79,8 +79,17 @@ func TestStallCollectorRefusing(t *testing.T) {
 		r, d := count(t)
 		return records + r, dropped + d
 	}
-	stallRun(t, s, sink, func() {
-		records, dropped = count(t)
+	stallRun(t, s, sink, func(sent int) {
+		// What the first sink counted is lost when it stops: it must
+		// have every record sent so far first, not some still on their
+		// way (the plugin sends in the background).
+		deadline := time.Now().Add(30 * time.Second)
+		for records, dropped = count(t); records+dropped < int64(sent); records, dropped = count(t) {
+			if time.Now().After(deadline) {
+				t.Fatalf("before the stop, the sink has %d records and %d reported dropped of %d sent", records, dropped, sent)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 		if err := proc.Stop(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -106,7 +115,7 @@ func TestStallCollectorSlow503(t *testing.T) {
 	sink := stallSink{url: srv.URL, exact: true, count: func(*testing.T) (int64, int64) {
 		return atomic.LoadInt64(&records), atomic.LoadInt64(&dropped)
 	}}
-	stallRun(t, stack.New(t), sink, func() { failing.Store(true) }, func() { failing.Store(false) })
+	stallRun(t, stack.New(t), sink, func(int) { failing.Store(true) }, func() { failing.Store(false) })
 }
 
 // processSink runs bench/upstream as the collector.
@@ -167,9 +176,10 @@ func countRecords(w http.ResponseWriter, r *http.Request, records, dropped *int6
 	w.WriteHeader(http.StatusAccepted)
 }
 
-// stallRun: warm up, measure, stall the collector (stall), 2,000 streams,
-// resume it (resume), then check memory, latency and the count.
-func stallRun(t *testing.T, s *stack.T, sink stallSink, stall, resume func()) {
+// stallRun: warm up, measure, stall the collector (stall, told how many
+// requests were sent so far), 2,000 streams, resume it (resume), then
+// check memory, latency and the count.
+func stallRun(t *testing.T, s *stack.T, sink stallSink, stall func(sent int), resume func()) {
 	event := []byte("data: " + strings.Repeat("x", 4088) + "\n\n")
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
@@ -244,7 +254,7 @@ http:
 	sent += len(before)
 	baseline := rss(t, pid)
 
-	stall()
+	stall(sent)
 	var peak int64
 	done := make(chan struct{})
 	go func() {
