@@ -47,6 +47,10 @@ const proxyRouters = `http:
       rule: Host(` + "`tap.test`" + `)
       service: up
       middlewares: [llmtap]
+    fallback:
+      rule: Host(` + "`fallback.test`" + `)
+      service: up
+      middlewares: [llmtap-fallback]
   middlewares:
     noop:
       plugin:
@@ -57,6 +61,15 @@ const proxyRouters = `http:
           collectorURL: %[2]s
           route: bench
           batchSize: %[3]d
+    llmtap-fallback:
+      plugin:
+        llmtap:
+          collectorURL: %[2]s
+          route: bench-fallback
+          batchSize: %[3]d
+          upstreams:
+            - {name: a, url: %[1]q}
+            - {name: b, url: %[1]q}
   services:
     up:
       loadBalancer:
@@ -100,11 +113,13 @@ func (b *bench) interleaved(base string, routes, paths []string, conns int, dura
 	return sum
 }
 
-// proxy: throughput and latency through the real Traefik, three routes to
+// proxy: throughput and latency through the real Traefik, four routes to
 // the same upstream in the same run: bare (no plugin), noop (a Yaegi
-// plugin that only calls next: the floor any plugin pays) and llmtap
-// (its records to the upstream's sink). req/s, p50 and p99 per route and
-// the ratios against both baselines.
+// plugin that only calls next: the floor any plugin pays), llmtap (its
+// records to the upstream's sink), and fallback (llmtap proxying the
+// upstream itself, with a second one to fall back on: the happy path of
+// docs/fallback.md). req/s, p50 and p99 per route and the ratios against
+// the baselines.
 //
 //	BENCH_DURATION (8s)  BENCH_RATE (1000)  BENCH_RATE_DURATION (5s)
 //	BENCH_CONNECTIONS (32)  BENCH_ROUNDS (2)  BENCH_THROUGHPUT (1; 0 skips wrk)
@@ -118,20 +133,20 @@ func (b *bench) proxy() {
 	up := b.startUpstream()
 	// The upstream is also the sink the plugin sends its records to.
 	tr := b.s.Traefik(fmt.Sprintf(proxyRouters, up, up, b.envInt("BENCH_PLUGIN_BATCH", 64)), func(t *stack.Traefik) {
-		t.ReadyHosts, t.ReadyPath = []string{"bare.test", "noop.test", "tap.test"}, "/json"
+		t.ReadyHosts, t.ReadyPath = []string{"bare.test", "noop.test", "tap.test", "fallback.test"}, "/json"
 	})
 	base := tr.URL()
-	routes, paths := []string{"bare", "noop", "tap"}, []string{"/json", "/sse"}
+	routes, paths := []string{"bare", "noop", "tap", "fallback"}, []string{"/json", "/sse"}
 	b.warm(base, routes, paths, conns)
 
 	if env("BENCH_THROUGHPUT", "1") == "1" {
 		sum := b.interleaved(base, routes, paths, conns, duration, rounds)
 		fmt.Printf("\n%s on %d cores, wrk -t1 -c%d -d%s, mean of %d interleaved rounds\n", filepath.Base(tr.Bin), runtime.NumCPU(), conns, duration, rounds)
-		fmt.Printf("%-7s %-6s %10s %9s %9s\n", "path", "route", "req/s", "p50_ms", "p99_ms")
+		fmt.Printf("%-7s %-8s %10s %9s %9s\n", "path", "route", "req/s", "p50_ms", "p99_ms")
 		for _, path := range paths {
 			for _, route := range routes {
 				r := sum[routeKey{path, route}]
-				fmt.Printf("%-7s %-6s %10.0f %9.3f %9.3f\n", path, route, r.rps, r.p50, r.p99)
+				fmt.Printf("%-7s %-8s %10.0f %9.3f %9.3f\n", path, route, r.rps, r.p50, r.p99)
 			}
 		}
 		fmt.Println()
@@ -139,6 +154,8 @@ func (b *bench) proxy() {
 			bare, noop, tap := sum[routeKey{path, "bare"}], sum[routeKey{path, "noop"}], sum[routeKey{path, "tap"}]
 			fmt.Printf("%-7s throughput llmtap/bare %.2f (goal >= 0.80)  llmtap/noop %.2f  noop/bare %.2f   added p99 vs bare %+.3f ms, vs noop %+.3f ms\n",
 				path, tap.rps/bare.rps, tap.rps/noop.rps, noop.rps/bare.rps, tap.p99-bare.p99, tap.p99-noop.p99)
+			fb := sum[routeKey{path, "fallback"}]
+			fmt.Printf("%-7s throughput fallback/llmtap %.2f  fallback/bare %.2f  fallback/noop %.2f\n", path, fb.rps/tap.rps, fb.rps/bare.rps, fb.rps/noop.rps)
 		}
 	}
 
@@ -160,14 +177,17 @@ func (b *bench) proxy() {
 		}
 	}
 	fmt.Printf("\nLatency at a fixed %d req/s for %s (open loop), mean of %d rounds\n", rate, rateDuration, rounds)
-	fmt.Printf("%-7s %-6s %9s %9s\n", "path", "route", "p50_ms", "p99_ms")
+	fmt.Printf("%-7s %-8s %9s %9s\n", "path", "route", "p50_ms", "p99_ms")
 	for _, path := range paths {
 		for _, route := range routes {
 			r := fixed[routeKey{path, route}]
-			fmt.Printf("%-7s %-6s %9.3f %9.3f\n", path, route, r.p50, r.p99)
+			fmt.Printf("%-7s %-8s %9.3f %9.3f\n", path, route, r.p50, r.p99)
 		}
 		bare, noop, tap := fixed[routeKey{path, "bare"}], fixed[routeKey{path, "noop"}], fixed[routeKey{path, "tap"}]
 		fmt.Printf("%-7s llmtap adds p50 %+.3f ms, p99 %+.3f ms vs bare (%+.3f ms vs noop); goal: p99 <= +0.3 ms\n", path, tap.p50-bare.p50, tap.p99-bare.p99, tap.p99-noop.p99)
+		fb := fixed[routeKey{path, "fallback"}]
+		fmt.Printf("%-7s fallback adds p50 %+.3f ms, p99 %+.3f ms vs llmtap (%+.3f ms vs bare, %+.3f ms vs noop); goal: p99 <= +0.1 ms vs llmtap\n",
+			path, fb.p50-tap.p50, fb.p99-tap.p99, fb.p99-bare.p99, fb.p99-noop.p99)
 	}
 	// The plugin's sender flushes every second.
 	time.Sleep(2 * time.Second)

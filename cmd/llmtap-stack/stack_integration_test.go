@@ -167,10 +167,16 @@ func (u *upTest) chat(id, key, body string) (int, string) {
 // status output_tokens").
 func (u *upTest) row(id, want string) {
 	u.t.Helper()
+	u.columns(id, "route, kind, status, output_tokens", want)
+}
+
+// columns waits for the request's row to read want in the columns cols.
+func (u *upTest) columns(id, cols, want string) {
+	u.t.Helper()
 	ch := &stack.ClickHouse{TCPPort: u.ports.ClickHouseTCP, HTTPPort: u.ports.ClickHouseHTTP}
 	var got string
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		got, _ = ch.Query(context.Background(), "SELECT route, kind, status, output_tokens FROM llmtap.requests FINAL WHERE request_id = '"+id+"' FORMAT TSV")
+		got, _ = ch.Query(context.Background(), "SELECT "+cols+" FROM llmtap.requests FINAL WHERE request_id = '"+id+"' FORMAT TSV")
 		if strings.ReplaceAll(got, "\t", " ") == want {
 			return
 		}
@@ -323,4 +329,19 @@ func TestUpInFrontOfAnUpstream(t *testing.T) {
 	if err := other.Ready(context.Background()); err != nil {
 		t.Errorf("down touched the upstream of the test's own: %v", err)
 	}
+}
+
+// TestUpWithFallback: make up UPSTREAM=URL1,URL2 with nothing listening at
+// the first: the request is served by the second, and its row names both
+// attempts.
+func TestUpWithFallback(t *testing.T) {
+	s := stack.New(t)
+	second := s.Mock()
+	u := newUpTest(t, s)
+	first := fmt.Sprintf("http://127.0.0.1:%d", s.Port()) // allocated, nothing listens
+	u.up("UPSTREAM="+first+","+second.URL(), "ROUTE=chat")
+	u.sse("stack-test-fallback", "stack-test")
+	u.columns("stack-test-fallback", "upstream, attempts, attempt_results", fmt.Sprintf("127.0.0.1:%d 2 ['connect_error','200']", second.Port))
+	u.row("stack-test-fallback", "chat sse 200 16")
+	u.downClean(4)
 }

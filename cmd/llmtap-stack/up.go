@@ -9,10 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/llmtap/llmtap/internal/stack"
+	llmtap "github.com/llmtap/llmtap/plugin"
 )
 
 var (
@@ -21,15 +23,21 @@ var (
 )
 
 // up starts the stack of make up in the background: Traefik sends every
-// path through the plugin to UPSTREAM (the mock when it is empty).
+// path through the plugin to UPSTREAM (the mock when it is empty). Several
+// comma-separated upstreams make the plugin proxy them itself, in order as
+// fallbacks, or split by WEIGHTS.
 func up(ctx context.Context, root, run string, getenv env, out io.Writer) error {
-	upstream := strings.TrimSuffix(getenv("UPSTREAM"), "/")
+	upstreams, err := upstreamList(getenv("UPSTREAM"), getenv("WEIGHTS"))
+	if err != nil {
+		return err
+	}
+	upstream := ""
+	if len(upstreams) > 0 {
+		upstream = upstreams[0].url
+	}
 	route := getenv("ROUTE")
 	if route == "" {
 		route = "llm"
-	}
-	if upstream != "" && !upstreamRule.MatchString(upstream) {
-		return fmt.Errorf("UPSTREAM=%s: want http://host[:port][/path] or https://host[:port][/path]", upstream)
 	}
 	if !routeRule.MatchString(route) {
 		return fmt.Errorf("ROUTE=%s: want letters, digits, . _ -", route)
@@ -58,6 +66,7 @@ func up(ctx context.Context, root, run string, getenv env, out io.Writer) error 
 		ShutdownTimeout: "8s",
 	}
 	dynamic, err := stack.Render(filepath.Join(root, "traefik", "up.yml"), map[string]string{
+		"UPSTREAMS": pluginUpstreams(upstreams),
 		"UPSTREAM":  upstream,
 		"ROUTE":     route,
 		"LIMITS":    limits,
@@ -86,13 +95,15 @@ func up(ctx context.Context, root, run string, getenv env, out io.Writer) error 
 	if !l.Mock {
 		upstreamLine = upstream
 		auth = ` -H "Authorization: Bearer $YOUR_KEY"`
-		if !answers(ctx, upstream) {
-			p.say("warning: %s does not answer now; Traefik answers 502 until it does", upstream)
+		for _, u := range upstreams {
+			if !answers(ctx, u.url) {
+				p.say("warning: %s does not answer now; requests to it fail until it does", u.url)
+			}
 		}
 	}
 	on := map[string]string{"true": "on", "false": "off"}[limits]
 	p.say("the stack runs in the background; `make down` stops it.")
-	p.say("route %q: every path through the plugin to the upstream; limits %s", route, on)
+	p.say("route %q: every path through the plugin to %s; limits %s", route, describeUpstreams(upstreams), on)
 	addresses(p, l, upstreamLine, "<tenant: key-... for an API key, see docs/security.md>", "LLMTAP_ADMIN_TOKEN in the env file", "")
 	fmt.Fprintf(out, `  try it:
     source %s
@@ -103,6 +114,102 @@ func up(ctx context.Context, root, run string, getenv env, out io.Writer) error 
     clickhouse-client --port %d -q 'SELECT * FROM llmtap.requests FINAL FORMAT Vertical'
 `, p.rel(filepath.Join(run, "env")), auth, l.Ports.ClickHouseTCP)
 	return nil
+}
+
+// upstreamOf is one upstream of UPSTREAM, and its weight of WEIGHTS (0:
+// none given).
+type upstreamOf struct {
+	name, url string
+	weight    int
+}
+
+// upstreamList reads UPSTREAM (comma-separated URLs) and WEIGHTS (as many
+// comma-separated integers, or empty).
+func upstreamList(list, weights string) ([]upstreamOf, error) {
+	if list == "" {
+		if weights != "" {
+			return nil, fmt.Errorf("WEIGHTS=%s: needs UPSTREAM=URL1,URL2", weights)
+		}
+		return nil, nil
+	}
+	var out []upstreamOf
+	names := map[string]int{}
+	for _, raw := range strings.Split(list, ",") {
+		u := strings.TrimSuffix(strings.TrimSpace(raw), "/")
+		if !upstreamRule.MatchString(u) {
+			what := fmt.Sprintf("UPSTREAM=%s", list)
+			if strings.Contains(list, ",") {
+				what += fmt.Sprintf(": %q", u)
+			}
+			return nil, fmt.Errorf("%s: want http://host[:port][/path] or https://host[:port][/path], comma-separated for several", what)
+		}
+		// Named by host (and port); a second of the same host gets -2.
+		name := strings.SplitN(strings.SplitN(u, "://", 2)[1], "/", 2)[0]
+		names[name]++
+		if n := names[name]; n > 1 {
+			name = fmt.Sprintf("%s-%d", name, n)
+		}
+		out = append(out, upstreamOf{name: name, url: u})
+	}
+	if len(out) > llmtap.MaxUpstreams {
+		return nil, fmt.Errorf("UPSTREAM=%s: %d upstreams, want at most %d", list, len(out), llmtap.MaxUpstreams)
+	}
+	if weights == "" {
+		return out, nil
+	}
+	ws := strings.Split(weights, ",")
+	if len(ws) != len(out) || len(out) < 2 {
+		return nil, fmt.Errorf("WEIGHTS=%s: want one weight per upstream of UPSTREAM (%d of them), and at least two", weights, len(out))
+	}
+	total := 0
+	for i, w := range ws {
+		n, err := strconv.Atoi(strings.TrimSpace(w))
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("WEIGHTS=%s: %q: want whole numbers, 0 or more", weights, w)
+		}
+		out[i].weight = n
+		total += n
+	}
+	if total == 0 {
+		return nil, fmt.Errorf("WEIGHTS=%s: the weights add up to 0", weights)
+	}
+	return out, nil
+}
+
+// pluginUpstreams is the plugin's upstreams block for up.yml: empty for one
+// upstream (Traefik's service proxies it), else the list.
+func pluginUpstreams(ups []upstreamOf) string {
+	if len(ups) < 2 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("upstreams:")
+	for _, u := range ups {
+		fmt.Fprintf(&b, "\n            - name: %q\n              url: %q", u.name, u.url)
+		if u.weight > 0 {
+			fmt.Fprintf(&b, "\n              weight: %d", u.weight)
+		}
+	}
+	return b.String()
+}
+
+// describeUpstreams says where the route's requests go.
+func describeUpstreams(ups []upstreamOf) string {
+	switch {
+	case len(ups) < 2:
+		return "the upstream"
+	case ups[0].weight == 0 && ups[1].weight == 0:
+		var names []string
+		for _, u := range ups {
+			names = append(names, u.name)
+		}
+		return "the upstreams in order, each the next's fallback (" + strings.Join(names, ", ") + ")"
+	}
+	var parts []string
+	for _, u := range ups {
+		parts = append(parts, fmt.Sprintf("%s %d", u.name, u.weight))
+	}
+	return "the upstreams by weight, each the others' fallback (" + strings.Join(parts, ", ") + ")"
 }
 
 // answers says whether anything answers HTTP at url.
