@@ -76,7 +76,6 @@ type BreakerConfig struct {
 	Cooldown string `json:"cooldown,omitempty"`
 }
 
-
 // upstream is one upstream and its breaker; the breaker's fields and
 // current are guarded by the pool's mutex.
 type upstream struct {
