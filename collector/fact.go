@@ -11,9 +11,9 @@
 package collector
 
 import (
-	"strconv"
 	"context"
 	"errors"
+	"strconv"
 	"time"
 )
 
