@@ -220,10 +220,8 @@ func startUpStack(t *testing.T, route string, limits bool, tenants map[string]js
 		l.Collector.Limits = &stack.CollectorLimits{Tenants: tenants}
 	}
 	var err error
-	if l.Dynamic, err = stack.Render(filepath.Join(st.Root, "traefik", "up.yml"), map[string]string{
-		"UPSTREAM": fmt.Sprintf("http://127.0.0.1:%d", l.Ports.Mock), "ROUTE": route, "LIMITS": strconv.FormatBool(limits),
-		"COLLECTOR": fmt.Sprintf("http://127.0.0.1:%d", l.Ports.Collector), "TOKEN": l.Collector.IngestToken,
-	}); err != nil {
+	if l.Dynamic, err = upDynamic(st.Root, []upstreamOf{{url: fmt.Sprintf("http://127.0.0.1:%d", l.Ports.Mock)}}, route, strconv.FormatBool(limits),
+		fmt.Sprintf("http://127.0.0.1:%d", l.Ports.Collector), l.Collector.IngestToken); err != nil {
 		t.Fatal(err)
 	}
 	u := &upStack{st: st}

@@ -65,14 +65,10 @@ func up(ctx context.Context, root, run string, getenv env, out io.Writer) error 
 		IngestToken: randomToken(), ReadToken: randomToken(), AdminToken: randomToken(),
 		ShutdownTimeout: "8s",
 	}
-	dynamic, err := stack.Render(filepath.Join(root, "traefik", "up.yml"), map[string]string{
-		"UPSTREAMS": pluginUpstreams(upstreams),
-		"UPSTREAM":  upstream,
-		"ROUTE":     route,
-		"LIMITS":    limits,
-		"COLLECTOR": fmt.Sprintf("http://127.0.0.1:%d", l.Ports.Collector),
-		"TOKEN":     l.Collector.IngestToken,
-	})
+	if len(upstreams) == 0 {
+		upstreams = []upstreamOf{{url: upstream}}
+	}
+	dynamic, err := upDynamic(root, upstreams, route, limits, fmt.Sprintf("http://127.0.0.1:%d", l.Ports.Collector), l.Collector.IngestToken)
 	if err != nil {
 		return err
 	}
@@ -174,6 +170,20 @@ func upstreamList(list, weights string) ([]upstreamOf, error) {
 		return nil, fmt.Errorf("WEIGHTS=%s: the weights add up to 0", weights)
 	}
 	return out, nil
+}
+
+// upDynamic is the dynamic configuration of make up (traefik/up.yml): the
+// route through the plugin to ups, the first also as the router's service;
+// limits is "true" or "false".
+func upDynamic(root string, ups []upstreamOf, route, limits, collector, token string) (string, error) {
+	return stack.Render(filepath.Join(root, "traefik", "up.yml"), map[string]string{
+		"UPSTREAMS": pluginUpstreams(ups),
+		"UPSTREAM":  ups[0].url,
+		"ROUTE":     route,
+		"LIMITS":    limits,
+		"COLLECTOR": collector,
+		"TOKEN":     token,
+	})
 }
 
 // pluginUpstreams is the plugin's upstreams block for up.yml: empty for one

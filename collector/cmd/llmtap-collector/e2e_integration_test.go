@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -45,6 +46,10 @@ http:
       rule: Host(` + "`tts.test`" + `)
       service: mock
       middlewares: [tts]
+    fallback:
+      rule: Host(` + "`fallback.test`" + `)
+      service: mock
+      middlewares: [fallback]
   middlewares:
     openai:
       plugin:
@@ -55,6 +60,17 @@ http:
     tts:
       plugin:
         llmtap: {collectorURL: %[1]q, collectorToken: it-token, tenantHeader: X-Tenant-ID, flushInterval: 50ms, limits: {enabled: true}}
+    # Its first upstream refuses connections: every request falls back,
+    # and the breaker opens and probes again and again.
+    fallback:
+      plugin:
+        llmtap:
+          collectorURL: %[1]q
+          collectorToken: it-token
+          tenantHeader: X-Tenant-ID
+          flushInterval: 50ms
+          upstreams: [{name: down, url: %[3]q}, {name: mock, url: %[2]q}]
+          fallback: {breaker: {failures: 2, window: 1m, cooldown: 1s}}
   serversTransports:
     short:
       forwardingTimeouts:
@@ -66,6 +82,18 @@ http:
         servers:
           - url: %[2]q
 `
+
+// refusing is a URL where nothing listens.
+func refusing(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	return "http://" + addr
+}
 
 type wholePath struct {
 	*rig
@@ -87,7 +115,9 @@ func startWholePath(t *testing.T) *wholePath {
 				"budget": json.RawMessage(`{"spend":{"limit":1000,"period":"1h"}}`),
 			}}
 		},
-		dynamic:   func(collectorURL string) string { return fmt.Sprintf(wholePathRouters, collectorURL, up.URL) },
+		dynamic: func(collectorURL string) string {
+			return fmt.Sprintf(wholePathRouters, collectorURL, up.URL, refusing(t))
+		},
 		readyHost: "openai.test",
 		readyPath: "/healthz",
 	})

@@ -106,8 +106,8 @@ scrape_configs:
 }
 
 // workload sends a mixed load through Traefik until ctx ends: OpenAI and
-// Anthropic streams, text to speech, JSON, an upstream error and a
-// tenant over its limit.
+// Anthropic streams, text to speech, JSON, an upstream error, a tenant
+// over its limit, and a route that falls back.
 func (w *wholePath) workload(ctx context.Context) {
 	type call struct{ host, path, body, tenant, knobs string }
 	calls := []call{
@@ -118,6 +118,8 @@ func (w *wholePath) workload(ctx context.Context) {
 		{"openai.test", "/v1/chat/completions", `{"model":"gpt-mock"}`, "c", "ttft=5ms&tokens=3"},
 		{"openai.test", "/v1/chat/completions", `{"model":"gpt-mock"}`, "c", "fail=502"},
 		{"openai.test", "/v1/chat/completions", `{"model":"gpt-mock"}`, "small", "ttft=5ms"},
+		// Its first upstream refuses: attempts and circuit openings.
+		{"fallback.test", "/v1/chat/completions", `{"model":"gpt-mock"}`, "c", "ttft=5ms"},
 		// A priced model (the mock names the model asked for), for a
 		// tenant with a spend budget: cost and budget series.
 		{"openai.test", "/v1/chat/completions", `{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"max_tokens":16}`, "budget", "ttft=10ms&gap=5ms&tokens=4"},
