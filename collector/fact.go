@@ -135,6 +135,13 @@ type Fact struct {
 	// skipped, in order. Both empty on other routes.
 	Upstream string
 	Attempts []Attempt
+
+	// BodiesOmitted: the client asked that this request's bodies not be
+	// stored (the plugin's omit header); its facts are kept.
+	BodiesOmitted bool
+	// Redactions counts the values masked in its bodies, by kind. It
+	// feeds the metrics and is not stored.
+	Redactions map[string]int
 }
 
 // Attempt is one upstream tried, or skipped (its circuit open), for a

@@ -61,6 +61,11 @@ type Config struct {
 	// Limits has the collector check each request against its tenant's
 	// limits before it is proxied.
 	Limits LimitsConfig `json:"limits,omitempty"`
+	// OmitHeader is the request header with which a client asks that its
+	// request's bodies not be stored ("1" or "true"); the plugin removes
+	// it before the upstream sees it. The facts are recorded all the
+	// same. Empty: no such header.
+	OmitHeader string `json:"omitHeader,omitempty"`
 	// Upstreams, when set, make the plugin proxy the route's requests
 	// itself, to these upstreams in turn, instead of calling the router's
 	// service: a request that fails before its first byte reached the
@@ -103,6 +108,7 @@ func CreateConfig() *Config {
 		FlushInterval:        "1s",
 		SendTimeout:          "5s",
 		Limits:               LimitsConfig{Timeout: "100ms", FailureMode: "open"},
+		OmitHeader:           DefaultOmitHeader,
 		Fallback: FallbackConfig{
 			MaxBodyBytes:  4 << 20,
 			MaxRetryAfter: "30s",
@@ -151,6 +157,7 @@ type settings struct {
 	failClosed   bool
 
 	includeUsage bool
+	omitHeader   string // canonical; empty: none
 
 	// upstreams (see prepareUpstreams); none: the router's service.
 	upstreams       []UpstreamConfig
@@ -186,6 +193,10 @@ func (c *Config) validate(name string) (*settings, error) {
 	if c.Tenant != "" && !ValidID(c.Tenant) {
 		return nil, fmt.Errorf("tenant %q: want %s", c.Tenant, IDRule)
 	}
+	if c.OmitHeader != "" && strings.Trim(c.OmitHeader, IDChars) != "" {
+		return nil, fmt.Errorf("omitHeader %q: want a header name such as %s", c.OmitHeader, DefaultOmitHeader)
+	}
+	s.omitHeader = http.CanonicalHeaderKey(c.OmitHeader)
 	if c.TenantHeader != "" && strings.Trim(c.TenantHeader, IDChars) != "" {
 		return nil, fmt.Errorf("tenantHeader %q: want a header name such as X-Tenant-ID", c.TenantHeader)
 	}

@@ -16,6 +16,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -53,6 +54,12 @@ func (m *Middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	} else {
 		c.rec.RequestID = randomID()
 		req.Header[HeaderRequestID] = []string{c.rec.RequestID}
+	}
+	if h := m.set.omitHeader; h != "" {
+		if v, ok := req.Header[h]; ok {
+			delete(req.Header, h)
+			c.rec.BodiesOmitted = len(v) == 1 && (v[0] == "1" || strings.EqualFold(v[0], "true"))
+		}
 	}
 	if req.ContentLength != 0 && req.Body != nil {
 		captureRequest(c, req)

@@ -38,6 +38,9 @@ const (
 	// HeaderRequestID is reused when the client sends it, made otherwise,
 	// passed upstream and returned to the client.
 	HeaderRequestID = "X-Request-Id"
+
+	// DefaultOmitHeader is the default Config.OmitHeader.
+	DefaultOmitHeader = "X-Llmtap-Omit-Bodies"
 )
 
 // Outcomes of a proxied request, as the plugin saw them.
@@ -271,6 +274,11 @@ type Record struct {
 	// the settlement settles; empty from collectors before it, and then
 	// the reservation is named by RequestID.
 	LimitReservation string `json:"limit_reservation,omitempty"`
+
+	// BodiesOmitted: the client sent the omit header (Config.OmitHeader):
+	// the collector derives the facts from the bodies and then stores
+	// them without.
+	BodiesOmitted bool `json:"bodies_omitted,omitempty"`
 
 	// Upstream names the upstream whose response the client got, on a
 	// route with upstreams (Config.Upstreams); empty on others.

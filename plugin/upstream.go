@@ -466,22 +466,14 @@ func (p *pool) attempt(c *captureWriter, req *http.Request, body []byte, cd cand
 
 	resp, err := p.transport.RoundTrip(outgoing(ctx, cd.u, req, body))
 	if err != nil {
+		cause := AttemptConnectError
 		switch {
 		case req.Context().Err() != nil:
-			a.Error = AttemptCancelled
-			p.report(cd, verdictNone, 0)
+			cause = AttemptCancelled
 		case timedOut():
-			a.Error = AttemptFirstByteTimeout
-			p.report(cd, verdictFailure, 0)
-		default:
-			a.Error = AttemptConnectError
-			a.Opened = p.report(cd, verdictFailure, 0)
+			cause = AttemptFirstByteTimeout
 		}
-		rec.Attempts = append(rec.Attempts, a)
-		if last && a.Error != AttemptCancelled {
-			gatewayError(c, a.Error)
-		}
-		return last
+		return p.failed(c, cd, a, cause, last)
 	}
 	a.Status = resp.StatusCode
 	a.HeaderNs = int64(time.Since(c.start))
@@ -496,22 +488,14 @@ func (p *pool) attempt(c *captureWriter, req *http.Request, body []byte, cd cand
 	n, rerr := readSome(resp.Body, buf)
 	if timedOut() || (rerr != nil && !errors.Is(rerr, io.EOF)) {
 		_ = resp.Body.Close()
+		cause := AttemptFirstByteTimeout
 		switch {
 		case req.Context().Err() != nil:
-			a.Error = AttemptCancelled
-			p.report(cd, verdictNone, 0)
+			cause = AttemptCancelled
 		case rerr != nil && !errors.Is(rerr, context.Canceled):
-			a.Error = AttemptReadError
-			a.Opened = p.report(cd, verdictFailure, 0)
-		default:
-			a.Error = AttemptFirstByteTimeout
-			a.Opened = p.report(cd, verdictFailure, 0)
+			cause = AttemptReadError
 		}
-		rec.Attempts = append(rec.Attempts, a)
-		if last && a.Error != AttemptCancelled {
-			gatewayError(c, a.Error)
-		}
-		return last
+		return p.failed(c, cd, a, cause, last)
 	}
 	// Committed: from here the response is the client's.
 	v := verdictSuccess
@@ -523,6 +507,24 @@ func (p *pool) attempt(c *captureWriter, req *http.Request, body []byte, cd cand
 	rec.Upstream = cd.u.name
 	relay(c, resp, buf, n, rerr)
 	return true
+}
+
+// failed ends an attempt that got nothing to pass on; cause is one of the
+// Attempt* errors. The breaker hears of it (a client that left says
+// nothing of the upstream), the record lists it, and on the last attempt
+// the client gets an answer. It returns attempt's result.
+func (p *pool) failed(c *captureWriter, cd candidate, a Attempt, cause string, last bool) bool {
+	a.Error = cause
+	if cause == AttemptCancelled {
+		p.report(cd, verdictNone, 0)
+	} else {
+		a.Opened = p.report(cd, verdictFailure, 0)
+	}
+	c.rec.Attempts = append(c.rec.Attempts, a)
+	if last && cause != AttemptCancelled {
+		gatewayError(c, cause)
+	}
+	return last
 }
 
 // readSome reads until it has at least one byte, the end, or an error.

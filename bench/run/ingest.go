@@ -19,10 +19,12 @@ import (
 // streams) into the real ClickHouse on loopback, at a few ClickHouse
 // batch sizes: records per second (accepted and stored) and the
 // collector's peak memory for each; then the same streams with and
-// without their usage, which the collector then estimates.
+// without their usage, which the collector then estimates; then with
+// redaction off, on (secrets, the default) and on with every kind of
+// personal data.
 //
 //	BENCH_RECORDS (100000)  BENCH_BATCHES ("1000 2000 5000")  BENCH_QUEUE
-//	BENCH_ESTIMATE_ROUNDS (2)
+//	BENCH_ESTIMATE_ROUNDS (2)  BENCH_REDACT_ROUNDS (2)
 func (b *bench) ingest() {
 	records := b.envInt("BENCH_RECORDS", 100000)
 	tool, err := stack.BuildTool(b.ctx, b.s.Root, "collector", "./internal/ingestbench")
@@ -40,7 +42,7 @@ func (b *bench) ingest() {
 			b.fail("BENCH_BATCHES: %q is not a batch size", field)
 		}
 		fmt.Printf("clickhouse.batch_size=%-6d ", batch)
-		b.ingestRun(tool, records, batch, false)
+		b.ingestRun(tool, records, batch, ingestOptions{})
 	}
 	// Estimation's cost: streams without usage, whose prompt and output
 	// the collector counts, against the same streams with their usage,
@@ -49,15 +51,44 @@ func (b *bench) ingest() {
 	var with, without []ingestResult
 	for i := 0; i < rounds; i++ {
 		fmt.Printf("usage=provider    ")
-		without = append(without, b.ingestRun(tool, records, defaultBatch, false))
+		without = append(without, b.ingestRun(tool, records, defaultBatch, ingestOptions{}))
 		fmt.Printf("usage=estimated   ")
-		with = append(with, b.ingestRun(tool, records, defaultBatch, true))
+		with = append(with, b.ingestRun(tool, records, defaultBatch, ingestOptions{estimated: true}))
 	}
 	if rounds > 0 {
 		r0, r1 := meanIngest(without), meanIngest(with)
 		fmt.Printf("estimated/provider: rate %.2f (goal >= 0.80), collector cpu per record %.0fus -> %.0fus\n",
 			r1.rate/r0.rate, r0.collectorUS, r1.collectorUS)
 	}
+	// Redaction's cost, in alternating rounds likewise.
+	rounds = b.envInt("BENCH_REDACT_ROUNDS", 2)
+	modes := []struct {
+		name string
+		cfg  map[string]interface{}
+	}{
+		{"redaction=off     ", map[string]interface{}{"secrets": false}},
+		{"redaction=secrets ", nil}, // the default
+		{"redaction=all     ", map[string]interface{}{"secrets": true, "pii": []string{"email", "phone", "card", "iban", "ip"}}},
+	}
+	runs := make([][]ingestResult, len(modes))
+	for i := 0; i < rounds; i++ {
+		for k, m := range modes {
+			fmt.Print(m.name)
+			runs[k] = append(runs[k], b.ingestRun(tool, records, defaultBatch, ingestOptions{redaction: m.cfg}))
+		}
+	}
+	if rounds > 0 {
+		off, sec, all := meanIngest(runs[0]), meanIngest(runs[1]), meanIngest(runs[2])
+		fmt.Printf("redaction secrets/off: rate %.2f (goal >= 0.85), collector cpu per record %.0fus -> %.0fus; all kinds/off: rate %.2f, %.0fus\n",
+			sec.rate/off.rate, off.collectorUS, sec.collectorUS, all.rate/off.rate, all.collectorUS)
+	}
+}
+
+// ingestOptions vary an ingest run: records without usage (estimated),
+// the collector's redaction section (nil: the default).
+type ingestOptions struct {
+	estimated bool
+	redaction map[string]interface{}
 }
 
 // defaultBatch is the collector's default clickhouse.batch_size.
@@ -78,7 +109,7 @@ var (
 // ingestbench against it, prints its line and returns what it measured.
 // The database is dropped after: the server's merges of one run's rows
 // must not weigh on the next.
-func (b *bench) ingestRun(tool string, records, batch int, estimated bool) ingestResult {
+func (b *bench) ingestRun(tool string, records, batch int, o ingestOptions) ingestResult {
 	b.runs++
 	database := fmt.Sprintf("llmtap_bench_%d", b.runs)
 	ch := b.s.ClickHouse()
@@ -92,10 +123,11 @@ func (b *bench) ingestRun(tool string, records, batch int, estimated bool) inges
 			Addr: ch.Addr(), Database: database, BatchSize: batch, QueueSize: queue,
 			SpoolDir: filepath.Join(b.s.Folder("spool"), "spool"), Retention: "0s", BodyRetention: "0s",
 		},
+		Redaction: o.redaction,
 	}
 	c := b.s.Collector(cfg)
 	cmd := exec.Command(tool, "-url", c.URL(), "-records", fmt.Sprint(records), "-pid", fmt.Sprint(c.Process().Pid()),
-		"-clickhouse-pid", fmt.Sprint(ch.Process().Pid()), fmt.Sprintf("-estimated=%t", estimated))
+		"-clickhouse-pid", fmt.Sprint(ch.Process().Pid()), fmt.Sprintf("-estimated=%t", o.estimated))
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = io.MultiWriter(os.Stdout, &out), os.Stderr
 	if err := cmd.Run(); err != nil {

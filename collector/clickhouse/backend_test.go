@@ -8,6 +8,7 @@ package clickhouse
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"reflect"
 	"regexp"
@@ -20,6 +21,39 @@ import (
 	"github.com/llmtap/llmtap/collector"
 	"github.com/llmtap/llmtap/collector/internal/dashboards"
 )
+
+// migrateFresh drops schema's database and migrates it from nothing, runs
+// times (a second run must change nothing), and returns the migrations
+// recorded, "version name" in order.
+func migrateFresh(t *testing.T, conn driver.Conn, schema Schema, runs int) []string {
+	t.Helper()
+	ctx := context.Background()
+	if err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+schema.Database); err != nil {
+		t.Fatal(err)
+	}
+	for run := 1; run <= runs; run++ {
+		if err := NewMigrator(conn, schema, testLogger(t)).Migrate(ctx); err != nil {
+			t.Fatalf("migrate, run %d: %v", run, err)
+		}
+	}
+	rows, err := conn.Query(ctx, "SELECT version, name FROM "+schema.Database+".llmtap_migrations ORDER BY version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var got []string
+	for rows.Next() {
+		var (
+			v    uint32
+			name string
+		)
+		if err := rows.Scan(&v, &name); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprintf("%d %s", v, name))
+	}
+	return got
+}
 
 func count(t *testing.T, conn driver.Conn, query string, args ...any) uint64 {
 	t.Helper()
@@ -161,12 +195,7 @@ func checkSpend(t *testing.T, conn driver.Conn, db string) {
 	t.Helper()
 	const n = 200
 	ctx := context.Background()
-	if err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+db); err != nil {
-		t.Fatal(err)
-	}
-	if err := NewMigrator(conn, Schema{Database: db}, testLogger(t)).Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	migrateFresh(t, conn, Schema{Database: db}, 1)
 	var facts []*collector.Fact
 	for i := 0; i < n; i++ {
 		facts = append(facts, testFact(i))
@@ -254,12 +283,7 @@ func checkDocumentedQueries(t *testing.T, conn driver.Conn) {
 	now := time.Date(2026, 3, 29, 1, 30, 0, 0, time.UTC)
 	const db = "llmtap_docs"
 	ctx := context.Background()
-	if err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+db); err != nil {
-		t.Fatal(err)
-	}
-	if err := NewMigrator(conn, Schema{Database: db}, testLogger(t)).Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	migrateFresh(t, conn, Schema{Database: db}, 1)
 	w := NewWriter(conn, WriterOptions{Database: db, BatchSize: 10, FlushInterval: 50 * time.Millisecond, QueueSize: 100, Logger: testLogger(t)})
 	wctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
@@ -329,12 +353,7 @@ func checkDashboardQueries(t *testing.T, conn driver.Conn) {
 	t.Helper()
 	const db = "llmtap_dashboards"
 	ctx := context.Background()
-	if err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+db); err != nil {
-		t.Fatal(err)
-	}
-	if err := NewMigrator(conn, Schema{Database: db}, testLogger(t)).Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	migrateFresh(t, conn, Schema{Database: db}, 1)
 	var facts []*collector.Fact
 	for i := 1; i <= 40; i++ {
 		facts = append(facts, testFact(i))

@@ -69,31 +69,8 @@ func TestChdbServerIsCurrent(t *testing.T) {
 func TestChdbMigrate(t *testing.T) {
 	const db = "chdb_migrate"
 	ctx := context.Background()
-	if err := engine.Exec(ctx, "DROP DATABASE IF EXISTS "+db); err != nil {
-		t.Fatal(err)
-	}
-	schema := Schema{Database: db, Retention: 90 * day, BodyRetention: 7 * day}
-	for run := 1; run <= 2; run++ {
-		if err := NewMigrator(engine, schema, testLogger(t)).Migrate(ctx); err != nil {
-			t.Fatalf("run %d: %v", run, err)
-		}
-	}
-	rows, err := engine.Query(ctx, "SELECT version, name FROM "+db+".llmtap_migrations ORDER BY version")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for rows.Next() {
-		var (
-			v    uint32
-			name string
-		)
-		if err := rows.Scan(&v, &name); err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, fmt.Sprintf("%d %s", v, name))
-	}
-	want := []string{"1 create_requests", "2 retention rows=90d bodies=7d", "3 chunk_spans bodies=7d", "4 cost", "5 upstreams"}
+	got := migrateFresh(t, engine, Schema{Database: db, Retention: 90 * day, BodyRetention: 7 * day}, 2)
+	want := []string{"1 create_requests", "2 retention rows=90d bodies=7d", "3 chunk_spans bodies=7d", "4 cost", "5 upstreams", "6 bodies_omitted"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("recorded %q, want %q", got, want)
 	}
@@ -122,12 +99,7 @@ func TestChdbMigrateUpgrade(t *testing.T) {
 func TestChdbWriteAndGet(t *testing.T) {
 	const db, n = "chdb_write", 300
 	ctx := context.Background()
-	if err := engine.Exec(ctx, "DROP DATABASE IF EXISTS "+db); err != nil {
-		t.Fatal(err)
-	}
-	if err := NewMigrator(engine, Schema{Database: db}, testLogger(t)).Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	migrateFresh(t, engine, Schema{Database: db}, 1)
 	var in []*collector.Fact
 	for i := 0; i < n; i++ {
 		if f := testFact(i); utf8Only(f) {

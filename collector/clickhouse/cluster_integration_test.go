@@ -57,7 +57,7 @@ func TestIntegrationCluster(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := map[uint32]string{1: "create_requests", 3: "chunk_spans", 4: "cost", 5: "upstreams"}; !reflect.DeepEqual(latest, want) {
+		if want := map[uint32]string{1: "create_requests", 3: "chunk_spans", 4: "cost", 5: "upstreams", 6: "bodies_omitted"}; !reflect.DeepEqual(latest, want) {
 			t.Errorf("recorded %v, want %v", latest, want)
 		}
 		engines := map[string]string{}

@@ -80,6 +80,9 @@ func testFact(i int) *collector.Fact {
 	case 1: // the second upstream served
 		f.Upstream = "azure-eu"
 		f.Attempts = []collector.Attempt{{Upstream: "openai", Result: "503", HeaderMs: int64(i % 50)}, {Upstream: "azure-eu", Result: "200", HeaderMs: int64(60 + i%50)}}
+	case 5: // the client asked for no bodies: the chunks' times are kept
+		f.BodiesOmitted = true
+		f.RequestBody, f.ResponseBody, f.Chunks = "", "", nil
 	case 2: // one skipped, its circuit open
 		f.Upstream = "b"
 		f.Attempts = []collector.Attempt{{Upstream: "a", Result: "circuit_open", HeaderMs: collector.NoHeader}, {Upstream: "b", Result: "200", HeaderMs: 3}}

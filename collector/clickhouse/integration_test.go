@@ -100,34 +100,10 @@ func TestIntegrationMigrateIdempotent(t *testing.T) {
 	const db = "it_migrate"
 	conn := openTest(t)
 	ctx := context.Background()
-	if err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+db); err != nil {
-		t.Fatal(err)
-	}
 	// Retention is set but 18.16 has no TTL: migration 2 must be skipped
 	// and left unrecorded.
-	schema := Schema{Database: db, Retention: 90 * day, BodyRetention: 7 * day}
-	for run := 1; run <= 2; run++ {
-		if err := NewMigrator(conn, schema, testLogger(t)).Migrate(ctx); err != nil {
-			t.Fatalf("run %d: %v", run, err)
-		}
-	}
-	rows, err := conn.Query(ctx, "SELECT version, name FROM "+db+".llmtap_migrations ORDER BY version")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var got []string
-	for rows.Next() {
-		var (
-			v    uint32
-			name string
-		)
-		if err := rows.Scan(&v, &name); err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, fmt.Sprintf("%d %s", v, name))
-	}
-	if want := []string{"1 create_requests", "3 chunk_spans", "4 cost", "5 upstreams"}; !reflect.DeepEqual(got, want) {
+	got := migrateFresh(t, conn, Schema{Database: db, Retention: 90 * day, BodyRetention: 7 * day}, 2)
+	if want := []string{"1 create_requests", "3 chunk_spans", "4 cost", "5 upstreams", "6 bodies_omitted"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("recorded %q, want %q", got, want)
 	}
 	var create string

@@ -55,6 +55,7 @@ type row struct {
 	AttemptUpstreams    []string
 	AttemptResults      []string
 	AttemptHeaderMs     []int64
+	BodiesOmitted       uint8
 	RequestBytes        int64
 	ResponseBytes       int64
 	RequestBody         string
@@ -98,6 +99,7 @@ func toRow(f *collector.Fact, insertedAt time.Time) row {
 		AttemptUpstreams:    ups,
 		AttemptResults:      results,
 		AttemptHeaderMs:     headers,
+		BodiesOmitted:       boolToUint8(f.BodiesOmitted),
 		RequestID:           f.RequestID,
 		UpstreamRequestID:   f.UpstreamRequestID,
 		Start:               sec,
@@ -157,7 +159,7 @@ func (r *row) values() []any {
 		r.InputTokens, r.OutputTokens, r.CacheReadTokens, r.CacheWriteTokens, r.ReasoningTokens,
 		r.UsageSource, r.UsageMissing, r.CacheWrite1hTokens,
 		r.CostNanos, r.CostInputNanos, r.CostCacheReadNanos, r.CostCacheWriteNanos, r.CostOutputNanos, r.CostReasoningNanos, r.PriceVersion,
-		r.Upstream, r.Attempts, r.AttemptUpstreams, r.AttemptResults, r.AttemptHeaderMs,
+		r.Upstream, r.Attempts, r.AttemptUpstreams, r.AttemptResults, r.AttemptHeaderMs, r.BodiesOmitted,
 		r.RequestBytes, r.ResponseBytes, r.RequestBody, r.ResponseBody,
 		r.ResponseChunks, r.ChunkStarts, r.ChunkEnds, r.ChunkOffsetsUs, r.Truncated, r.InsertedAt,
 	}
@@ -173,7 +175,7 @@ func (r *row) dests() []any {
 		&r.InputTokens, &r.OutputTokens, &r.CacheReadTokens, &r.CacheWriteTokens, &r.ReasoningTokens,
 		&r.UsageSource, &r.UsageMissing, &r.CacheWrite1hTokens,
 		&r.CostNanos, &r.CostInputNanos, &r.CostCacheReadNanos, &r.CostCacheWriteNanos, &r.CostOutputNanos, &r.CostReasoningNanos, &r.PriceVersion,
-		&r.Upstream, &r.Attempts, &r.AttemptUpstreams, &r.AttemptResults, &r.AttemptHeaderMs,
+		&r.Upstream, &r.Attempts, &r.AttemptUpstreams, &r.AttemptResults, &r.AttemptHeaderMs, &r.BodiesOmitted,
 		&r.RequestBytes, &r.ResponseBytes, &r.RequestBody, &r.ResponseBody,
 		&r.ResponseChunks, &r.ChunkStarts, &r.ChunkEnds, &r.ChunkOffsetsUs, &r.Truncated, &r.InsertedAt,
 	}
@@ -235,6 +237,7 @@ func (r *row) fact() *collector.Fact {
 		f.ChunkOffsetUs = r.ChunkOffsetsUs
 	}
 	f.Upstream = r.Upstream
+	f.BodiesOmitted = r.BodiesOmitted != 0
 	// Arrays of one row have the same length unless a hand edited them.
 	for i := 0; i < len(r.AttemptUpstreams) && i < len(r.AttemptResults) && i < len(r.AttemptHeaderMs); i++ {
 		f.Attempts = append(f.Attempts, collector.Attempt{Upstream: r.AttemptUpstreams[i], Result: r.AttemptResults[i], HeaderMs: r.AttemptHeaderMs[i]})

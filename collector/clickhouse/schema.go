@@ -113,6 +113,9 @@ var columns = []column{
 	{name: "attempt_upstreams", typ: "Array(String)", codec: "ZSTD(1)", since: upstreamsSince},
 	{name: "attempt_results", typ: "Array(String)", codec: "ZSTD(1)", since: upstreamsSince},
 	{name: "attempt_header_ms", typ: "Array(Int64)", codec: "ZSTD(1)", since: upstreamsSince},
+	// The client asked that the bodies not be stored (the plugin's omit
+	// header): the row has the facts and no bodies.
+	{name: "bodies_omitted", typ: "UInt8", since: omittedSince},
 	{name: "request_bytes", typ: "Int64", codec: "ZSTD(1)"},
 	{name: "response_bytes", typ: "Int64", codec: "ZSTD(1)"},
 	{name: "request_body", typ: "String", class: body, codec: "ZSTD(3)"},
@@ -139,6 +142,9 @@ const costSince = 4
 // upstreamsSince is the migration that added the upstream and attempts
 // columns.
 const upstreamsSince = 5
+
+// omittedSince is the migration that added bodies_omitted.
+const omittedSince = 6
 
 // chunksAlias is the alias column chunks: every event's data, whichever
 // way the row stores it. The lambda reads response_body, which the
@@ -286,6 +292,7 @@ func Plan(v Version, s Schema) []Migration {
 		chunkSpansMigration(f, s),
 		costMigration(f, s),
 		upstreamsMigration(f, s),
+		omittedMigration(f, s),
 	}
 }
 
@@ -428,6 +435,13 @@ func costMigration(f Features, s Schema) Migration {
 func upstreamsMigration(f Features, s Schema) Migration {
 	m := Migration{Version: upstreamsSince, Name: "upstreams"}
 	m.Statements, m.Done = addColumns(f, s, upstreamsSince, "price_version", "attempt_header_ms")
+	return m
+}
+
+// omittedMigration adds bodies_omitted, as costMigration adds its columns.
+func omittedMigration(f Features, s Schema) Migration {
+	m := Migration{Version: omittedSince, Name: "bodies_omitted"}
+	m.Statements, m.Done = addColumns(f, s, omittedSince, "attempt_header_ms", "bodies_omitted")
 	return m
 }
 

@@ -55,6 +55,7 @@ import (
 
 	"github.com/llmtap/llmtap/collector/limits"
 	"github.com/llmtap/llmtap/collector/pricing"
+	"github.com/llmtap/llmtap/collector/redact"
 )
 
 // Sentinel errors, for errors.Is.
@@ -103,6 +104,7 @@ type Config struct {
 	Metrics         Metrics    `yaml:"metrics" json:"metrics"`
 	Tokens          Tokens     `yaml:"tokens" json:"tokens"`
 	Pricing         Pricing    `yaml:"pricing" json:"pricing"`
+	Redaction       Redaction  `yaml:"redaction" json:"redaction"`
 }
 
 // Log configures the collector's own logs.
@@ -247,6 +249,49 @@ type Pricing struct {
 	Aliases map[string]string `yaml:"aliases" json:"aliases"`
 }
 
+// Redaction says what is masked in bodies and chunks before they are
+// stored (collector/redact).
+type Redaction struct {
+	// Secrets masks API keys, bearer tokens, cloud keys, private keys and
+	// JWTs; on by default.
+	Secrets bool `yaml:"secrets" json:"secrets"`
+	// PII lists the personal data kinds masked for every request: email,
+	// phone, card, iban, ip. None by default.
+	PII []string `yaml:"pii" json:"pii"`
+	// Routes and Tenants add kinds for their requests.
+	Routes  map[string]RedactionScope `yaml:"routes" json:"routes"`
+	Tenants map[string]RedactionScope `yaml:"tenants" json:"tenants"`
+	// Patterns are the operator's own: what a regular expression (Go's
+	// syntax) matches is masked under its name.
+	Patterns []RedactionPattern `yaml:"patterns" json:"patterns"`
+}
+
+// RedactionScope is what a route or a tenant adds.
+type RedactionScope struct {
+	PII []string `yaml:"pii" json:"pii"`
+}
+
+// RedactionPattern is one pattern of the operator's.
+type RedactionPattern struct {
+	Name  string `yaml:"name" json:"name"`
+	Regex string `yaml:"regex" json:"regex"`
+}
+
+// Options are the redact package's options of r.
+func (r *Redaction) Options() redact.Options {
+	o := redact.Options{Secrets: r.Secrets, PII: r.PII, Routes: map[string][]string{}, Tenants: map[string][]string{}}
+	for k, v := range r.Routes {
+		o.Routes[k] = v.PII
+	}
+	for k, v := range r.Tenants {
+		o.Tenants[k] = v.PII
+	}
+	for _, p := range r.Patterns {
+		o.Patterns = append(o.Patterns, redact.Pattern{Name: p.Name, Regex: p.Regex})
+	}
+	return o
+}
+
 // Metrics configures the Prometheus metrics.
 type Metrics struct {
 	// MaxSeries caps the label sets of each metric; label values past it
@@ -295,7 +340,8 @@ func defaults() *Config {
 			ReservationTimeout: Duration(10 * time.Minute),
 			PolicyCache:        Duration(time.Second),
 		},
-		Metrics: Metrics{MaxSeries: 1000},
+		Metrics:   Metrics{MaxSeries: 1000},
+		Redaction: Redaction{Secrets: true},
 	}
 }
 

@@ -77,6 +77,8 @@ var badFiles = []struct {
 	{"max_body_bytes.bad.yaml", ErrInvalid, []string{"max_body_bytes: 0B must be greater than 0"}},
 	{"queue_max_bytes.bad.yaml", ErrInvalid, []string{"clickhouse.queue_max_bytes: 48MiB is smaller than twice max_body_bytes (64MiB)"}},
 	{"queue_wait.bad.yaml", ErrInvalid, []string{"clickhouse.queue_wait: 10s is longer than 4s"}},
+	{"redaction.bad.yaml", ErrInvalid, []string{`redaction: routes.support.pii: unknown kind "mail", want email, phone, card, iban, ip`}},
+	{"redaction_regex.bad.yaml", ErrInvalid, []string{"redaction: patterns[0].regex: error parsing regexp"}},
 	{"pricing.bad.yaml", ErrInvalid, []string{"line 3: pricing.models[0].output: is required", `line 10: pricing.routes["self-hosted"][0].input: -1 is not a price`, `pricing.aliases["my-deployment"]`}},
 	{"pricing_unknown_key.bad.yaml", ErrParse, []string{"line 5", `unknown key "outptu"`}},
 	{"tokens_encoding.bad.yaml", ErrInvalid, []string{`tokens.encodings[""]: an empty model prefix would match every model`, `tokens.encodings["llama"]: "llama3_bpe" is not an encoding: want o200k_base or cl100k_base`}},
@@ -226,6 +228,10 @@ func TestLoadGood(t *testing.T) {
 					}},
 				},
 				Metrics: Metrics{MaxSeries: 250},
+				Redaction: Redaction{Secrets: true, PII: []string{"email"},
+					Routes:   map[string]RedactionScope{"support": {PII: []string{"phone"}}},
+					Tenants:  map[string]RedactionScope{"bank": {PII: []string{"card", "iban"}}},
+					Patterns: []RedactionPattern{{Name: "employee_id", Regex: "EMP-[0-9]{6}"}}},
 			}
 		}},
 		{"redis_cluster.good.yaml", func(c *Config) {

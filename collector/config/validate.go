@@ -11,6 +11,7 @@ import (
 	"unicode"
 
 	"github.com/llmtap/llmtap/collector/pricing"
+	"github.com/llmtap/llmtap/collector/redact"
 	"github.com/llmtap/llmtap/collector/tokens"
 	llmtap "github.com/llmtap/llmtap/plugin"
 )
@@ -104,6 +105,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	c.Pricing.validate(&p)
+	if _, err := redact.New(c.Redaction.Options()); err != nil {
+		p.add("redaction", err.Error())
+	}
 	return p.err()
 }
 

@@ -56,6 +56,7 @@ func fact(r *llmtap.Record) (*collector.Fact, []stream.Event) {
 		Limit:             r.Limit,
 		LimitReserved:     r.LimitReserved,
 		LimitReservation:  r.LimitReservation,
+		BodiesOmitted:     r.BodiesOmitted,
 	}
 	f.ErrorType = Classify(r.Status, r.Outcome)
 	f.Upstream = r.Upstream

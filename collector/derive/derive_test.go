@@ -166,6 +166,40 @@ func TestAttempts(t *testing.T) {
 	}
 }
 
+// TestBodiesLeaveAfterTheFacts: the steps read the bodies first (usage,
+// estimate, price); then a request whose client asked keeps none, and the
+// others are masked by the redactor.
+func TestBodiesLeaveAfterTheFacts(t *testing.T) {
+	red := redactorFunc(func(f *collector.Fact) map[string]int {
+		f.RequestBody = strings.ReplaceAll(f.RequestBody, "sk-secret", "[masked]")
+		return map[string]int{"test": 1}
+	})
+	for _, omitted := range []bool{false, true} {
+		r := &llmtap.Record{
+			V: 1, RequestID: "o", StartUnixNs: 1, Path: "/v1/chat/completions", Status: 200, BodiesOmitted: omitted,
+			ResponseContentType: "application/json",
+			RequestBody:         []byte(`{"model":"gpt-4o","messages":[{"role":"user","content":"sk-secret"}]}`),
+			ResponseHead:        []byte(`{"model":"gpt-4o","choices":[{"message":{"content":"hi"}}],"usage":{"prompt_tokens":5,"completion_tokens":1}}`),
+			WriteEnds:           []int64{120}, WriteNs: []int64{msNs}, DurationNs: 2 * msNs,
+		}
+		r.ResponseTailOffset = int64(len(r.ResponseHead))
+		f := New(Steps{Redactor: red})(r)
+		if f.Usage.Input == nil || *f.Usage.Input != 5 || f.BodiesOmitted != omitted {
+			t.Errorf("omitted %v: usage %+v, bodies_omitted %v", omitted, f.Usage, f.BodiesOmitted)
+		}
+		switch {
+		case omitted && (f.RequestBody != "" || f.ResponseBody != "" || f.Redactions != nil):
+			t.Errorf("omitted: bodies kept %q %q, redactions %v", f.RequestBody, f.ResponseBody, f.Redactions)
+		case !omitted && (!strings.Contains(f.RequestBody, "[masked]") || f.Redactions["test"] != 1):
+			t.Errorf("not omitted: body %q, redactions %v", f.RequestBody, f.Redactions)
+		}
+	}
+}
+
+type redactorFunc func(f *collector.Fact) map[string]int
+
+func (r redactorFunc) Redact(f *collector.Fact) map[string]int { return r(f) }
+
 func TestClassify(t *testing.T) {
 	tests := []struct {
 		status  int

@@ -27,15 +27,25 @@ type Pricer interface {
 	Price(route, model string, u collector.Usage) (c collector.Cost, ok bool)
 }
 
+// Redactor masks what must not be stored in a fact's bodies and chunks
+// (redact.Redactor).
+type Redactor interface {
+	Redact(f *collector.Fact) map[string]int
+}
+
 // Steps are what follows a record's reading: the estimate of the usage
-// its provider did not report, and its price. A nil step is skipped.
+// its provider did not report, its price, and the masking of its bodies.
+// A nil step is skipped.
 type Steps struct {
-	Counter Counter
-	Pricer  Pricer
+	Counter  Counter
+	Pricer   Pricer
+	Redactor Redactor
 }
 
 // New returns Fact followed by the steps: where the provider reported no
-// usage, it is estimated (see estimate); then the request is priced.
+// usage, it is estimated (see estimate); then the request is priced; then
+// its bodies are dropped when the client asked (BodiesOmitted) or masked.
+// Both read the bodies whole, so they come first.
 func New(s Steps) func(*llmtap.Record) *collector.Fact {
 	return func(r *llmtap.Record) *collector.Fact {
 		f, events := fact(r)
@@ -46,6 +56,12 @@ func New(s Steps) func(*llmtap.Record) *collector.Fact {
 			if c, ok := s.Pricer.Price(f.Route, f.Model, f.Usage); ok {
 				f.Cost = &c
 			}
+		}
+		switch {
+		case f.BodiesOmitted:
+			f.RequestBody, f.ResponseBody, f.Chunks = "", "", nil
+		case s.Redactor != nil:
+			f.Redactions = s.Redactor.Redact(f)
 		}
 		return f
 	}

@@ -40,6 +40,8 @@ type factView struct {
 	// Cost is null when the request could not be priced.
 	Cost *costView `json:"cost"`
 	// Upstream and Attempts: on routes whose upstreams the plugin chooses.
+	// BodiesOmitted: the client asked that the bodies not be stored.
+	BodiesOmitted bool          `json:"bodies_omitted,omitempty"`
 	Upstream      string        `json:"upstream,omitempty"`
 	Attempts      []attemptView `json:"attempts,omitempty"`
 	RequestBytes  int64         `json:"request_bytes"`
@@ -103,7 +105,7 @@ func factJSON(f *collector.Fact) factView {
 		InputTokens: f.Usage.Input, OutputTokens: f.Usage.Output, CacheReadTokens: f.Usage.CacheRead,
 		CacheWriteTokens: f.Usage.CacheWrite, CacheWrite1h: f.Usage.CacheWrite1h, ReasoningTokens: f.Usage.Reasoning,
 		UsageSource: f.Usage.Source, UsageMissing: f.Usage.Missing, Cost: costOf(f.Cost),
-		Upstream: f.Upstream, Attempts: attemptsOf(f.Attempts),
+		Upstream: f.Upstream, Attempts: attemptsOf(f.Attempts), BodiesOmitted: f.BodiesOmitted,
 		RequestBytes: f.RequestBytes, ResponseBytes: f.ResponseBytes,
 		RequestBody: f.RequestBody, ResponseBody: f.ResponseBody,
 		Chunks: f.Chunks, ChunkOffsetUs: f.ChunkOffsetUs, Truncated: f.Truncated,

@@ -38,8 +38,10 @@ func exposedSeries(t *testing.T) (series, families map[string]bool) {
 			Input: ptr(10), Output: ptr(5), CacheRead: ptr(2), CacheWrite: ptr(1), Reasoning: ptr(3),
 			Source: "none", Missing: "error_response",
 		},
-		Upstream: "b",
-		Attempts: []collector.Attempt{{Upstream: "a", Result: "503", HeaderMs: 10, Opened: true}, {Upstream: "b", Result: "503", HeaderMs: 20}},
+		Upstream:      "b",
+		Redactions:    map[string]int{"openai_key": 1},
+		BodiesOmitted: true,
+		Attempts:      []collector.Attempt{{Upstream: "a", Result: "503", HeaderMs: 10, Opened: true}, {Upstream: "b", Result: "503", HeaderMs: 20}},
 	}
 	m.Observe(f)
 	priced := *f

@@ -37,6 +37,8 @@ type Metrics struct {
 	unchecked *capped
 	attempts  *capped
 	opens     *capped
+	redacted  *capped
+	omitted   *capped
 	received  prometheus.Counter
 	dropped   prometheus.Counter
 	active    *activeStreams
@@ -115,6 +117,14 @@ func New(reg prometheus.Registerer, maxSeries int) *Metrics {
 		Name: "llmtap_upstream_circuit_opens_total",
 		Help: "Times an upstream's circuit opened: failures in a row, a failed half-open probe, or a 429's Retry-After.",
 	}, []string{"route", "upstream"})), maxSeries)
+	m.redacted = newCapped(vec(prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "llmtap_redactions_total",
+		Help: "Values masked in stored bodies and chunks, by route and kind: a built-in secret (openai_key, jwt, ...), personal data (email, card, ...) or a configured pattern's name.",
+	}, []string{"route", "kind"})), maxSeries)
+	m.omitted = newCapped(vec(prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "llmtap_bodies_omitted_total",
+		Help: "Requests stored without their bodies because the client sent the omit header.",
+	}, []string{"route"})), maxSeries)
 	m.received = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "llmtap_records_received_total",
 		Help: "Records accepted at ingest.",
@@ -165,6 +175,12 @@ func (m *Metrics) Observe(f *collector.Fact) {
 	}
 	if f.ErrorType != "" {
 		m.errors.counter(route, string(f.ErrorType)).Inc()
+	}
+	for kind, n := range f.Redactions {
+		m.redacted.counter(route, kind).Add(float64(n))
+	}
+	if f.BodiesOmitted {
+		m.omitted.counter(route).Inc()
 	}
 	for _, a := range f.Attempts {
 		m.attempts.counter(route, a.Upstream, collector.AttemptClass(a.Result)).Inc()

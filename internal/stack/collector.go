@@ -28,6 +28,7 @@ type CollectorConfig struct {
 	Redis           *CollectorRedis        `json:"redis,omitempty"`
 	Limits          *CollectorLimits       `json:"limits,omitempty"`
 	Metrics         map[string]interface{} `json:"metrics,omitempty"`
+	Redaction       map[string]interface{} `json:"redaction,omitempty"`
 }
 
 // ServerTLS is the listener's certificate and key (PEM files).

@@ -58,6 +58,7 @@ CREATE TABLE IF NOT EXISTS llmtap.requests
     attempt_upstreams Array(String),
     attempt_results Array(String),
     attempt_header_ms Array(Int64),
+    bodies_omitted UInt8,
     request_bytes Int64,
     response_bytes Int64,
     request_body String,
@@ -110,4 +111,11 @@ ALTER TABLE llmtap.requests
     ADD COLUMN attempt_upstreams Array(String) AFTER attempts,
     ADD COLUMN attempt_results Array(String) AFTER attempt_upstreams,
     ADD COLUMN attempt_header_ms Array(Int64) AFTER attempt_results;
+
+-- migration 6: bodies_omitted
+-- applied already when this counts more than 0:
+-- SELECT count() FROM system.columns WHERE database = 'llmtap' AND table = 'requests' AND name = 'bodies_omitted'
+
+ALTER TABLE llmtap.requests
+    ADD COLUMN bodies_omitted UInt8 AFTER attempt_header_ms;
 

@@ -58,6 +58,7 @@ CREATE TABLE IF NOT EXISTS llmtap.requests_local ON CLUSTER llmtap_cluster
     attempt_upstreams Array(String),
     attempt_results Array(String),
     attempt_header_ms Array(Int64),
+    bodies_omitted UInt8,
     request_bytes Int64,
     response_bytes Int64,
     request_body String,
@@ -117,6 +118,7 @@ CREATE TABLE IF NOT EXISTS llmtap.requests ON CLUSTER llmtap_cluster
     attempt_upstreams Array(String),
     attempt_results Array(String),
     attempt_header_ms Array(Int64),
+    bodies_omitted UInt8,
     request_bytes Int64,
     response_bytes Int64,
     request_body String,
@@ -189,4 +191,14 @@ ALTER TABLE llmtap.requests ON CLUSTER llmtap_cluster
     ADD COLUMN attempt_upstreams Array(String) AFTER attempts,
     ADD COLUMN attempt_results Array(String) AFTER attempt_upstreams,
     ADD COLUMN attempt_header_ms Array(Int64) AFTER attempt_results;
+
+-- migration 6: bodies_omitted
+-- applied already when this counts more than 0:
+-- SELECT count() FROM system.columns WHERE database = 'llmtap' AND table = 'requests' AND name = 'bodies_omitted'
+
+ALTER TABLE llmtap.requests_local ON CLUSTER llmtap_cluster
+    ADD COLUMN bodies_omitted UInt8 AFTER attempt_header_ms;
+
+ALTER TABLE llmtap.requests ON CLUSTER llmtap_cluster
+    ADD COLUMN bodies_omitted UInt8 AFTER attempt_header_ms;
 

@@ -58,6 +58,7 @@ CREATE TABLE IF NOT EXISTS obs.requests
     attempt_upstreams Array(String) CODEC(ZSTD(1)),
     attempt_results Array(String) CODEC(ZSTD(1)),
     attempt_header_ms Array(Int64) CODEC(ZSTD(1)),
+    bodies_omitted UInt8,
     request_bytes Int64 CODEC(ZSTD(1)),
     response_bytes Int64 CODEC(ZSTD(1)),
     request_body String CODEC(ZSTD(3)),
@@ -110,4 +111,8 @@ ALTER TABLE obs.requests
     ADD COLUMN IF NOT EXISTS attempt_upstreams Array(String) CODEC(ZSTD(1)) AFTER attempts,
     ADD COLUMN IF NOT EXISTS attempt_results Array(String) CODEC(ZSTD(1)) AFTER attempt_upstreams,
     ADD COLUMN IF NOT EXISTS attempt_header_ms Array(Int64) CODEC(ZSTD(1)) AFTER attempt_results;
+
+-- migration 6: bodies_omitted
+ALTER TABLE obs.requests
+    ADD COLUMN IF NOT EXISTS bodies_omitted UInt8 AFTER attempt_header_ms;
 

@@ -58,6 +58,7 @@ CREATE TABLE IF NOT EXISTS obs.requests_local ON CLUSTER main
     attempt_upstreams Array(String) CODEC(ZSTD(1)),
     attempt_results Array(String) CODEC(ZSTD(1)),
     attempt_header_ms Array(Int64) CODEC(ZSTD(1)),
+    bodies_omitted UInt8,
     request_bytes Int64 CODEC(ZSTD(1)),
     response_bytes Int64 CODEC(ZSTD(1)),
     request_body String CODEC(ZSTD(3)),
@@ -118,6 +119,7 @@ CREATE TABLE IF NOT EXISTS obs.requests ON CLUSTER main
     attempt_upstreams Array(String),
     attempt_results Array(String),
     attempt_header_ms Array(Int64),
+    bodies_omitted UInt8,
     request_bytes Int64,
     response_bytes Int64,
     request_body String,
@@ -191,4 +193,11 @@ ALTER TABLE obs.requests ON CLUSTER main
     ADD COLUMN IF NOT EXISTS attempt_upstreams Array(String) AFTER attempts,
     ADD COLUMN IF NOT EXISTS attempt_results Array(String) AFTER attempt_upstreams,
     ADD COLUMN IF NOT EXISTS attempt_header_ms Array(Int64) AFTER attempt_results;
+
+-- migration 6: bodies_omitted
+ALTER TABLE obs.requests_local ON CLUSTER main
+    ADD COLUMN IF NOT EXISTS bodies_omitted UInt8 AFTER attempt_header_ms;
+
+ALTER TABLE obs.requests ON CLUSTER main
+    ADD COLUMN IF NOT EXISTS bodies_omitted UInt8 AFTER attempt_header_ms;
 

@@ -114,6 +114,9 @@ func startWholePath(t *testing.T) *wholePath {
 				"small":  json.RawMessage(`{"requests":{"limit":1,"period":"1h"}}`),
 				"budget": json.RawMessage(`{"spend":{"limit":1000,"period":"1h"}}`),
 			}}
+			// Secrets are masked everywhere (the default); e-mail
+			// addresses on the anthropic route only.
+			c.Redaction = map[string]interface{}{"routes": map[string]interface{}{"anthropic": map[string]interface{}{"pii": []string{"email"}}}}
 		},
 		dynamic: func(collectorURL string) string {
 			return fmt.Sprintf(wholePathRouters, collectorURL, up.URL, refusing(t))
@@ -324,6 +327,50 @@ func TestWholePathAgainstTheMock(t *testing.T) {
 			checkTiming(t, sc.name, f, "ttft_ms", tr.TTFTUs, content[0].at)
 		})
 	}
+
+	t.Run("secrets masked before storage, e-mail where the route asks, bodies omitted on request", func(t *testing.T) {
+		const key = "sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4zAb7cDe0fGh3iJk6l"
+		const mail = "jane.doe@example.com"
+		content := "my key " + key + ", mail " + mail
+		for _, tt := range []struct {
+			host, path, body string
+			omit, mailMasked bool
+		}{
+			{"openai.test", "/v1/chat/completions", `{"model":"gpt-mock","messages":[{"role":"user","content":"` + content + `"}]}`, false, false},
+			{"anthropic.test", "/v1/messages", `{"model":"claude-mock","max_tokens":32,"messages":[{"role":"user","content":"` + content + `"}]}`, false, true},
+			{"openai.test", "/v1/chat/completions", `{"model":"gpt-mock","messages":[{"role":"user","content":"` + content + `"}]}`, true, false},
+		} {
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+w.entry+tt.path, strings.NewReader(tt.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Host = tt.host
+			req.Header.Set("Content-Type", "application/json")
+			if tt.omit {
+				req.Header.Set("X-Llmtap-Omit-Bodies", "1")
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			id := resp.Header.Get("X-Request-Id")
+			tr := w.truth(t, id, finished)
+			f := w.checkComplete(t, id, http.StatusOK, "", tr)
+			body, _ := f["request_body"].(string)
+			switch {
+			case tt.omit:
+				if body != "" || f["response_body"] != "" || f["bodies_omitted"] != true {
+					t.Errorf("%s omitted: stored bodies %q / %q, bodies_omitted %v", tt.host, body, f["response_body"], f["bodies_omitted"])
+				}
+			case strings.Contains(body, key) || !strings.Contains(body, "[REDACTED:openai_key:"):
+				t.Errorf("%s: the key is stored, or not as its marker: %s", tt.host, body)
+			case strings.Contains(body, mail) == tt.mailMasked:
+				t.Errorf("%s: e-mail masked %v, want %v: %s", tt.host, !strings.Contains(body, mail), tt.mailMasked, body)
+			}
+		}
+	})
 
 	t.Run("OpenAI chat without streaming: usage, no TTFT", func(t *testing.T) {
 		resp, _ := w.send(t, ctx, "openai.test", "/v1/chat/completions", `{"model":"mock-1","messages":[{"role":"user","content":"hello"}]}`, nil)

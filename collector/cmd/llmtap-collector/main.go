@@ -70,6 +70,7 @@ import (
 	"github.com/llmtap/llmtap/collector/limits"
 	"github.com/llmtap/llmtap/collector/metrics"
 	"github.com/llmtap/llmtap/collector/pricing"
+	"github.com/llmtap/llmtap/collector/redact"
 	"github.com/llmtap/llmtap/collector/redis"
 	"github.com/llmtap/llmtap/collector/tokens"
 )
@@ -126,6 +127,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(
 	if err != nil {
 		return err
 	}
+	redactor, err := redact.New(cfg.Redaction.Options())
+	if err != nil {
+		return fmt.Errorf("redaction: %w", err)
+	}
 	conn, err := clickhouse.Dial(clickhouse.Options{
 		TLS:          chTLS,
 		Addr:         cfg.ClickHouse.Addr,
@@ -178,7 +183,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(
 			"addr", cfg.ClickHouse.Addr, "err", pingErr)
 		prepare = migrator.Migrate
 	}
-	return serve(ctx, cfg, conn, prepare, prompts, pricer, log) // closes conn
+	return serve(ctx, cfg, conn, prepare, readers{prompts: prompts, pricer: pricer, redactor: redactor}, log) // closes conn
 }
 
 func loadConfig(path, listen string, env func(string) (string, bool)) (*config.Config, error) {
@@ -286,7 +291,15 @@ func listen(cfg *config.Config) (net.Listener, error) {
 // serve runs the collector until ctx ends or a part fails; it owns conn
 // and closes it last. The group below is the one statement of the start
 // and stop order (see the package documentation).
-func serve(ctx context.Context, cfg *config.Config, conn driver.Conn, prepare func(context.Context) error, prompts *tokens.Counter, pricer *pricing.Pricer, log *slog.Logger) error {
+// readers are what reads a request's bodies: its prompt's tokens, its
+// price, what of it is masked before it is stored.
+type readers struct {
+	prompts  *tokens.Counter
+	pricer   *pricing.Pricer
+	redactor *redact.Redactor
+}
+
+func serve(ctx context.Context, cfg *config.Config, conn driver.Conn, prepare func(context.Context) error, rd readers, log *slog.Logger) error {
 	redisTLS, err := cfg.Redis.TLS.Config()
 	if err != nil {
 		_ = conn.Close()
@@ -322,8 +335,8 @@ func serve(ctx context.Context, cfg *config.Config, conn driver.Conn, prepare fu
 		DB: cfg.Redis.DB, Timeout: time.Duration(cfg.Redis.Timeout),
 	})
 	lim := limits.New(limits.Options{
-		Prompts:            prompts,
-		Prices:             pricer,
+		Prompts:            rd.prompts,
+		Prices:             rd.pricer,
 		Store:              redis.NewLimiter(rdb),
 		Policies:           redis.NewPolicies(rdb),
 		Default:            cfg.Limits.Default,
@@ -354,7 +367,7 @@ func serve(ctx context.Context, cfg *config.Config, conn driver.Conn, prepare fu
 		Queue:        writer,
 		Store:        store,
 		Spend:        store,
-		Derive:       derive.New(derive.Steps{Counter: prompts, Pricer: pricer}),
+		Derive:       derive.New(derive.Steps{Counter: rd.prompts, Pricer: rd.pricer, Redactor: rd.redactor}),
 		Observer:     m,
 		Ready:        ready(store, writer, cfg.ClickHouse.SpoolDir, int64(cfg.ClickHouse.SpoolMaxBytes)),
 		Gatherer:     reg,

@@ -109,20 +109,24 @@ scrape_configs:
 // Anthropic streams, text to speech, JSON, an upstream error, a tenant
 // over its limit, and a route that falls back.
 func (w *wholePath) workload(ctx context.Context) {
-	type call struct{ host, path, body, tenant, knobs string }
+	type call struct{ host, path, body, tenant, knobs, omit string }
 	calls := []call{
-		{"openai.test", "/v1/chat/completions", `{"model":"gpt-mock","stream":true,"stream_options":{"include_usage":true}}`, "a", "ttft=20ms&gap=5ms&tokens=4"},
-		{"openai.test", "/v1/responses", `{"model":"gpt-mock","stream":true,"input":"hi"}`, "b", "ttft=30ms&gap=5ms&tokens=4"},
-		{"anthropic.test", "/v1/messages", `{"model":"claude-mock","stream":true,"max_tokens":32}`, "a", "ttft=25ms&gap=5ms&tokens=4"},
-		{"tts.test", "/v1/audio/speech", `{"model":"tts-mock","input":"hello"}`, "b", "ttft=15ms&gap=5ms&tokens=2"},
-		{"openai.test", "/v1/chat/completions", `{"model":"gpt-mock"}`, "c", "ttft=5ms&tokens=3"},
-		{"openai.test", "/v1/chat/completions", `{"model":"gpt-mock"}`, "c", "fail=502"},
-		{"openai.test", "/v1/chat/completions", `{"model":"gpt-mock"}`, "small", "ttft=5ms"},
+		{"openai.test", "/v1/chat/completions", `{"model":"gpt-mock","stream":true,"stream_options":{"include_usage":true}}`, "a", "ttft=20ms&gap=5ms&tokens=4", ""},
+		{"openai.test", "/v1/responses", `{"model":"gpt-mock","stream":true,"input":"hi"}`, "b", "ttft=30ms&gap=5ms&tokens=4", ""},
+		{"anthropic.test", "/v1/messages", `{"model":"claude-mock","stream":true,"max_tokens":32}`, "a", "ttft=25ms&gap=5ms&tokens=4", ""},
+		{"tts.test", "/v1/audio/speech", `{"model":"tts-mock","input":"hello"}`, "b", "ttft=15ms&gap=5ms&tokens=2", ""},
+		{"openai.test", "/v1/chat/completions", `{"model":"gpt-mock"}`, "c", "ttft=5ms&tokens=3", ""},
+		{"openai.test", "/v1/chat/completions", `{"model":"gpt-mock"}`, "c", "fail=502", ""},
+		{"openai.test", "/v1/chat/completions", `{"model":"gpt-mock"}`, "small", "ttft=5ms", ""},
 		// Its first upstream refuses: attempts and circuit openings.
-		{"fallback.test", "/v1/chat/completions", `{"model":"gpt-mock"}`, "c", "ttft=5ms"},
+		{"fallback.test", "/v1/chat/completions", `{"model":"gpt-mock"}`, "c", "ttft=5ms", ""},
+		// A key in the prompt (masked), and a request stored without
+		// its bodies.
+		{"openai.test", "/v1/chat/completions", `{"model":"gpt-mock","messages":[{"role":"user","content":"key sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z"}]}`, "c", "ttft=5ms", ""},
+		{"openai.test", "/v1/chat/completions", `{"model":"gpt-mock"}`, "c", "ttft=5ms", "1"},
 		// A priced model (the mock names the model asked for), for a
 		// tenant with a spend budget: cost and budget series.
-		{"openai.test", "/v1/chat/completions", `{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"max_tokens":16}`, "budget", "ttft=10ms&gap=5ms&tokens=4"},
+		{"openai.test", "/v1/chat/completions", `{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"max_tokens":16}`, "budget", "ttft=10ms&gap=5ms&tokens=4", ""},
 	}
 	for ctx.Err() == nil {
 		for _, c := range calls {
@@ -133,6 +137,9 @@ func (w *wholePath) workload(ctx context.Context) {
 			req.Host = c.host
 			req.Header.Set("Content-Type", "application/json")
 			req.Header.Set("X-Tenant-ID", c.tenant)
+			if c.omit != "" {
+				req.Header.Set("X-Llmtap-Omit-Bodies", c.omit)
+			}
 			if resp, err := http.DefaultClient.Do(req); err == nil {
 				_, _ = io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
