@@ -107,6 +107,10 @@ type Fact struct {
 	TTFTMs     *int64 // first write carrying content (SSE/NDJSON), nil when none
 	TTFAMs     *int64 // first audio byte (raw audio), nil otherwise
 	DurationMs int64
+	// GenerationUs is from the first content event to the last (SSE and
+	// NDJSON), in microseconds: with the output tokens, the time per
+	// output token. Not stored: the chunks' times are.
+	GenerationUs *int64
 
 	Usage Usage
 	// Cost is nil when the request could not be priced: its model has no
@@ -162,6 +166,16 @@ type Attempt struct {
 
 // NoHeader is Attempt.HeaderMs of an attempt that got no response.
 const NoHeader = -1
+
+// TimePerOutputToken is the generation's time divided by the output
+// tokens after the first, in seconds; ok is false without a stream of two
+// tokens or more.
+func (f *Fact) TimePerOutputToken() (seconds float64, ok bool) {
+	if f.GenerationUs == nil || f.Usage.Output == nil || *f.Usage.Output < 2 {
+		return 0, false
+	}
+	return float64(*f.GenerationUs) / 1e6 / float64(*f.Usage.Output-1), true
+}
 
 // Tries counts the attempts made, the skipped ones left out.
 func (f *Fact) Tries() int {

@@ -123,6 +123,7 @@ func fact(r *llmtap.Record) (*collector.Fact, []stream.Event) {
 	data := all.String()
 	f.Chunks = make([]string, len(events))
 	f.ChunkOffsetUs = make([]int64, len(events))
+	var first int64 // when the first content event was written, in ns
 	off := 0
 	for i, ev := range events {
 		f.Chunks[i] = data[off : off+len(ev.Data)]
@@ -132,6 +133,18 @@ func fact(r *llmtap.Record) (*collector.Fact, []stream.Event) {
 		if f.TTFTMs == nil && at >= 0 && provider.ContentBearing(f.Provider, ev) {
 			t := ms(at)
 			f.TTFTMs = &t
+			first = at
+		}
+	}
+	if f.TTFTMs != nil {
+		// The last content event: looked for from the end, where it is
+		// within the last few (the usage and the end follow it).
+		for i := len(events) - 1; i >= 0; i-- {
+			if at := writeTime(r, events[i].End); at >= first && provider.ContentBearing(f.Provider, events[i]) {
+				g := (at - first) / 1000
+				f.GenerationUs = &g
+				break
+			}
 		}
 	}
 	return f, events

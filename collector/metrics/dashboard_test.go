@@ -33,7 +33,7 @@ func exposedSeries(t *testing.T) (series, families map[string]bool) {
 
 	f := &collector.Fact{
 		Route: "chat", Provider: "openai", Model: "gpt-4o", Status: 503, DurationMs: 900,
-		TTFTMs: ptr(100), TTFAMs: ptr(120), ErrorType: collector.ErrUpstream5xx, Limit: llmtap.LimitFailedOpen,
+		TTFTMs: ptr(100), TTFAMs: ptr(120), GenerationUs: ptr(200000), ErrorType: collector.ErrUpstream5xx, Limit: llmtap.LimitFailedOpen,
 		Usage: collector.Usage{
 			Input: ptr(10), Output: ptr(5), CacheRead: ptr(2), CacheWrite: ptr(1), Reasoning: ptr(3),
 			Source: "none", Missing: "error_response",

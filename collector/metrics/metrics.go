@@ -26,6 +26,7 @@ type Metrics struct {
 	requests  *capped
 	duration  *capped
 	ttft      *capped
+	tpot      *capped
 	ttfa      *capped
 	tokens    *capped
 	errors    *capped
@@ -71,6 +72,12 @@ func New(reg prometheus.Registerer, maxSeries int) *Metrics {
 		Name:    "gen_ai_server_time_to_first_token_seconds",
 		Help:    "Time from the request's arrival to the first write carrying generated content (SSE and NDJSON streams).",
 		Buckets: latencyBuckets,
+	}, []string{"route", "provider", "model"})), maxSeries)
+	// gen_ai.server.time_per_output_token, with the conventions' buckets.
+	m.tpot = newCapped(vec(prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "gen_ai_server_time_per_output_token_seconds",
+		Help:    "Time per output token after the first of a stream: from the first write carrying content to the last, divided by the output tokens less one (SSE and NDJSON streams of two tokens or more).",
+		Buckets: []float64{0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 2.5},
 	}, []string{"route", "provider", "model"})), maxSeries)
 	m.ttfa = newCapped(vec(prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "llmtap_time_to_first_audio_seconds",
@@ -148,6 +155,9 @@ func (m *Metrics) Observe(f *collector.Fact) {
 	m.duration.observer(route, provider, model).Observe(float64(f.DurationMs) / 1000)
 	if f.TTFTMs != nil {
 		m.ttft.observer(route, provider, model).Observe(float64(*f.TTFTMs) / 1000)
+	}
+	if tpot, ok := f.TimePerOutputToken(); ok {
+		m.tpot.observer(route, provider, model).Observe(tpot)
 	}
 	if f.TTFAMs != nil {
 		m.ttfa.observer(route, provider, model).Observe(float64(*f.TTFAMs) / 1000)
