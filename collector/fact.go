@@ -140,6 +140,10 @@ type Fact struct {
 	Upstream string
 	Attempts []Attempt
 
+	// TraceParent is the request's W3C traceparent, as the plugin saw it
+	// (not stored): its span joins that trace.
+	TraceParent string
+
 	// BodiesOmitted: the client asked that this request's bodies not be
 	// stored (the plugin's omit header); its facts are kept.
 	BodiesOmitted bool

@@ -20,6 +20,9 @@ type Ingest struct {
 	// Settle settles the reservations of the facts taken, off the
 	// request's path where it can (limits.Settler).
 	Settle func(ctx context.Context, facts []*Fact)
+	// Export, when set, is given each fact taken, after it was queued
+	// for storage (otel.Exporter.Export); it must not wait.
+	Export func(f *Fact)
 }
 
 // FactObserver is told of every fact taken (the metrics).
@@ -71,6 +74,9 @@ func (in *Ingest) Commit(ctx context.Context, b *IngestBatch) (int, error) {
 	var reserved []*Fact
 	for _, f := range b.facts {
 		in.Observer.Observe(f)
+		if in.Export != nil {
+			in.Export(f)
+		}
 		if f.HoldsReservation() {
 			reserved = append(reserved, f)
 		}

@@ -275,6 +275,11 @@ type Record struct {
 	// the reservation is named by RequestID.
 	LimitReservation string `json:"limit_reservation,omitempty"`
 
+	// TraceParent is the request's W3C traceparent header, when it had
+	// one of the right length: the collector joins its span to that
+	// trace. The plugin never makes one.
+	TraceParent string `json:"traceparent,omitempty"`
+
 	// BodiesOmitted: the client sent the omit header (Config.OmitHeader):
 	// the collector derives the facts from the bodies and then stores
 	// them without.

@@ -105,6 +105,7 @@ type Config struct {
 	Tokens          Tokens     `yaml:"tokens" json:"tokens"`
 	Pricing         Pricing    `yaml:"pricing" json:"pricing"`
 	Redaction       Redaction  `yaml:"redaction" json:"redaction"`
+	OTel            OTel       `yaml:"otel" json:"otel"`
 }
 
 // Log configures the collector's own logs.
@@ -292,6 +293,25 @@ func (r *Redaction) Options() redact.Options {
 	return o
 }
 
+// OTel configures the export of each request as an OpenTelemetry span
+// (collector/otel); off while Endpoint is empty.
+type OTel struct {
+	// Endpoint is the OTLP receiver: http(s)://host:port, with a path for
+	// http/protobuf (default /v1/traces).
+	Endpoint string `yaml:"endpoint" json:"endpoint"`
+	// Protocol is http/protobuf or grpc.
+	Protocol string `yaml:"protocol" json:"protocol"`
+	// Headers are sent with every export (an API key, say).
+	Headers map[string]Secret `yaml:"headers" json:"headers"`
+	// SamplingRatio is the share of requests exported, from 0 (none) to 1.
+	SamplingRatio float64 `yaml:"sampling_ratio" json:"sampling_ratio"`
+	// Timeout bounds one batch's export, retries included.
+	Timeout Duration `yaml:"timeout" json:"timeout"`
+	// QueueSize bounds the spans waiting; past it they are dropped and
+	// counted.
+	QueueSize int `yaml:"queue_size" json:"queue_size"`
+}
+
 // Metrics configures the Prometheus metrics.
 type Metrics struct {
 	// MaxSeries caps the label sets of each metric; label values past it
@@ -342,6 +362,7 @@ func defaults() *Config {
 		},
 		Metrics:   Metrics{MaxSeries: 1000},
 		Redaction: Redaction{Secrets: true},
+		OTel:      OTel{Protocol: "http/protobuf", SamplingRatio: 1, Timeout: Duration(10 * time.Second), QueueSize: 4096},
 	}
 }
 

@@ -77,6 +77,7 @@ var badFiles = []struct {
 	{"max_body_bytes.bad.yaml", ErrInvalid, []string{"max_body_bytes: 0B must be greater than 0"}},
 	{"queue_max_bytes.bad.yaml", ErrInvalid, []string{"clickhouse.queue_max_bytes: 48MiB is smaller than twice max_body_bytes (64MiB)"}},
 	{"queue_wait.bad.yaml", ErrInvalid, []string{"clickhouse.queue_wait: 10s is longer than 4s"}},
+	{"otel.bad.yaml", ErrInvalid, []string{`otel.protocol: "thrift" is not one of http/protobuf, grpc`, `otel.endpoint: "collector:4318": want http://host:port or https://host:port`, "otel.sampling_ratio: 1.5 is not from 0 to 1"}},
 	{"redaction.bad.yaml", ErrInvalid, []string{`redaction: routes.support.pii: unknown kind "mail", want email, phone, card, iban, ip`}},
 	{"redaction_regex.bad.yaml", ErrInvalid, []string{"redaction: patterns[0].regex: error parsing regexp"}},
 	{"pricing.bad.yaml", ErrInvalid, []string{"line 3: pricing.models[0].output: is required", `line 10: pricing.routes["self-hosted"][0].input: -1 is not a price`, `pricing.aliases["my-deployment"]`}},
@@ -232,6 +233,8 @@ func TestLoadGood(t *testing.T) {
 					Routes:   map[string]RedactionScope{"support": {PII: []string{"phone"}}},
 					Tenants:  map[string]RedactionScope{"bank": {PII: []string{"card", "iban"}}},
 					Patterns: []RedactionPattern{{Name: "employee_id", Regex: "EMP-[0-9]{6}"}}},
+				OTel: OTel{Endpoint: "https://otel.internal:4318", Protocol: "http/protobuf", Headers: map[string]Secret{"Authorization": NewSecret("Bearer otel-s3cret")},
+					SamplingRatio: 0.25, Timeout: Duration(5 * time.Second), QueueSize: 1000},
 			}
 		}},
 		{"redis_cluster.good.yaml", func(c *Config) {

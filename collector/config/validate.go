@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -108,6 +109,7 @@ func (c *Config) Validate() error {
 	if _, err := redact.New(c.Redaction.Options()); err != nil {
 		p.add("redaction", err.Error())
 	}
+	c.OTel.validate(&p)
 	return p.err()
 }
 
@@ -141,6 +143,21 @@ func (pr *Pricing) validate(p *problems) {
 			p.add(fmt.Sprintf("pricing.aliases[%q]", from), fmt.Sprintf("%q: an alias maps a model name to a priced id, neither empty", to))
 		}
 	}
+}
+
+// validate checks the export's fields, also while it is off.
+func (o *OTel) validate(p *problems) {
+	p.add("otel.protocol", checkOneOf(o.Protocol, []string{"http/protobuf", "grpc"}))
+	if o.Endpoint != "" {
+		if u, err := url.Parse(o.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			p.add("otel.endpoint", fmt.Sprintf("%q: want http://host:port or https://host:port", o.Endpoint))
+		}
+	}
+	if o.SamplingRatio < 0 || o.SamplingRatio > 1 {
+		p.add("otel.sampling_ratio", fmt.Sprintf("%v is not from 0 to 1", o.SamplingRatio))
+	}
+	p.add("otel.timeout", checkPositive(o.Timeout))
+	p.add("otel.queue_size", checkRange(o.QueueSize, 1, 1_000_000))
 }
 
 // problems collects "field: what is wrong" lines.

@@ -57,6 +57,7 @@ func fact(r *llmtap.Record) (*collector.Fact, []stream.Event) {
 		LimitReserved:     r.LimitReserved,
 		LimitReservation:  r.LimitReservation,
 		BodiesOmitted:     r.BodiesOmitted,
+		TraceParent:       r.TraceParent,
 	}
 	f.ErrorType = Classify(r.Status, r.Outcome)
 	f.Upstream = r.Upstream

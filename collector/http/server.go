@@ -72,6 +72,9 @@ type Options struct {
 	Settle   Settler
 	Gatherer prometheus.Gatherer
 	Logger   *slog.Logger
+	// Export is given each fact taken, after storage queued it (the
+	// OpenTelemetry export); nil: none.
+	Export func(*collector.Fact)
 	// Recent remembers the records accepted lately, so that a batch sent
 	// again is not counted twice; nil: a new one of DefaultRecent.
 	Recent *collector.Recent
@@ -102,7 +105,7 @@ func New(opt Options) *Server {
 		opt.MaxIngest = 16
 	}
 	s := &Server{opt: opt, router: mux.NewRouter().SkipClean(true), ingesting: make(chan struct{}, opt.MaxIngest)}
-	s.records = &collector.Ingest{Derive: opt.Derive, Recent: opt.Recent, Queue: opt.Queue, Observer: opt.Observer}
+	s.records = &collector.Ingest{Derive: opt.Derive, Recent: opt.Recent, Queue: opt.Queue, Observer: opt.Observer, Export: opt.Export}
 	if opt.Settle != nil {
 		s.records.Settle = opt.Settle.Settle
 	}

@@ -30,6 +30,7 @@ func exposedSeries(t *testing.T) (series, families map[string]bool) {
 	m := New(reg, 100)
 	l := NewLimits(reg, 100)
 	RegisterStorage(reg, func() Storage { return Storage{} })
+	RegisterExport(reg, func() Export { return Export{} })
 
 	f := &collector.Fact{
 		Route: "chat", Provider: "openai", Model: "gpt-4o", Status: 503, DurationMs: 900,

@@ -29,6 +29,7 @@ type CollectorConfig struct {
 	Limits          *CollectorLimits       `json:"limits,omitempty"`
 	Metrics         map[string]interface{} `json:"metrics,omitempty"`
 	Redaction       map[string]interface{} `json:"redaction,omitempty"`
+	OTel            map[string]interface{} `json:"otel,omitempty"`
 }
 
 // ServerTLS is the listener's certificate and key (PEM files).

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -18,6 +19,9 @@ import (
 	"testing"
 	"time"
 
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+
+	"github.com/llmtap/llmtap/collector/internal/otlptest"
 	"github.com/llmtap/llmtap/internal/stack"
 	"github.com/llmtap/llmtap/mock"
 )
@@ -53,13 +57,13 @@ http:
   middlewares:
     openai:
       plugin:
-        llmtap: {collectorURL: %[1]q, collectorToken: it-token, tenantHeader: X-Tenant-ID, flushInterval: 50ms, limits: {enabled: true}}
+        llmtap: {collectorURL: %[1]q, collectorToken: it-token, route: openai, tenantHeader: X-Tenant-ID, flushInterval: 50ms, limits: {enabled: true}}
     anthropic:
       plugin:
-        llmtap: {collectorURL: %[1]q, collectorToken: it-token, tenantHeader: X-Tenant-ID, flushInterval: 50ms, limits: {enabled: true}}
+        llmtap: {collectorURL: %[1]q, collectorToken: it-token, route: anthropic, tenantHeader: X-Tenant-ID, flushInterval: 50ms, limits: {enabled: true}}
     tts:
       plugin:
-        llmtap: {collectorURL: %[1]q, collectorToken: it-token, tenantHeader: X-Tenant-ID, flushInterval: 50ms, limits: {enabled: true}}
+        llmtap: {collectorURL: %[1]q, collectorToken: it-token, route: tts, tenantHeader: X-Tenant-ID, flushInterval: 50ms, limits: {enabled: true}}
     # Its first upstream refuses connections: every request falls back,
     # and the breaker opens and probes again and again.
     fallback:
@@ -98,6 +102,7 @@ func refusing(t *testing.T) string {
 type wholePath struct {
 	*rig
 	mock *mock.Server
+	otlp *otlptest.Receiver // where the collector exports its spans
 }
 
 func startWholePath(t *testing.T) *wholePath {
@@ -105,6 +110,7 @@ func startWholePath(t *testing.T) *wholePath {
 	m := mock.New(mock.Options{TTFT: 80 * time.Millisecond, Gap: 40 * time.Millisecond, Tokens: 6})
 	up := httptest.NewServer(m)
 	t.Cleanup(up.Close)
+	otlp := otlptest.HTTP(t)
 	s := startStack(t, stackOptions{
 		// Limits are on for every route; only the tenants "small" (one
 		// request an hour) and "budget" (a spend budget) have any.
@@ -117,6 +123,7 @@ func startWholePath(t *testing.T) *wholePath {
 			// Secrets are masked everywhere (the default); e-mail
 			// addresses on the anthropic route only.
 			c.Redaction = map[string]interface{}{"routes": map[string]interface{}{"anthropic": map[string]interface{}{"pii": []string{"email"}}}}
+			c.OTel = map[string]interface{}{"endpoint": otlp.URL}
 		},
 		dynamic: func(collectorURL string) string {
 			return fmt.Sprintf(wholePathRouters, collectorURL, up.URL, refusing(t))
@@ -124,7 +131,7 @@ func startWholePath(t *testing.T) *wholePath {
 		readyHost: "openai.test",
 		readyPath: "/healthz",
 	})
-	return &wholePath{rig: s, mock: m}
+	return &wholePath{rig: s, mock: m, otlp: otlp}
 }
 
 // event is one SSE event as the client received it.
@@ -369,6 +376,44 @@ func TestWholePathAgainstTheMock(t *testing.T) {
 			case strings.Contains(body, mail) == tt.mailMasked:
 				t.Errorf("%s: e-mail masked %v, want %v: %s", tt.host, !strings.Contains(body, mail), tt.mailMasked, body)
 			}
+		}
+	})
+
+	t.Run("each request exported as a GenAI span, joined to the caller's trace", func(t *testing.T) {
+		const traceID, parentID = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+w.entry+"/v1/chat/completions?ttft=20ms&gap=5ms&tokens=4",
+			strings.NewReader(`{"model":"gpt-mock","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host = "openai.test"
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Tenant-ID", "otel-tenant")
+		req.Header.Set("Traceparent", "00-"+traceID+"-"+parentID+"-01")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		id := resp.Header.Get("X-Request-Id")
+		tr := w.truth(t, id, finished)
+		span := w.otlp.Wait(t, "for request "+id, func(s *tracepb.Span) bool { return otlptest.Attrs(s)["llmtap.request_id"] == id })
+		if hex.EncodeToString(span.GetTraceId()) != traceID || hex.EncodeToString(span.GetParentSpanId()) != parentID || span.GetKind() != tracepb.Span_SPAN_KIND_CLIENT {
+			t.Errorf("span trace %x parent %x kind %v: not joined to the caller's trace as a client span", span.GetTraceId(), span.GetParentSpanId(), span.GetKind())
+		}
+		a := otlptest.Attrs(span)
+		for k, want := range map[string]string{
+			"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-mock", "gen_ai.request.stream": "true",
+			"gen_ai.usage.input_tokens": strconv.Itoa(tr.InputTokens), "gen_ai.usage.output_tokens": strconv.Itoa(tr.OutputTokens),
+			"llmtap.route": "openai", "llmtap.tenant": "otel-tenant", "http.response.status_code": "200",
+		} {
+			if a[k] != want {
+				t.Errorf("span %s = %q, want %q", k, a[k], want)
+			}
+		}
+		if a["gen_ai.response.time_to_first_chunk"] == "" || a["gen_ai.provider.name"] == "" || span.GetName() != "chat gpt-mock" {
+			t.Errorf("span %q: time_to_first_chunk %q, provider %q", span.GetName(), a["gen_ai.response.time_to_first_chunk"], a["gen_ai.provider.name"])
 		}
 	})
 

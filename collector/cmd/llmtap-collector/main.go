@@ -69,6 +69,7 @@ import (
 	apihttp "github.com/llmtap/llmtap/collector/http"
 	"github.com/llmtap/llmtap/collector/limits"
 	"github.com/llmtap/llmtap/collector/metrics"
+	"github.com/llmtap/llmtap/collector/otel"
 	"github.com/llmtap/llmtap/collector/pricing"
 	"github.com/llmtap/llmtap/collector/redact"
 	"github.com/llmtap/llmtap/collector/redis"
@@ -291,6 +292,27 @@ func listen(cfg *config.Config) (net.Listener, error) {
 // serve runs the collector until ctx ends or a part fails; it owns conn
 // and closes it last. The group below is the one statement of the start
 // and stop order (see the package documentation).
+// newExporter makes the OpenTelemetry export of c, or nil when it is off
+// (no endpoint, or a sampling ratio of 0).
+func newExporter(ctx context.Context, c config.OTel, log *slog.Logger) (*otel.Exporter, error) {
+	if c.Endpoint == "" || c.SamplingRatio == 0 {
+		return nil, nil
+	}
+	headers := make(map[string]string, len(c.Headers))
+	for k, v := range c.Headers {
+		headers[k] = v.Reveal()
+	}
+	e, err := otel.New(ctx, otel.Options{
+		Endpoint: c.Endpoint, Protocol: c.Protocol, Headers: headers, SampleRatio: c.SamplingRatio,
+		Timeout: time.Duration(c.Timeout), QueueSize: c.QueueSize, Logger: log.With("component", "otel"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	log.Info("exporting spans", "endpoint", c.Endpoint, "protocol", c.Protocol, "sampling_ratio", c.SamplingRatio, "semconv", otel.SemconvVersion)
+	return e, nil
+}
+
 // readers are what reads a request's bodies: its prompt's tokens, its
 // price, what of it is masked before it is stored.
 type readers struct {
@@ -348,6 +370,20 @@ func serve(ctx context.Context, cfg *config.Config, conn driver.Conn, prepare fu
 		Logger:             log,
 	})
 	settler := limits.NewSettler(lim)
+	exporter, err := newExporter(ctx, cfg.OTel, log)
+	if err != nil {
+		return err
+	}
+	var export func(*collector.Fact)
+	exportStats := func() metrics.Export { return metrics.Export{} }
+	if exporter != nil {
+		export = exporter.Export
+		exportStats = func() metrics.Export {
+			s := exporter.Stats()
+			return metrics.Export{Exported: s.Exported, Dropped: s.Dropped, Failed: s.Failed, Queued: s.Queued}
+		}
+	}
+	metrics.RegisterExport(reg, exportStats)
 	metrics.RegisterStorage(reg, func() metrics.Storage {
 		s := writer.Stats()
 		return metrics.Storage{
@@ -368,6 +404,7 @@ func serve(ctx context.Context, cfg *config.Config, conn driver.Conn, prepare fu
 		Store:        store,
 		Spend:        store,
 		Derive:       derive.New(derive.Steps{Counter: rd.prompts, Pricer: rd.pricer, Redactor: rd.redactor}),
+		Export:       export,
 		Observer:     m,
 		Ready:        ready(store, writer, cfg.ClickHouse.SpoolDir, int64(cfg.ClickHouse.SpoolMaxBytes)),
 		Gatherer:     reg,
@@ -385,6 +422,12 @@ func serve(ctx context.Context, cfg *config.Config, conn driver.Conn, prepare fu
 	g.add("writer",
 		func() error { return writer.Run(context.Background()) },
 		writer.Shutdown)
+	if exporter != nil {
+		// Parts stop in reverse: once HTTP has stopped, the loop exports
+		// what ingest queued, then the exporter closes its connections.
+		g.add("otel exporter", nil, exporter.Shutdown)
+		g.addLoop("otel export", exporter.Run)
+	}
 	// Stopped once HTTP has stopped: settles what ingest queued, then returns.
 	g.addLoop("limit settlements", settler.Run)
 	g.add("http",
