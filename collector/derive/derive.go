@@ -57,7 +57,7 @@ func fact(r *llmtap.Record) (*collector.Fact, []stream.Event) {
 		LimitReserved:     r.LimitReserved,
 		LimitReservation:  r.LimitReservation,
 		BodiesOmitted:     r.BodiesOmitted,
-		TraceParent:       r.TraceParent,
+		TraceParent:       traceparent(r.TraceParent),
 	}
 	f.ErrorType = Classify(r.Status, r.Outcome)
 	f.Upstream = r.Upstream
@@ -149,6 +149,16 @@ func fact(r *llmtap.Record) (*collector.Fact, []stream.Event) {
 		}
 	}
 	return f, events
+}
+
+// traceparent keeps a W3C traceparent of the one length version 00 has,
+// and drops anything else a sender put there (the exporter checks the
+// rest).
+func traceparent(v string) string {
+	if len(v) != 55 {
+		return ""
+	}
+	return v
 }
 
 // Classify names the error class of a finished request, "" for success.
