@@ -53,3 +53,33 @@ func TestOmitHeader(t *testing.T) {
 		})
 	}
 }
+
+// TestTraceparentRecorded: a traceparent of the right length is recorded
+// (the collector joins its span to that trace); another is not; none is
+// ever made.
+func TestTraceparentRecorded(t *testing.T) {
+	const good = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	for _, tt := range []struct{ sent, want string }{
+		{good, good},
+		{good + "-extra", ""},
+		{"", ""},
+	} {
+		col := newCollectorStub(t)
+		s := testSettings(t, col.srv.URL, nil)
+		srv := tapped(t, s, startSender(t, s), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.WriteString(w, "ok")
+		}))
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/v1/models", nil)
+		if tt.sent != "" {
+			req.Header.Set("Traceparent", tt.sent)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if r := col.records(t, 1)[0]; r.TraceParent != tt.want {
+			t.Errorf("sent %q: recorded %q, want %q", tt.sent, r.TraceParent, tt.want)
+		}
+	}
+}
