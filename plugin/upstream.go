@@ -1,12 +1,14 @@
 package llmtap
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httputil"
 	"net/url"
 	"strconv"
 	"strings"
@@ -93,11 +95,15 @@ type upstream struct {
 
 // pool is the upstreams of a route and the transport to them.
 type pool struct {
-	key           string // poolKey, in the registry
-	ups           []*upstream
-	weighted      bool
-	totalWeight   int
-	transport     *http.Transport
+	key         string // poolKey, in the registry
+	ups         []*upstream
+	weighted    bool
+	totalWeight int
+	transport   *http.Transport
+	// buffers is an interface from the start: Yaegi hands an interpreted
+	// type to the standard library only once converted to an interface
+	// the library knows.
+	buffers       httputil.BufferPool
 	firstByte     time.Duration // 0: none
 	maxBody       int64
 	maxRetryAfter time.Duration
@@ -233,6 +239,8 @@ func newPool(s *settings) *pool {
 			DisableCompression: true,
 		},
 	}
+	var bp httputil.BufferPool = &buffers{}
+	p.buffers = bp
 	for i, cfg := range s.upstreams {
 		base, _ := url.Parse(cfg.URL) // checked by prepareUpstreams
 		u := &upstream{name: s.upstreamNames[i], base: base, weight: cfg.Weight, headers: map[string]string{}}
@@ -378,9 +386,6 @@ const (
 // retryable says whether a status sends the request to the next upstream.
 func retryable(status int) bool { return status == http.StatusTooManyRequests || status >= 500 }
 
-// hopHeaders are the hop-by-hop headers a proxy does not pass on.
-var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
-
 // serve proxies the request through the pool's upstreams, writing the
 // response to c and each attempt to c.rec.
 func (p *pool) serve(c *captureWriter, req *http.Request) {
@@ -450,81 +455,142 @@ type rejoined struct {
 func (b *rejoined) Read(p []byte) (int, error) { return b.r.Read(p) }
 func (b *rejoined) Close() error               { return b.c.Close() }
 
-// attempt tries one upstream. It returns true when the response went to
+// attempt tries one upstream through net/http's ReverseProxy, which runs
+// compiled: header copies, hop-by-hop headers, X-Forwarded-For, the body
+// copy and its flushes, upgrades, and the abort of a body that breaks
+// off. The interpreted part is three calls per attempt: Rewrite,
+// ModifyResponse (the decision, before anything reaches the client) and,
+// on a failure, ErrorHandler. It returns true when the response went to
 // the client (whatever its status), false when the next upstream should
 // be tried; the last attempt always answers.
 func (p *pool) attempt(c *captureWriter, req *http.Request, body []byte, cd candidate, last bool) bool {
-	rec := c.rec
-	a := Attempt{Upstream: cd.u.name, StartNs: int64(time.Since(c.start))}
+	a := &attemptRun{pool: p, c: c, cd: cd, last: last, rec: Attempt{Upstream: cd.u.name, StartNs: int64(time.Since(c.start))}}
 	ctx, cancel := context.WithCancel(req.Context())
 	defer cancel()
-	var timer *time.Timer
 	if p.firstByte > 0 {
-		timer = time.AfterFunc(p.firstByte, cancel)
+		a.timer = time.AfterFunc(p.firstByte, cancel)
 	}
-	timedOut := func() bool { return timer != nil && !timer.Stop() }
+	out := req.WithContext(ctx)
+	if body != nil {
+		out.Body = io.NopCloser(bytes.NewReader(body))
+		out.ContentLength = int64(len(body))
+	}
+	rp := &httputil.ReverseProxy{
+		Transport:      p.transport,
+		FlushInterval:  -1,
+		BufferPool:     p.buffers,
+		Rewrite:        a.rewrite,
+		ModifyResponse: a.decide,
+		ErrorHandler:   a.failed,
+	}
+	rp.ServeHTTP(c, out)
+	return a.served || last
+}
 
-	resp, err := p.transport.RoundTrip(outgoing(ctx, cd.u, req, body))
-	if err != nil {
-		cause := AttemptConnectError
-		switch {
-		case req.Context().Err() != nil:
-			cause = AttemptCancelled
-		case timedOut():
-			cause = AttemptFirstByteTimeout
-		}
-		return p.failed(c, cd, a, cause, last)
+// attemptRun is one attempt's state, shared by the proxy's hooks.
+type attemptRun struct {
+	pool   *pool
+	c      *captureWriter
+	cd     candidate
+	last   bool
+	timer  *time.Timer
+	rec    Attempt
+	served bool
+}
+
+// timedOut stops the first-byte timer and says whether it had fired.
+func (a *attemptRun) timedOut() bool { return a.timer != nil && !a.timer.Stop() }
+
+// rewrite points the request at the upstream: its URL (path prefix and
+// query joined), X-Forwarded-For with the client's address appended, and
+// the upstream's own headers.
+func (a *attemptRun) rewrite(pr *httputil.ProxyRequest) {
+	u := a.cd.u
+	if prior := pr.In.Header["X-Forwarded-For"]; len(prior) > 0 {
+		pr.Out.Header["X-Forwarded-For"] = prior
 	}
-	a.Status = resp.StatusCode
-	a.HeaderNs = int64(time.Since(c.start))
-	if retryable(resp.StatusCode) && !last {
-		_ = resp.Body.Close()
-		timedOut()
-		a.Opened = p.report(cd, verdictFailure, retryAfter(resp.Header))
-		rec.Attempts = append(rec.Attempts, a)
-		return false
+	pr.SetURL(u.base)
+	pr.SetXForwarded()
+	for k, v := range u.headers {
+		pr.Out.Header[k] = []string{v}
 	}
-	buf := make([]byte, 32<<10)
-	n, rerr := readSome(resp.Body, buf)
-	if timedOut() || (rerr != nil && !errors.Is(rerr, io.EOF)) {
-		_ = resp.Body.Close()
+}
+
+// errNext tells ErrorHandler that ModifyResponse gave the attempt up and
+// recorded it.
+var errNext = errors.New("llmtap: next upstream")
+
+// decide looks at the response before anything of it reaches the client:
+// a 429 or 5xx, when another upstream is left, sends the request on;
+// otherwise the first body byte is awaited (within firstByteTimeout), and
+// the response is the client's.
+func (a *attemptRun) decide(resp *http.Response) error {
+	a.rec.Status = resp.StatusCode
+	a.rec.HeaderNs = int64(time.Since(a.c.start))
+	if retryable(resp.StatusCode) && !a.last {
+		a.timedOut()
+		a.rec.Opened = a.pool.report(a.cd, verdictFailure, retryAfter(resp.Header))
+		a.c.rec.Attempts = append(a.c.rec.Attempts, a.rec)
+		return errNext
+	}
+	first := make([]byte, 4096)
+	n, rerr := readSome(resp.Body, first)
+	if a.timedOut() || (rerr != nil && !errors.Is(rerr, io.EOF)) {
 		cause := AttemptFirstByteTimeout
 		switch {
-		case req.Context().Err() != nil:
+		case a.c.req.Context().Err() != nil:
 			cause = AttemptCancelled
 		case rerr != nil && !errors.Is(rerr, context.Canceled):
 			cause = AttemptReadError
 		}
-		return p.failed(c, cd, a, cause, last)
+		a.end(cause)
+		return errNext
 	}
 	// Committed: from here the response is the client's.
 	v := verdictSuccess
 	if retryable(resp.StatusCode) {
 		v = verdictFailure
 	}
-	a.Opened = p.report(cd, v, retryAfter(resp.Header))
-	rec.Attempts = append(rec.Attempts, a)
-	rec.Upstream = cd.u.name
-	relay(c, resp, buf, n, rerr)
-	return true
+	a.rec.Opened = a.pool.report(a.cd, v, retryAfter(resp.Header))
+	a.c.rec.Attempts = append(a.c.rec.Attempts, a.rec)
+	a.c.rec.Upstream = a.cd.u.name
+	a.served = true
+	resp.Body = &readFirst{first: first[:n], err: rerr, rest: resp.Body}
+	return nil
 }
 
-// failed ends an attempt that got nothing to pass on; cause is one of the
+// failed is the proxy's ErrorHandler: a response decide gave up (already
+// recorded), or no response at all (connection refused, no headers before
+// the first-byte timeout, the client gone).
+func (a *attemptRun) failed(_ http.ResponseWriter, _ *http.Request, err error) {
+	if errors.Is(err, errNext) {
+		return
+	}
+	cause := AttemptConnectError
+	switch {
+	case a.c.req.Context().Err() != nil:
+		cause = AttemptCancelled
+	case a.timedOut():
+		cause = AttemptFirstByteTimeout
+	}
+	a.end(cause)
+}
+
+// end records an attempt that got nothing to pass on; cause is one of the
 // Attempt* errors. The breaker hears of it (a client that left says
-// nothing of the upstream), the record lists it, and on the last attempt
-// the client gets an answer. It returns attempt's result.
-func (p *pool) failed(c *captureWriter, cd candidate, a Attempt, cause string, last bool) bool {
-	a.Error = cause
+// nothing of the upstream), and on the last attempt the client gets an
+// answer.
+func (a *attemptRun) end(cause string) {
+	a.rec.Error = cause
 	if cause == AttemptCancelled {
-		p.report(cd, verdictNone, 0)
+		a.pool.report(a.cd, verdictNone, 0)
 	} else {
-		a.Opened = p.report(cd, verdictFailure, 0)
+		a.rec.Opened = a.pool.report(a.cd, verdictFailure, 0)
 	}
-	c.rec.Attempts = append(c.rec.Attempts, a)
-	if last && cause != AttemptCancelled {
-		gatewayError(c, cause)
+	a.c.rec.Attempts = append(a.c.rec.Attempts, a.rec)
+	if a.last && cause != AttemptCancelled {
+		gatewayError(a.c, cause)
 	}
-	return last
 }
 
 // readSome reads until it has at least one byte, the end, or an error.
@@ -537,88 +603,39 @@ func readSome(r io.Reader, buf []byte) (int, error) {
 	}
 }
 
-// relay writes the response to the client: headers, the first bytes
-// already read, then the rest as it comes. A body that breaks off aborts
-// the client's response too, as Traefik's proxy does, so the client never
-// takes a cut stream for a whole one.
-func relay(c *captureWriter, resp *http.Response, buf []byte, n int, rerr error) {
-	defer resp.Body.Close()
-	h := c.h
-	for k, vs := range resp.Header {
-		h[k] = vs
-	}
-	for _, k := range hopHeaders {
-		delete(h, k)
-	}
-	c.WriteHeader(resp.StatusCode)
-	for {
-		if n > 0 {
-			if _, werr := c.Write(buf[:n]); werr != nil {
-				return // the client is gone
-			}
-		}
-		if errors.Is(rerr, io.EOF) {
-			return
-		}
-		if rerr != nil {
-			if c.req.Context().Err() != nil {
-				return
-			}
-			panic(http.ErrAbortHandler)
-		}
-		n, rerr = resp.Body.Read(buf)
-	}
+// readFirst is a response body whose first bytes decide already read:
+// those, then the rest.
+type readFirst struct {
+	first []byte
+	err   error // what the first read ended with (io.EOF: nothing more)
+	rest  io.ReadCloser
 }
 
-// outgoing is the request to an upstream: the client's method, path, query,
-// headers and body, less the hop-by-hop headers, with the upstream's base
-// URL and headers.
-func outgoing(ctx context.Context, u *upstream, req *http.Request, body []byte) *http.Request {
-	target := *u.base
-	target.Path = joinPath(u.base.Path, req.URL.Path)
-	target.RawPath = ""
-	switch {
-	case u.base.RawQuery == "":
-		target.RawQuery = req.URL.RawQuery
-	case req.URL.RawQuery != "":
-		target.RawQuery = u.base.RawQuery + "&" + req.URL.RawQuery
+func (r *readFirst) Read(p []byte) (int, error) {
+	if len(r.first) > 0 {
+		n := copy(p, r.first)
+		r.first = r.first[n:]
+		return n, nil
 	}
-	out := req.Clone(ctx)
-	out.URL = &target
-	out.Host = ""
-	out.RequestURI = ""
-	for _, k := range hopHeaders {
-		delete(out.Header, k)
+	if r.err != nil {
+		return 0, r.err
 	}
-	if prior, ok := req.Header["X-Forwarded-For"]; ok || req.RemoteAddr != "" {
-		if ip, _, err := net.SplitHostPort(req.RemoteAddr); err == nil {
-			out.Header["X-Forwarded-For"] = []string{strings.Join(append(prior[:len(prior):len(prior)], ip), ", ")}
-		}
-	}
-	for k, v := range u.headers {
-		out.Header[k] = []string{v}
-	}
-	if body != nil {
-		out.Body = io.NopCloser(strings.NewReader(string(body)))
-		out.ContentLength = int64(len(body))
-	} else if req.ContentLength == 0 || req.Body == nil || req.Body == http.NoBody {
-		out.Body = http.NoBody
-		out.ContentLength = 0
-	}
-	return out
+	return r.rest.Read(p)
 }
 
-func joinPath(a, b string) string {
-	switch {
-	case a == "" || a == "/":
-		return b
-	case strings.HasSuffix(a, "/") && strings.HasPrefix(b, "/"):
-		return a + b[1:]
-	case !strings.HasSuffix(a, "/") && !strings.HasPrefix(b, "/"):
-		return a + "/" + b
+func (r *readFirst) Close() error { return r.rest.Close() }
+
+// buffers lends the proxy its copy buffers.
+type buffers struct{ p sync.Pool }
+
+func (b *buffers) Get() []byte {
+	if v, ok := b.p.Get().(*[]byte); ok {
+		return *v
 	}
-	return a + b
+	return make([]byte, 32<<10)
 }
+
+func (b *buffers) Put(buf []byte) { b.p.Put(&buf) }
 
 // retryAfter reads a 429's Retry-After in seconds or as a date; 0 when
 // absent, unreadable, or on another status.

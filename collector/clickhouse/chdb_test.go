@@ -140,3 +140,28 @@ func TestChdbDocumentedQueries(t *testing.T) {
 func TestChdbDashboardQueries(t *testing.T) {
 	checkDashboardQueries(t, engine)
 }
+
+// TestChdbRetentionIsTheServers: where the server has TTL, the Retainer
+// leaves the table to its TTLs and touches nothing.
+func TestChdbRetentionIsTheServers(t *testing.T) {
+	const db = "chdb_retention"
+	schema := Schema{Database: db, Retention: 90 * day, BodyRetention: 7 * day}
+	migrateFresh(t, engine, schema, 1)
+	f := testFact(2)
+	f.Start = time.Date(2020, 1, 10, 9, 0, 0, 0, time.UTC)
+	w, stop := startWriter(t, engine, WriterOptions{Database: db, FlushInterval: 10 * time.Millisecond})
+	if err := w.Enqueue(context.Background(), f); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	r := NewRetainer(engine, schema, testLogger(t))
+	r.now = func() time.Time { return time.Date(2026, 6, 15, 0, 0, 0, 0, time.UTC) }
+	if err := r.Enforce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// The row may be gone by the table's own TTL, never by a dropped
+	// partition: no mutation or drop was asked for.
+	if n := count(t, engine, "SELECT count() FROM system.mutations WHERE database = ?", db); n != 0 {
+		t.Errorf("%d mutations on a server with TTL", n)
+	}
+}

@@ -600,3 +600,61 @@ func queryString(t *testing.T, conn driver.Conn, q string) string {
 	}
 	return fmt.Sprintf("%d rows, checksum %d", n, sum)
 }
+
+// TestIntegrationRetention: on 18.16, which has no TTL, the Retainer drops
+// the monthly partitions wholly past the retention and empties the bodies
+// past the body retention; rows within both keep everything, and a second
+// round changes nothing.
+func TestIntegrationRetention(t *testing.T) {
+	const db = "it_retention"
+	conn := openTest(t)
+	schema := Schema{Database: db, Retention: 90 * day, BodyRetention: 7 * day}
+	migrateFresh(t, conn, schema, 1)
+	now := time.Date(2026, 6, 15, 12, 0, 0, 0, time.UTC)
+	starts := map[string]time.Time{
+		"jan":    time.Date(2026, 1, 10, 9, 0, 0, 0, time.UTC), // its month is past the 90 days: dropped
+		"march":  time.Date(2026, 3, 20, 9, 0, 0, 0, time.UTC), // past 90 days, but March is not wholly: kept, bodies emptied
+		"may":    time.Date(2026, 5, 20, 9, 0, 0, 0, time.UTC), // within 90 days, past 7: bodies emptied
+		"recent": time.Date(2026, 6, 14, 9, 0, 0, 0, time.UTC), // within both: untouched
+	}
+	w, stop := startWriter(t, conn, WriterOptions{Database: db, FlushInterval: 10 * time.Millisecond})
+	for name, start := range starts {
+		f := testFact(2) // texts for chunks, a body and a request body
+		f.RequestID, f.Start = name, start
+		if err := w.Enqueue(context.Background(), f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop()
+	r := NewRetainer(conn, schema, testLogger(t))
+	r.now = func() time.Time { return now }
+	ctx := context.Background()
+	for round := 1; round <= 2; round++ {
+		if err := r.Enforce(ctx); err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+	}
+	// The mutation runs in the background: wait for it.
+	waitForLong(t, "the bodies past 7 days emptied", 30*time.Second, func() bool {
+		return count(t, conn, "SELECT count() FROM "+db+".requests WHERE request_id IN ('march', 'may') AND "+holdsBodies) == 0
+	})
+	var ids []string
+	rows, err := conn.Query(ctx, "SELECT request_id FROM "+db+".requests ORDER BY request_id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if want := []string{"march", "may", "recent"}; !reflect.DeepEqual(ids, want) {
+		t.Errorf("rows left %v, want %v", ids, want)
+	}
+	if got := count(t, conn, "SELECT count() FROM "+db+".requests WHERE request_id = 'recent' AND request_body != '' AND notEmpty(response_chunks)"); got != 1 {
+		t.Error("the recent row lost its bodies")
+	}
+}

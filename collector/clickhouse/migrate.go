@@ -74,8 +74,8 @@ func (m *Migrator) Migrate(ctx context.Context) error {
 		m.log.Info("applied migration", "version", mig.Version, "name", mig.Name, "database", db, "server", v.String())
 	}
 	if f := FeaturesOf(v); !f.TTL && (m.schema.Retention > 0 || m.schema.BodyRetention > 0) {
-		m.log.Warn("server has no TTL: retention is not enforced; drop old monthly partitions by hand (ALTER TABLE ... DROP PARTITION)",
-			"server", v.String(), "needs", modernSince.String(), "retention", m.schema.Retention, "body_retention", m.schema.BodyRetention)
+		m.log.Info("server has no TTL: the collector enforces the retention itself (Retainer), each monthly partition dropped once all of it is past",
+			"server", v.String(), "ttl_since", modernSince.String(), "retention", m.schema.Retention, "body_retention", m.schema.BodyRetention)
 	}
 	return nil
 }

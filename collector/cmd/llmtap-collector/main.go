@@ -143,13 +143,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(
 	if err != nil {
 		return fmt.Errorf("clickhouse %s: %w", cfg.ClickHouse.Addr, err)
 	}
-	schema := clickhouse.Schema{
-		Database:      cfg.ClickHouse.Database,
-		Retention:     time.Duration(cfg.ClickHouse.Retention),
-		BodyRetention: time.Duration(cfg.ClickHouse.EffectiveBodyRetention()),
-		Cluster:       cfg.ClickHouse.Cluster,
-	}
-	migrator := clickhouse.NewMigrator(conn, schema, log)
+	migrator := clickhouse.NewMigrator(conn, schemaOf(cfg), log)
 	switch {
 	case fs.Arg(0) == "migrate":
 		if err := migrator.Migrate(ctx); err != nil {
@@ -292,6 +286,16 @@ func listen(cfg *config.Config) (net.Listener, error) {
 // serve runs the collector until ctx ends or a part fails; it owns conn
 // and closes it last. The group below is the one statement of the start
 // and stop order (see the package documentation).
+// schemaOf is the ClickHouse schema the configuration asks for.
+func schemaOf(cfg *config.Config) clickhouse.Schema {
+	return clickhouse.Schema{
+		Database:      cfg.ClickHouse.Database,
+		Retention:     time.Duration(cfg.ClickHouse.Retention),
+		BodyRetention: time.Duration(cfg.ClickHouse.EffectiveBodyRetention()),
+		Cluster:       cfg.ClickHouse.Cluster,
+	}
+}
+
 // newExporter makes the OpenTelemetry export of c, or nil when it is off
 // (no endpoint, or a sampling ratio of 0).
 func newExporter(ctx context.Context, c config.OTel, log *slog.Logger) (*otel.Exporter, error) {
@@ -419,6 +423,10 @@ func serve(ctx context.Context, cfg *config.Config, conn driver.Conn, prepare fu
 	g.add("clickhouse", nil, func(context.Context) error { return conn.Close() })
 	g.add("redis", nil, func(context.Context) error { return rdb.Close() })
 	g.addLoop("limit policy snapshots", lim.Run)
+	if sc := schemaOf(cfg); sc.Retention > 0 || sc.BodyRetention > 0 {
+		// Where the server has no TTL, the collector expires the rows.
+		g.addLoop("retention", clickhouse.NewRetainer(conn, sc, log.With("component", "clickhouse.retention")).Run)
+	}
 	g.add("writer",
 		func() error { return writer.Run(context.Background()) },
 		writer.Shutdown)
