@@ -159,9 +159,10 @@ func TestChdbRetentionIsTheServers(t *testing.T) {
 	if err := r.Enforce(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	// The row may be gone by the table's own TTL, never by a dropped
-	// partition: no mutation or drop was asked for.
-	if n := count(t, engine, "SELECT count() FROM system.mutations WHERE database = ?", db); n != 0 {
-		t.Errorf("%d mutations on a server with TTL", n)
+	// The row may go by the table's own TTL, never by the Retainer: no
+	// mutation of its bodies was asked for (the migrations' own, such as
+	// MODIFY TTL, are the server's).
+	if n := count(t, engine, "SELECT count() FROM system.mutations WHERE database = ? AND position(command, 'request_body') > 0 AND position(command, 'UPDATE') > 0", db); n != 0 {
+		t.Errorf("%d body mutations on a server with TTL", n)
 	}
 }
