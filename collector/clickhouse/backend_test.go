@@ -146,6 +146,9 @@ func checkUpgrade(t *testing.T, conn driver.Conn, db string, keep func(*collecto
 		}
 	}
 	checkColumns(t, conn, db, "requests", chunkSpansSince) // the old table is 18.16's
+	if got := count(t, conn, "SELECT count() FROM "+db+".requests_by_id WHERE request_id = 'old' AND route = 'r'"); got != 1 {
+		t.Errorf("the row written before migration 7 has %d entries in requests_by_id, want 1 (backfilled)", got)
+	}
 	if got := count(t, conn, "SELECT count() FROM "+db+".requests WHERE request_id = 'old' AND isNull(cost_nanos) AND price_version = ''"); got != 1 {
 		t.Error("the row written before migration 4 does not read as unpriced")
 	}

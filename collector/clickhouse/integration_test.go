@@ -103,7 +103,7 @@ func TestIntegrationMigrateIdempotent(t *testing.T) {
 	// Retention is set but 18.16 has no TTL: migration 2 must be skipped
 	// and left unrecorded.
 	got := migrateFresh(t, conn, Schema{Database: db, Retention: 90 * day, BodyRetention: 7 * day}, 2)
-	if want := []string{"1 create_requests", "3 chunk_spans", "4 cost", "5 upstreams", "6 bodies_omitted"}; !reflect.DeepEqual(got, want) {
+	if want := []string{"1 create_requests", "3 chunk_spans", "4 cost", "5 upstreams", "6 bodies_omitted", "7 requests_by_id"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("recorded %q, want %q", got, want)
 	}
 	var create string

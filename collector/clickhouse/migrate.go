@@ -68,6 +68,11 @@ func (m *Migrator) Migrate(ctx context.Context) error {
 				return fmt.Errorf("clickhouse: migration %d %q, statement %d of %d: %w", mig.Version, mig.Name, i+1, len(mig.Statements), err)
 			}
 		}
+		if mig.Backfill != nil && !done {
+			if err := m.backfill(ctx, mig); err != nil {
+				return err
+			}
+		}
 		if err := m.record(ctx, mig); err != nil {
 			return err
 		}
@@ -136,6 +141,38 @@ func (m *Migrator) applied(ctx context.Context) (map[uint32]string, error) {
 		return nil, fmt.Errorf("clickhouse: read %s: %w", migrationsTable, err)
 	}
 	return latest, nil
+}
+
+// backfill runs a migration's Backfill, a day at a time.
+func (m *Migrator) backfill(ctx context.Context, mig Migration) error {
+	rows, err := m.conn.Query(ctx, mig.Backfill.Days)
+	if err != nil {
+		return fmt.Errorf("clickhouse: migration %d %q, list the days to backfill: %w", mig.Version, mig.Name, err)
+	}
+	var days []string
+	for rows.Next() {
+		var d string
+		if err := rows.Scan(&d); err != nil {
+			rows.Close()
+			return fmt.Errorf("clickhouse: migration %d %q, list the days to backfill: %w", mig.Version, mig.Name, err)
+		}
+		days = append(days, d)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("clickhouse: migration %d %q, list the days to backfill: %w", mig.Version, mig.Name, err)
+	}
+	sort.Strings(days)
+	start := time.Now()
+	for _, d := range days {
+		if err := m.conn.Exec(ctx, mig.Backfill.Insert, d); err != nil {
+			return fmt.Errorf("clickhouse: migration %d %q, backfill %s: %w", mig.Version, mig.Name, d, err)
+		}
+	}
+	if len(days) > 0 {
+		m.log.Info("backfilled", "migration", mig.Version, "name", mig.Name, "days", len(days), "took", time.Since(start).Round(time.Millisecond))
+	}
+	return nil
 }
 
 // done asks a migration's Done query whether its effect is already there.

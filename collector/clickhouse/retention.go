@@ -64,8 +64,10 @@ func (r *Retainer) Enforce(ctx context.Context) error {
 	s := r.schema
 	now := r.now().UTC()
 	if s.Retention > 0 {
-		if err := r.dropPartitions(ctx, now.Add(-s.Retention)); err != nil {
-			return err
+		for _, table := range []string{s.storageTable(), s.byIDStorage()} {
+			if err := r.dropPartitions(ctx, table, now.Add(-s.Retention)); err != nil {
+				return err
+			}
 		}
 	}
 	if s.BodyRetention > 0 && (s.Retention == 0 || s.BodyRetention < s.Retention) {
@@ -76,11 +78,10 @@ func (r *Retainer) Enforce(ctx context.Context) error {
 	return nil
 }
 
-// dropPartitions drops the monthly partitions whose every row started
-// before cutoff: a partition's rows go once its whole month is past, so a
+// dropPartitions drops the monthly partitions of table whose every row
+// started before cutoff: a partition's rows go once its whole month is past, so a
 // row may stay up to a month longer than the retention.
-func (r *Retainer) dropPartitions(ctx context.Context, cutoff time.Time) error {
-	table := r.schema.storageTable()
+func (r *Retainer) dropPartitions(ctx context.Context, table string, cutoff time.Time) error {
 	rows, err := r.conn.Query(ctx, "SELECT DISTINCT partition FROM system.parts WHERE database = ? AND table = ? AND active",
 		r.schema.Database, tableName(table))
 	if err != nil {

@@ -17,6 +17,9 @@ const DefaultDatabase = "llmtap"
 const (
 	requestsTable   = "requests"
 	localTable      = "requests_local"
+	byIDTable       = "requests_by_id"
+	byIDLocalTable  = "requests_by_id_local"
+	byIDView        = "requests_by_id_mv"
 	migrationsTable = "llmtap_migrations"
 )
 
@@ -29,6 +32,7 @@ const (
 // {shard}-{replica}, unique across the cluster.
 const (
 	localZKPath      = "/clickhouse/tables/{shard}/%s/" + localTable
+	byIDZKPath       = "/clickhouse/tables/{shard}/%s/" + byIDLocalTable
 	migrationsZKPath = "/clickhouse/tables/%s/" + migrationsTable
 )
 
@@ -145,6 +149,9 @@ const upstreamsSince = 5
 
 // omittedSince is the migration that added bodies_omitted.
 const omittedSince = 6
+
+// byIDSince is the migration that added requests_by_id.
+const byIDSince = 7
 
 // chunksAlias is the alias column chunks: every event's data, whichever
 // way the row stores it. The lambda reads response_body, which the
@@ -271,12 +278,24 @@ type Migration struct {
 	// apply to this server: it is skipped and not recorded, so it runs
 	// once the server is upgraded.
 	Statements []string
+	// Backfill, when set, fills what the step created from the rows
+	// written before it, in bounded batches: Backfill.Days lists the
+	// days that hold rows (toString of a Date), and Backfill.Insert is
+	// run once per day with the day as its one argument. Running it
+	// again inserts copies that the target's ReplacingMergeTree merges
+	// away.
+	Backfill *Backfill
 	// Done, when set, is a query whose count is not 0 when the step's
 	// effect is already there (a table created with the columns the step
 	// adds): the step is then recorded without its statements. It makes
 	// steps safe to run again where the server has no IF NOT EXISTS for
 	// them (ADD COLUMN on 18.16).
 	Done string
+}
+
+// Backfill is a migration's fill of existing rows, a day at a time.
+type Backfill struct {
+	Days, Insert string
 }
 
 // Plan is the DDL generator: the migrations for a server version and
@@ -293,6 +312,7 @@ func Plan(v Version, s Schema) []Migration {
 		costMigration(f, s),
 		upstreamsMigration(f, s),
 		omittedMigration(f, s),
+		byIDMigration(f, s),
 	}
 }
 
@@ -443,6 +463,63 @@ func omittedMigration(f Features, s Schema) Migration {
 	m := Migration{Version: omittedSince, Name: "bodies_omitted"}
 	m.Statements, m.Done = addColumns(f, s, omittedSince, "attempt_header_ms", "bodies_omitted")
 	return m
+}
+
+// byIDMigration creates requests_by_id, which finds a request's row from
+// its id alone: a small table keyed by request_id holding the row's sort
+// key prefix (route, start), filled by a materialized view with every
+// insert into the rows' table, and backfilled a day at a time from the
+// rows written before. Store.Get and the drill-down dashboards read the
+// row through it and the sort key, where a lookup by id alone reads every
+// row's bodies on servers without the request_id index. Its rows go with
+// the requests' rows: the same TTL where the server has one (the name
+// carries the retention, so a change applies again), the Retainer's
+// partition drops where not. On a cluster each server's view feeds its
+// local table, sharded like the rows by request id, and requests_by_id is
+// a Distributed table over them.
+func byIDMigration(f Features, s Schema) Migration {
+	m := Migration{Version: byIDSince, Name: "requests_by_id"}
+	if f.TTL {
+		m.Name += " rows=" + shortDuration(s.Retention)
+	}
+	columns := `(
+    request_id String,
+    route String,
+    start DateTime,
+    start_ms UInt16,
+    inserted_at DateTime
+)`
+	keyed := "PARTITION BY toYYYYMM(start)\nORDER BY request_id"
+	source, target := s.Database+"."+requestsTable, s.Database+"."+byIDTable
+	if s.Cluster == "" {
+		m.Statements = append(m.Statements, "CREATE TABLE IF NOT EXISTS "+target+"\n"+columns+"\nENGINE = ReplacingMergeTree(inserted_at)\n"+keyed)
+	} else {
+		local := s.Database + "." + byIDLocalTable
+		m.Statements = append(m.Statements,
+			"CREATE TABLE IF NOT EXISTS "+local+s.onCluster()+"\n"+columns+"\nENGINE = ReplicatedReplacingMergeTree('"+
+				fmt.Sprintf(byIDZKPath, s.Database)+"', '{replica}', inserted_at)\n"+keyed,
+			"CREATE TABLE IF NOT EXISTS "+target+s.onCluster()+"\n"+columns+"\nENGINE = Distributed("+s.Cluster+", "+s.Database+", "+byIDLocalTable+", cityHash64(request_id))")
+		source, target = s.storageTable(), local
+	}
+	if f.TTL && s.Retention > 0 {
+		m.Statements = append(m.Statements, "ALTER TABLE "+s.byIDStorage()+s.onCluster()+" MODIFY TTL start + "+interval(s.Retention))
+	}
+	m.Statements = append(m.Statements, "CREATE MATERIALIZED VIEW IF NOT EXISTS "+s.Database+"."+byIDView+s.onCluster()+" TO "+target+
+		"\nAS SELECT request_id, route, start, start_ms, inserted_at FROM "+source)
+	m.Backfill = &Backfill{
+		Days: "SELECT DISTINCT toString(toDate(start)) FROM " + s.Database + "." + requestsTable,
+		Insert: "INSERT INTO " + s.Database + "." + byIDTable + " (request_id, route, start, start_ms, inserted_at)\n" +
+			"SELECT request_id, route, start, start_ms, inserted_at FROM " + s.Database + "." + requestsTable + " WHERE toDate(start) = toDate(?)",
+	}
+	return m
+}
+
+// byIDStorage is the table that holds requests_by_id's rows.
+func (s Schema) byIDStorage() string {
+	if s.Cluster == "" {
+		return s.Database + "." + byIDTable
+	}
+	return s.Database + "." + byIDLocalTable
 }
 
 // addColumns are the statements that add the columns of migration since

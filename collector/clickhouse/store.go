@@ -24,12 +24,15 @@ func NewStore(conn driver.Conn, database string) *Store {
 	return &Store{
 		conn:     conn,
 		database: database,
-		// Before a merge a replayed request has several rows; the newest
-		// version wins as ReplacingMergeTree's merge would pick it. This
-		// reads only the matching rows, where FINAL would merge every
-		// part's key columns.
+		// The row is found through its sort key's (route, start), which
+		// requests_by_id holds by id: the lookup does not grow with the
+		// table (GLOBAL: on a cluster both tables are Distributed). Before
+		// a merge a replayed request has several rows; the newest version
+		// wins as ReplacingMergeTree's merge would pick it, where FINAL
+		// would merge every part's key columns.
 		getSQL: "SELECT " + columnList() + " FROM " + database + "." + requestsTable +
-			" WHERE request_id = ? ORDER BY inserted_at DESC, start DESC, start_ms DESC LIMIT 1",
+			" WHERE (route, start) GLOBAL IN (SELECT route, start FROM " + database + "." + byIDTable + " WHERE request_id = ?)" +
+			" AND request_id = ? ORDER BY inserted_at DESC, start DESC, start_ms DESC LIMIT 1",
 	}
 }
 
@@ -39,7 +42,7 @@ func (s *Store) Get(ctx context.Context, requestID string) (*collector.Fact, err
 	if err := validDatabase(s.database); err != nil {
 		return nil, err
 	}
-	rows, err := s.conn.Query(ctx, s.getSQL, requestID)
+	rows, err := s.conn.Query(ctx, s.getSQL, requestID, requestID)
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: get request %q: %w", requestID, err)
 	}

@@ -202,3 +202,29 @@ ALTER TABLE llmtap.requests_local ON CLUSTER llmtap_cluster
 ALTER TABLE llmtap.requests ON CLUSTER llmtap_cluster
     ADD COLUMN bodies_omitted UInt8 AFTER attempt_header_ms;
 
+-- migration 7: requests_by_id
+CREATE TABLE IF NOT EXISTS llmtap.requests_by_id_local ON CLUSTER llmtap_cluster
+(
+    request_id String,
+    route String,
+    start DateTime,
+    start_ms UInt16,
+    inserted_at DateTime
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/llmtap/requests_by_id_local', '{replica}', inserted_at)
+PARTITION BY toYYYYMM(start)
+ORDER BY request_id;
+
+CREATE TABLE IF NOT EXISTS llmtap.requests_by_id ON CLUSTER llmtap_cluster
+(
+    request_id String,
+    route String,
+    start DateTime,
+    start_ms UInt16,
+    inserted_at DateTime
+)
+ENGINE = Distributed(llmtap_cluster, llmtap, requests_by_id_local, cityHash64(request_id));
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS llmtap.requests_by_id_mv ON CLUSTER llmtap_cluster TO llmtap.requests_by_id_local
+AS SELECT request_id, route, start, start_ms, inserted_at FROM llmtap.requests_local;
+

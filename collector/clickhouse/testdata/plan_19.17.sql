@@ -119,3 +119,19 @@ ALTER TABLE obs.requests
 ALTER TABLE obs.requests
     ADD COLUMN bodies_omitted UInt8 AFTER attempt_header_ms;
 
+-- migration 7: requests_by_id
+CREATE TABLE IF NOT EXISTS obs.requests_by_id
+(
+    request_id String,
+    route String,
+    start DateTime,
+    start_ms UInt16,
+    inserted_at DateTime
+)
+ENGINE = ReplacingMergeTree(inserted_at)
+PARTITION BY toYYYYMM(start)
+ORDER BY request_id;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS obs.requests_by_id_mv TO obs.requests_by_id
+AS SELECT request_id, route, start, start_ms, inserted_at FROM obs.requests;
+

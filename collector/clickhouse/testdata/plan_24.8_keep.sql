@@ -108,3 +108,19 @@ ALTER TABLE llmtap.requests
 ALTER TABLE llmtap.requests
     ADD COLUMN IF NOT EXISTS bodies_omitted UInt8 AFTER attempt_header_ms;
 
+-- migration 7: requests_by_id rows=off
+CREATE TABLE IF NOT EXISTS llmtap.requests_by_id
+(
+    request_id String,
+    route String,
+    start DateTime,
+    start_ms UInt16,
+    inserted_at DateTime
+)
+ENGINE = ReplacingMergeTree(inserted_at)
+PARTITION BY toYYYYMM(start)
+ORDER BY request_id;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS llmtap.requests_by_id_mv TO llmtap.requests_by_id
+AS SELECT request_id, route, start, start_ms, inserted_at FROM llmtap.requests;
+

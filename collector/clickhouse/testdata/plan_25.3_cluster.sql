@@ -201,3 +201,31 @@ ALTER TABLE obs.requests_local ON CLUSTER main
 ALTER TABLE obs.requests ON CLUSTER main
     ADD COLUMN IF NOT EXISTS bodies_omitted UInt8 AFTER attempt_header_ms;
 
+-- migration 7: requests_by_id rows=90d
+CREATE TABLE IF NOT EXISTS obs.requests_by_id_local ON CLUSTER main
+(
+    request_id String,
+    route String,
+    start DateTime,
+    start_ms UInt16,
+    inserted_at DateTime
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/obs/requests_by_id_local', '{replica}', inserted_at)
+PARTITION BY toYYYYMM(start)
+ORDER BY request_id;
+
+CREATE TABLE IF NOT EXISTS obs.requests_by_id ON CLUSTER main
+(
+    request_id String,
+    route String,
+    start DateTime,
+    start_ms UInt16,
+    inserted_at DateTime
+)
+ENGINE = Distributed(main, obs, requests_by_id_local, cityHash64(request_id));
+
+ALTER TABLE obs.requests_by_id_local ON CLUSTER main MODIFY TTL start + INTERVAL 90 DAY;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS obs.requests_by_id_mv ON CLUSTER main TO obs.requests_by_id_local
+AS SELECT request_id, route, start, start_ms, inserted_at FROM obs.requests_local;
+
