@@ -113,6 +113,11 @@ type pool struct {
 	now           func() time.Time
 
 	mu sync.Mutex
+	// calm is every upstream in order, none a probe: the plan of an
+	// unweighted pool while no upstream has a failure on record, an open
+	// circuit or a probe out (unsettled counts those; p.mu guards it).
+	calm      []candidate
+	unsettled int
 }
 
 // prepareUpstreams checks the upstreams and fallback fields and keeps what
@@ -252,8 +257,23 @@ func newPool(s *settings) *pool {
 			p.totalWeight += cfg.Weight
 		}
 		p.ups = append(p.ups, u)
+		p.calm = append(p.calm, candidate{u: u})
 	}
 	return p
+}
+
+// settled says whether an upstream has nothing on record. p.mu is held.
+func settled(u *upstream) bool { return u.failures == 0 && u.openUntil.IsZero() && !u.probing }
+
+// note keeps unsettled right once u changed, given whether it was
+// settled before. p.mu is held.
+func (p *pool) note(u *upstream, was bool) {
+	switch now := settled(u); {
+	case was && !now:
+		p.unsettled++
+	case !was && now:
+		p.unsettled--
+	}
 }
 
 // candidate is an upstream chosen for an attempt; probe says it is the
@@ -269,6 +289,9 @@ type candidate struct {
 func (p *pool) plan(rec *Record, startNs int64) (order []candidate, retryAfter time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if !p.weighted && p.unsettled == 0 {
+		return p.calm, -1 // the common case: shared, never written to
+	}
 	now := p.now()
 	first := 0
 	if p.weighted {
@@ -288,7 +311,9 @@ func (p *pool) plan(rec *Record, startNs int64) (order []candidate, retryAfter t
 		case u.openUntil.IsZero():
 			order = append(order, candidate{u: u})
 		case !now.Before(u.openUntil) && !u.probing:
+			was := settled(u)
 			u.probing = true
+			p.note(u, was)
 			order = append(order, candidate{u: u, probe: true})
 		default:
 			rec.Attempts = append(rec.Attempts, Attempt{Upstream: u.name, Error: AttemptCircuitOpen, StartNs: startNs})
@@ -334,6 +359,11 @@ func (p *pool) report(cd candidate, v verdict, retryAfter time.Duration) (opened
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	u := cd.u
+	was := settled(u)
+	if was && v != verdictFailure && retryAfter == 0 {
+		return false // nothing on record, nothing to record
+	}
+	defer p.note(u, was)
 	now := p.now()
 	if cd.probe {
 		u.probing = false
