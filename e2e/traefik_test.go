@@ -8,9 +8,7 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -23,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/llmtap/llmtap/internal/recordsink"
 	"github.com/llmtap/llmtap/internal/stack"
 	llmtap "github.com/llmtap/llmtap/plugin"
 )
@@ -207,45 +206,24 @@ http:
           - url: %[2]q
 `
 
-// collector is an in-process stand-in for the llmtap collector: it decodes
-// the plugin's gzip NDJSON batches into records, by request id.
+// collector is an in-process stand-in for the llmtap collector: a
+// record sink, and the limit checks' answers.
 type collector struct {
-	srv *httptest.Server
+	srv  *httptest.Server
+	sink *recordsink.Sink
 
-	mu      sync.Mutex
-	records map[string]llmtap.Record
-	checks  map[string]llmtap.LimitCheck // by request id
+	mu     sync.Mutex
+	checks map[string]llmtap.LimitCheck // by request id
 }
 
 func newCollector() *collector {
-	c := &collector{records: map[string]llmtap.Record{}, checks: map[string]llmtap.LimitCheck{}}
+	c := &collector{sink: recordsink.New(), checks: map[string]llmtap.LimitCheck{}}
 	c.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == llmtap.LimitsCheckPath {
 			c.check(w, r)
 			return
 		}
-		if r.URL.Path != llmtap.RecordsPath || r.Header.Get("Content-Encoding") != "gzip" {
-			http.Error(w, "unexpected request", http.StatusBadRequest)
-			return
-		}
-		zr, err := gzip.NewReader(r.Body)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		sc := bufio.NewScanner(zr)
-		sc.Buffer(nil, 64<<20)
-		for sc.Scan() {
-			var rec llmtap.Record
-			if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
-				http.Error(w, err.Error(), http.StatusBadRequest)
-				return
-			}
-			c.mu.Lock()
-			c.records[rec.RequestID] = rec
-			c.mu.Unlock()
-		}
-		w.WriteHeader(http.StatusAccepted)
+		c.sink.ServeHTTP(w, r)
 	}))
 	return c
 }
@@ -312,18 +290,7 @@ func (c *collector) limitCheck(id string) (llmtap.LimitCheck, bool) {
 // record waits for the record of one request id.
 func (c *collector) record(t *testing.T, id string) llmtap.Record {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		c.mu.Lock()
-		rec, ok := c.records[id]
-		c.mu.Unlock()
-		if ok {
-			return rec
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("no record for request %q reached the collector", id)
-	return llmtap.Record{}
+	return c.sink.Record(t, id)
 }
 
 // send makes a request through Traefik to host (bare.test or tap.test).
