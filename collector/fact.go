@@ -5,8 +5,9 @@
 // stream (SSE and NDJSON parsing), provider (usage, model, content and
 // generated text by provider dialect), tokens (tokenizers), pricing
 // (prices and costs), derive (record to fact: read, estimate, price),
-// limits (quotas and budgets), config, clickhouse (storage), redis (limit
-// state), metrics (Prometheus), http (the API, a thin adapter), and
+// limits (quotas and budgets), redact (masking before storage), otel
+// (span export), config, clickhouse (storage), redis (limit state),
+// metrics (Prometheus), http (the API, a thin adapter), and
 // cmd/llmtap-collector wires them together.
 package collector
 
@@ -15,6 +16,8 @@ import (
 	"errors"
 	"strconv"
 	"time"
+
+	llmtap "github.com/llmtap/llmtap/plugin"
 )
 
 // Kind is the shape of a response body.
@@ -185,16 +188,12 @@ func (f *Fact) TimePerOutputToken() (seconds float64, ok bool) {
 func (f *Fact) Tries() int {
 	n := 0
 	for _, a := range f.Attempts {
-		if a.Result != AttemptSkipped {
+		if a.Result != llmtap.AttemptCircuitOpen {
 			n++
 		}
 	}
 	return n
 }
-
-// AttemptSkipped is the Result of an upstream skipped because its circuit
-// was open (the plugin's AttemptCircuitOpen).
-const AttemptSkipped = "circuit_open"
 
 // AttemptClass groups an attempt's result for metrics: ok (below 400),
 // rate_limited (429), upstream_4xx, upstream_5xx, or the error itself.

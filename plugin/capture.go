@@ -311,6 +311,9 @@ func fromRequest(c *captureWriter, keys *tenantKeys) {
 	if v := h["Content-Type"]; len(v) > 0 {
 		r.RequestContentType = v[0]
 	}
+	if v := h["Traceparent"]; len(v) == 1 && len(v[0]) == TraceparentLen {
+		r.TraceParent = v[0]
+	}
 	if !c.tenantDone {
 		resolveTenant(c, keys)
 	}

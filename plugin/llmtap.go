@@ -55,9 +55,6 @@ func (m *Middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 		c.rec.RequestID = randomID()
 		req.Header[HeaderRequestID] = []string{c.rec.RequestID}
 	}
-	if v := req.Header["Traceparent"]; len(v) == 1 && len(v[0]) == traceparentLen {
-		c.rec.TraceParent = v[0]
-	}
 	if h := m.set.omitHeader; h != "" {
 		if v, ok := req.Header[h]; ok {
 			delete(req.Header, h)
@@ -92,10 +89,6 @@ func (m *Middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 		c.h[HeaderRequestID] = []string{c.rec.RequestID}
 	}
 }
-
-// traceparentLen is the length of a W3C traceparent of version 00; the
-// collector checks the rest.
-const traceparentLen = 55
 
 // randomID makes a request id: 128 random bits in hex.
 func randomID() string {

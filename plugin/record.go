@@ -293,6 +293,10 @@ type Record struct {
 	Attempts []Attempt `json:"attempts,omitempty"`
 }
 
+// TraceparentLen is the length of a W3C traceparent of version 00, the
+// one Record.TraceParent carries (the collector checks the rest).
+const TraceparentLen = 55
+
 // MaxUpstreams bounds a route's upstreams, and so a record's attempts.
 const MaxUpstreams = 8
 

@@ -286,7 +286,7 @@ type candidate struct {
 // plan returns the upstreams to try, in order, and lists in rec the ones
 // skipped because their circuit is open. retryAfter is, when every one is
 // skipped, how long until the first reopens.
-func (p *pool) plan(rec *Record, startNs int64) (order []candidate, retryAfter time.Duration) {
+func (p *pool) plan(rec *Record, start time.Time) (order []candidate, retryAfter time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !p.weighted && p.unsettled == 0 {
@@ -316,7 +316,7 @@ func (p *pool) plan(rec *Record, startNs int64) (order []candidate, retryAfter t
 			p.note(u, was)
 			order = append(order, candidate{u: u, probe: true})
 		default:
-			rec.Attempts = append(rec.Attempts, Attempt{Upstream: u.name, Error: AttemptCircuitOpen, StartNs: startNs})
+			rec.Attempts = append(rec.Attempts, Attempt{Upstream: u.name, Error: AttemptCircuitOpen, StartNs: int64(time.Since(start))})
 			if wait := u.openUntil.Sub(now); soonest < 0 || wait < soonest {
 				soonest = wait
 			}
@@ -420,32 +420,29 @@ func retryable(status int) bool { return status == http.StatusTooManyRequests ||
 // response to c and each attempt to c.rec.
 func (p *pool) serve(c *captureWriter, req *http.Request) {
 	body, again := p.holdBody(c, req)
-	rec := c.rec
-	order, wait := p.plan(rec, int64(time.Since(c.start)))
+	order, wait := p.plan(c.rec, c.start)
 	if len(order) == 0 {
 		allOpen(c, wait)
 		return
 	}
 	if !again {
-		for _, cd := range order[1:] {
-			p.report(cd, verdictNone, 0) // release a probe not taken
-		}
+		p.release(order[1:])
 		order = order[:1]
 	}
-	ctx := req.Context()
 	for i, cd := range order {
-		last := i == len(order)-1
-		if ctx.Err() != nil {
-			for _, rest := range order[i:] {
-				p.report(rest, verdictNone, 0)
-			}
+		if p.attempt(c, req, body, cd, i == len(order)-1) || req.Context().Err() != nil {
+			p.release(order[i+1:])
 			return
 		}
-		if p.attempt(c, req, body, cd, last) {
-			for _, rest := range order[i+1:] {
-				p.report(rest, verdictNone, 0)
-			}
-			return
+	}
+}
+
+// release gives back the half-open probes of the upstreams left untried:
+// their circuits may be probed again by the next request.
+func (p *pool) release(rest []candidate) {
+	for _, cd := range rest {
+		if cd.probe {
+			p.report(cd, verdictNone, 0)
 		}
 	}
 }

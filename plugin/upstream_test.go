@@ -383,7 +383,7 @@ func TestWeightedFirstAttempts(t *testing.T) {
 	p := newPool(s)
 	counts := map[string]int{}
 	for i := 0; i < 1000; i++ {
-		order, _ := p.plan(&Record{}, 0)
+		order, _ := p.plan(&Record{}, time.Time{})
 		var names []string
 		for _, cd := range order {
 			names = append(names, cd.u.name)

@@ -13,6 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	chdb "github.com/chdb-io/chdb-go/chdb-purego"
 	"github.com/llmtap/llmtap/collector"
 )
@@ -154,10 +155,14 @@ func TestChdbRetentionIsTheServers(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop()
-	r := NewRetainer(engine, schema, testLogger(t))
+	log := &execLog{Conn: engine}
+	r := NewRetainer(log, schema, testLogger(t))
 	r.now = func() time.Time { return time.Date(2026, 6, 15, 0, 0, 0, 0, time.UTC) }
 	if err := r.Enforce(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+	if len(log.stmts) != 0 {
+		t.Errorf("the Retainer ran %q on a server with TTL", log.stmts)
 	}
 	// The row may go by the table's own TTL, never by the Retainer: no
 	// mutation of its bodies was asked for (the migrations' own, such as
@@ -165,4 +170,15 @@ func TestChdbRetentionIsTheServers(t *testing.T) {
 	if n := count(t, engine, "SELECT count() FROM system.mutations WHERE database = ? AND position(command, 'request_body') > 0 AND position(command, 'UPDATE') > 0", db); n != 0 {
 		t.Errorf("%d body mutations on a server with TTL", n)
 	}
+}
+
+// execLog is a connection that notes the statements run through it.
+type execLog struct {
+	driver.Conn
+	stmts []string
+}
+
+func (l *execLog) Exec(ctx context.Context, query string, args ...any) error {
+	l.stmts = append(l.stmts, query)
+	return l.Conn.Exec(ctx, query, args...)
 }

@@ -309,9 +309,9 @@ func Plan(v Version, s Schema) []Migration {
 		{Version: 1, Name: "create_requests", Statements: createRequests(f, s)},
 		retentionMigration(f, s),
 		chunkSpansMigration(f, s),
-		costMigration(f, s),
-		upstreamsMigration(f, s),
-		omittedMigration(f, s),
+		columnsMigration(f, s, costSince, "cost"),
+		columnsMigration(f, s, upstreamsSince, "upstreams"),
+		columnsMigration(f, s, omittedSince, "bodies_omitted"),
 		byIDMigration(f, s),
 	}
 }
@@ -441,27 +441,25 @@ func chunkSpansMigration(f Features, s Schema) Migration {
 	return m
 }
 
-// costMigration adds the cost columns to a table created before them (on
-// a cluster, to the local tables and the Distributed table), skipped by
-// Done where there is no IF NOT EXISTS and the table has them.
-func costMigration(f Features, s Schema) Migration {
-	m := Migration{Version: costSince, Name: "cost"}
-	m.Statements, m.Done = addColumns(f, s, costSince, "usage_missing", "price_version")
-	return m
-}
-
-// upstreamsMigration adds the upstream and attempts columns, as
-// costMigration adds its own.
-func upstreamsMigration(f Features, s Schema) Migration {
-	m := Migration{Version: upstreamsSince, Name: "upstreams"}
-	m.Statements, m.Done = addColumns(f, s, upstreamsSince, "price_version", "attempt_header_ms")
-	return m
-}
-
-// omittedMigration adds bodies_omitted, as costMigration adds its columns.
-func omittedMigration(f Features, s Schema) Migration {
-	m := Migration{Version: omittedSince, Name: "bodies_omitted"}
-	m.Statements, m.Done = addColumns(f, s, omittedSince, "attempt_header_ms", "bodies_omitted")
+// columnsMigration is a migration that adds the columns of migration
+// since (their `since` in columns) to a table created before them, after
+// the column before them, on a cluster to the local tables and the
+// Distributed table; Done skips it where there is no IF NOT EXISTS and
+// the table has the last of them (a table made by migration 1 has them
+// all).
+func columnsMigration(f Features, s Schema, since int, name string) Migration {
+	var after, last string
+	for i, c := range columns {
+		if c.since != since {
+			continue
+		}
+		if last == "" {
+			after = columns[i-1].name
+		}
+		last = c.name
+	}
+	m := Migration{Version: uint32(since), Name: name}
+	m.Statements, m.Done = addColumns(f, s, since, after, last)
 	return m
 }
 

@@ -155,7 +155,7 @@ func fact(r *llmtap.Record) (*collector.Fact, []stream.Event) {
 // and drops anything else a sender put there (the exporter checks the
 // rest).
 func traceparent(v string) string {
-	if len(v) != 55 {
+	if len(v) != llmtap.TraceparentLen {
 		return ""
 	}
 	return v

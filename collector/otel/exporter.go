@@ -169,8 +169,10 @@ func (o Options) withDefaults() Options {
 // Export queues a fact's span, unless the sampling leaves it out; a full
 // queue drops it and counts it. It never waits.
 func (e *Exporter) Export(f *collector.Fact) {
-	if _, id := ids(f.RequestID); hashOf(id) > e.threshold {
-		return
+	if e.threshold != math.MaxUint64 {
+		if _, id := ids(f.RequestID); hashOf(id) > e.threshold {
+			return
+		}
 	}
 	select {
 	case e.queue <- f:

@@ -204,8 +204,8 @@ func attributes(f *collector.Fact, op string) []attribute.KeyValue {
 func finishReasons(f *collector.Fact) []string {
 	r := provider.Response{Path: f.Path, Kind: f.Kind}
 	if n := len(f.Chunks); n > 0 {
-		// The reasons are in the last few events.
-		r.Events = provider.Events(f.Chunks[max(0, n-8):])
+		// The reasons are in the last few events: only those are read.
+		r.Events = provider.Events(f.Chunks[max(0, n-provider.FinishEvents):])
 	} else {
 		r.Body = []byte(f.ResponseBody)
 	}

@@ -7,9 +7,9 @@ import (
 	"github.com/llmtap/llmtap/collector/stream"
 )
 
-// finishEvents bounds the events, from the end, that FinishReasons reads:
+// FinishEvents bounds the events, from the end, that FinishReasons reads:
 // the reasons come with the last content, before the usage and the end.
-const finishEvents = 6
+const FinishEvents = 6
 
 // FinishReasons are why the model stopped, as the response says: OpenAI's
 // finish_reason of each choice, Anthropic's stop_reason, the Responses
@@ -27,7 +27,7 @@ func FinishReasons(r Response) []string {
 		return nil
 	}
 	var out []string
-	for i := len(events) - 1; i >= 0 && i >= len(events)-finishEvents; i-- {
+	for i := len(events) - 1; i >= 0 && i >= len(events)-FinishEvents; i-- {
 		out = finishOf(events[i].Data, out)
 	}
 	return out

@@ -144,6 +144,18 @@ type event struct {
 // headers, and returns the response (body unread) and when it was sent.
 func (w *wholePath) send(t *testing.T, ctx context.Context, host, path, body string, knobs map[string]string) (*http.Response, time.Time) {
 	t.Helper()
+	h := http.Header{}
+	for k, v := range knobs {
+		h.Set("X-Mock-"+k, v)
+	}
+	return w.sendWith(t, ctx, host, path, body, h)
+}
+
+// sendWith posts body to path through Traefik for host, with the test's
+// API key and the headers h, and returns the response and when it was
+// sent.
+func (w *wholePath) sendWith(t *testing.T, ctx context.Context, host, path, body string, h http.Header) (*http.Response, time.Time) {
+	t.Helper()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+w.entry+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
@@ -151,8 +163,8 @@ func (w *wholePath) send(t *testing.T, ctx context.Context, host, path, body str
 	req.Host = host
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer sk-it-key")
-	for k, v := range knobs {
-		req.Header.Set("X-Mock-"+k, v)
+	for k, v := range h {
+		req.Header[k] = v
 	}
 	began := time.Now()
 	resp, err := http.DefaultClient.Do(req)
@@ -347,19 +359,11 @@ func TestWholePathAgainstTheMock(t *testing.T) {
 			{"anthropic.test", "/v1/messages", `{"model":"claude-mock","max_tokens":32,"messages":[{"role":"user","content":"` + content + `"}]}`, false, true},
 			{"openai.test", "/v1/chat/completions", `{"model":"gpt-mock","messages":[{"role":"user","content":"` + content + `"}]}`, true, false},
 		} {
-			req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+w.entry+tt.path, strings.NewReader(tt.body))
-			if err != nil {
-				t.Fatal(err)
-			}
-			req.Host = tt.host
-			req.Header.Set("Content-Type", "application/json")
+			h := http.Header{}
 			if tt.omit {
-				req.Header.Set("X-Llmtap-Omit-Bodies", "1")
+				h.Set("X-Llmtap-Omit-Bodies", "1")
 			}
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
+			resp, _ := w.sendWith(t, ctx, tt.host, tt.path, tt.body, h)
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 			id := resp.Header.Get("X-Request-Id")
@@ -381,19 +385,9 @@ func TestWholePathAgainstTheMock(t *testing.T) {
 
 	t.Run("each request exported as a GenAI span, joined to the caller's trace", func(t *testing.T) {
 		const traceID, parentID = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+w.entry+"/v1/chat/completions?ttft=20ms&gap=5ms&tokens=4",
-			strings.NewReader(`{"model":"gpt-mock","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}`))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Host = "openai.test"
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("X-Tenant-ID", "otel-tenant")
-		req.Header.Set("Traceparent", "00-"+traceID+"-"+parentID+"-01")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
+		resp, _ := w.sendWith(t, ctx, "openai.test", "/v1/chat/completions?ttft=20ms&gap=5ms&tokens=4",
+			`{"model":"gpt-mock","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}`,
+			http.Header{"X-Tenant-Id": {"otel-tenant"}, "Traceparent": {"00-" + traceID + "-" + parentID + "-01"}})
 		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		id := resp.Header.Get("X-Request-Id")
