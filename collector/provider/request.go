@@ -82,12 +82,25 @@ func ParseRequest(body []byte) (Request, error) {
 	p.Texts = append(p.Texts, doc.Prompt.texts...)
 	p.Texts = append(p.Texts, doc.Input.texts...)
 	p.Messages = doc.Input.items
+	p.Framing += int64(doc.Input.calls)*historyCallFraming + int64(doc.Input.results)*toolResultFraming
+	p.Texts = append(p.Texts, doc.Input.resultNames()...)
 	system := len(doc.System.texts) > 0 || len(doc.Instructions.texts) > 0
+	var calls content // every tool call of the history, for its results' names
+	for _, m := range doc.Messages {
+		calls.calls += m.ToolCalls.calls
+		calls.names = append(calls.names, m.ToolCalls.names...)
+	}
 	for _, m := range doc.Messages {
 		p.Messages++
 		p.Texts = append(p.Texts, m.Role, m.Name)
 		p.Texts = append(p.Texts, m.Content.texts...)
 		p.Texts = append(p.Texts, m.ToolCalls.texts...)
+		p.Framing += int64(m.ToolCalls.calls) * historyCallFraming
+		if m.Role == "tool" {
+			// The model sees a result under its function's name.
+			p.Texts = append(p.Texts, calls.nameOf(m.ToolCallID))
+			p.Framing += toolResultFraming
+		}
 		system = system || m.Role == "system" || m.Role == "developer"
 	}
 	addTools(p, append(doc.Tools, doc.Functions...), system)
@@ -101,10 +114,11 @@ func ParseRequest(body []byte) (Request, error) {
 
 // message is one message of a chat prompt, in any dialect.
 type message struct {
-	Role      string  `json:"role"`
-	Name      string  `json:"name"`
-	Content   content `json:"content"`
-	ToolCalls content `json:"tool_calls"`
+	Role       string  `json:"role"`
+	Name       string  `json:"name"`
+	Content    content `json:"content"`
+	ToolCalls  content `json:"tool_calls"`
+	ToolCallID string  `json:"tool_call_id"`
 }
 
 // content collects the texts of a prompt value in any of the shapes the
@@ -115,6 +129,32 @@ type message struct {
 type content struct {
 	texts []string
 	items int // parts that are messages of their own (Responses input items)
+	// calls counts the tool calls among the parts, results their results
+	// (Responses function_call_output items); names holds each call's id
+	// and function name, in pairs.
+	calls, results int
+	names          []string
+	resultIDs      []string
+}
+
+// nameOf returns the function name of the tool call with the given id, ""
+// when none has it.
+func (c *content) nameOf(id string) string {
+	for i := 0; i+1 < len(c.names); i += 2 {
+		if id != "" && c.names[i] == id {
+			return c.names[i+1]
+		}
+	}
+	return ""
+}
+
+// resultNames returns the function names of the results among the parts.
+func (c *content) resultNames() []string {
+	out := make([]string, 0, len(c.resultIDs))
+	for _, id := range c.resultIDs {
+		out = append(out, c.nameOf(id))
+	}
+	return out
 }
 
 // UnmarshalJSON implements json.Unmarshaler. It never fails: a value of
@@ -158,6 +198,8 @@ func (c *content) part(b []byte) {
 	}
 	var p struct {
 		Type      string `json:"type"`
+		ID        string `json:"id"`
+		CallID    string `json:"call_id"` // Responses function calls and outputs
 		Role      string `json:"role"`
 		Name      string `json:"name"`
 		Text      string `json:"text"`
@@ -179,6 +221,16 @@ func (c *content) part(b []byte) {
 	c.texts = append(c.texts, p.Text, p.Name, p.Arguments)
 	if p.Function != nil {
 		c.texts = append(c.texts, p.Function.Name, p.Function.Arguments)
+		c.calls++
+		c.names = append(c.names, p.ID, p.Function.Name)
+	}
+	switch p.Type {
+	case "function_call":
+		c.calls++
+		c.names = append(c.names, p.CallID, p.Name)
+	case "function_call_output":
+		c.results++
+		c.resultIDs = append(c.resultIDs, p.CallID)
 	}
 	if hasContent(p.Input) {
 		c.texts = append(c.texts, string(p.Input))

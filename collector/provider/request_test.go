@@ -148,3 +148,39 @@ func FuzzParseRequest(f *testing.F) {
 		}
 	})
 }
+
+// A tool call in a prompt's history costs its recipient, and its result
+// is shown under the function's name, which the result does not repeat.
+func TestParseRequestToolHistory(t *testing.T) {
+	for _, tt := range []struct {
+		file    string
+		framing int64 // besides the tool definitions'
+	}{
+		{"openai_chat.json", openAIToolFraming - openAIToolSystemShared + historyCallFraming + toolResultFraming},
+		{"openai_responses.json", historyCallFraming + toolResultFraming},
+	} {
+		t.Run(tt.file, func(t *testing.T) {
+			body, err := os.ReadFile(filepath.Join("testdata", "requests", tt.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := ParseRequest(body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			names := 0
+			for _, s := range r.Prompt.Texts {
+				if s == "lookup" {
+					names++
+				}
+			}
+			// The call's name and its result's.
+			if names != 2 {
+				t.Errorf("the function's name is among the texts %d times, want 2 (texts %q)", names, r.Prompt.Texts)
+			}
+			if r.Prompt.Framing != tt.framing {
+				t.Errorf("framing %d, want %d", r.Prompt.Framing, tt.framing)
+			}
+		})
+	}
+}

@@ -79,6 +79,14 @@ const (
 	anthropicToolFraming   = 346
 )
 
+// The tokens OpenAI's models see around a tool call in a prompt's history
+// (its recipient), and around a tool's result (its author, the function's
+// name, counted as text besides), as measured on the accuracy corpus.
+const (
+	historyCallFraming = 3
+	toolResultFraming  = 2
+)
+
 // responseFormatFraming is a structured output format's preamble, as
 // measured on the accuracy corpus (docs/collector.md): no provider
 // documents it.
