@@ -322,13 +322,15 @@ func TestEstimates(t *testing.T) {
 	r := sseRecord(withoutUsage, times[:5])
 	r.RequestBody = body
 	f := derive(r)
-	// "Hello" and " there": 2 tokens; the prompt: "user" 1 + "hello world" 2 + framing 3 + 3.
-	if f.Usage.Output == nil || *f.Usage.Output != 2 || f.Usage.Input == nil || *f.Usage.Input != 9 ||
+	// "Hello" and " there": 2 tokens and the end of the message; the
+	// prompt: "user" 1 + "hello world" 2 + framing 3 + 3.
+	if f.Usage.Output == nil || *f.Usage.Output != 3 || f.Usage.Input == nil || *f.Usage.Input != 9 ||
 		f.Usage.Source != "estimate.o200k_base" || f.Usage.Missing != "stream_without_usage" {
 		t.Fatalf("estimated usage %+v (input %v, output %v)", f.Usage, ptr(f.Usage.Input), ptr(f.Usage.Output))
 	}
 
-	// The client left after the first word: what was delivered counts.
+	// The client left after the first word: what was delivered counts,
+	// without an end.
 	r = sseRecord(withoutUsage[:2], times[:2])
 	r.RequestBody, r.Outcome = body, llmtap.OutcomeClientCancelled
 	if f := derive(r); f.Usage.Output == nil || *f.Usage.Output != 1 {

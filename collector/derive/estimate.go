@@ -15,6 +15,7 @@ import (
 type Counter interface {
 	Prompt(model string, p tokens.Prompt) tokens.Count
 	Text(model, text string) tokens.Count
+	Reply(model, text string) tokens.Count
 }
 
 // SourceEstimate starts Usage.Source when llmtap estimated some of the
@@ -88,7 +89,13 @@ func estimate(f *collector.Fact, r *llmtap.Record, events []stream.Event, c Coun
 			resp.Body = captured(r)
 		}
 		if gen := provider.Output(resp); gen.Text != "" {
-			n := c.Text(f.Model, gen.Text)
+			// A reply that ended has its end-of-message token; the part
+			// of one cut short does not.
+			count := c.Text
+			if f.Outcome == llmtap.OutcomeCompleted {
+				count = c.Reply
+			}
+			n := count(f.Model, gen.Text)
 			out := n.Tokens
 			if captured := int64(len(r.ResponseHead) + len(r.ResponseTail)); r.ResponseTruncated && captured > 0 {
 				out = int64(math.Ceil(float64(out) * float64(r.ResponseBytes) / float64(captured)))

@@ -101,3 +101,24 @@ func BenchmarkPrompt(b *testing.B) {
 		}
 	})
 }
+
+func TestReply(t *testing.T) {
+	c, err := New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		model string
+		want  int64
+	}{
+		{"gpt-4o", 2 + 1},      // o200k_base: the end-of-message token
+		{"gpt-4-0613", 2},      // cl100k_base: the text alone
+		{"claude-sonnet-4", 3}, // an approximation: scaled, no end token
+	} {
+		t.Run(tt.model, func(t *testing.T) {
+			if got := c.Reply(tt.model, "hello world"); got.Tokens != tt.want {
+				t.Errorf("%d tokens, want %d", got.Tokens, tt.want)
+			}
+		})
+	}
+}
