@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -85,6 +86,11 @@ type upstream struct {
 	base    *url.URL
 	headers map[string]string // canonical names
 	weight  int
+	// proxy makes the attempts on this upstream. Its director is net/http's
+	// own, compiled; its hooks are built once, each attempt's state riding
+	// in its request's context (see attemptOf): the interpreter makes a
+	// wrapper each time it hands a func to the standard library.
+	proxy *httputil.ReverseProxy
 
 	current     int // smooth weighted round robin
 	failures    int // in a row
@@ -95,15 +101,11 @@ type upstream struct {
 
 // pool is the upstreams of a route and the transport to them.
 type pool struct {
-	key         string // poolKey, in the registry
-	ups         []*upstream
-	weighted    bool
-	totalWeight int
-	transport   *http.Transport
-	// buffers is an interface from the start: Yaegi hands an interpreted
-	// type to the standard library only once converted to an interface
-	// the library knows.
-	buffers       httputil.BufferPool
+	key           string // poolKey, in the registry
+	ups           []*upstream
+	weighted      bool
+	totalWeight   int
+	transport     *http.Transport
 	firstByte     time.Duration // 0: none
 	maxBody       int64
 	maxRetryAfter time.Duration
@@ -115,9 +117,10 @@ type pool struct {
 	mu sync.Mutex
 	// calm is every upstream in order, none a probe: the plan of an
 	// unweighted pool while no upstream has a failure on record, an open
-	// circuit or a probe out (unsettled counts those; p.mu guards it).
+	// circuit or a probe out (unsettled counts those; written with p.mu
+	// held, read without).
 	calm      []candidate
-	unsettled int
+	unsettled atomic.Int32
 }
 
 // prepareUpstreams checks the upstreams and fallback fields and keeps what
@@ -245,10 +248,20 @@ func newPool(s *settings) *pool {
 		},
 	}
 	var bp httputil.BufferPool = &buffers{}
-	p.buffers = bp
+	decide := func(resp *http.Response) error { return attemptOf(resp.Request).decide(resp) }
+	failed := func(_ http.ResponseWriter, r *http.Request, err error) { attemptOf(r).failed(err) }
 	for i, cfg := range s.upstreams {
 		base, _ := url.Parse(cfg.URL) // checked by prepareUpstreams
 		u := &upstream{name: s.upstreamNames[i], base: base, weight: cfg.Weight, headers: map[string]string{}}
+		// The director joins the base's path and query with the request's
+		// and, with the proxy, appends the client to X-Forwarded-For; the
+		// other X-Forwarded headers are Traefik's, set on the way in.
+		u.proxy = httputil.NewSingleHostReverseProxy(base)
+		u.proxy.Transport = p.transport
+		u.proxy.FlushInterval = -1
+		u.proxy.BufferPool = bp
+		u.proxy.ModifyResponse = decide
+		u.proxy.ErrorHandler = failed
 		for k, v := range cfg.Headers {
 			u.headers[http.CanonicalHeaderKey(k)] = v
 		}
@@ -270,11 +283,15 @@ func settled(u *upstream) bool { return u.failures == 0 && u.openUntil.IsZero() 
 func (p *pool) note(u *upstream, was bool) {
 	switch now := settled(u); {
 	case was && !now:
-		p.unsettled++
+		p.unsettled.Add(1)
 	case !was && now:
-		p.unsettled--
+		p.unsettled.Add(-1)
 	}
 }
+
+// settled reports whether no upstream has a failure on record, an open
+// circuit or a probe out.
+func (p *pool) settled() bool { return p.unsettled.Load() == 0 }
 
 // candidate is an upstream chosen for an attempt; probe says it is the
 // half-open probe of its circuit.
@@ -289,7 +306,7 @@ type candidate struct {
 func (p *pool) plan(rec *Record, start time.Time) (order []candidate, retryAfter time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if !p.weighted && p.unsettled == 0 {
+	if !p.weighted && p.settled() {
 		return p.calm, -1 // the common case: shared, never written to
 	}
 	now := p.now()
@@ -485,33 +502,46 @@ func (b *rejoined) Close() error               { return b.c.Close() }
 // attempt tries one upstream through net/http's ReverseProxy, which runs
 // compiled: header copies, hop-by-hop headers, X-Forwarded-For, the body
 // copy and its flushes, upgrades, and the abort of a body that breaks
-// off. The interpreted part is three calls per attempt: Rewrite,
-// ModifyResponse (the decision, before anything reaches the client) and,
-// on a failure, ErrorHandler. It returns true when the response went to
+// off. The interpreted part is one call per attempt, ModifyResponse (the
+// decision, before anything reaches the client), and on a failure a
+// second, ErrorHandler. It returns true when the response went to
 // the client (whatever its status), false when the next upstream should
 // be tried; the last attempt always answers.
 func (p *pool) attempt(c *captureWriter, req *http.Request, body []byte, cd candidate, last bool) bool {
 	a := &attemptRun{pool: p, c: c, cd: cd, last: last, rec: Attempt{Upstream: cd.u.name, StartNs: int64(time.Since(c.start))}}
-	ctx, cancel := context.WithCancel(req.Context())
-	defer cancel()
+	ctx := req.Context()
 	if p.firstByte > 0 {
+		// The timer gives the attempt up by cancelling its request.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
 		a.timer = time.AfterFunc(p.firstByte, cancel)
 	}
-	out := req.WithContext(ctx)
+	out := req.WithContext(context.WithValue(ctx, attemptKey{}, a))
 	if body != nil {
 		out.Body = io.NopCloser(bytes.NewReader(body))
 		out.ContentLength = int64(len(body))
 	}
-	rp := &httputil.ReverseProxy{
-		Transport:      p.transport,
-		FlushInterval:  -1,
-		BufferPool:     p.buffers,
-		Rewrite:        a.rewrite,
-		ModifyResponse: a.decide,
-		ErrorHandler:   a.failed,
+	u := cd.u
+	// The upstream's host, not the client's, and its own headers on a
+	// copy: the next attempt starts from the client's again.
+	out.Host = ""
+	if len(u.headers) > 0 {
+		out.Header = req.Header.Clone()
+		for k, v := range u.headers {
+			out.Header[k] = []string{v}
+		}
 	}
-	rp.ServeHTTP(c, out)
+	u.proxy.ServeHTTP(c, out)
 	return a.served || last
+}
+
+// attemptKey is the context key of an attempt's state.
+type attemptKey struct{}
+
+// attemptOf returns the state of the attempt that r belongs to.
+func attemptOf(r *http.Request) *attemptRun {
+	return r.Context().Value(attemptKey{}).(*attemptRun)
 }
 
 // attemptRun is one attempt's state, shared by the proxy's hooks.
@@ -528,21 +558,6 @@ type attemptRun struct {
 // timedOut stops the first-byte timer and says whether it had fired.
 func (a *attemptRun) timedOut() bool { return a.timer != nil && !a.timer.Stop() }
 
-// rewrite points the request at the upstream: its URL (path prefix and
-// query joined), X-Forwarded-For with the client's address appended, and
-// the upstream's own headers.
-func (a *attemptRun) rewrite(pr *httputil.ProxyRequest) {
-	u := a.cd.u
-	if prior := pr.In.Header["X-Forwarded-For"]; len(prior) > 0 {
-		pr.Out.Header["X-Forwarded-For"] = prior
-	}
-	pr.SetURL(u.base)
-	pr.SetXForwarded()
-	for k, v := range u.headers {
-		pr.Out.Header[k] = []string{v}
-	}
-}
-
 // errNext tells ErrorHandler that ModifyResponse gave the attempt up and
 // recorded it.
 var errNext = errors.New("llmtap: next upstream")
@@ -552,17 +567,44 @@ var errNext = errors.New("llmtap: next upstream")
 // otherwise the first body byte is awaited (within firstByteTimeout), and
 // the response is the client's.
 func (a *attemptRun) decide(resp *http.Response) error {
-	a.rec.Status = resp.StatusCode
+	status := resp.StatusCode
+	a.rec.Status = status
 	a.rec.HeaderNs = int64(time.Since(a.c.start))
-	if retryable(resp.StatusCode) && !a.last {
+	failed := retryable(status)
+	if failed && !a.last {
 		a.timedOut()
 		a.rec.Opened = a.pool.report(a.cd, verdictFailure, retryAfter(resp.Header))
 		a.c.rec.Attempts = append(a.c.rec.Attempts, a.rec)
 		return errNext
 	}
+	if a.timer != nil && !a.awaitFirst(resp) {
+		return errNext
+	}
+	// Committed: from here the response is the client's.
+	if failed {
+		a.rec.Opened = a.pool.report(a.cd, verdictFailure, retryAfter(resp.Header))
+	} else if !a.cd.probe && a.pool.settled() {
+		// Nothing on record to clear: the breaker is not asked.
+	} else {
+		a.rec.Opened = a.pool.report(a.cd, verdictSuccess, 0)
+	}
+	a.c.rec.Attempts = append(a.c.rec.Attempts, a.rec)
+	a.c.rec.Upstream = a.cd.u.name
+	a.served = true
+	return nil
+}
+
+// awaitFirst waits for the response's first body byte within the
+// first-byte timeout, and puts what it read back in front of the body. It
+// returns false, the attempt recorded as given up, when none came in time
+// or the body broke off first.
+func (a *attemptRun) awaitFirst(resp *http.Response) bool {
 	first := make([]byte, 4096)
-	n, rerr := readSome(resp.Body, first)
-	if a.timedOut() || (rerr != nil && !errors.Is(rerr, io.EOF)) {
+	n, rerr := resp.Body.Read(first)
+	for n == 0 && rerr == nil {
+		n, rerr = resp.Body.Read(first)
+	}
+	if a.timedOut() || (rerr != nil && rerr != io.EOF) {
 		cause := AttemptFirstByteTimeout
 		switch {
 		case a.c.req.Context().Err() != nil:
@@ -571,25 +613,23 @@ func (a *attemptRun) decide(resp *http.Response) error {
 			cause = AttemptReadError
 		}
 		a.end(cause)
-		return errNext
+		return false
 	}
-	// Committed: from here the response is the client's.
-	v := verdictSuccess
-	if retryable(resp.StatusCode) {
-		v = verdictFailure
+	if rerr != nil {
+		// The whole body (a JSON answer, mostly): the proxy reads it from
+		// a compiled reader, not through the interpreter.
+		_ = resp.Body.Close()
+		resp.Body = io.NopCloser(bytes.NewReader(first[:n]))
+		return true
 	}
-	a.rec.Opened = a.pool.report(a.cd, v, retryAfter(resp.Header))
-	a.c.rec.Attempts = append(a.c.rec.Attempts, a.rec)
-	a.c.rec.Upstream = a.cd.u.name
-	a.served = true
-	resp.Body = &readFirst{first: first[:n], err: rerr, rest: resp.Body}
-	return nil
+	resp.Body = &readFirst{first: first[:n], rest: resp.Body}
+	return true
 }
 
 // failed is the proxy's ErrorHandler: a response decide gave up (already
 // recorded), or no response at all (connection refused, no headers before
 // the first-byte timeout, the client gone).
-func (a *attemptRun) failed(_ http.ResponseWriter, _ *http.Request, err error) {
+func (a *attemptRun) failed(err error) {
 	if errors.Is(err, errNext) {
 		return
 	}
@@ -620,21 +660,10 @@ func (a *attemptRun) end(cause string) {
 	}
 }
 
-// readSome reads until it has at least one byte, the end, or an error.
-func readSome(r io.Reader, buf []byte) (int, error) {
-	for {
-		n, err := r.Read(buf)
-		if n > 0 || err != nil {
-			return n, err
-		}
-	}
-}
-
 // readFirst is a response body whose first bytes decide already read:
 // those, then the rest.
 type readFirst struct {
 	first []byte
-	err   error // what the first read ended with (io.EOF: nothing more)
 	rest  io.ReadCloser
 }
 
@@ -643,9 +672,6 @@ func (r *readFirst) Read(p []byte) (int, error) {
 		n := copy(p, r.first)
 		r.first = r.first[n:]
 		return n, nil
-	}
-	if r.err != nil {
-		return 0, r.err
 	}
 	return r.rest.Read(p)
 }

@@ -178,6 +178,62 @@ func TestFallbackBeforeFirstByte(t *testing.T) {
 	}
 }
 
+// TestAttemptRequest: each upstream gets the request as its own: its host
+// in Host, its base path and query joined with the request's, its own
+// headers and not those of an upstream tried before, and the client
+// appended to X-Forwarded-For.
+func TestAttemptRequest(t *testing.T) {
+	type seen struct{ host, uri, key, xff string }
+	got := make(chan seen, 1)
+	b := upstreamServer(t, func(w http.ResponseWriter, r *http.Request) {
+		got <- seen{r.Host, r.URL.RequestURI(), r.Header.Get("X-Upstream-Key"), r.Header.Get("X-Forwarded-For")}
+		status(200)(w, r)
+	})
+	rig := newFallbackRig(t, []string{upstreamServer(t, status(500)), b + "/base?q=2"}, func(c *Config) {
+		c.Upstreams[0].Headers = map[string]string{"X-Upstream-Key": "secret-a"}
+	})
+	req, err := http.NewRequest(http.MethodPost, rig.srv+"/v1/chat/completions?x=1", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-Forwarded-For", "203.0.113.9")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	want := seen{strings.TrimPrefix(b, "http://"), "/base/v1/chat/completions?q=2&x=1", "", "203.0.113.9, 127.0.0.1"}
+	if s := <-got; s != want {
+		t.Errorf("the second upstream got %+v, want %+v", s, want)
+	}
+}
+
+// TestCommitOnHeadersWithoutFirstByteTimeout: with no first-byte timeout,
+// an attempt is the client's once its headers are good: a body that
+// breaks off before its first byte is not retried, and is recorded so.
+func TestCommitOnHeadersWithoutFirstByteTimeout(t *testing.T) {
+	var hits int64
+	breaking := upstreamServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler)
+	})
+	rig := newFallbackRig(t, []string{breaking, upstreamServer(t, sseUpstream(&hits, nil))}, nil)
+	req, err := http.NewRequest(http.MethodPost, rig.srv+"/v1/chat/completions", strings.NewReader(`{"stream":true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		_, _ = io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+	}
+	r := rig.col.records(t, 1)[0]
+	if a := attemptsOf(r); a != "a:200" || r.Upstream != "a" || r.Outcome != OutcomeAborted || atomic.LoadInt64(&hits) != 0 {
+		t.Errorf("attempts %q, upstream %q, outcome %q, second upstream hit %d times; want a:200, a, aborted, 0", a, r.Upstream, r.Outcome, hits)
+	}
+}
+
 // TestFallbackLastAnswers: when every upstream fails, the client gets the
 // last one's answer as it was, or 502/504 when it gave none.
 func TestFallbackLastAnswers(t *testing.T) {

@@ -9,6 +9,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -44,6 +46,16 @@ func load(b *testing.B, gopath, imp, pkg string, config map[string]any) http.Han
 	}
 	cfg := cfgFn.Call(nil)[0]
 	for k, v := range config {
+		if urls, ok := v.([]string); ok && k == "Upstreams" {
+			// A slice of the plugin's own (interpreted) struct type.
+			f := cfg.Elem().FieldByName(k)
+			for _, u := range urls {
+				e := reflect.New(f.Type().Elem()).Elem()
+				e.FieldByName("URL").SetString(u)
+				f.Set(reflect.Append(f, e))
+			}
+			continue
+		}
 		// "Limits.Enabled" names a field of a nested struct.
 		f := cfg.Elem()
 		for _, name := range strings.Split(k, ".") {
@@ -201,6 +213,48 @@ func BenchmarkLLMTapLimitsChat(b *testing.B) {
 		"Limits.Enabled": true,
 		"Limits.Timeout": "5s",
 	}), chatBody)
+}
+
+// upstream answers every request with jsonBody, as the router's service of
+// the other benchmarks does.
+func upstream(b *testing.B) string {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", strconv.Itoa(len(jsonBody)))
+		w.WriteHeader(http.StatusOK)
+		_, _ = io.WriteString(w, jsonBody)
+	}))
+	b.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// BenchmarkLLMTapFallback is BenchmarkLLMTapChat on a route with two
+// upstreams, the first of which answers: the plugin proxies the request
+// itself, over loopback (see BenchmarkProxyCompiled for the same round
+// trip made by compiled code).
+func BenchmarkLLMTapFallback(b *testing.B) {
+	serveBody(b, load(b, gopath(b), "github.com/llmtap/llmtap/plugin", "llmtap", map[string]any{
+		"CollectorURL": sink(b),
+		"QueueSize":    1 << 20,
+		"Upstreams":    []string{upstream(b), upstream(b)},
+	}), chatBody)
+}
+
+// BenchmarkProxyCompiled proxies chatBody to an upstream through a compiled
+// httputil.ReverseProxy: the floor of BenchmarkLLMTapFallback's round trip.
+func BenchmarkProxyCompiled(b *testing.B) {
+	u, err := url.Parse(upstream(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	tr := &http.Transport{MaxIdleConnsPerHost: 64}
+	b.Cleanup(tr.CloseIdleConnections)
+	rp := &httputil.ReverseProxy{Transport: tr, FlushInterval: -1, Rewrite: func(pr *httputil.ProxyRequest) {
+		pr.SetURL(u)
+		pr.SetXForwarded()
+	}}
+	serveBody(b, rp, chatBody)
 }
 
 // BenchmarkCheckCompiled makes the limit check's round trip from compiled
