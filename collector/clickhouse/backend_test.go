@@ -149,6 +149,14 @@ func checkUpgrade(t *testing.T, conn driver.Conn, db string, keep func(*collecto
 	if got := count(t, conn, "SELECT count() FROM "+db+".requests_by_id WHERE request_id = 'old' AND route = 'r'"); got != 1 {
 		t.Errorf("the row written before migration 7 has %d entries in requests_by_id, want 1 (backfilled)", got)
 	}
+	// The backfill of the rollup: the hours of rows written before it.
+	if err := NewRoller(conn, Schema{Database: db}, testLogger(t)).Roll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := count(t, conn, "SELECT countMerge(requests) FROM "+db+".requests_hourly WHERE route = 'r' AND "+
+		RollupFilter(db, "toDateTime('2026-03-14 15:00:00', 'UTC')", "toDateTime('2026-03-14 16:00:00', 'UTC')")); got != 1 {
+		t.Errorf("the row written before migration 8 counts %d times in requests_hourly, want 1 (backfilled)", got)
+	}
 	if got := count(t, conn, "SELECT count() FROM "+db+".requests WHERE request_id = 'old' AND isNull(cost_nanos) AND price_version = ''"); got != 1 {
 		t.Error("the row written before migration 4 does not read as unpriced")
 	}
@@ -192,17 +200,25 @@ func checkUpgrade(t *testing.T, conn driver.Conn, db string, keep func(*collecto
 }
 
 // checkSpend: the spend report, grouped by one and by two dimensions,
-// matches sums made here from the same facts; a replayed record counts
-// once, and requests outside the range not at all.
+// matches sums made here from the same facts, spread over a day: from the
+// rows alone, with part of the hours rolled up, with all of them, and
+// with a late row rolled again; a replayed record counts once, and
+// requests outside the range not at all.
 func checkSpend(t *testing.T, conn driver.Conn, db string) {
 	t.Helper()
 	const n = 200
 	ctx := context.Background()
 	migrateFresh(t, conn, Schema{Database: db}, 1)
+	base := testFact(0).Start
 	var facts []*collector.Fact
-	for i := 0; i < n; i++ {
-		facts = append(facts, testFact(i))
+	for i := 0; i <= n; i++ {
+		f := testFact(i)
+		f.Start = base.Add(time.Duration(i) * 9 * time.Minute)
+		facts = append(facts, f)
 	}
+	// The last is written after the rest are rolled up: a late row.
+	late := facts[n]
+	late.Start = facts[100].Start.Add(time.Second)
 	from, to := facts[20].Start.Truncate(time.Second), facts[150].Start.Truncate(time.Second)
 	want := map[string]*collector.SpendRow{}
 	wantPair := map[string]*collector.SpendRow{}
@@ -234,46 +250,69 @@ func checkSpend(t *testing.T, conn driver.Conn, db string) {
 			}
 		}
 	}
-	w, stop := startWriter(t, conn, WriterOptions{Database: db, FlushInterval: 10 * time.Millisecond})
-	if err := w.Enqueue(ctx, facts...); err != nil {
-		t.Fatal(err)
-	}
-	// A replay of some records: the same rows again.
-	if err := w.Enqueue(ctx, facts[30:60]...); err != nil {
-		t.Fatal(err)
-	}
-	stop() // Run drains its queue before it returns
-	// Counted by the writer: a merge may already have collapsed the
-	// replayed rows in the table.
-	if st := w.Stats(); st.Written != n+30 || st.WriteErrors != 0 {
-		t.Fatalf("writer stats %+v, want %d rows written", st, n+30)
-	}
-
-	store := NewStore(conn, db)
-	for _, tt := range []struct {
-		groups []collector.SpendGroup
-		want   map[string]*collector.SpendRow
-	}{
-		{[]collector.SpendGroup{collector.SpendByTenant}, want},
-		{[]collector.SpendGroup{collector.SpendByRoute, collector.SpendByModel}, wantPair},
-	} {
-		got, err := store.Spend(ctx, collector.SpendQuery{From: from, To: to, GroupBy: tt.groups})
-		if err != nil {
+	write := func(facts ...*collector.Fact) {
+		t.Helper()
+		w, stop := startWriter(t, conn, WriterOptions{Database: db, FlushInterval: 10 * time.Millisecond})
+		if err := w.Enqueue(ctx, facts...); err != nil {
 			t.Fatal(err)
 		}
-		if len(got) != len(tt.want) {
-			t.Errorf("%v: %d groups, want %d: %+v", tt.groups, len(got), len(tt.want), got)
+		stop() // Run drains its queue before it returns
+		if st := w.Stats(); st.Written != uint64(len(facts)) || st.WriteErrors != 0 {
+			t.Fatalf("writer stats %+v, want %d rows written", st, len(facts))
 		}
-		for i, r := range got {
-			w := tt.want[strings.Join(r.Group, "|")]
-			if w == nil || !reflect.DeepEqual(r, *w) {
-				t.Errorf("%v: %+v, want %+v", tt.groups, r, w)
+	}
+	// A replay of some records: the same rows again.
+	write(append(facts[:n:n], facts[30:60]...)...)
+
+	store := NewStore(conn, db)
+	check := func(stage string, skip map[string]bool) {
+		t.Helper()
+		for _, tt := range []struct {
+			groups []collector.SpendGroup
+			want   map[string]*collector.SpendRow
+		}{
+			{[]collector.SpendGroup{collector.SpendByTenant}, want},
+			{[]collector.SpendGroup{collector.SpendByRoute, collector.SpendByModel}, wantPair},
+		} {
+			got, err := store.Spend(ctx, collector.SpendQuery{From: from, To: to, GroupBy: tt.groups})
+			if err != nil {
+				t.Fatalf("%s: %v", stage, err)
 			}
-			if i > 0 && got[i-1].Cost < r.Cost {
-				t.Errorf("%v: not the biggest cost first: %+v before %+v", tt.groups, got[i-1], r)
+			if len(got) != len(tt.want) {
+				t.Errorf("%s, %v: %d groups, want %d: %+v", stage, tt.groups, len(got), len(tt.want), got)
+			}
+			for i, r := range got {
+				key := strings.Join(r.Group, "|")
+				if w := tt.want[key]; !skip[key] && (w == nil || !reflect.DeepEqual(r, *w)) {
+					t.Errorf("%s, %v: %+v, want %+v", stage, tt.groups, r, w)
+				}
+				if i > 0 && got[i-1].Cost < r.Cost {
+					t.Errorf("%s, %v: not the biggest cost first: %+v before %+v", stage, tt.groups, got[i-1], r)
+				}
 			}
 		}
 	}
+	lateGroups := map[string]bool{late.Tenant: true, late.Route + "|" + late.Model: true}
+	check("the rows alone", lateGroups)
+	roller := NewRoller(conn, Schema{Database: db}, testLogger(t))
+	for h := base.Truncate(time.Hour); h.Before(facts[90].Start); h = h.Add(time.Hour) {
+		if err := roller.rollHour(ctx, h, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check("the first hours rolled up", lateGroups)
+	if err := roller.Roll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := count(t, conn, "SELECT count(DISTINCT hour) FROM "+db+".requests_hourly"); got < 25 {
+		t.Fatalf("%d hours rolled up, want the 30 of the facts", got)
+	}
+	check("every hour rolled up", lateGroups)
+	write(late)
+	if err := roller.Roll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	check("a late row rolled again", nil)
 	if _, err := store.Spend(ctx, collector.SpendQuery{From: from, To: to, GroupBy: []collector.SpendGroup{"path"}}); err == nil {
 		t.Error("a report grouped by an unknown dimension was answered")
 	}

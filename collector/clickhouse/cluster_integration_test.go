@@ -57,7 +57,7 @@ func TestIntegrationCluster(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := map[uint32]string{1: "create_requests", 3: "chunk_spans", 4: "cost", 5: "upstreams", 6: "bodies_omitted", 7: "requests_by_id"}; !reflect.DeepEqual(latest, want) {
+		if want := map[uint32]string{1: "create_requests", 3: "chunk_spans", 4: "cost", 5: "upstreams", 6: "bodies_omitted", 7: "requests_by_id", 8: "requests_hourly"}; !reflect.DeepEqual(latest, want) {
 			t.Errorf("recorded %v, want %v", latest, want)
 		}
 		engines := map[string]string{}
@@ -74,12 +74,14 @@ func TestIntegrationCluster(t *testing.T) {
 			engines[name] = engine
 		}
 		want := map[string]string{
-			"llmtap_migrations":    "ReplicatedMergeTree",
-			"requests_local":       "ReplicatedReplacingMergeTree",
-			"requests":             "Distributed",
-			"requests_by_id_local": "ReplicatedReplacingMergeTree",
-			"requests_by_id":       "Distributed",
-			"requests_by_id_mv":    "MaterializedView",
+			"llmtap_migrations":     "ReplicatedMergeTree",
+			"requests_local":        "ReplicatedReplacingMergeTree",
+			"requests":              "Distributed",
+			"requests_by_id_local":  "ReplicatedReplacingMergeTree",
+			"requests_by_id":        "Distributed",
+			"requests_by_id_mv":     "MaterializedView",
+			"requests_hourly_local": "ReplicatedReplacingMergeTree",
+			"requests_hourly":       "Distributed",
 		}
 		if !reflect.DeepEqual(engines, want) {
 			t.Errorf("tables %v, want %v", engines, want)
@@ -98,9 +100,10 @@ func TestIntegrationCluster(t *testing.T) {
 			replicas[table] = path + " " + replica
 		}
 		wantReplicas := map[string]string{
-			"llmtap_migrations":    "/clickhouse/tables/it_cluster/llmtap_migrations " + srv.Cluster.Shard + "-" + srv.Cluster.Replica,
-			"requests_local":       "/clickhouse/tables/" + srv.Cluster.Shard + "/it_cluster/requests_local " + srv.Cluster.Replica,
-			"requests_by_id_local": "/clickhouse/tables/" + srv.Cluster.Shard + "/it_cluster/requests_by_id_local " + srv.Cluster.Replica,
+			"llmtap_migrations":     "/clickhouse/tables/it_cluster/llmtap_migrations " + srv.Cluster.Shard + "-" + srv.Cluster.Replica,
+			"requests_local":        "/clickhouse/tables/" + srv.Cluster.Shard + "/it_cluster/requests_local " + srv.Cluster.Replica,
+			"requests_by_id_local":  "/clickhouse/tables/" + srv.Cluster.Shard + "/it_cluster/requests_by_id_local " + srv.Cluster.Replica,
+			"requests_hourly_local": "/clickhouse/tables/" + srv.Cluster.Shard + "/it_cluster/requests_hourly_local " + srv.Cluster.Replica,
 		}
 		if !reflect.DeepEqual(replicas, wantReplicas) {
 			t.Errorf("replicas %v, want %v", replicas, wantReplicas)
@@ -154,6 +157,14 @@ func TestIntegrationCluster(t *testing.T) {
 			if !reflect.DeepEqual(chunks, in[i].Chunks) {
 				t.Errorf("%s: chunks %q, want %q", in[i].RequestID, chunks, in[i].Chunks)
 			}
+		}
+		// The rollup through the Distributed tables: each request once.
+		if err := NewRoller(conn, schema, testLogger(t)).Roll(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := count(t, conn, "SELECT countMerge(requests) FROM "+db+".requests_hourly WHERE "+
+			RollupFilter(db, "toDateTime(0)", "toDateTime(4000000000)")); got != uint64(len(in)) {
+			t.Errorf("the rollup counts %d requests, want %d", got, len(in))
 		}
 	})
 

@@ -103,7 +103,7 @@ func TestIntegrationMigrateIdempotent(t *testing.T) {
 	// Retention is set but 18.16 has no TTL: migration 2 must be skipped
 	// and left unrecorded.
 	got := migrateFresh(t, conn, Schema{Database: db, Retention: 90 * day, BodyRetention: 7 * day}, 2)
-	if want := []string{"1 create_requests", "3 chunk_spans", "4 cost", "5 upstreams", "6 bodies_omitted", "7 requests_by_id"}; !reflect.DeepEqual(got, want) {
+	if want := []string{"1 create_requests", "3 chunk_spans", "4 cost", "5 upstreams", "6 bodies_omitted", "7 requests_by_id", "8 requests_hourly"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("recorded %q, want %q", got, want)
 	}
 	var create string
@@ -626,9 +626,15 @@ func TestIntegrationRetention(t *testing.T) {
 		}
 	}
 	stop()
+	ctx := context.Background()
+	roller := NewRoller(conn, schema, testLogger(t))
+	for _, start := range starts {
+		if err := roller.rollHour(ctx, start, now); err != nil {
+			t.Fatal(err)
+		}
+	}
 	r := NewRetainer(conn, schema, testLogger(t))
 	r.now = func() time.Time { return now }
-	ctx := context.Background()
 	for round := 1; round <= 2; round++ {
 		if err := r.Enforce(ctx); err != nil {
 			t.Fatalf("round %d: %v", round, err)
@@ -656,5 +662,12 @@ func TestIntegrationRetention(t *testing.T) {
 	}
 	if got := count(t, conn, "SELECT count() FROM "+db+".requests WHERE request_id = 'recent' AND request_body != '' AND notEmpty(response_chunks)"); got != 1 {
 		t.Error("the recent row lost its bodies")
+	}
+	// The rollup's partitions go with the rows'.
+	if got := count(t, conn, "SELECT count() FROM "+db+".requests_hourly"); got != 3 {
+		t.Errorf("%d hours left in the rollup, want 3 (January's dropped)", got)
+	}
+	if got := count(t, conn, "SELECT count() FROM "+db+".requests_by_id"); got != 3 {
+		t.Errorf("%d ids left in requests_by_id, want 3 (January's dropped)", got)
 	}
 }

@@ -20,6 +20,8 @@ const (
 	byIDTable       = "requests_by_id"
 	byIDLocalTable  = "requests_by_id_local"
 	byIDView        = "requests_by_id_mv"
+	hourlyTable     = "requests_hourly"
+	hourlyLocal     = "requests_hourly_local"
 	migrationsTable = "llmtap_migrations"
 )
 
@@ -33,6 +35,7 @@ const (
 const (
 	localZKPath      = "/clickhouse/tables/{shard}/%s/" + localTable
 	byIDZKPath       = "/clickhouse/tables/{shard}/%s/" + byIDLocalTable
+	hourlyZKPath     = "/clickhouse/tables/{shard}/%s/" + hourlyLocal
 	migrationsZKPath = "/clickhouse/tables/%s/" + migrationsTable
 )
 
@@ -152,6 +155,9 @@ const omittedSince = 6
 
 // byIDSince is the migration that added requests_by_id.
 const byIDSince = 7
+
+// hourlySince is the migration that added requests_hourly.
+const hourlySince = 8
 
 // chunksAlias is the alias column chunks: every event's data, whichever
 // way the row stores it. The lambda reads response_body, which the
@@ -313,6 +319,7 @@ func Plan(v Version, s Schema) []Migration {
 		columnsMigration(f, s, upstreamsSince, "upstreams"),
 		columnsMigration(f, s, omittedSince, "bodies_omitted"),
 		byIDMigration(f, s),
+		hourlyMigration(f, s),
 	}
 }
 
@@ -518,6 +525,126 @@ func (s Schema) byIDStorage() string {
 		return s.Database + "." + byIDTable
 	}
 	return s.Database + "." + byIDLocalTable
+}
+
+// hourlyDims are requests_hourly's dimensions, its sort key after route
+// and hour: what the dashboards and reports group and filter by, with the
+// status as its class (2 for 2xx).
+var hourlyDims = []column{
+	{name: "provider", typ: "String", class: lowCard},
+	{name: "model", typ: "String", class: lowCard},
+	{name: "tenant", typ: "String", class: lowCard},
+	{name: "status_class", typ: "UInt8"},
+	{name: "error_type", typ: "String", class: lowCard},
+}
+
+// hourlyValues are requests_hourly's aggregate states, each with the
+// expression over a request's row that the view and the backfill
+// aggregate: requests, tokens by kind, spend in nanodollars (cost_nanos)
+// and the requests with tokens but no price, and quantile states of
+// duration, TTFT and TTFA in ms (read with quantilesMerge(0.5, 0.9, 0.99)
+// and quantilesIfMerge(...)). None is named as a column of the requests
+// table: an alias that shadows the column it aggregates is cyclic to
+// older servers.
+var hourlyValues = []struct{ name, typ, state string }{
+	{"requests", "AggregateFunction(count)", "countState()"},
+	{"input", "AggregateFunction(sum, Int64)", "sumState(ifNull(input_tokens, toInt64(0)))"},
+	{"output", "AggregateFunction(sum, Int64)", "sumState(ifNull(output_tokens, toInt64(0)))"},
+	{"cache_read", "AggregateFunction(sum, Int64)", "sumState(ifNull(cache_read_tokens, toInt64(0)))"},
+	{"cache_write", "AggregateFunction(sum, Int64)", "sumState(ifNull(cache_write_tokens, toInt64(0)))"},
+	{"reasoning", "AggregateFunction(sum, Int64)", "sumState(ifNull(reasoning_tokens, toInt64(0)))"},
+	{"spend_nanos", "AggregateFunction(sum, Int64)", "sumState(ifNull(cost_nanos, toInt64(0)))"},
+	{"unpriced", "AggregateFunction(sum, UInt64)",
+		"sumState(toUInt64(isNull(cost_nanos) AND (isNotNull(input_tokens) OR isNotNull(output_tokens))))"},
+	{"duration", "AggregateFunction(quantiles(0.5, 0.9, 0.99), Int64)", "quantilesState(0.5, 0.9, 0.99)(duration_ms)"},
+	{"ttft", "AggregateFunction(quantilesIf(0.5, 0.9, 0.99), Int64, UInt8)",
+		"quantilesIfState(0.5, 0.9, 0.99)(ifNull(ttft_ms, toInt64(0)), isNotNull(ttft_ms))"},
+	{"ttfa", "AggregateFunction(quantilesIf(0.5, 0.9, 0.99), Int64, UInt8)",
+		"quantilesIfState(0.5, 0.9, 0.99)(ifNull(ttfa_ms, toInt64(0)), isNotNull(ttfa_ms))"},
+}
+
+// hourlyMigration creates requests_hourly, the rollup the summary panels
+// and the spend report read for whole hours: per hour, route and
+// dimension values (hourlyDims), aggregate states (hourlyValues). The
+// Roller fills it from the requests table read FINAL, an hour at a time,
+// so that the copies a replay or a resend stores count once (a view on
+// inserts would count each copy); a roll of an hour is a set of rows with
+// one rolled_ns (its time in nanoseconds: two collectors rolling an hour
+// in the same second make two sets), and readers take each hour's latest
+// (see RollupFilter).
+// An hour, not a minute: a dashboard's buckets over the ranges a rollup
+// serves are wider, and a minute's rows would be nearly as many as the
+// requests (docs/collector.md). Retention and the cluster variant are
+// requests_by_id's; a cluster's rollup is sharded by hour, so that two
+// rolls of an hour meet on one shard.
+func hourlyMigration(f Features, s Schema) Migration {
+	m := Migration{Version: hourlySince, Name: "requests_hourly"}
+	if f.TTL {
+		m.Name += " rows=" + shortDuration(s.Retention)
+	}
+	keyed := "PARTITION BY toYYYYMM(hour)\nORDER BY (route, hour, " + dimNames() + ")"
+	types := f // a Distributed table has the types, not the codecs
+	types.Codecs = false
+	if s.Cluster == "" {
+		m.Statements = append(m.Statements, "CREATE TABLE IF NOT EXISTS "+s.Database+"."+hourlyTable+"\n"+hourlyColumns(f)+"\nENGINE = ReplacingMergeTree(rolled_ns)\n"+keyed)
+	} else {
+		m.Statements = append(m.Statements,
+			"CREATE TABLE IF NOT EXISTS "+s.Database+"."+hourlyLocal+s.onCluster()+"\n"+hourlyColumns(f)+"\nENGINE = ReplicatedReplacingMergeTree('"+
+				fmt.Sprintf(hourlyZKPath, s.Database)+"', '{replica}', rolled_ns)\n"+keyed,
+			"CREATE TABLE IF NOT EXISTS "+s.Database+"."+hourlyTable+s.onCluster()+"\n"+hourlyColumns(types)+"\nENGINE = Distributed("+s.Cluster+", "+s.Database+", "+hourlyLocal+", toUInt32(hour))")
+	}
+	if f.TTL && s.Retention > 0 {
+		m.Statements = append(m.Statements, "ALTER TABLE "+s.hourlyStorage()+s.onCluster()+" MODIFY TTL hour + "+interval(s.Retention))
+	}
+	return m
+}
+
+// hourlyColumns is requests_hourly's column list on a server with
+// features f.
+func hourlyColumns(f Features) string {
+	var b strings.Builder
+	b.WriteString("(\n    hour DateTime" + codecOf(f, "DoubleDelta, ZSTD(1)") + ",\n    route " + columnType(column{typ: "String", class: lowCard}, f) + ",\n")
+	for _, d := range hourlyDims {
+		b.WriteString("    " + d.name + " " + columnType(d, f) + ",\n")
+	}
+	b.WriteString("    rolled_ns UInt64")
+	for _, v := range hourlyValues {
+		b.WriteString(",\n    " + v.name + " " + v.typ)
+	}
+	b.WriteString("\n)")
+	return b.String()
+}
+
+func dimNames() string {
+	names := make([]string, len(hourlyDims))
+	for i, d := range hourlyDims {
+		names[i] = d.name
+	}
+	return strings.Join(names, ", ")
+}
+
+func valueNames() string {
+	names := make([]string, len(hourlyValues))
+	for i, v := range hourlyValues {
+		names[i] = v.name
+	}
+	return strings.Join(names, ", ")
+}
+
+// codecOf is " CODEC(codec)" where the server has codecs, else "".
+func codecOf(f Features, codec string) string {
+	if !f.Codecs {
+		return ""
+	}
+	return " CODEC(" + codec + ")"
+}
+
+// hourlyStorage is the table that holds requests_hourly's rows.
+func (s Schema) hourlyStorage() string {
+	if s.Cluster == "" {
+		return s.Database + "." + hourlyTable
+	}
+	return s.Database + "." + hourlyLocal
 }
 
 // addColumns are the statements that add the columns of migration since

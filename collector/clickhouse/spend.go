@@ -3,7 +3,9 @@ package clickhouse
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/llmtap/llmtap/collector"
 )
@@ -35,16 +37,41 @@ func (s *Store) Spend(ctx context.Context, q collector.SpendQuery) ([]collector.
 		cols[i] = c
 	}
 	group := strings.Join(cols, ", ")
-	query := "SELECT " + group + `, count(),
-	sum(ifNull(input_tokens, 0)), sum(ifNull(output_tokens, 0)), sum(ifNull(cache_read_tokens, 0)),
-	sum(ifNull(cache_write_tokens, 0)), sum(ifNull(reasoning_tokens, 0)),
-	sum(ifNull(cost_nanos, 0)),
-	countIf(isNull(cost_nanos) AND (isNotNull(input_tokens) OR isNotNull(output_tokens)))
+	from, to := q.From.UTC(), q.To.UTC()
+	// Whole hours the rollup holds come from it; the rest from the rows.
+	h1, h2 := from.Truncate(time.Hour), to.Truncate(time.Hour)
+	if h1.Before(from) {
+		h1 = h1.Add(time.Hour)
+	}
+	until, err := s.rolledUntil(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: spend: %w", err)
+	}
+	if until.Before(h2) {
+		h2 = until
+	}
+	raw := "SELECT " + group + `, count() AS n,
+	sum(ifNull(input_tokens, 0)) AS i, sum(ifNull(output_tokens, 0)) AS o, sum(ifNull(cache_read_tokens, 0)) AS cr,
+	sum(ifNull(cache_write_tokens, 0)) AS cw, sum(ifNull(reasoning_tokens, 0)) AS r,
+	sum(ifNull(cost_nanos, 0)) AS c,
+	countIf(isNull(cost_nanos) AND (isNotNull(input_tokens) OR isNotNull(output_tokens))) AS u
 FROM ` + s.database + "." + requestsTable + ` FINAL
-WHERE start >= ? AND start < ?
+WHERE start >= ` + sqlTime(from) + " AND start < " + sqlTime(to)
+	union := raw + "\nGROUP BY " + group
+	if h1.Before(h2) {
+		union = raw + " AND NOT (start >= " + sqlTime(h1) + " AND start < " + sqlTime(h2) + ")\nGROUP BY " + group + `
+UNION ALL
+SELECT ` + group + `, countMerge(requests), sumMerge(input), sumMerge(output), sumMerge(cache_read),
+	sumMerge(cache_write), sumMerge(reasoning), sumMerge(spend_nanos), sumMerge(unpriced)
+FROM ` + s.database + "." + hourlyTable + `
+WHERE ` + RollupFilter(s.database, sqlTime(h1), sqlTime(h2)) + `
+GROUP BY ` + group
+	}
+	query := "SELECT " + group + `, sum(n), sum(i), sum(o), sum(cr), sum(cw), sum(r), sum(c), sum(u)
+FROM (` + union + `)
 GROUP BY ` + group + `
-ORDER BY sum(ifNull(cost_nanos, 0)) DESC, count() DESC, ` + group
-	rows, err := s.conn.Query(ctx, query, q.From.UTC(), q.To.UTC())
+ORDER BY sum(c) DESC, sum(n) DESC, ` + group
+	rows, err := s.conn.Query(ctx, query)
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: spend: %w", err)
 	}
@@ -69,4 +96,23 @@ ORDER BY sum(ifNull(cost_nanos, 0)) DESC, count() DESC, ` + group
 		return nil, fmt.Errorf("clickhouse: spend: %w", err)
 	}
 	return out, nil
+}
+
+// rolledUntil is where requests_hourly's rolled hours end (the Roller
+// rolls them in order): the zero time when it holds none.
+func (s *Store) rolledUntil(ctx context.Context) (time.Time, error) {
+	var n uint64
+	var last time.Time
+	if err := s.conn.QueryRow(ctx, "SELECT count(), max(hour) FROM "+s.database+"."+hourlyTable).Scan(&n, &last); err != nil {
+		return time.Time{}, fmt.Errorf("read where the rollup ends: %w", err)
+	}
+	if n == 0 {
+		return time.Time{}, nil
+	}
+	return last.UTC().Add(time.Hour), nil
+}
+
+// sqlTime is t as a ClickHouse DateTime literal, in whole seconds.
+func sqlTime(t time.Time) string {
+	return "toDateTime(" + strconv.FormatInt(t.Unix(), 10) + ")"
 }

@@ -427,6 +427,8 @@ func serve(ctx context.Context, cfg *config.Config, conn driver.Conn, prepare fu
 		// Where the server has no TTL, the collector expires the rows.
 		g.addLoop("retention", clickhouse.NewRetainer(conn, sc, log.With("component", "clickhouse.retention")).Run)
 	}
+	// The hourly rollup the dashboards and the spend report read.
+	g.addLoop("rollup", clickhouse.NewRoller(conn, schemaOf(cfg), log.With("component", "clickhouse.rollup")).Run)
 	g.add("writer",
 		func() error { return writer.Run(context.Background()) },
 		writer.Shutdown)
