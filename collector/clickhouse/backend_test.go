@@ -12,6 +12,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -390,7 +391,9 @@ var timeFilterRE = regexp.MustCompile(`\$__timeFilter\((\w+)\)`)
 // checkDashboardQueries runs the SQL of every panel of the Grafana
 // ClickHouse dashboards as the datasource would send it, over the time of
 // the facts written, with all routes and one request id chosen: each
-// answers with rows.
+// answers with rows. Then again over a range of days, with the facts'
+// hour rolled up, where the summary panels read the rollup: they answer
+// as they did from the rows.
 func checkDashboardQueries(t *testing.T, conn driver.Conn) {
 	t.Helper()
 	const db = "llmtap_dashboards"
@@ -405,43 +408,79 @@ func checkDashboardQueries(t *testing.T, conn driver.Conn) {
 		t.Fatal(err)
 	}
 	stop()
-	from, to := facts[0].Start.Truncate(time.Second), facts[len(facts)-1].Start.Add(time.Second)
-	filter := "$1 >= toDateTime(" + strconv.FormatInt(from.Unix(), 10) + ", 'UTC') AND $1 <= toDateTime(" + strconv.FormatInt(to.Unix(), 10) + ", 'UTC')"
 	// A streamed fact with chunks, so the drill-down panels have rows.
 	vars := map[string]string{"request_id": facts[3].RequestID, "__interval_s": "60"}
-
 	boards, err := dashboards.Load("../../grafana")
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := 0
-	for _, d := range boards {
-		for _, p := range d.Panels {
-			for _, q := range p.RawSQL {
-				n++
-				q = timeFilterRE.ReplaceAllString(dashboards.Expand(q, vars), filter)
-				q = strings.ReplaceAll(q, "llmtap.requests", db+".requests")
-				rows, err := conn.Query(ctx, q)
-				if err != nil {
-					t.Errorf("%s, panel %q: %v\n%s", d.Title, p.Title, err, q)
-					continue
-				}
-				got := 0
-				for rows.Next() {
-					got++
-				}
-				if err := rows.Err(); err != nil {
-					t.Errorf("%s, panel %q: %v", d.Title, p.Title, err)
-				}
-				_ = rows.Close()
-				if got == 0 {
-					t.Errorf("%s, panel %q: no rows over the facts written\n%s", d.Title, p.Title, q)
+	// What the summary panels answer, compared across the two ranges.
+	summaries := map[string]string{
+		"Requests and median duration": "SELECT toString(sum(requests)) FROM (%s)",
+		"Errors by route and class":    "SELECT concat(route, ' ', error_type, ' ', toString(requests)) FROM (%s)",
+		"Tenants by spend": "SELECT concat(tenant, ' ', toString(requests), ' ', toString(cost_usd), ' ', toString(unpriced), ' ', " +
+			"toString(input), ' ', toString(output), ' ', toString(rate_limited)) FROM (%s)",
+	}
+	run := func(from, to time.Time) map[string][]string {
+		t.Helper()
+		fromSQL := "toDateTime(" + strconv.FormatInt(from.Unix(), 10) + ", 'UTC')"
+		toSQL := "toDateTime(" + strconv.FormatInt(to.Unix(), 10) + ", 'UTC')"
+		filter := "$1 >= " + fromSQL + " AND $1 <= " + toSQL
+		answers := map[string][]string{}
+		n := 0
+		for _, d := range boards {
+			for _, p := range d.Panels {
+				for _, q := range p.RawSQL {
+					n++
+					q = timeFilterRE.ReplaceAllString(dashboards.Expand(q, vars), filter)
+					q = strings.NewReplacer("$__fromTime", fromSQL, "$__toTime", toSQL, "llmtap.requests", db+".requests").Replace(q)
+					if wrap, ok := summaries[p.Title]; ok {
+						q = fmt.Sprintf(wrap, q)
+					}
+					rows, err := conn.Query(ctx, q)
+					if err != nil {
+						t.Errorf("%s, panel %q: %v\n%s", d.Title, p.Title, err, q)
+						continue
+					}
+					var got []string
+					for rows.Next() {
+						var s string
+						if _, ok := summaries[p.Title]; ok {
+							if err := rows.Scan(&s); err != nil {
+								t.Errorf("%s, panel %q: %v", d.Title, p.Title, err)
+							}
+						}
+						got = append(got, s)
+					}
+					if err := rows.Err(); err != nil {
+						t.Errorf("%s, panel %q: %v", d.Title, p.Title, err)
+					}
+					_ = rows.Close()
+					if len(got) == 0 {
+						t.Errorf("%s, panel %q: no rows over the facts written\n%s", d.Title, p.Title, q)
+					}
+					sort.Strings(got)
+					answers[p.Title] = got
 				}
 			}
 		}
+		if n == 0 {
+			t.Fatal("no panel with SQL in grafana/")
+		}
+		return answers
 	}
-	if n == 0 {
-		t.Fatal("no panel with SQL in grafana/")
+	from, to := facts[0].Start.Truncate(time.Second), facts[len(facts)-1].Start.Add(time.Second)
+	rows := run(from, to)
+	roller := NewRoller(conn, Schema{Database: db}, testLogger(t))
+	for h := from.Truncate(time.Hour); h.Before(to); h = h.Add(time.Hour) {
+		if err := roller.rollHour(ctx, h, time.Now()); err != nil {
+			t.Fatal(err)
+		}
 	}
-	t.Logf("%d panel queries answered", n)
+	rolled := run(from.Add(-48*time.Hour), to.Add(48*time.Hour))
+	for title := range summaries {
+		if !reflect.DeepEqual(rows[title], rolled[title]) {
+			t.Errorf("panel %q over days, from the rollup:\n%q\nfrom the rows:\n%q", title, rolled[title], rows[title])
+		}
+	}
 }
