@@ -342,6 +342,10 @@ func checkDocumentedQueries(t *testing.T, conn driver.Conn) {
 	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
 		t.Fatal(err)
 	}
+	// The facts' hour rolled up, for the queries of the rollup.
+	if err := NewRoller(conn, Schema{Database: db}, testLogger(t)).rollHour(ctx, now.Add(-time.Minute).Truncate(time.Hour), now); err != nil {
+		t.Fatal(err)
+	}
 	doc, err := os.ReadFile("../../docs/queries.md")
 	if err != nil {
 		t.Fatal(err)

@@ -182,3 +182,6 @@ func (l *execLog) Exec(ctx context.Context, query string, args ...any) error {
 	l.stmts = append(l.stmts, query)
 	return l.Conn.Exec(ctx, query, args...)
 }
+
+// benchConn is the connection BenchmarkStorage fills and queries: chDB.
+func benchConn(*testing.B) driver.Conn { return engine }

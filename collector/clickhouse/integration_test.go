@@ -671,3 +671,18 @@ func TestIntegrationRetention(t *testing.T) {
 		t.Errorf("%d ids left in requests_by_id, want 3 (January's dropped)", got)
 	}
 }
+
+// benchConn is the connection BenchmarkStorage fills and queries: the
+// 18.16 test server, with room for statements that fill or roll up
+// millions of rows.
+func benchConn(b *testing.B) driver.Conn {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := Open(ctx, Options{Addr: server.Addr(), DialTimeout: 2 * time.Second, ReadTimeout: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
