@@ -13,7 +13,7 @@ YAEGIFLAGS ?=
 # The parts of make test, in the order they run.
 TEST_PARTS := test-unit test-yaegi test-infra test-alerts test-integration test-chdb test-e2e test-stack test-soak test-gray
 
-.PHONY: all build test test-repeat test-parts test-unit test-yaegi test-infra test-alerts test-integration test-chdb test-e2e test-stack test-soak test-gray test-fault soak lint bench demo up down prices-missing clean
+.PHONY: bench-storage all build test test-repeat test-parts test-unit test-yaegi test-infra test-alerts test-integration test-chdb test-e2e test-stack test-soak test-gray test-fault soak lint bench demo up down prices-missing clean
 
 all: build
 
@@ -133,6 +133,16 @@ bench:
 	$(GO) run ./bench/run ingest
 	$(GO) run ./bench/run limits
 	$(GO) run ./bench/run stack
+
+## bench-storage: ClickHouse filled to each of ROWS rows (realistic rows
+## over 30 days; at 10M about 30 GB of disk on 18.16), then the lookup by
+## id, every ClickHouse dashboard panel and the spend report timed, on
+## 18.16 and on the current engine (chDB)
+ROWS ?= 1000000,3000000,10000000
+bench-storage:
+	scripts/install.sh
+	cd collector && BENCH_ROWS=$(ROWS) $(GO) test -tags integration -count=1 -run '^$$' -bench '^BenchmarkStorage$$' -benchtime 1x -timeout 3h ./clickhouse/
+	cd collector && BENCH_ROWS=$(ROWS) CHDB_LIB_PATH=$$(../scripts/chdb-install.sh) $(GO) test -tags chdb -count=1 -run '^$$' -bench '^BenchmarkStorage$$' -benchtime 1x -timeout 3h ./clickhouse/
 
 # cmd/llmtap-stack starts and stops the stack (internal/stack); it is
 # built afresh each time, which takes a second when nothing changed.

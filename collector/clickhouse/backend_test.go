@@ -120,7 +120,7 @@ func checkUpgrade(t *testing.T, conn driver.Conn, db string, keep func(*collecto
 	for _, st := range []string{
 		"DROP DATABASE IF EXISTS " + db,
 		"CREATE DATABASE " + db,
-		strings.ReplaceAll(string(old), "llmtap.requests", db+".requests"),
+		strings.ReplaceAll(string(old), "llmtap.", db+"."),
 	} {
 		if err := conn.Exec(ctx, st); err != nil {
 			t.Fatalf("%v\n%s", err, st)
@@ -155,7 +155,7 @@ func checkUpgrade(t *testing.T, conn driver.Conn, db string, keep func(*collecto
 		t.Fatal(err)
 	}
 	if got := count(t, conn, "SELECT countMerge(requests) FROM "+db+".requests_hourly WHERE route = 'r' AND "+
-		RollupFilter(db, "toDateTime('2026-03-14 15:00:00', 'UTC')", "toDateTime('2026-03-14 16:00:00', 'UTC')")); got != 1 {
+		RollupFilter(db, "requests_hourly", "toDateTime('2026-03-14 15:00:00', 'UTC')", "toDateTime('2026-03-14 16:00:00', 'UTC')")); got != 1 {
 		t.Errorf("the row written before migration 8 counts %d times in requests_hourly, want 1 (backfilled)", got)
 	}
 	if got := count(t, conn, "SELECT count() FROM "+db+".requests WHERE request_id = 'old' AND isNull(cost_nanos) AND price_version = ''"); got != 1 {
@@ -314,6 +314,29 @@ func checkSpend(t *testing.T, conn driver.Conn, db string) {
 		t.Fatal(err)
 	}
 	check("a late row rolled again", nil)
+	// routes_hourly counts what requests_hourly does, hour by hour.
+	for _, table := range []string{"requests_hourly", "routes_hourly"} {
+		q := "SELECT countMerge(requests), sumMerge(output), sumMerge(spend_nanos) FROM " + db + "." + table + " WHERE " +
+			RollupFilter(db, table, "toDateTime(0)", "toDateTime(4000000000)")
+		var n uint64
+		var output, spend int64
+		if err := conn.QueryRow(ctx, q).Scan(&n, &output, &spend); err != nil {
+			t.Fatal(err)
+		}
+		var wn, wOutput, wSpend int64
+		for _, f := range facts {
+			wn++
+			if f.Usage.Output != nil {
+				wOutput += *f.Usage.Output
+			}
+			if f.Cost != nil {
+				wSpend += int64(f.Cost.Total)
+			}
+		}
+		if int64(n) != wn || output != wOutput || spend != wSpend {
+			t.Errorf("%s: %d requests, %d output tokens, %d spent; want %d, %d, %d", table, n, output, spend, wn, wOutput, wSpend)
+		}
+	}
 	if _, err := store.Spend(ctx, collector.SpendQuery{From: from, To: to, GroupBy: []collector.SpendGroup{"path"}}); err == nil {
 		t.Error("a report grouped by an unknown dimension was answered")
 	}
@@ -355,7 +378,7 @@ func checkDocumentedQueries(t *testing.T, conn driver.Conn) {
 		t.Fatalf("found %d queries in docs/queries.md", len(queries))
 	}
 	for _, q := range queries {
-		q = strings.ReplaceAll(q, "llmtap.requests", db+".requests")
+		q = strings.ReplaceAll(q, "llmtap.", db+".")
 		q = strings.ReplaceAll(q, "{request_id}", testFact(0).RequestID)
 		q = strings.ReplaceAll(q, "now()", now.Format("toDateTime('2006-01-02 15:04:05', 'UTC')"))
 		rows, err := conn.Query(ctx, q)
@@ -437,7 +460,7 @@ func checkDashboardQueries(t *testing.T, conn driver.Conn) {
 				for _, q := range p.RawSQL {
 					n++
 					q = timeFilterRE.ReplaceAllString(dashboards.Expand(q, vars), filter)
-					q = strings.NewReplacer("$__fromTime", fromSQL, "$__toTime", toSQL, "llmtap.requests", db+".requests").Replace(q)
+					q = strings.NewReplacer("$__fromTime", fromSQL, "$__toTime", toSQL, "llmtap.", db+".").Replace(q)
 					if wrap, ok := summaries[p.Title]; ok {
 						q = fmt.Sprintf(wrap, q)
 					}

@@ -64,7 +64,7 @@ func (r *Retainer) Enforce(ctx context.Context) error {
 	s := r.schema
 	now := r.now().UTC()
 	if s.Retention > 0 {
-		for _, table := range []string{s.storageTable(), s.byIDStorage(), s.hourlyStorage()} {
+		for _, table := range []string{s.storageTable(), s.byIDStorage(), requestsHourly.storage(s), routesHourly.storage(s)} {
 			if err := r.dropPartitions(ctx, table, now.Add(-s.Retention)); err != nil {
 				return err
 			}

@@ -77,9 +77,11 @@ func (r *Roller) Roll(ctx context.Context) error {
 			return err
 		}
 	}
-	late, err := r.lateHours(ctx)
+	// Late rows: rows inserted since the last look (less lateMargin) in
+	// hours already rolled.
+	late, err := r.hoursWithRows(ctx, "inserted_at >= ? AND start < ?", r.checked.Add(-lateMargin), r.until)
 	if err != nil {
-		return err
+		return fmt.Errorf("clickhouse: rollup: look for late rows: %w", err)
 	}
 	for _, h := range late {
 		if err := r.rollHour(ctx, h, now); err != nil {
@@ -87,30 +89,71 @@ func (r *Roller) Roll(ctx context.Context) error {
 		}
 	}
 	r.checked = now
-	start, n := r.until, 0
-	for ; !r.until.Add(time.Hour + rollupLag).After(now); r.until = r.until.Add(time.Hour) {
-		if err := r.rollHour(ctx, r.until, now); err != nil {
+	// The hours that ended at least rollupLag ago and are not rolled yet:
+	// only those with rows need a statement.
+	closed := now.Add(-rollupLag).Truncate(time.Hour)
+	if !r.until.Before(closed) {
+		return nil
+	}
+	hours, err := r.hoursWithRows(ctx, "start >= ? AND start < ?", r.until, closed)
+	if err != nil {
+		return fmt.Errorf("clickhouse: rollup: list the hours to roll: %w", err)
+	}
+	from := r.until
+	for _, h := range hours {
+		if err := r.rollHour(ctx, h, now); err != nil {
+			r.until = h
 			return err
 		}
-		n++
 	}
-	if n > 1 || len(late) > 0 {
-		r.log.Info("rolled up", "hours", n, "from", start, "late", len(late), "took", time.Since(now).Round(time.Millisecond))
+	r.until = closed
+	if len(hours) > 1 || len(late) > 0 {
+		r.log.Info("rolled up", "hours", len(hours), "from", from, "late", len(late), "took", time.Since(now).Round(time.Millisecond))
 	}
 	return nil
 }
 
-// resume finds where the rollup stands: after its last hour, or, when it
-// is empty, at the first hour of the requests (a backfill) or the current
-// one.
+// hoursWithRows returns, in order, the hours that rows matching where
+// (with its arguments) started in.
+func (r *Roller) hoursWithRows(ctx context.Context, where string, args ...any) ([]time.Time, error) {
+	rows, err := r.conn.Query(ctx, "SELECT DISTINCT toStartOfHour(start) AS hour FROM "+r.schema.Database+"."+requestsTable+
+		" WHERE "+where+" ORDER BY hour", args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var hours []time.Time
+	for rows.Next() {
+		var h time.Time
+		if err := rows.Scan(&h); err != nil {
+			return nil, err
+		}
+		hours = append(hours, h.UTC())
+	}
+	return hours, rows.Err()
+}
+
+// resume finds where the rollups stand: after their last hour, or, when
+// one is empty, at the first hour of the requests (a backfill) or the
+// current one.
 func (r *Roller) resume(ctx context.Context, now time.Time) error {
 	db := r.schema.Database
 	var last time.Time
 	var rows, rolledNs uint64
-	if err := r.conn.QueryRow(ctx, "SELECT count(), max(hour), max(rolled_ns) FROM "+db+"."+hourlyTable).Scan(&rows, &last, &rolledNs); err != nil {
+	if err := r.conn.QueryRow(ctx, "SELECT count(), max(hour), max(rolled_ns) FROM "+db+"."+requestsHourly.name).Scan(&rows, &last, &rolledNs); err != nil {
 		return fmt.Errorf("clickhouse: rollup: read where it stands: %w", err)
 	}
-	if rows > 0 {
+	var routes uint64
+	var routesLast time.Time
+	if err := r.conn.QueryRow(ctx, "SELECT count(), max(hour) FROM "+db+"."+routesHourly.name).Scan(&routes, &routesLast); err != nil {
+		return fmt.Errorf("clickhouse: rollup: read where it stands: %w", err)
+	}
+	if rows > 0 && routes > 0 {
+		// An hour's roll into routes_hourly follows its roll into
+		// requests_hourly: a round stopped between the two left it to do.
+		if routesLast.Before(last) {
+			last = routesLast
+		}
 		r.until, r.checked = last.UTC().Add(time.Hour), time.Unix(0, int64(rolledNs)).UTC()
 		return nil
 	}
@@ -127,55 +170,52 @@ func (r *Roller) resume(ctx context.Context, now time.Time) error {
 	return nil
 }
 
-// lateHours returns the rolled hours that rows inserted since the last
-// look (less lateMargin) belong to.
-func (r *Roller) lateHours(ctx context.Context) ([]time.Time, error) {
-	rows, err := r.conn.Query(ctx, "SELECT DISTINCT toStartOfHour(start) FROM "+r.schema.Database+"."+requestsTable+
-		" WHERE inserted_at >= ? AND start < ?", r.checked.Add(-lateMargin), r.until)
-	if err != nil {
-		return nil, fmt.Errorf("clickhouse: rollup: look for late rows: %w", err)
-	}
-	defer rows.Close()
-	var hours []time.Time
-	for rows.Next() {
-		var h time.Time
-		if err := rows.Scan(&h); err != nil {
-			return nil, fmt.Errorf("clickhouse: rollup: look for late rows: %w", err)
-		}
-		hours = append(hours, h.UTC())
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("clickhouse: rollup: look for late rows: %w", err)
-	}
-	return hours, nil
-}
-
-// rollHour rolls the hour that starts at h up, as a set with rolled_ns.
+// rollHour rolls the hour that starts at h up, as a set with rolledAt:
+// requests_hourly from the rows, then routes_hourly from that set.
 func (r *Roller) rollHour(ctx context.Context, h, rolledAt time.Time) error {
-	if err := r.conn.Exec(ctx, rollSQL(r.schema.Database), uint64(rolledAt.UnixNano()), h, h.Add(time.Hour)); err != nil {
+	db, ns := r.schema.Database, uint64(rolledAt.UnixNano())
+	if err := r.conn.Exec(ctx, rollSQL(db), ns, h, h.Add(time.Hour)); err != nil {
 		return fmt.Errorf("clickhouse: rollup: roll the hour of %s: %w", h.Format(time.RFC3339), err)
+	}
+	if err := r.conn.Exec(ctx, rerollSQL(db, routesHourly), h, ns); err != nil {
+		return fmt.Errorf("clickhouse: rollup: roll the hour of %s into %s: %w", h.Format(time.RFC3339), routesHourly.name, err)
 	}
 	return nil
 }
 
-// rollSQL is the statement that rolls one hour up: its arguments are the
-// roll's time and the hour's bounds.
+// rollSQL is the statement that rolls one hour of rows up into
+// requests_hourly: its arguments are the roll's rolled_ns and the hour's
+// bounds.
 func rollSQL(db string) string {
 	var b strings.Builder
-	b.WriteString("INSERT INTO " + db + "." + hourlyTable + " (hour, route, " + dimNames() + ", rolled_ns, " + valueNames() + ")\n")
+	b.WriteString("INSERT INTO " + db + "." + requestsHourly.name + " (hour, route, " + requestsHourly.dimNames() + ", rolled_ns, " + valueNames() + ")\n")
 	b.WriteString("SELECT toStartOfHour(start) AS hour, route, provider, model, tenant, toUInt8(intDiv(status, 100)) AS status_class, error_type,\n")
 	b.WriteString("    toUInt64(?) AS rolled_ns")
-	for _, v := range hourlyValues {
-		b.WriteString(",\n    " + v.state + " AS " + v.name)
+	for _, v := range rollupValues {
+		b.WriteString(",\n    " + v.state() + " AS " + v.name)
 	}
-	b.WriteString("\nFROM " + db + "." + requestsTable + " FINAL\nWHERE start >= ? AND start < ?\nGROUP BY hour, route, " + dimNames())
+	b.WriteString("\nFROM " + db + "." + requestsTable + " FINAL\nWHERE start >= ? AND start < ?\nGROUP BY hour, route, " + requestsHourly.dimNames())
 	return b.String()
 }
 
-// RollupFilter is the condition that keeps, of requests_hourly's rows in
-// [from, to) (SQL expressions of DateTime), only each hour's latest roll.
-func RollupFilter(db, from, to string) string {
-	t := db + "." + hourlyTable
+// rerollSQL is the statement that rolls one set of requests_hourly (its
+// arguments: the hour and the set's rolled_ns) up into to, which has
+// fewer dimensions.
+func rerollSQL(db string, to rollup) string {
+	var b strings.Builder
+	b.WriteString("INSERT INTO " + db + "." + to.name + " (hour, route, " + to.dimNames() + ", rolled_ns, " + valueNames() + ")\n")
+	b.WriteString("SELECT hour, route, " + to.dimNames() + ", rolled_ns")
+	for _, v := range rollupValues {
+		b.WriteString(",\n    " + v.mergeState() + " AS " + v.name)
+	}
+	b.WriteString("\nFROM " + db + "." + requestsHourly.name + "\nWHERE hour = ? AND rolled_ns = ?\nGROUP BY hour, route, " + to.dimNames() + ", rolled_ns")
+	return b.String()
+}
+
+// RollupFilter is the condition that keeps, of a rollup's rows in [from,
+// to) (SQL expressions of DateTime), only each hour's latest roll.
+func RollupFilter(db, table, from, to string) string {
+	t := db + "." + table
 	return "hour >= " + from + " AND hour < " + to + " AND (hour, rolled_ns) GLOBAL IN (SELECT hour, max(rolled_ns) FROM " + t +
 		" WHERE hour >= " + from + " AND hour < " + to + " GROUP BY hour)"
 }

@@ -20,8 +20,6 @@ const (
 	byIDTable       = "requests_by_id"
 	byIDLocalTable  = "requests_by_id_local"
 	byIDView        = "requests_by_id_mv"
-	hourlyTable     = "requests_hourly"
-	hourlyLocal     = "requests_hourly_local"
 	migrationsTable = "llmtap_migrations"
 )
 
@@ -35,7 +33,7 @@ const (
 const (
 	localZKPath      = "/clickhouse/tables/{shard}/%s/" + localTable
 	byIDZKPath       = "/clickhouse/tables/{shard}/%s/" + byIDLocalTable
-	hourlyZKPath     = "/clickhouse/tables/{shard}/%s/" + hourlyLocal
+	rollupZKPath     = "/clickhouse/tables/{shard}/%s/%s_local"
 	migrationsZKPath = "/clickhouse/tables/%s/" + migrationsTable
 )
 
@@ -156,7 +154,7 @@ const omittedSince = 6
 // byIDSince is the migration that added requests_by_id.
 const byIDSince = 7
 
-// hourlySince is the migration that added requests_hourly.
+// hourlySince is the migration that added the rollups.
 const hourlySince = 8
 
 // chunksAlias is the alias column chunks: every event's data, whichever
@@ -527,18 +525,38 @@ func (s Schema) byIDStorage() string {
 	return s.Database + "." + byIDLocalTable
 }
 
-// hourlyDims are requests_hourly's dimensions, its sort key after route
-// and hour: what the dashboards and reports group and filter by, with the
-// status as its class (2 for 2xx).
-var hourlyDims = []column{
-	{name: "provider", typ: "String", class: lowCard},
-	{name: "model", typ: "String", class: lowCard},
-	{name: "tenant", typ: "String", class: lowCard},
-	{name: "status_class", typ: "UInt8"},
-	{name: "error_type", typ: "String", class: lowCard},
+// rollup is an hourly rollup table: per hour, route and dimension
+// values, aggregate states (rollupValues). Its rows live in name, or on a
+// cluster in name_local under the Distributed table name.
+type rollup struct {
+	name string
+	dims []column // the sort key after route and hour
 }
 
-// hourlyValues are requests_hourly's aggregate states, each with the
+// The rollups. requestsHourly has every dimension the dashboards and
+// reports group by (the spend report and the tenants panel read it);
+// routesHourly has them but the tenant, so it holds a few rows an hour
+// where requestsHourly holds a few per tenant (the requests and errors
+// panels read it). The Roller makes routesHourly's roll of an hour from
+// requestsHourly's.
+var (
+	requestsHourly = rollup{name: "requests_hourly", dims: []column{
+		{name: "provider", typ: "String", class: lowCard},
+		{name: "model", typ: "String", class: lowCard},
+		{name: "tenant", typ: "String", class: lowCard},
+		{name: "status_class", typ: "UInt8"},
+		{name: "error_type", typ: "String", class: lowCard},
+	}}
+	routesHourly = rollup{name: "routes_hourly", dims: []column{
+		{name: "provider", typ: "String", class: lowCard},
+		{name: "model", typ: "String", class: lowCard},
+		{name: "status_class", typ: "UInt8"},
+		{name: "error_type", typ: "String", class: lowCard},
+	}}
+	rollups = []rollup{requestsHourly, routesHourly}
+)
+
+// rollupValues are the rollups' aggregate states, each with the
 // expression over a request's row that the view and the backfill
 // aggregate: requests, tokens by kind, spend in nanodollars (cost_nanos)
 // and the requests with tokens but no price, and quantile states of
@@ -546,86 +564,95 @@ var hourlyDims = []column{
 // and quantilesIfMerge(...)). None is named as a column of the requests
 // table: an alias that shadows the column it aggregates is cyclic to
 // older servers.
-var hourlyValues = []struct{ name, typ, state string }{
-	{"requests", "AggregateFunction(count)", "countState()"},
-	{"input", "AggregateFunction(sum, Int64)", "sumState(ifNull(input_tokens, toInt64(0)))"},
-	{"output", "AggregateFunction(sum, Int64)", "sumState(ifNull(output_tokens, toInt64(0)))"},
-	{"cache_read", "AggregateFunction(sum, Int64)", "sumState(ifNull(cache_read_tokens, toInt64(0)))"},
-	{"cache_write", "AggregateFunction(sum, Int64)", "sumState(ifNull(cache_write_tokens, toInt64(0)))"},
-	{"reasoning", "AggregateFunction(sum, Int64)", "sumState(ifNull(reasoning_tokens, toInt64(0)))"},
-	{"spend_nanos", "AggregateFunction(sum, Int64)", "sumState(ifNull(cost_nanos, toInt64(0)))"},
-	{"unpriced", "AggregateFunction(sum, UInt64)",
-		"sumState(toUInt64(isNull(cost_nanos) AND (isNotNull(input_tokens) OR isNotNull(output_tokens))))"},
-	{"duration", "AggregateFunction(quantiles(0.5, 0.9, 0.99), Int64)", "quantilesState(0.5, 0.9, 0.99)(duration_ms)"},
-	{"ttft", "AggregateFunction(quantilesIf(0.5, 0.9, 0.99), Int64, UInt8)",
-		"quantilesIfState(0.5, 0.9, 0.99)(ifNull(ttft_ms, toInt64(0)), isNotNull(ttft_ms))"},
-	{"ttfa", "AggregateFunction(quantilesIf(0.5, 0.9, 0.99), Int64, UInt8)",
-		"quantilesIfState(0.5, 0.9, 0.99)(ifNull(ttfa_ms, toInt64(0)), isNotNull(ttfa_ms))"},
+var rollupValues = []rollupValue{
+	{"requests", "AggregateFunction(count)", "count", "", ""},
+	{"input", "AggregateFunction(sum, Int64)", "sum", "", "ifNull(input_tokens, toInt64(0))"},
+	{"output", "AggregateFunction(sum, Int64)", "sum", "", "ifNull(output_tokens, toInt64(0))"},
+	{"cache_read", "AggregateFunction(sum, Int64)", "sum", "", "ifNull(cache_read_tokens, toInt64(0))"},
+	{"cache_write", "AggregateFunction(sum, Int64)", "sum", "", "ifNull(cache_write_tokens, toInt64(0))"},
+	{"reasoning", "AggregateFunction(sum, Int64)", "sum", "", "ifNull(reasoning_tokens, toInt64(0))"},
+	{"spend_nanos", "AggregateFunction(sum, Int64)", "sum", "", "ifNull(cost_nanos, toInt64(0))"},
+	{"unpriced", "AggregateFunction(sum, UInt64)", "sum", "",
+		"toUInt64(isNull(cost_nanos) AND (isNotNull(input_tokens) OR isNotNull(output_tokens)))"},
+	{"duration", "AggregateFunction(quantiles(0.5, 0.9, 0.99), Int64)", "quantiles", "(0.5, 0.9, 0.99)", "duration_ms"},
+	{"ttft", "AggregateFunction(quantilesIf(0.5, 0.9, 0.99), Int64, UInt8)", "quantilesIf", "(0.5, 0.9, 0.99)",
+		"ifNull(ttft_ms, toInt64(0)), isNotNull(ttft_ms)"},
+	{"ttfa", "AggregateFunction(quantilesIf(0.5, 0.9, 0.99), Int64, UInt8)", "quantilesIf", "(0.5, 0.9, 0.99)",
+		"ifNull(ttfa_ms, toInt64(0)), isNotNull(ttfa_ms)"},
 }
 
-// hourlyMigration creates requests_hourly, the rollup the summary panels
-// and the spend report read for whole hours: per hour, route and
-// dimension values (hourlyDims), aggregate states (hourlyValues). The
-// Roller fills it from the requests table read FINAL, an hour at a time,
-// so that the copies a replay or a resend stores count once (a view on
-// inserts would count each copy); a roll of an hour is a set of rows with
-// one rolled_ns (its time in nanoseconds: two collectors rolling an hour
-// in the same second make two sets), and readers take each hour's latest
-// (see RollupFilter).
-// An hour, not a minute: a dashboard's buckets over the ranges a rollup
+// rollupValue is one aggregate state of the rollups: its column, type,
+// function with its parameters, and its arguments over a request's row.
+type rollupValue struct{ name, typ, fn, params, args string }
+
+// state is the value's state made from requests' rows.
+func (v rollupValue) state() string { return v.fn + "State" + v.params + "(" + v.args + ")" }
+
+// mergeState is the value's state made from a rollup's states of it.
+func (v rollupValue) mergeState() string { return v.fn + "MergeState" + v.params + "(" + v.name + ")" }
+
+// hourlyMigration creates the rollups the summary panels and the spend
+// report read for whole hours (see rollups). The Roller fills them from
+// the requests table read FINAL, an hour at a time, so that the copies a
+// replay or a resend stores count once (a view on inserts would count
+// each copy); a roll of an hour is a set of rows with one rolled_ns (its
+// time in nanoseconds: two collectors rolling an hour in the same second
+// make two sets), and readers take each hour's latest (RollupFilter). An
+// hour, not a minute: a dashboard's buckets over the ranges a rollup
 // serves are wider, and a minute's rows would be nearly as many as the
 // requests (docs/collector.md). Retention and the cluster variant are
-// requests_by_id's; a cluster's rollup is sharded by hour, so that two
+// requests_by_id's; on a cluster a rollup is sharded by hour, so that two
 // rolls of an hour meet on one shard.
 func hourlyMigration(f Features, s Schema) Migration {
-	m := Migration{Version: hourlySince, Name: "requests_hourly"}
+	m := Migration{Version: hourlySince, Name: "rollups"}
 	if f.TTL {
 		m.Name += " rows=" + shortDuration(s.Retention)
 	}
-	keyed := "PARTITION BY toYYYYMM(hour)\nORDER BY (route, hour, " + dimNames() + ")"
 	types := f // a Distributed table has the types, not the codecs
 	types.Codecs = false
-	if s.Cluster == "" {
-		m.Statements = append(m.Statements, "CREATE TABLE IF NOT EXISTS "+s.Database+"."+hourlyTable+"\n"+hourlyColumns(f)+"\nENGINE = ReplacingMergeTree(rolled_ns)\n"+keyed)
-	} else {
-		m.Statements = append(m.Statements,
-			"CREATE TABLE IF NOT EXISTS "+s.Database+"."+hourlyLocal+s.onCluster()+"\n"+hourlyColumns(f)+"\nENGINE = ReplicatedReplacingMergeTree('"+
-				fmt.Sprintf(hourlyZKPath, s.Database)+"', '{replica}', rolled_ns)\n"+keyed,
-			"CREATE TABLE IF NOT EXISTS "+s.Database+"."+hourlyTable+s.onCluster()+"\n"+hourlyColumns(types)+"\nENGINE = Distributed("+s.Cluster+", "+s.Database+", "+hourlyLocal+", toUInt32(hour))")
-	}
-	if f.TTL && s.Retention > 0 {
-		m.Statements = append(m.Statements, "ALTER TABLE "+s.hourlyStorage()+s.onCluster()+" MODIFY TTL hour + "+interval(s.Retention))
+	for _, r := range rollups {
+		keyed := "PARTITION BY toYYYYMM(hour)\nORDER BY (route, hour, " + r.dimNames() + ")"
+		if s.Cluster == "" {
+			m.Statements = append(m.Statements, "CREATE TABLE IF NOT EXISTS "+s.Database+"."+r.name+"\n"+r.columns(f)+"\nENGINE = ReplacingMergeTree(rolled_ns)\n"+keyed)
+		} else {
+			m.Statements = append(m.Statements,
+				"CREATE TABLE IF NOT EXISTS "+s.Database+"."+r.name+"_local"+s.onCluster()+"\n"+r.columns(f)+"\nENGINE = ReplicatedReplacingMergeTree('"+
+					fmt.Sprintf(rollupZKPath, s.Database, r.name)+"', '{replica}', rolled_ns)\n"+keyed,
+				"CREATE TABLE IF NOT EXISTS "+s.Database+"."+r.name+s.onCluster()+"\n"+r.columns(types)+"\nENGINE = Distributed("+s.Cluster+", "+s.Database+", "+r.name+"_local, toUInt32(hour))")
+		}
+		if f.TTL && s.Retention > 0 {
+			m.Statements = append(m.Statements, "ALTER TABLE "+r.storage(s)+s.onCluster()+" MODIFY TTL hour + "+interval(s.Retention))
+		}
 	}
 	return m
 }
 
-// hourlyColumns is requests_hourly's column list on a server with
-// features f.
-func hourlyColumns(f Features) string {
+// columns is the rollup's column list on a server with features f.
+func (r rollup) columns(f Features) string {
 	var b strings.Builder
 	b.WriteString("(\n    hour DateTime" + codecOf(f, "DoubleDelta, ZSTD(1)") + ",\n    route " + columnType(column{typ: "String", class: lowCard}, f) + ",\n")
-	for _, d := range hourlyDims {
+	for _, d := range r.dims {
 		b.WriteString("    " + d.name + " " + columnType(d, f) + ",\n")
 	}
 	b.WriteString("    rolled_ns UInt64")
-	for _, v := range hourlyValues {
+	for _, v := range rollupValues {
 		b.WriteString(",\n    " + v.name + " " + v.typ)
 	}
 	b.WriteString("\n)")
 	return b.String()
 }
 
-func dimNames() string {
-	names := make([]string, len(hourlyDims))
-	for i, d := range hourlyDims {
+func (r rollup) dimNames() string {
+	names := make([]string, len(r.dims))
+	for i, d := range r.dims {
 		names[i] = d.name
 	}
 	return strings.Join(names, ", ")
 }
 
 func valueNames() string {
-	names := make([]string, len(hourlyValues))
-	for i, v := range hourlyValues {
+	names := make([]string, len(rollupValues))
+	for i, v := range rollupValues {
 		names[i] = v.name
 	}
 	return strings.Join(names, ", ")
@@ -639,12 +666,12 @@ func codecOf(f Features, codec string) string {
 	return " CODEC(" + codec + ")"
 }
 
-// hourlyStorage is the table that holds requests_hourly's rows.
-func (s Schema) hourlyStorage() string {
+// storage is the table that holds the rollup's rows.
+func (r rollup) storage(s Schema) string {
 	if s.Cluster == "" {
-		return s.Database + "." + hourlyTable
+		return s.Database + "." + r.name
 	}
-	return s.Database + "." + hourlyLocal
+	return s.Database + "." + r.name + "_local"
 }
 
 // addColumns are the statements that add the columns of migration since

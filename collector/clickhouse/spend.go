@@ -63,8 +63,8 @@ WHERE start >= ` + sqlTime(from) + " AND start < " + sqlTime(to)
 UNION ALL
 SELECT ` + group + `, countMerge(requests), sumMerge(input), sumMerge(output), sumMerge(cache_read),
 	sumMerge(cache_write), sumMerge(reasoning), sumMerge(spend_nanos), sumMerge(unpriced)
-FROM ` + s.database + "." + hourlyTable + `
-WHERE ` + RollupFilter(s.database, sqlTime(h1), sqlTime(h2)) + `
+FROM ` + s.database + "." + requestsHourly.name + `
+WHERE ` + RollupFilter(s.database, requestsHourly.name, sqlTime(h1), sqlTime(h2)) + `
 GROUP BY ` + group
 	}
 	query := "SELECT " + group + `, sum(n), sum(i), sum(o), sum(cr), sum(cw), sum(r), sum(c), sum(u)
@@ -103,7 +103,7 @@ ORDER BY sum(c) DESC, sum(n) DESC, ` + group
 func (s *Store) rolledUntil(ctx context.Context) (time.Time, error) {
 	var n uint64
 	var last time.Time
-	if err := s.conn.QueryRow(ctx, "SELECT count(), max(hour) FROM "+s.database+"."+hourlyTable).Scan(&n, &last); err != nil {
+	if err := s.conn.QueryRow(ctx, "SELECT count(), max(hour) FROM "+s.database+"."+requestsHourly.name).Scan(&n, &last); err != nil {
 		return time.Time{}, fmt.Errorf("read where the rollup ends: %w", err)
 	}
 	if n == 0 {

@@ -213,7 +213,7 @@ func storageQueries(b *testing.B, db string, rows int) []storageQuery {
 		for _, p := range d.Panels {
 			for _, q := range p.RawSQL {
 				q = timeFilterRE.ReplaceAllString(dashboards.Expand(q, vars), "$1 >= "+from+" AND $1 < "+to)
-				q = strings.NewReplacer("$__fromTime", from, "$__toTime", to, "llmtap.requests", db+".requests").Replace(q)
+				q = strings.NewReplacer("$__fromTime", from, "$__toTime", to, "llmtap.", db+".").Replace(q)
 				qs = append(qs, storageQuery{
 					name: "panel " + p.Title, goal: "<= 1 s",
 					run: func(ctx context.Context, conn driver.Conn) error {

@@ -135,7 +135,7 @@ ORDER BY request_id;
 CREATE MATERIALIZED VIEW IF NOT EXISTS llmtap.requests_by_id_mv TO llmtap.requests_by_id
 AS SELECT request_id, route, start, start_ms, inserted_at FROM llmtap.requests;
 
--- migration 8: requests_hourly
+-- migration 8: rollups
 CREATE TABLE IF NOT EXISTS llmtap.requests_hourly
 (
     hour DateTime,
@@ -161,4 +161,29 @@ CREATE TABLE IF NOT EXISTS llmtap.requests_hourly
 ENGINE = ReplacingMergeTree(rolled_ns)
 PARTITION BY toYYYYMM(hour)
 ORDER BY (route, hour, provider, model, tenant, status_class, error_type);
+
+CREATE TABLE IF NOT EXISTS llmtap.routes_hourly
+(
+    hour DateTime,
+    route String,
+    provider String,
+    model String,
+    status_class UInt8,
+    error_type String,
+    rolled_ns UInt64,
+    requests AggregateFunction(count),
+    input AggregateFunction(sum, Int64),
+    output AggregateFunction(sum, Int64),
+    cache_read AggregateFunction(sum, Int64),
+    cache_write AggregateFunction(sum, Int64),
+    reasoning AggregateFunction(sum, Int64),
+    spend_nanos AggregateFunction(sum, Int64),
+    unpriced AggregateFunction(sum, UInt64),
+    duration AggregateFunction(quantiles(0.5, 0.9, 0.99), Int64),
+    ttft AggregateFunction(quantilesIf(0.5, 0.9, 0.99), Int64, UInt8),
+    ttfa AggregateFunction(quantilesIf(0.5, 0.9, 0.99), Int64, UInt8)
+)
+ENGINE = ReplacingMergeTree(rolled_ns)
+PARTITION BY toYYYYMM(hour)
+ORDER BY (route, hour, provider, model, status_class, error_type);
 

@@ -228,7 +228,7 @@ ENGINE = Distributed(llmtap_cluster, llmtap, requests_by_id_local, cityHash64(re
 CREATE MATERIALIZED VIEW IF NOT EXISTS llmtap.requests_by_id_mv ON CLUSTER llmtap_cluster TO llmtap.requests_by_id_local
 AS SELECT request_id, route, start, start_ms, inserted_at FROM llmtap.requests_local;
 
--- migration 8: requests_hourly
+-- migration 8: rollups
 CREATE TABLE IF NOT EXISTS llmtap.requests_hourly_local ON CLUSTER llmtap_cluster
 (
     hour DateTime,
@@ -278,4 +278,52 @@ CREATE TABLE IF NOT EXISTS llmtap.requests_hourly ON CLUSTER llmtap_cluster
     ttfa AggregateFunction(quantilesIf(0.5, 0.9, 0.99), Int64, UInt8)
 )
 ENGINE = Distributed(llmtap_cluster, llmtap, requests_hourly_local, toUInt32(hour));
+
+CREATE TABLE IF NOT EXISTS llmtap.routes_hourly_local ON CLUSTER llmtap_cluster
+(
+    hour DateTime,
+    route String,
+    provider String,
+    model String,
+    status_class UInt8,
+    error_type String,
+    rolled_ns UInt64,
+    requests AggregateFunction(count),
+    input AggregateFunction(sum, Int64),
+    output AggregateFunction(sum, Int64),
+    cache_read AggregateFunction(sum, Int64),
+    cache_write AggregateFunction(sum, Int64),
+    reasoning AggregateFunction(sum, Int64),
+    spend_nanos AggregateFunction(sum, Int64),
+    unpriced AggregateFunction(sum, UInt64),
+    duration AggregateFunction(quantiles(0.5, 0.9, 0.99), Int64),
+    ttft AggregateFunction(quantilesIf(0.5, 0.9, 0.99), Int64, UInt8),
+    ttfa AggregateFunction(quantilesIf(0.5, 0.9, 0.99), Int64, UInt8)
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/llmtap/routes_hourly_local', '{replica}', rolled_ns)
+PARTITION BY toYYYYMM(hour)
+ORDER BY (route, hour, provider, model, status_class, error_type);
+
+CREATE TABLE IF NOT EXISTS llmtap.routes_hourly ON CLUSTER llmtap_cluster
+(
+    hour DateTime,
+    route String,
+    provider String,
+    model String,
+    status_class UInt8,
+    error_type String,
+    rolled_ns UInt64,
+    requests AggregateFunction(count),
+    input AggregateFunction(sum, Int64),
+    output AggregateFunction(sum, Int64),
+    cache_read AggregateFunction(sum, Int64),
+    cache_write AggregateFunction(sum, Int64),
+    reasoning AggregateFunction(sum, Int64),
+    spend_nanos AggregateFunction(sum, Int64),
+    unpriced AggregateFunction(sum, UInt64),
+    duration AggregateFunction(quantiles(0.5, 0.9, 0.99), Int64),
+    ttft AggregateFunction(quantilesIf(0.5, 0.9, 0.99), Int64, UInt8),
+    ttfa AggregateFunction(quantilesIf(0.5, 0.9, 0.99), Int64, UInt8)
+)
+ENGINE = Distributed(llmtap_cluster, llmtap, routes_hourly_local, toUInt32(hour));
 

@@ -132,7 +132,7 @@ ORDER BY request_id;
 CREATE MATERIALIZED VIEW IF NOT EXISTS obs.requests_by_id_mv TO obs.requests_by_id
 AS SELECT request_id, route, start, start_ms, inserted_at FROM obs.requests;
 
--- migration 8: requests_hourly rows=off
+-- migration 8: rollups rows=off
 CREATE TABLE IF NOT EXISTS obs.requests_hourly
 (
     hour DateTime CODEC(DoubleDelta, ZSTD(1)),
@@ -158,4 +158,29 @@ CREATE TABLE IF NOT EXISTS obs.requests_hourly
 ENGINE = ReplacingMergeTree(rolled_ns)
 PARTITION BY toYYYYMM(hour)
 ORDER BY (route, hour, provider, model, tenant, status_class, error_type);
+
+CREATE TABLE IF NOT EXISTS obs.routes_hourly
+(
+    hour DateTime CODEC(DoubleDelta, ZSTD(1)),
+    route LowCardinality(String),
+    provider LowCardinality(String),
+    model LowCardinality(String),
+    status_class UInt8,
+    error_type LowCardinality(String),
+    rolled_ns UInt64,
+    requests AggregateFunction(count),
+    input AggregateFunction(sum, Int64),
+    output AggregateFunction(sum, Int64),
+    cache_read AggregateFunction(sum, Int64),
+    cache_write AggregateFunction(sum, Int64),
+    reasoning AggregateFunction(sum, Int64),
+    spend_nanos AggregateFunction(sum, Int64),
+    unpriced AggregateFunction(sum, UInt64),
+    duration AggregateFunction(quantiles(0.5, 0.9, 0.99), Int64),
+    ttft AggregateFunction(quantilesIf(0.5, 0.9, 0.99), Int64, UInt8),
+    ttfa AggregateFunction(quantilesIf(0.5, 0.9, 0.99), Int64, UInt8)
+)
+ENGINE = ReplacingMergeTree(rolled_ns)
+PARTITION BY toYYYYMM(hour)
+ORDER BY (route, hour, provider, model, status_class, error_type);
 

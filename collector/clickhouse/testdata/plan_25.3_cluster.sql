@@ -229,7 +229,7 @@ ALTER TABLE obs.requests_by_id_local ON CLUSTER main MODIFY TTL start + INTERVAL
 CREATE MATERIALIZED VIEW IF NOT EXISTS obs.requests_by_id_mv ON CLUSTER main TO obs.requests_by_id_local
 AS SELECT request_id, route, start, start_ms, inserted_at FROM obs.requests_local;
 
--- migration 8: requests_hourly rows=90d
+-- migration 8: rollups rows=90d
 CREATE TABLE IF NOT EXISTS obs.requests_hourly_local ON CLUSTER main
 (
     hour DateTime CODEC(DoubleDelta, ZSTD(1)),
@@ -281,4 +281,54 @@ CREATE TABLE IF NOT EXISTS obs.requests_hourly ON CLUSTER main
 ENGINE = Distributed(main, obs, requests_hourly_local, toUInt32(hour));
 
 ALTER TABLE obs.requests_hourly_local ON CLUSTER main MODIFY TTL hour + INTERVAL 90 DAY;
+
+CREATE TABLE IF NOT EXISTS obs.routes_hourly_local ON CLUSTER main
+(
+    hour DateTime CODEC(DoubleDelta, ZSTD(1)),
+    route LowCardinality(String),
+    provider LowCardinality(String),
+    model LowCardinality(String),
+    status_class UInt8,
+    error_type LowCardinality(String),
+    rolled_ns UInt64,
+    requests AggregateFunction(count),
+    input AggregateFunction(sum, Int64),
+    output AggregateFunction(sum, Int64),
+    cache_read AggregateFunction(sum, Int64),
+    cache_write AggregateFunction(sum, Int64),
+    reasoning AggregateFunction(sum, Int64),
+    spend_nanos AggregateFunction(sum, Int64),
+    unpriced AggregateFunction(sum, UInt64),
+    duration AggregateFunction(quantiles(0.5, 0.9, 0.99), Int64),
+    ttft AggregateFunction(quantilesIf(0.5, 0.9, 0.99), Int64, UInt8),
+    ttfa AggregateFunction(quantilesIf(0.5, 0.9, 0.99), Int64, UInt8)
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/obs/routes_hourly_local', '{replica}', rolled_ns)
+PARTITION BY toYYYYMM(hour)
+ORDER BY (route, hour, provider, model, status_class, error_type);
+
+CREATE TABLE IF NOT EXISTS obs.routes_hourly ON CLUSTER main
+(
+    hour DateTime,
+    route LowCardinality(String),
+    provider LowCardinality(String),
+    model LowCardinality(String),
+    status_class UInt8,
+    error_type LowCardinality(String),
+    rolled_ns UInt64,
+    requests AggregateFunction(count),
+    input AggregateFunction(sum, Int64),
+    output AggregateFunction(sum, Int64),
+    cache_read AggregateFunction(sum, Int64),
+    cache_write AggregateFunction(sum, Int64),
+    reasoning AggregateFunction(sum, Int64),
+    spend_nanos AggregateFunction(sum, Int64),
+    unpriced AggregateFunction(sum, UInt64),
+    duration AggregateFunction(quantiles(0.5, 0.9, 0.99), Int64),
+    ttft AggregateFunction(quantilesIf(0.5, 0.9, 0.99), Int64, UInt8),
+    ttfa AggregateFunction(quantilesIf(0.5, 0.9, 0.99), Int64, UInt8)
+)
+ENGINE = Distributed(main, obs, routes_hourly_local, toUInt32(hour));
+
+ALTER TABLE obs.routes_hourly_local ON CLUSTER main MODIFY TTL hour + INTERVAL 90 DAY;
 
