@@ -115,6 +115,16 @@
 // insert that failed after the server took it); the sort key makes those
 // copies one row.
 //
+// # Rollups
+//
+// Migration 8 adds the hourly rollups requests_hourly and routes_hourly
+// (see rollups). The Roller fills them from the rows read FINAL, an hour
+// at a time once the hour has ended, so that stored copies of a request
+// count once, and rolls an hour again when rows of it come late; every
+// roll is a set of rows with its own rolled_ns, and RollupFilter keeps
+// each hour's latest. Store.Spend and the dashboard's summary panels read
+// the whole rolled hours of a range from them and the rest from the rows.
+//
 // # Scale-out
 //
 // A collector keeps no state but its spool, so any number of them can run
