@@ -32,14 +32,7 @@ func TestParseRequest(t *testing.T) {
 		{"odd_types.json", "gpt-4o", 0, 2, []string{"ok"}, nil},
 	} {
 		t.Run(tt.file, func(t *testing.T) {
-			body, err := os.ReadFile(filepath.Join("testdata", "requests", tt.file))
-			if err != nil {
-				t.Fatal(err)
-			}
-			r, err := ParseRequest(body)
-			if err != nil {
-				t.Fatal(err)
-			}
+			r := parseFixture(t, tt.file)
 			if r.Model != tt.model || r.OutputBound != tt.bound || r.Prompt.Messages != tt.messages {
 				t.Errorf("model %q bound %d messages %d, want %q %d %d", r.Model, r.OutputBound, r.Prompt.Messages, tt.model, tt.bound, tt.messages)
 			}
@@ -160,14 +153,7 @@ func TestParseRequestToolHistory(t *testing.T) {
 		{"openai_responses.json", historyCallFraming + toolResultFraming},
 	} {
 		t.Run(tt.file, func(t *testing.T) {
-			body, err := os.ReadFile(filepath.Join("testdata", "requests", tt.file))
-			if err != nil {
-				t.Fatal(err)
-			}
-			r, err := ParseRequest(body)
-			if err != nil {
-				t.Fatal(err)
-			}
+			r := parseFixture(t, tt.file)
 			names := 0
 			for _, s := range r.Prompt.Texts {
 				if s == "lookup" {
@@ -183,4 +169,18 @@ func TestParseRequestToolHistory(t *testing.T) {
 			}
 		})
 	}
+}
+
+// parseFixture parses testdata/requests/file.
+func parseFixture(t *testing.T, file string) Request {
+	t.Helper()
+	body, err := os.ReadFile(filepath.Join("testdata", "requests", file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := ParseRequest(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
