@@ -110,7 +110,7 @@ func TestIntegrationMigrateIdempotent(t *testing.T) {
 	if err := conn.QueryRow(ctx, "SHOW CREATE TABLE "+db+".requests").Scan(&create); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"ReplacingMergeTree(inserted_at)", "PARTITION BY toYYYYMM(start)", "ORDER BY (route, start, start_ms, request_id)", "chunk_offsets_us Array(Int64)"} {
+	for _, want := range []string{"ReplacingMergeTree(inserted_at)", "PARTITION BY toYYYYMM(start)", "ORDER BY (route, start, start_ms, request_id)", "chunk_offsets_us Array(Int64)", "SETTINGS index_granularity = 1024"} {
 		if !strings.Contains(create, want) {
 			t.Errorf("table lacks %q:\n%s", want, create)
 		}

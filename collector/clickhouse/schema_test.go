@@ -182,7 +182,7 @@ func TestFeaturesOf(t *testing.T) {
 	}
 	for _, tt := range tests {
 		f := FeaturesOf(tt.v)
-		want := Features{Codecs: tt.want, TTL: tt.want, LowCardinality: tt.want, SkipIndex: tt.want, IfNotExists: tt.want}
+		want := Features{Codecs: tt.want, TTL: tt.want, LowCardinality: tt.want, SkipIndex: tt.want, IfNotExists: tt.want, AdaptiveGranularity: tt.want}
 		if f != want {
 			t.Errorf("FeaturesOf(%s) = %+v, want %+v", tt.v, f, want)
 		}

@@ -1,5 +1,5 @@
 -- ClickHouse 18.16.1, database llmtap, cluster llmtap_cluster, retention 90d, body retention 7d
--- features: {Codecs:false TTL:false LowCardinality:false SkipIndex:false IfNotExists:false}
+-- features: {Codecs:false TTL:false LowCardinality:false SkipIndex:false IfNotExists:false AdaptiveGranularity:false}
 
 -- bootstrap
 CREATE DATABASE IF NOT EXISTS llmtap ON CLUSTER llmtap_cluster;
@@ -73,7 +73,8 @@ CREATE TABLE IF NOT EXISTS llmtap.requests_local ON CLUSTER llmtap_cluster
 )
 ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/llmtap/requests_local', '{replica}', inserted_at)
 PARTITION BY toYYYYMM(start)
-ORDER BY (route, start, start_ms, request_id);
+ORDER BY (route, start, start_ms, request_id)
+SETTINGS index_granularity = 1024;
 
 CREATE TABLE IF NOT EXISTS llmtap.requests ON CLUSTER llmtap_cluster
 (

@@ -1,5 +1,5 @@
 -- ClickHouse 19.17.9, database obs, retention 30d, body retention off
--- features: {Codecs:false TTL:false LowCardinality:false SkipIndex:false IfNotExists:false}
+-- features: {Codecs:false TTL:false LowCardinality:false SkipIndex:false IfNotExists:false AdaptiveGranularity:false}
 
 -- bootstrap
 CREATE DATABASE IF NOT EXISTS obs;
@@ -73,7 +73,8 @@ CREATE TABLE IF NOT EXISTS obs.requests
 )
 ENGINE = ReplacingMergeTree(inserted_at)
 PARTITION BY toYYYYMM(start)
-ORDER BY (route, start, start_ms, request_id);
+ORDER BY (route, start, start_ms, request_id)
+SETTINGS index_granularity = 1024;
 
 -- migration 2: retention rows=30d bodies=off
 -- (does not apply to this server)

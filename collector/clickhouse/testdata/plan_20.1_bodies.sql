@@ -1,5 +1,5 @@
 -- ClickHouse 20.1.2, database obs, retention off, body retention 36h
--- features: {Codecs:true TTL:true LowCardinality:true SkipIndex:true IfNotExists:true}
+-- features: {Codecs:true TTL:true LowCardinality:true SkipIndex:true IfNotExists:true AdaptiveGranularity:true}
 
 -- bootstrap
 CREATE DATABASE IF NOT EXISTS obs;

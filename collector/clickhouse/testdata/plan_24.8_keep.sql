@@ -1,5 +1,5 @@
 -- ClickHouse 24.8.4, database llmtap, retention off, body retention off
--- features: {Codecs:true TTL:true LowCardinality:true SkipIndex:true IfNotExists:true}
+-- features: {Codecs:true TTL:true LowCardinality:true SkipIndex:true IfNotExists:true AdaptiveGranularity:true}
 
 -- bootstrap
 CREATE DATABASE IF NOT EXISTS llmtap;

@@ -1,5 +1,5 @@
 -- ClickHouse 25.3.1, database obs, cluster main, retention 90d, body retention 7d
--- features: {Codecs:true TTL:true LowCardinality:true SkipIndex:true IfNotExists:true}
+-- features: {Codecs:true TTL:true LowCardinality:true SkipIndex:true IfNotExists:true AdaptiveGranularity:true}
 
 -- bootstrap
 CREATE DATABASE IF NOT EXISTS obs ON CLUSTER main;
