@@ -59,7 +59,8 @@ FROM ` + s.database + "." + requestsTable + ` FINAL
 WHERE start >= ` + sqlTime(from) + " AND start < " + sqlTime(to)
 	union := raw + "\nGROUP BY " + group
 	if h1.Before(h2) {
-		union = raw + " AND NOT (start >= " + sqlTime(h1) + " AND start < " + sqlTime(h2) + ")\nGROUP BY " + group + `
+		// Two ranges, not the one range's negation, which the index cannot use.
+		union = raw + " AND (start < " + sqlTime(h1) + " OR start >= " + sqlTime(h2) + ")\nGROUP BY " + group + `
 UNION ALL
 SELECT ` + group + `, countMerge(requests), sumMerge(input), sumMerge(output), sumMerge(cache_read),
 	sumMerge(cache_write), sumMerge(reasoning), sumMerge(spend_nanos), sumMerge(unpriced)
