@@ -116,7 +116,7 @@ func (r *Roller) Roll(ctx context.Context) error {
 // hoursWithRows returns, in order, the hours that rows matching where
 // (with its arguments) started in.
 func (r *Roller) hoursWithRows(ctx context.Context, where string, args ...any) ([]time.Time, error) {
-	rows, err := r.conn.Query(ctx, "SELECT DISTINCT toStartOfHour(start) AS hour FROM "+r.schema.Database+"."+requestsTable+
+	rows, err := r.conn.Query(ctx, "SELECT DISTINCT "+hourOf("start")+" AS hour FROM "+r.schema.Database+"."+requestsTable+
 		" WHERE "+where+" ORDER BY hour", args...)
 	if err != nil {
 		return nil, err
@@ -189,7 +189,7 @@ func (r *Roller) rollHour(ctx context.Context, h, rolledAt time.Time) error {
 func rollSQL(db string) string {
 	var b strings.Builder
 	b.WriteString("INSERT INTO " + db + "." + requestsHourly.name + " (hour, route, " + requestsHourly.dimNames() + ", rolled_ns, " + valueNames() + ")\n")
-	b.WriteString("SELECT toStartOfHour(start) AS hour, route, provider, model, tenant, toUInt8(intDiv(status, 100)) AS status_class, error_type,\n")
+	b.WriteString("SELECT " + hourOf("start") + " AS hour, route, provider, model, tenant, toUInt8(intDiv(status, 100)) AS status_class, error_type,\n")
 	b.WriteString("    toUInt64(?) AS rolled_ns")
 	for _, v := range rollupValues {
 		b.WriteString(",\n    " + v.state() + " AS " + v.name)
@@ -210,6 +210,14 @@ func rerollSQL(db string, to rollup) string {
 	}
 	b.WriteString("\nFROM " + db + "." + requestsHourly.name + "\nWHERE hour = ? AND rolled_ns = ?\nGROUP BY hour, route, " + to.dimNames() + ", rolled_ns")
 	return b.String()
+}
+
+// hourOf is the SQL of the UTC hour a DateTime expression falls in:
+// toStartOfHour takes the server's time zone, whose hours are not UTC's
+// where it is half an hour off (India, Newfoundland, ...), and the roller
+// and the readers cut hours in UTC.
+func hourOf(expr string) string {
+	return "toDateTime(intDiv(toUInt32(" + expr + "), 3600) * 3600)"
 }
 
 // RollupFilter is the condition that keeps, of a rollup's rows in [from,
