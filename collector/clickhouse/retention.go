@@ -37,11 +37,17 @@ const RetentionInterval = time.Hour
 // Run enforces the retention now and then every RetentionInterval until
 // ctx ends. A failed round is logged and tried again at the next.
 func (r *Retainer) Run(ctx context.Context) error {
-	t := time.NewTicker(RetentionInterval)
+	return every(ctx, RetentionInterval, r.Enforce, r.log, "retention not enforced; tried again later")
+}
+
+// every runs round now and then every interval until ctx ends; a failed
+// round is logged with msg and tried again at the next.
+func every(ctx context.Context, interval time.Duration, round func(context.Context) error, log *slog.Logger, msg string) error {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		if err := r.Enforce(ctx); err != nil && ctx.Err() == nil {
-			r.log.Warn("retention not enforced; tried again later", "err", err, "in", RetentionInterval)
+		if err := round(ctx); err != nil && ctx.Err() == nil {
+			log.Warn(msg, "err", err, "in", interval)
 		}
 		select {
 		case <-ctx.Done():

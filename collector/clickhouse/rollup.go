@@ -54,18 +54,7 @@ func NewRoller(conn driver.Conn, schema Schema, logger *slog.Logger) *Roller {
 // Run rolls now and then every RollupInterval until ctx ends. A failed
 // round is logged and tried again at the next.
 func (r *Roller) Run(ctx context.Context) error {
-	t := time.NewTicker(RollupInterval)
-	defer t.Stop()
-	for {
-		if err := r.Roll(ctx); err != nil && ctx.Err() == nil {
-			r.log.Warn("rollup not updated; tried again later", "err", err, "in", RollupInterval)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
+	return every(ctx, RollupInterval, r.Roll, r.log, "rollup not updated; tried again later")
 }
 
 // Roll runs one round: the hours with late rows rolled again, then every

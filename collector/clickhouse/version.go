@@ -81,8 +81,9 @@ type Features struct {
 	// only ADD COLUMN, which fails on a column that exists).
 	IfNotExists bool
 	// AdaptiveGranularity: granules sized in bytes as well as rows (19.11
-	// on). Without it a granule is 8,192 rows whatever their size, and
-	// reading one row of 4.5 KB bodies decompresses 37 MB of them.
+	// on; gated at 20.1 with the rest). Without it a granule is 8,192 rows
+	// whatever their size, and reading one row of 4.5 KB bodies
+	// decompresses 37 MB of them.
 	AdaptiveGranularity bool
 }
 

@@ -85,17 +85,14 @@ func ParseRequest(body []byte) (Request, error) {
 	p.Framing += int64(doc.Input.calls)*historyCallFraming + int64(doc.Input.results)*toolResultFraming
 	p.Texts = append(p.Texts, doc.Input.resultNames()...)
 	system := len(doc.System.texts) > 0 || len(doc.Instructions.texts) > 0
-	var calls content // every tool call of the history, for its results' names
-	for _, m := range doc.Messages {
-		calls.calls += m.ToolCalls.calls
-		calls.names = append(calls.names, m.ToolCalls.names...)
-	}
+	var calls content // the tool calls so far: a result follows its call
 	for _, m := range doc.Messages {
 		p.Messages++
 		p.Texts = append(p.Texts, m.Role, m.Name)
 		p.Texts = append(p.Texts, m.Content.texts...)
 		p.Texts = append(p.Texts, m.ToolCalls.texts...)
 		p.Framing += int64(m.ToolCalls.calls) * historyCallFraming
+		calls.names = append(calls.names, m.ToolCalls.names...)
 		if m.Role == "tool" {
 			// The model sees a result under its function's name.
 			p.Texts = append(p.Texts, calls.nameOf(m.ToolCallID))
