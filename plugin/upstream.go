@@ -289,9 +289,9 @@ func (p *pool) note(u *upstream, was bool) {
 	}
 }
 
-// settled reports whether no upstream has a failure on record, an open
+// allSettled reports whether no upstream has a failure on record, an open
 // circuit or a probe out.
-func (p *pool) settled() bool { return p.unsettled.Load() == 0 }
+func (p *pool) allSettled() bool { return p.unsettled.Load() == 0 }
 
 // candidate is an upstream chosen for an attempt; probe says it is the
 // half-open probe of its circuit.
@@ -306,7 +306,7 @@ type candidate struct {
 func (p *pool) plan(rec *Record, start time.Time) (order []candidate, retryAfter time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if !p.weighted && p.settled() {
+	if !p.weighted && p.allSettled() {
 		return p.calm, -1 // the common case: shared, never written to
 	}
 	now := p.now()
@@ -583,7 +583,7 @@ func (a *attemptRun) decide(resp *http.Response) error {
 	// Committed: from here the response is the client's.
 	if failed {
 		a.rec.Opened = a.pool.report(a.cd, verdictFailure, retryAfter(resp.Header))
-	} else if !a.cd.probe && a.pool.settled() {
+	} else if !a.cd.probe && a.pool.allSettled() {
 		// Nothing on record to clear: the breaker is not asked.
 	} else {
 		a.rec.Opened = a.pool.report(a.cd, verdictSuccess, 0)
