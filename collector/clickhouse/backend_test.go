@@ -150,13 +150,24 @@ func checkUpgrade(t *testing.T, conn driver.Conn, db string, keep func(*collecto
 	if got := count(t, conn, "SELECT count() FROM "+db+".requests_by_id WHERE request_id = 'old' AND route = 'r'"); got != 1 {
 		t.Errorf("the row written before migration 7 has %d entries in requests_by_id, want 1 (backfilled)", got)
 	}
-	// The backfill of the rollup: the hours of rows written before it.
-	if err := NewRoller(conn, Schema{Database: db}, testLogger(t)).Roll(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if got := count(t, conn, "SELECT countMerge(requests) FROM "+db+".requests_hourly WHERE route = 'r' AND "+
-		RollupFilter(db, "requests_hourly", "toDateTime('2026-03-14 15:00:00', 'UTC')", "toDateTime('2026-03-14 16:00:00', 'UTC')")); got != 1 {
-		t.Errorf("the row written before migration 8 counts %d times in requests_hourly, want 1 (backfilled)", got)
+	// The backfill of the rollups: the hours and days of rows written
+	// before them; then again where migration 9's rollups came after
+	// migration 8's were filled.
+	for _, stage := range []string{"migrations 8 and 9", "migration 9 after 8"} {
+		if err := NewRoller(conn, Schema{Database: db}, testLogger(t)).Roll(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rollups {
+			if got := count(t, conn, "SELECT countMerge(requests) FROM "+db+"."+r.name+" WHERE route = 'r' AND "+
+				r.latest(db, "toDateTime('2026-03-14 00:00:00', 'UTC')", "toDateTime('2026-03-15 00:00:00', 'UTC')")); got != 1 {
+				t.Errorf("%s: the row written before the rollups counts %d times in %s, want 1 (backfilled)", stage, got, r.name)
+			}
+		}
+		for _, r := range []rollup{requestsDaily, latencyHourly} {
+			if err := conn.Exec(ctx, "TRUNCATE TABLE "+db+"."+r.name); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 	if got := count(t, conn, "SELECT count() FROM "+db+".requests WHERE request_id = 'old' AND isNull(cost_nanos) AND price_version = ''"); got != 1 {
 		t.Error("the row written before migration 4 does not read as unpriced")
@@ -201,9 +212,9 @@ func checkUpgrade(t *testing.T, conn driver.Conn, db string, keep func(*collecto
 }
 
 // checkSpend: the spend report, grouped by one and by two dimensions,
-// matches sums made here from the same facts, spread over a day: from the
-// rows alone, with part of the hours rolled up, with all of them, and
-// with a late row rolled again; a replayed record counts once, and
+// matches sums made here from the same facts, spread over three days:
+// from the rows alone, with part of the hours rolled up, with all of them
+// and the whole days, and with a late row rolled again; a replayed record counts once, and
 // requests outside the range not at all.
 func checkSpend(t *testing.T, conn driver.Conn, db string) {
 	t.Helper()
@@ -214,7 +225,7 @@ func checkSpend(t *testing.T, conn driver.Conn, db string) {
 	var facts []*collector.Fact
 	for i := 0; i <= n; i++ {
 		f := testFact(i)
-		f.Start = base.Add(time.Duration(i) * 9 * time.Minute)
+		f.Start = base.Add(time.Duration(i) * 20 * time.Minute)
 		facts = append(facts, f)
 	}
 	// The last is written after the rest are rolled up: a late row.
@@ -305,8 +316,11 @@ func checkSpend(t *testing.T, conn driver.Conn, db string) {
 	if err := roller.Roll(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := count(t, conn, "SELECT count(DISTINCT hour) FROM "+db+".requests_hourly"); got < 25 {
-		t.Fatalf("%d hours rolled up, want the 30 of the facts", got)
+	if got := count(t, conn, "SELECT count(DISTINCT hour) FROM "+db+".requests_hourly"); got != 67 {
+		t.Fatalf("%d hours rolled up, want the 67 of the facts", got)
+	}
+	if got := count(t, conn, "SELECT count(DISTINCT day) FROM "+db+".requests_daily"); got != 4 {
+		t.Fatalf("%d days rolled up, want the 4 the facts fall on", got)
 	}
 	check("every hour rolled up", lateGroups)
 	write(late)
@@ -314,27 +328,32 @@ func checkSpend(t *testing.T, conn driver.Conn, db string) {
 		t.Fatal(err)
 	}
 	check("a late row rolled again", nil)
-	// routes_hourly counts what requests_hourly does, hour by hour.
-	for _, table := range []string{"requests_hourly", "routes_hourly"} {
-		q := "SELECT countMerge(requests), sumMerge(output), sumMerge(spend_nanos) FROM " + db + "." + table + " WHERE " +
-			RollupFilter(db, table, "toDateTime(0)", "toDateTime(4000000000)")
+	// Every rollup counts what the rows do, hour by hour or day by day;
+	// latency_hourly's histograms count every request once.
+	var wn, wOutput, wSpend int64
+	for _, f := range facts {
+		wn++
+		if f.Usage.Output != nil {
+			wOutput += *f.Usage.Output
+		}
+		if f.Cost != nil {
+			wSpend += int64(f.Cost.Total)
+		}
+	}
+	for _, r := range rollups {
+		sums := "sumMerge(output), sumMerge(spend_nanos)"
+		if r.name == latencyHourly.name {
+			sums = "toInt64(arraySum(sumMapMerge(duration_hist).2)), toInt64(0)"
+			wOutput, wSpend = wn, 0
+		}
+		q := "SELECT countMerge(requests), " + sums + " FROM " + db + "." + r.name + " WHERE " + r.latest(db, "toDateTime(0)", "toDateTime(4000000000)")
 		var n uint64
 		var output, spend int64
 		if err := conn.QueryRow(ctx, q).Scan(&n, &output, &spend); err != nil {
-			t.Fatal(err)
-		}
-		var wn, wOutput, wSpend int64
-		for _, f := range facts {
-			wn++
-			if f.Usage.Output != nil {
-				wOutput += *f.Usage.Output
-			}
-			if f.Cost != nil {
-				wSpend += int64(f.Cost.Total)
-			}
+			t.Fatalf("%s: %v", r.name, err)
 		}
 		if int64(n) != wn || output != wOutput || spend != wSpend {
-			t.Errorf("%s: %d requests, %d output tokens, %d spent; want %d, %d, %d", table, n, output, spend, wn, wOutput, wSpend)
+			t.Errorf("%s: %d requests, %d output tokens (requests in the histogram), %d spent; want %d, %d, %d", r.name, n, output, spend, wn, wOutput, wSpend)
 		}
 	}
 	if _, err := store.Spend(ctx, collector.SpendQuery{From: from, To: to, GroupBy: []collector.SpendGroup{"path"}}); err == nil {
@@ -436,14 +455,15 @@ func checkDashboardQueries(t *testing.T, conn driver.Conn) {
 	}
 	stop()
 	// A streamed fact with chunks, so the drill-down panels have rows.
-	vars := map[string]string{"request_id": facts[3].RequestID, "__interval_s": "60"}
+	// Hourly buckets: the facts' one hour is one bucket over both ranges.
+	vars := map[string]string{"request_id": facts[3].RequestID, "__interval_s": "3600"}
 	boards, err := dashboards.Load("../../grafana")
 	if err != nil {
 		t.Fatal(err)
 	}
 	// What the summary panels answer, compared across the two ranges.
 	summaries := map[string]string{
-		"Requests and median duration": "SELECT toString(sum(requests)) FROM (%s)",
+		"Requests and median duration": "SELECT concat(toString(time), ' ', toString(requests), ' ', toString(duration_p50_s)) FROM (%s)",
 		"Errors by route and class":    "SELECT concat(route, ' ', error_type, ' ', toString(requests)) FROM (%s)",
 		"Tenants by spend": "SELECT concat(tenant, ' ', toString(requests), ' ', toString(cost_usd), ' ', toString(unpriced), ' ', " +
 			"toString(input), ' ', toString(output), ' ', toString(rate_limited)) FROM (%s)",
@@ -498,11 +518,11 @@ func checkDashboardQueries(t *testing.T, conn driver.Conn) {
 	}
 	from, to := facts[0].Start.Truncate(time.Second), facts[len(facts)-1].Start.Add(time.Second)
 	rows := run(from, to)
-	roller := NewRoller(conn, Schema{Database: db}, testLogger(t))
-	for h := from.Truncate(time.Hour); h.Before(to); h = h.Add(time.Hour) {
-		if err := roller.rollHour(ctx, h, time.Now()); err != nil {
-			t.Fatal(err)
-		}
+	if err := NewRoller(conn, Schema{Database: db}, testLogger(t)).Roll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := count(t, conn, "SELECT count() FROM "+db+".requests_daily"); got == 0 {
+		t.Fatal("the facts' day is not rolled up")
 	}
 	rolled := run(from.Add(-48*time.Hour), to.Add(48*time.Hour))
 	for title := range summaries {

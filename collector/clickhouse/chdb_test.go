@@ -71,7 +71,7 @@ func TestChdbMigrate(t *testing.T) {
 	const db = "chdb_migrate"
 	ctx := context.Background()
 	got := migrateFresh(t, engine, Schema{Database: db, Retention: 90 * day, BodyRetention: 7 * day}, 2)
-	want := []string{"1 create_requests", "2 retention rows=90d bodies=7d", "3 chunk_spans bodies=7d", "4 cost", "5 upstreams", "6 bodies_omitted", "7 requests_by_id rows=90d", "8 rollups rows=90d"}
+	want := []string{"1 create_requests", "2 retention rows=90d bodies=7d", "3 chunk_spans bodies=7d", "4 cost", "5 upstreams", "6 bodies_omitted", "7 requests_by_id rows=90d", "8 rollups rows=90d", "9 rollups_at_scale rows=90d"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("recorded %q, want %q", got, want)
 	}

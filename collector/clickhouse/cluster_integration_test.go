@@ -57,7 +57,7 @@ func TestIntegrationCluster(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := map[uint32]string{1: "create_requests", 3: "chunk_spans", 4: "cost", 5: "upstreams", 6: "bodies_omitted", 7: "requests_by_id", 8: "rollups"}; !reflect.DeepEqual(latest, want) {
+		if want := map[uint32]string{1: "create_requests", 3: "chunk_spans", 4: "cost", 5: "upstreams", 6: "bodies_omitted", 7: "requests_by_id", 8: "rollups", 9: "rollups_at_scale"}; !reflect.DeepEqual(latest, want) {
 			t.Errorf("recorded %v, want %v", latest, want)
 		}
 		engines := map[string]string{}
@@ -84,6 +84,10 @@ func TestIntegrationCluster(t *testing.T) {
 			"requests_hourly":       "Distributed",
 			"routes_hourly_local":   "ReplicatedReplacingMergeTree",
 			"routes_hourly":         "Distributed",
+			"requests_daily_local":  "ReplicatedReplacingMergeTree",
+			"requests_daily":        "Distributed",
+			"latency_hourly_local":  "ReplicatedReplacingMergeTree",
+			"latency_hourly":        "Distributed",
 		}
 		if !reflect.DeepEqual(engines, want) {
 			t.Errorf("tables %v, want %v", engines, want)
@@ -107,6 +111,8 @@ func TestIntegrationCluster(t *testing.T) {
 			"requests_by_id_local":  "/clickhouse/tables/" + srv.Cluster.Shard + "/it_cluster/requests_by_id_local " + srv.Cluster.Replica,
 			"requests_hourly_local": "/clickhouse/tables/" + srv.Cluster.Shard + "/it_cluster/requests_hourly_local " + srv.Cluster.Replica,
 			"routes_hourly_local":   "/clickhouse/tables/" + srv.Cluster.Shard + "/it_cluster/routes_hourly_local " + srv.Cluster.Replica,
+			"requests_daily_local":  "/clickhouse/tables/" + srv.Cluster.Shard + "/it_cluster/requests_daily_local " + srv.Cluster.Replica,
+			"latency_hourly_local":  "/clickhouse/tables/" + srv.Cluster.Shard + "/it_cluster/latency_hourly_local " + srv.Cluster.Replica,
 		}
 		if !reflect.DeepEqual(replicas, wantReplicas) {
 			t.Errorf("replicas %v, want %v", replicas, wantReplicas)
@@ -165,9 +171,11 @@ func TestIntegrationCluster(t *testing.T) {
 		if err := NewRoller(conn, schema, testLogger(t)).Roll(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if got := count(t, conn, "SELECT countMerge(requests) FROM "+db+".requests_hourly WHERE "+
-			RollupFilter(db, "requests_hourly", "toDateTime(0)", "toDateTime(4000000000)")); got != uint64(len(in)) {
-			t.Errorf("the rollup counts %d requests, want %d", got, len(in))
+		for _, r := range rollups {
+			if got := count(t, conn, "SELECT countMerge(requests) FROM "+db+"."+r.name+" WHERE "+
+				r.latest(db, "toDateTime(0)", "toDateTime(4000000000)")); got != uint64(len(in)) {
+				t.Errorf("%s counts %d requests, want %d", r.name, got, len(in))
+			}
 		}
 	})
 

@@ -103,7 +103,7 @@ func TestIntegrationMigrateIdempotent(t *testing.T) {
 	// Retention is set but 18.16 has no TTL: migration 2 must be skipped
 	// and left unrecorded.
 	got := migrateFresh(t, conn, Schema{Database: db, Retention: 90 * day, BodyRetention: 7 * day}, 2)
-	if want := []string{"1 create_requests", "3 chunk_spans", "4 cost", "5 upstreams", "6 bodies_omitted", "7 requests_by_id", "8 rollups"}; !reflect.DeepEqual(got, want) {
+	if want := []string{"1 create_requests", "3 chunk_spans", "4 cost", "5 upstreams", "6 bodies_omitted", "7 requests_by_id", "8 rollups", "9 rollups_at_scale"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("recorded %q, want %q", got, want)
 	}
 	var create string
@@ -632,6 +632,9 @@ func TestIntegrationRetention(t *testing.T) {
 		if err := roller.rollHour(ctx, start, now); err != nil {
 			t.Fatal(err)
 		}
+		if err := roller.rollDay(ctx, start.Truncate(daily.length), now); err != nil {
+			t.Fatal(err)
+		}
 	}
 	r := NewRetainer(conn, schema, testLogger(t))
 	r.now = func() time.Time { return now }
@@ -663,10 +666,10 @@ func TestIntegrationRetention(t *testing.T) {
 	if got := count(t, conn, "SELECT count() FROM "+db+".requests WHERE request_id = 'recent' AND request_body != '' AND notEmpty(response_chunks)"); got != 1 {
 		t.Error("the recent row lost its bodies")
 	}
-	// The rollup's partitions go with the rows'.
-	for _, table := range []string{"requests_hourly", "routes_hourly"} {
-		if got := count(t, conn, "SELECT count() FROM "+db+"."+table); got != 3 {
-			t.Errorf("%s: %d hours left, want 3 (January's dropped)", table, got)
+	// The rollups' partitions go with the rows'.
+	for _, r := range rollups {
+		if got := count(t, conn, "SELECT count() FROM "+db+"."+r.name); got != 3 {
+			t.Errorf("%s: %d rows left, want 3 (January's dropped)", r.name, got)
 		}
 	}
 	if got := count(t, conn, "SELECT count() FROM "+db+".requests_by_id"); got != 3 {

@@ -70,7 +70,11 @@ func (r *Retainer) Enforce(ctx context.Context) error {
 	s := r.schema
 	now := r.now().UTC()
 	if s.Retention > 0 {
-		for _, table := range []string{s.storageTable(), s.byIDStorage(), requestsHourly.storage(s), routesHourly.storage(s)} {
+		tables := []string{s.storageTable(), s.byIDStorage()}
+		for _, t := range rollups {
+			tables = append(tables, t.storage(s))
+		}
+		for _, table := range tables {
 			if err := r.dropPartitions(ctx, table, now.Add(-s.Retention)); err != nil {
 				return err
 			}

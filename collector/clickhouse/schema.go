@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -159,8 +160,12 @@ const omittedSince = 6
 // byIDSince is the migration that added requests_by_id.
 const byIDSince = 7
 
-// hourlySince is the migration that added the rollups.
+// hourlySince is the migration that added the hourly rollups.
 const hourlySince = 8
+
+// scaleSince is the migration that added the rollups that stay small
+// (requests_daily, latency_hourly).
+const scaleSince = 9
 
 // chunksAlias is the alias column chunks: every event's data, whichever
 // way the row stores it. The lambda reads response_body, which the
@@ -323,6 +328,7 @@ func Plan(v Version, s Schema) []Migration {
 		columnsMigration(f, s, omittedSince, "bodies_omitted"),
 		byIDMigration(f, s),
 		hourlyMigration(f, s),
+		scaleMigration(f, s),
 	}
 }
 
@@ -537,46 +543,66 @@ func (s Schema) byIDStorage() string {
 	return s.Database + "." + byIDLocalTable
 }
 
-// rollup is an hourly rollup table: per hour, route and dimension
-// values, aggregate states (rollupValues). Its rows live in name, or on a
-// cluster in name_local under the Distributed table name.
+// rollup is a rollup table: per time bucket of its grain (an hour or a
+// day), route and dimension values, aggregate states (values). Its rows
+// live in name, or on a cluster in name_local under the Distributed table
+// name.
 type rollup struct {
-	name string
-	dims []column // the sort key after route and hour
+	name   string
+	grain  grain
+	dims   []column // the sort key after route and the time bucket
+	values []rollupValue
 }
 
-// The rollups. requestsHourly has every dimension the dashboards and
-// reports group by (the spend report and the tenants panel read it);
-// routesHourly has them but the tenant, so it holds a few rows an hour
-// where requestsHourly holds a few per tenant (the requests and errors
-// panels read it). The Roller makes routesHourly's roll of an hour from
-// requestsHourly's.
+// grain is a rollup's time bucket: its column and length.
+type grain struct {
+	column string
+	length time.Duration
+}
+
 var (
-	requestsHourly = rollup{name: "requests_hourly", dims: []column{
+	hourly = grain{column: "hour", length: time.Hour}
+	daily  = grain{column: "day", length: 24 * time.Hour}
+)
+
+// The rollups. requestsHourly has every dimension the dashboards and
+// reports group by; routesHourly has them but the tenant, so it holds a
+// few rows an hour where requestsHourly holds a few per tenant (the errors
+// panel reads it). The Roller makes routesHourly's roll of an hour from
+// requestsHourly's. Over long ranges neither stays small: with many
+// tenants requestsHourly has nearly a row per request, and a quantile
+// state keeps every value up to thousands of them, so reading either
+// costs as the rows do. Migration 9 therefore adds requestsDaily, the
+// sums of requestsHourly by day (the spend report and the tenants panel
+// read whole days from it), and latencyHourly, one row per route and
+// hour with latency histograms of a bounded size (the requests panel's
+// time series).
+var (
+	requestsHourly = rollup{name: "requests_hourly", grain: hourly, dims: []column{
 		{name: "provider", typ: "String", class: lowCard},
 		{name: "model", typ: "String", class: lowCard},
 		{name: "tenant", typ: "String", class: lowCard},
 		{name: "status_class", typ: "UInt8"},
 		{name: "error_type", typ: "String", class: lowCard},
-	}}
-	routesHourly = rollup{name: "routes_hourly", dims: []column{
+	}, values: append(slices.Clip(sumValues), quantileValues...)}
+	routesHourly = rollup{name: "routes_hourly", grain: hourly, dims: []column{
 		{name: "provider", typ: "String", class: lowCard},
 		{name: "model", typ: "String", class: lowCard},
 		{name: "status_class", typ: "UInt8"},
 		{name: "error_type", typ: "String", class: lowCard},
-	}}
-	rollups = []rollup{requestsHourly, routesHourly}
+	}, values: requestsHourly.values}
+	requestsDaily = rollup{name: "requests_daily", grain: daily, dims: requestsHourly.dims, values: sumValues}
+	latencyHourly = rollup{name: "latency_hourly", grain: hourly,
+		values: append([]rollupValue{sumValues[0]}, histogramValues...)}
+	rollups = []rollup{requestsHourly, routesHourly, requestsDaily, latencyHourly}
 )
 
-// rollupValues are the rollups' aggregate states, each with the
-// expression over a request's row that the view and the backfill
-// aggregate: requests, tokens by kind, spend in nanodollars (cost_nanos)
-// and the requests with tokens but no price, and quantile states of
-// duration, TTFT and TTFA in ms (read with quantilesMerge(0.5, 0.9, 0.99)
-// and quantilesIfMerge(...)). None is named as a column of the requests
-// table: an alias that shadows the column it aggregates is cyclic to
-// older servers.
-var rollupValues = []rollupValue{
+// sumValues are the rollups' sums, each with the expression over a
+// request's row that a roll from the rows aggregates: requests, tokens by
+// kind, spend in nanodollars (cost_nanos) and the requests with tokens
+// but no price. None is named as a column of the requests table: an
+// alias that shadows the column it aggregates is cyclic to older servers.
+var sumValues = []rollupValue{
 	{"requests", "AggregateFunction(count)", "count", "", ""},
 	{"input", "AggregateFunction(sum, Int64)", "sum", "", "ifNull(input_tokens, toInt64(0))"},
 	{"output", "AggregateFunction(sum, Int64)", "sum", "", "ifNull(output_tokens, toInt64(0))"},
@@ -586,11 +612,47 @@ var rollupValues = []rollupValue{
 	{"spend_nanos", "AggregateFunction(sum, Int64)", "sum", "", "ifNull(cost_nanos, toInt64(0))"},
 	{"unpriced", "AggregateFunction(sum, UInt64)", "sum", "",
 		"toUInt64(isNull(cost_nanos) AND (isNotNull(input_tokens) OR isNotNull(output_tokens)))"},
+}
+
+// quantileValues are migration 8's quantile states of duration, TTFT and
+// TTFA in ms (read with quantilesMerge(0.5, 0.9, 0.99) and
+// quantilesIfMerge(...)): exact up to thousands of values, and as large.
+var quantileValues = []rollupValue{
 	{"duration", "AggregateFunction(quantiles(0.5, 0.9, 0.99), Int64)", "quantiles", "(0.5, 0.9, 0.99)", "duration_ms"},
 	{"ttft", "AggregateFunction(quantilesIf(0.5, 0.9, 0.99), Int64, UInt8)", "quantilesIf", "(0.5, 0.9, 0.99)",
 		"ifNull(ttft_ms, toInt64(0)), isNotNull(ttft_ms)"},
 	{"ttfa", "AggregateFunction(quantilesIf(0.5, 0.9, 0.99), Int64, UInt8)", "quantilesIf", "(0.5, 0.9, 0.99)",
 		"ifNull(ttfa_ms, toInt64(0)), isNotNull(ttfa_ms)"},
+}
+
+// histogramValues are latency histograms of duration, TTFT and TTFA in ms,
+// as sumMap states of (bucket, count): a bucket is LatencyBucket's, so a
+// state holds at most one entry per bucket however many requests it
+// counts (see docs/collector.md for reading a quantile from it).
+var histogramValues = []rollupValue{
+	{"duration_hist", histogramType, "sumMap", "", "[" + LatencyBucket("duration_ms") + "], [toUInt64(1)]"},
+	nullableHistogram("ttft_hist", "ttft_ms"),
+	nullableHistogram("ttfa_hist", "ttfa_ms"),
+}
+
+// histogramType is a latency histogram's column type.
+const histogramType = "AggregateFunction(sumMap, Array(Int16), Array(UInt64))"
+
+// LatencyBucket is the SQL of the histogram bucket of a latency in ms
+// (an Int64 expression): bucket i holds the latencies in (2^((i-1)/8),
+// 2^(i/8)] ms, eight buckets to a doubling, as Prometheus's native
+// histograms at their default schema; a quantile read at a bucket's
+// geometric middle, 2^((i-0.5)/8), is within 4.4% of the latency.
+func LatencyBucket(ms string) string {
+	return "toInt16(ceil(log2(greatest(" + ms + ", 1)) * 8))"
+}
+
+// nullableHistogram is the histogram value name of the nullable ms column
+// col: a request without it adds nothing.
+func nullableHistogram(name, col string) rollupValue {
+	return rollupValue{name, histogramType, "sumMap", "",
+		"if(isNull(" + col + "), emptyArrayInt16(), [" + LatencyBucket("assumeNotNull("+col+")") + "]), " +
+			"if(isNull(" + col + "), emptyArrayUInt64(), [toUInt64(1)])"}
 }
 
 // rollupValue is one aggregate state of the rollups: its column, type,
@@ -609,31 +671,44 @@ func (v rollupValue) mergeState() string { return v.fn + "MergeState" + v.params
 // replay or a resend stores count once (a view on inserts would count
 // each copy); a roll of an hour is a set of rows with one rolled_ns (its
 // time in nanoseconds: two collectors rolling an hour in the same second
-// make two sets), and readers take each hour's latest (RollupFilter). An
+// make two sets), and readers take each hour's latest (rollup.latest). An
 // hour, not a minute: a dashboard's buckets over the ranges a rollup
 // serves are wider, and a minute's rows would be nearly as many as the
 // requests (docs/collector.md). Retention and the cluster variant are
-// requests_by_id's; on a cluster a rollup is sharded by hour, so that two
-// rolls of an hour meet on one shard.
+// requests_by_id's; on a cluster a rollup is sharded by its time bucket,
+// so that two rolls of one meet on one shard.
 func hourlyMigration(f Features, s Schema) Migration {
-	m := Migration{Version: hourlySince, Name: "rollups"}
+	return rollupMigration(f, s, hourlySince, "rollups", requestsHourly, routesHourly)
+}
+
+// scaleMigration creates the rollups whose size does not grow with the
+// requests (requestsDaily, latencyHourly), filled as hourlyMigration's.
+func scaleMigration(f Features, s Schema) Migration {
+	return rollupMigration(f, s, scaleSince, "rollups_at_scale", requestsDaily, latencyHourly)
+}
+
+// rollupMigration is the migration since, named name, that creates the
+// rollup tables rs.
+func rollupMigration(f Features, s Schema, since uint32, name string, rs ...rollup) Migration {
+	m := Migration{Version: since, Name: name}
 	if f.TTL {
 		m.Name += " rows=" + shortDuration(s.Retention)
 	}
 	types := f // a Distributed table has the types, not the codecs
 	types.Codecs = false
-	for _, r := range rollups {
-		keyed := "PARTITION BY toYYYYMM(hour)\nORDER BY (route, hour, " + r.dimNames() + ")"
+	for _, r := range rs {
+		key := strings.TrimSuffix("route, "+r.grain.column+", "+r.dimList(), ", ")
+		keyed := "PARTITION BY toYYYYMM(" + r.grain.column + ")\nORDER BY (" + key + ")"
 		if s.Cluster == "" {
 			m.Statements = append(m.Statements, "CREATE TABLE IF NOT EXISTS "+s.Database+"."+r.name+"\n"+r.columns(f)+"\nENGINE = ReplacingMergeTree(rolled_ns)\n"+keyed)
 		} else {
 			m.Statements = append(m.Statements,
 				"CREATE TABLE IF NOT EXISTS "+s.Database+"."+r.name+"_local"+s.onCluster()+"\n"+r.columns(f)+"\nENGINE = ReplicatedReplacingMergeTree('"+
 					fmt.Sprintf(rollupZKPath, s.Database, r.name)+"', '{replica}', rolled_ns)\n"+keyed,
-				"CREATE TABLE IF NOT EXISTS "+s.Database+"."+r.name+s.onCluster()+"\n"+r.columns(types)+"\nENGINE = Distributed("+s.Cluster+", "+s.Database+", "+r.name+"_local, toUInt32(hour))")
+				"CREATE TABLE IF NOT EXISTS "+s.Database+"."+r.name+s.onCluster()+"\n"+r.columns(types)+"\nENGINE = Distributed("+s.Cluster+", "+s.Database+", "+r.name+"_local, toUInt32("+r.grain.column+"))")
 		}
 		if f.TTL && s.Retention > 0 {
-			m.Statements = append(m.Statements, "ALTER TABLE "+r.storage(s)+s.onCluster()+" MODIFY TTL hour + "+interval(s.Retention))
+			m.Statements = append(m.Statements, "ALTER TABLE "+r.storage(s)+s.onCluster()+" MODIFY TTL "+r.grain.column+" + "+interval(s.Retention))
 		}
 	}
 	return m
@@ -642,29 +717,21 @@ func hourlyMigration(f Features, s Schema) Migration {
 // columns is the rollup's column list on a server with features f.
 func (r rollup) columns(f Features) string {
 	var b strings.Builder
-	b.WriteString("(\n    hour DateTime" + codecOf(f, "DoubleDelta, ZSTD(1)") + ",\n    route " + columnType(column{typ: "String", class: lowCard}, f) + ",\n")
+	b.WriteString("(\n    " + r.grain.column + " DateTime" + codecOf(f, "DoubleDelta, ZSTD(1)") + ",\n    route " + columnType(column{typ: "String", class: lowCard}, f) + ",\n")
 	for _, d := range r.dims {
 		b.WriteString("    " + d.name + " " + columnType(d, f) + ",\n")
 	}
 	b.WriteString("    rolled_ns UInt64")
-	for _, v := range rollupValues {
+	for _, v := range r.values {
 		b.WriteString(",\n    " + v.name + " " + v.typ)
 	}
 	b.WriteString("\n)")
 	return b.String()
 }
 
-func (r rollup) dimNames() string {
-	names := make([]string, len(r.dims))
-	for i, d := range r.dims {
-		names[i] = d.name
-	}
-	return strings.Join(names, ", ")
-}
-
-func valueNames() string {
-	names := make([]string, len(rollupValues))
-	for i, v := range rollupValues {
+func (r rollup) valueNames() string {
+	names := make([]string, len(r.values))
+	for i, v := range r.values {
 		names[i] = v.name
 	}
 	return strings.Join(names, ", ")

@@ -80,23 +80,22 @@ func BenchmarkStorage(b *testing.B) {
 		// A roll of an hour with late rows adds a set; merges keep the
 		// latest of each key. Here every hour had late rows at every
 		// size: merge them away, as time would.
-		for _, table := range []string{"requests_hourly", "routes_hourly"} {
-			if err := conn.Exec(ctx, "OPTIMIZE TABLE "+db+"."+table+" FINAL"); err != nil {
-				b.Fatal(err)
-			}
-		}
-		var stored, hourly, routes uint64
+		var stored uint64
 		if err := conn.QueryRow(ctx, "SELECT count() FROM "+db+".requests").Scan(&stored); err != nil {
 			b.Fatal(err)
 		}
-		if err := conn.QueryRow(ctx, "SELECT count() FROM "+db+".requests_hourly").Scan(&hourly); err != nil {
-			b.Fatal(err)
+		line := fmt.Sprintf("%d rows: filled in %s (%.0f rows/s), rolled up in %s;", stored, fill.Round(time.Second), float64(size-prev)/fill.Seconds(), roll.Round(time.Millisecond))
+		for _, r := range rollups {
+			if err := conn.Exec(ctx, "OPTIMIZE TABLE "+db+"."+r.name+" FINAL"); err != nil {
+				b.Fatal(err)
+			}
+			var n uint64
+			if err := conn.QueryRow(ctx, "SELECT count() FROM "+db+"."+r.name).Scan(&n); err != nil {
+				b.Fatal(err)
+			}
+			line += fmt.Sprintf(" %s %d rows", r.name, n)
 		}
-		if err := conn.QueryRow(ctx, "SELECT count() FROM "+db+".routes_hourly").Scan(&routes); err != nil {
-			b.Fatal(err)
-		}
-		lines = append(lines, fmt.Sprintf("%d rows: filled in %s (%.0f rows/s), rolled up in %s, %d rows in requests_hourly, %d in routes_hourly",
-			stored, fill.Round(time.Second), float64(size-prev)/fill.Seconds(), roll.Round(time.Millisecond), hourly, routes))
+		lines = append(lines, line)
 		fmt.Println(lines[len(lines)-1])
 		for _, q := range queries {
 			times[q.name] = append(times[q.name], q.median(ctx, b, conn))

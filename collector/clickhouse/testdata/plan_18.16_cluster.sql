@@ -328,3 +328,74 @@ CREATE TABLE IF NOT EXISTS llmtap.routes_hourly ON CLUSTER llmtap_cluster
 )
 ENGINE = Distributed(llmtap_cluster, llmtap, routes_hourly_local, toUInt32(hour));
 
+-- migration 9: rollups_at_scale
+CREATE TABLE IF NOT EXISTS llmtap.requests_daily_local ON CLUSTER llmtap_cluster
+(
+    day DateTime,
+    route String,
+    provider String,
+    model String,
+    tenant String,
+    status_class UInt8,
+    error_type String,
+    rolled_ns UInt64,
+    requests AggregateFunction(count),
+    input AggregateFunction(sum, Int64),
+    output AggregateFunction(sum, Int64),
+    cache_read AggregateFunction(sum, Int64),
+    cache_write AggregateFunction(sum, Int64),
+    reasoning AggregateFunction(sum, Int64),
+    spend_nanos AggregateFunction(sum, Int64),
+    unpriced AggregateFunction(sum, UInt64)
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/llmtap/requests_daily_local', '{replica}', rolled_ns)
+PARTITION BY toYYYYMM(day)
+ORDER BY (route, day, provider, model, tenant, status_class, error_type);
+
+CREATE TABLE IF NOT EXISTS llmtap.requests_daily ON CLUSTER llmtap_cluster
+(
+    day DateTime,
+    route String,
+    provider String,
+    model String,
+    tenant String,
+    status_class UInt8,
+    error_type String,
+    rolled_ns UInt64,
+    requests AggregateFunction(count),
+    input AggregateFunction(sum, Int64),
+    output AggregateFunction(sum, Int64),
+    cache_read AggregateFunction(sum, Int64),
+    cache_write AggregateFunction(sum, Int64),
+    reasoning AggregateFunction(sum, Int64),
+    spend_nanos AggregateFunction(sum, Int64),
+    unpriced AggregateFunction(sum, UInt64)
+)
+ENGINE = Distributed(llmtap_cluster, llmtap, requests_daily_local, toUInt32(day));
+
+CREATE TABLE IF NOT EXISTS llmtap.latency_hourly_local ON CLUSTER llmtap_cluster
+(
+    hour DateTime,
+    route String,
+    rolled_ns UInt64,
+    requests AggregateFunction(count),
+    duration_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64)),
+    ttft_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64)),
+    ttfa_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64))
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/llmtap/latency_hourly_local', '{replica}', rolled_ns)
+PARTITION BY toYYYYMM(hour)
+ORDER BY (route, hour);
+
+CREATE TABLE IF NOT EXISTS llmtap.latency_hourly ON CLUSTER llmtap_cluster
+(
+    hour DateTime,
+    route String,
+    rolled_ns UInt64,
+    requests AggregateFunction(count),
+    duration_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64)),
+    ttft_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64)),
+    ttfa_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64))
+)
+ENGINE = Distributed(llmtap_cluster, llmtap, latency_hourly_local, toUInt32(hour));
+

@@ -188,3 +188,41 @@ ENGINE = ReplacingMergeTree(rolled_ns)
 PARTITION BY toYYYYMM(hour)
 ORDER BY (route, hour, provider, model, status_class, error_type);
 
+-- migration 9: rollups_at_scale
+CREATE TABLE IF NOT EXISTS obs.requests_daily
+(
+    day DateTime,
+    route String,
+    provider String,
+    model String,
+    tenant String,
+    status_class UInt8,
+    error_type String,
+    rolled_ns UInt64,
+    requests AggregateFunction(count),
+    input AggregateFunction(sum, Int64),
+    output AggregateFunction(sum, Int64),
+    cache_read AggregateFunction(sum, Int64),
+    cache_write AggregateFunction(sum, Int64),
+    reasoning AggregateFunction(sum, Int64),
+    spend_nanos AggregateFunction(sum, Int64),
+    unpriced AggregateFunction(sum, UInt64)
+)
+ENGINE = ReplacingMergeTree(rolled_ns)
+PARTITION BY toYYYYMM(day)
+ORDER BY (route, day, provider, model, tenant, status_class, error_type);
+
+CREATE TABLE IF NOT EXISTS obs.latency_hourly
+(
+    hour DateTime,
+    route String,
+    rolled_ns UInt64,
+    requests AggregateFunction(count),
+    duration_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64)),
+    ttft_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64)),
+    ttfa_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64))
+)
+ENGINE = ReplacingMergeTree(rolled_ns)
+PARTITION BY toYYYYMM(hour)
+ORDER BY (route, hour);
+

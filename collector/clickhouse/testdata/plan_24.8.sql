@@ -192,3 +192,45 @@ ORDER BY (route, hour, provider, model, status_class, error_type);
 
 ALTER TABLE llmtap.routes_hourly MODIFY TTL hour + INTERVAL 90 DAY;
 
+-- migration 9: rollups_at_scale rows=90d
+CREATE TABLE IF NOT EXISTS llmtap.requests_daily
+(
+    day DateTime CODEC(DoubleDelta, ZSTD(1)),
+    route LowCardinality(String),
+    provider LowCardinality(String),
+    model LowCardinality(String),
+    tenant LowCardinality(String),
+    status_class UInt8,
+    error_type LowCardinality(String),
+    rolled_ns UInt64,
+    requests AggregateFunction(count),
+    input AggregateFunction(sum, Int64),
+    output AggregateFunction(sum, Int64),
+    cache_read AggregateFunction(sum, Int64),
+    cache_write AggregateFunction(sum, Int64),
+    reasoning AggregateFunction(sum, Int64),
+    spend_nanos AggregateFunction(sum, Int64),
+    unpriced AggregateFunction(sum, UInt64)
+)
+ENGINE = ReplacingMergeTree(rolled_ns)
+PARTITION BY toYYYYMM(day)
+ORDER BY (route, day, provider, model, tenant, status_class, error_type);
+
+ALTER TABLE llmtap.requests_daily MODIFY TTL day + INTERVAL 90 DAY;
+
+CREATE TABLE IF NOT EXISTS llmtap.latency_hourly
+(
+    hour DateTime CODEC(DoubleDelta, ZSTD(1)),
+    route LowCardinality(String),
+    rolled_ns UInt64,
+    requests AggregateFunction(count),
+    duration_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64)),
+    ttft_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64)),
+    ttfa_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64))
+)
+ENGINE = ReplacingMergeTree(rolled_ns)
+PARTITION BY toYYYYMM(hour)
+ORDER BY (route, hour);
+
+ALTER TABLE llmtap.latency_hourly MODIFY TTL hour + INTERVAL 90 DAY;
+

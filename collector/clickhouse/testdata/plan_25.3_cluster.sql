@@ -332,3 +332,78 @@ ENGINE = Distributed(main, obs, routes_hourly_local, toUInt32(hour));
 
 ALTER TABLE obs.routes_hourly_local ON CLUSTER main MODIFY TTL hour + INTERVAL 90 DAY;
 
+-- migration 9: rollups_at_scale rows=90d
+CREATE TABLE IF NOT EXISTS obs.requests_daily_local ON CLUSTER main
+(
+    day DateTime CODEC(DoubleDelta, ZSTD(1)),
+    route LowCardinality(String),
+    provider LowCardinality(String),
+    model LowCardinality(String),
+    tenant LowCardinality(String),
+    status_class UInt8,
+    error_type LowCardinality(String),
+    rolled_ns UInt64,
+    requests AggregateFunction(count),
+    input AggregateFunction(sum, Int64),
+    output AggregateFunction(sum, Int64),
+    cache_read AggregateFunction(sum, Int64),
+    cache_write AggregateFunction(sum, Int64),
+    reasoning AggregateFunction(sum, Int64),
+    spend_nanos AggregateFunction(sum, Int64),
+    unpriced AggregateFunction(sum, UInt64)
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/obs/requests_daily_local', '{replica}', rolled_ns)
+PARTITION BY toYYYYMM(day)
+ORDER BY (route, day, provider, model, tenant, status_class, error_type);
+
+CREATE TABLE IF NOT EXISTS obs.requests_daily ON CLUSTER main
+(
+    day DateTime,
+    route LowCardinality(String),
+    provider LowCardinality(String),
+    model LowCardinality(String),
+    tenant LowCardinality(String),
+    status_class UInt8,
+    error_type LowCardinality(String),
+    rolled_ns UInt64,
+    requests AggregateFunction(count),
+    input AggregateFunction(sum, Int64),
+    output AggregateFunction(sum, Int64),
+    cache_read AggregateFunction(sum, Int64),
+    cache_write AggregateFunction(sum, Int64),
+    reasoning AggregateFunction(sum, Int64),
+    spend_nanos AggregateFunction(sum, Int64),
+    unpriced AggregateFunction(sum, UInt64)
+)
+ENGINE = Distributed(main, obs, requests_daily_local, toUInt32(day));
+
+ALTER TABLE obs.requests_daily_local ON CLUSTER main MODIFY TTL day + INTERVAL 90 DAY;
+
+CREATE TABLE IF NOT EXISTS obs.latency_hourly_local ON CLUSTER main
+(
+    hour DateTime CODEC(DoubleDelta, ZSTD(1)),
+    route LowCardinality(String),
+    rolled_ns UInt64,
+    requests AggregateFunction(count),
+    duration_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64)),
+    ttft_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64)),
+    ttfa_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64))
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/obs/latency_hourly_local', '{replica}', rolled_ns)
+PARTITION BY toYYYYMM(hour)
+ORDER BY (route, hour);
+
+CREATE TABLE IF NOT EXISTS obs.latency_hourly ON CLUSTER main
+(
+    hour DateTime,
+    route LowCardinality(String),
+    rolled_ns UInt64,
+    requests AggregateFunction(count),
+    duration_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64)),
+    ttft_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64)),
+    ttfa_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64))
+)
+ENGINE = Distributed(main, obs, latency_hourly_local, toUInt32(hour));
+
+ALTER TABLE obs.latency_hourly_local ON CLUSTER main MODIFY TTL hour + INTERVAL 90 DAY;
+
