@@ -384,8 +384,12 @@ func checkDocumentedQueries(t *testing.T, conn driver.Conn) {
 	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
 		t.Fatal(err)
 	}
-	// The facts' hour rolled up, for the queries of the rollup.
-	if err := NewRoller(conn, Schema{Database: db}, testLogger(t)).rollHour(ctx, now.Add(-time.Minute).Truncate(time.Hour), now); err != nil {
+	// The facts' hour and day rolled up, for the queries of the rollups.
+	roller := NewRoller(conn, Schema{Database: db}, testLogger(t))
+	if err := roller.rollHour(ctx, now.Add(-time.Minute).Truncate(time.Hour), now); err != nil {
+		t.Fatal(err)
+	}
+	if err := roller.rollDay(ctx, now.Truncate(daily.length), now); err != nil {
 		t.Fatal(err)
 	}
 	doc, err := os.ReadFile("../../docs/queries.md")
@@ -464,7 +468,7 @@ func checkDashboardQueries(t *testing.T, conn driver.Conn) {
 	// What the summary panels answer, compared across the two ranges.
 	summaries := map[string]string{
 		"Requests and median duration": "SELECT concat(toString(time), ' ', toString(requests), ' ', toString(duration_p50_s)) FROM (%s)",
-		"Errors by route and class":    "SELECT concat(route, ' ', error_type, ' ', toString(requests)) FROM (%s)",
+		"Errors by route and class":    "SELECT concat(route, ' ', error_type, ' ', toString(requests), ' ', example) FROM (%s)",
 		"Tenants by spend": "SELECT concat(tenant, ' ', toString(requests), ' ', toString(cost_usd), ' ', toString(unpriced), ' ', " +
 			"toString(input), ' ', toString(output), ' ', toString(rate_limited)) FROM (%s)",
 	}

@@ -117,13 +117,16 @@
 //
 // # Rollups
 //
-// Migration 8 adds the hourly rollups requests_hourly and routes_hourly
-// (see rollups). The Roller fills them from the rows read FINAL, an hour
-// at a time once the hour has ended, so that stored copies of a request
-// count once, and rolls an hour again when rows of it come late; every
-// roll is a set of rows with its own rolled_ns, and RollupFilter keeps
-// each hour's latest. Store.Spend and the dashboard's summary panels read
-// the whole rolled hours of a range from them and the rest from the rows.
+// Migration 8 adds the hourly rollups requests_hourly and routes_hourly,
+// migration 9 requests_daily and latency_hourly, which stay small however
+// many requests there are (see rollups). The Roller fills them from the
+// rows read FINAL, an hour at a time once the hour has ended, so that
+// stored copies of a request count once, then each ended day from
+// requests_hourly, and rolls an hour and its day again when rows of it
+// come late; every roll is a set of rows with its own rolled_ns, and
+// rollup.latest keeps each hour's or day's latest. Store.Spend and the
+// dashboard's summary panels read the whole rolled days and hours of a
+// range from them and the rest from the rows.
 //
 // # Scale-out
 //

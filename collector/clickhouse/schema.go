@@ -567,16 +567,16 @@ var (
 
 // The rollups. requestsHourly has every dimension the dashboards and
 // reports group by; routesHourly has them but the tenant, so it holds a
-// few rows an hour where requestsHourly holds a few per tenant (the errors
-// panel reads it). The Roller makes routesHourly's roll of an hour from
+// few rows an hour where requestsHourly holds a few per tenant. The Roller makes routesHourly's roll of an hour from
 // requestsHourly's. Over long ranges neither stays small: with many
 // tenants requestsHourly has nearly a row per request, and a quantile
 // state keeps every value up to thousands of them, so reading either
 // costs as the rows do. Migration 9 therefore adds requestsDaily, the
 // sums of requestsHourly by day (the spend report and the tenants panel
 // read whole days from it), and latencyHourly, one row per route and
-// hour with latency histograms of a bounded size (the requests panel's
-// time series).
+// hour and error type (a few rows an hour) with an example request id
+// and latency histograms of a bounded size (the requests panel's time
+// series, the errors panel).
 var (
 	requestsHourly = rollup{name: "requests_hourly", grain: hourly, dims: []column{
 		{name: "provider", typ: "String", class: lowCard},
@@ -592,8 +592,9 @@ var (
 		{name: "error_type", typ: "String", class: lowCard},
 	}, values: requestsHourly.values}
 	requestsDaily = rollup{name: "requests_daily", grain: daily, dims: requestsHourly.dims, values: sumValues}
-	latencyHourly = rollup{name: "latency_hourly", grain: hourly,
-		values: append([]rollupValue{sumValues[0]}, histogramValues...)}
+	latencyHourly = rollup{name: "latency_hourly", grain: hourly, dims: []column{
+		{name: "error_type", typ: "String", class: lowCard},
+	}, values: append([]rollupValue{sumValues[0], exampleValue}, histogramValues...)}
 	rollups = []rollup{requestsHourly, routesHourly, requestsDaily, latencyHourly}
 )
 
@@ -624,6 +625,11 @@ var quantileValues = []rollupValue{
 	{"ttfa", "AggregateFunction(quantilesIf(0.5, 0.9, 0.99), Int64, UInt8)", "quantilesIf", "(0.5, 0.9, 0.99)",
 		"ifNull(ttfa_ms, toInt64(0)), isNotNull(ttfa_ms)"},
 }
+
+// exampleValue is one request id of a rollup row's requests (the
+// greatest, as the rows' max(request_id) would be): a way into the
+// drill-down from a count, such as a route's errors of one type.
+var exampleValue = rollupValue{"example", "AggregateFunction(max, String)", "max", "", "request_id"}
 
 // histogramValues are latency histograms of duration, TTFT and TTFA in ms,
 // as sumMap states of (bucket, count): a bucket is LatencyBucket's, so a

@@ -216,13 +216,15 @@ CREATE TABLE IF NOT EXISTS llmtap.latency_hourly
 (
     hour DateTime,
     route String,
+    error_type String,
     rolled_ns UInt64,
     requests AggregateFunction(count),
+    example AggregateFunction(max, String),
     duration_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64)),
     ttft_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64)),
     ttfa_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64))
 )
 ENGINE = ReplacingMergeTree(rolled_ns)
 PARTITION BY toYYYYMM(hour)
-ORDER BY (route, hour);
+ORDER BY (route, hour, error_type);
 

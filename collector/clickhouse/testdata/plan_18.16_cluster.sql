@@ -377,22 +377,26 @@ CREATE TABLE IF NOT EXISTS llmtap.latency_hourly_local ON CLUSTER llmtap_cluster
 (
     hour DateTime,
     route String,
+    error_type String,
     rolled_ns UInt64,
     requests AggregateFunction(count),
+    example AggregateFunction(max, String),
     duration_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64)),
     ttft_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64)),
     ttfa_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64))
 )
 ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/llmtap/latency_hourly_local', '{replica}', rolled_ns)
 PARTITION BY toYYYYMM(hour)
-ORDER BY (route, hour);
+ORDER BY (route, hour, error_type);
 
 CREATE TABLE IF NOT EXISTS llmtap.latency_hourly ON CLUSTER llmtap_cluster
 (
     hour DateTime,
     route String,
+    error_type String,
     rolled_ns UInt64,
     requests AggregateFunction(count),
+    example AggregateFunction(max, String),
     duration_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64)),
     ttft_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64)),
     ttfa_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64))

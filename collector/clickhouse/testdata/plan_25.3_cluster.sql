@@ -383,22 +383,26 @@ CREATE TABLE IF NOT EXISTS obs.latency_hourly_local ON CLUSTER main
 (
     hour DateTime CODEC(DoubleDelta, ZSTD(1)),
     route LowCardinality(String),
+    error_type LowCardinality(String),
     rolled_ns UInt64,
     requests AggregateFunction(count),
+    example AggregateFunction(max, String),
     duration_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64)),
     ttft_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64)),
     ttfa_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64))
 )
 ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/obs/latency_hourly_local', '{replica}', rolled_ns)
 PARTITION BY toYYYYMM(hour)
-ORDER BY (route, hour);
+ORDER BY (route, hour, error_type);
 
 CREATE TABLE IF NOT EXISTS obs.latency_hourly ON CLUSTER main
 (
     hour DateTime,
     route LowCardinality(String),
+    error_type LowCardinality(String),
     rolled_ns UInt64,
     requests AggregateFunction(count),
+    example AggregateFunction(max, String),
     duration_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64)),
     ttft_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64)),
     ttfa_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64))
