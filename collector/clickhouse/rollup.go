@@ -280,10 +280,15 @@ func dailySQL(db string, d time.Time) string {
 	to := requestsDaily
 	var b strings.Builder
 	b.WriteString("INSERT INTO " + db + "." + to.name + " (day, route, " + to.dimList() + "rolled_ns, " + to.valueNames() + ")\n")
-	// No alias rolled_ns: the filter's rolled_ns would read it.
+	// No aliases (the insert's columns go by position): the filter's
+	// rolled_ns and rateLimitedReroll's requests would read them.
 	b.WriteString("SELECT " + sqlTime(d) + " AS day, route, " + to.dimList() + "toUInt64(?)")
 	for _, v := range to.values {
-		b.WriteString(",\n    " + v.mergeState() + " AS " + v.name)
+		state := v.mergeState()
+		if v == rateLimitedValue {
+			state = rateLimitedReroll
+		}
+		b.WriteString(",\n    " + state)
 	}
 	b.WriteString("\nFROM " + db + "." + requestsHourly.name + "\nWHERE " + requestsHourly.latest(db, sqlTime(d), sqlTime(d.Add(daily.length))) +
 		"\nGROUP BY route, " + strings.TrimSuffix(to.dimList(), ", "))

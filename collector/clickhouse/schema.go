@@ -572,8 +572,10 @@ var (
 // tenants requestsHourly has nearly a row per request, and a quantile
 // state keeps every value up to thousands of them, so reading either
 // costs as the rows do. Migration 9 therefore adds requestsDaily, the
-// sums of requestsHourly by day (the spend report and the tenants panel
-// read whole days from it), and latencyHourly, one row per route and
+// sums of requestsHourly by day without the status and error dimensions,
+// whose rare values would multiply its rows (the spend report and the
+// tenants panel read whole days from it; it counts the rate-limited
+// requests instead), and latencyHourly, one row per route and
 // hour and error type (a few rows an hour) with an example request id
 // and latency histograms of a bounded size (the requests panel's time
 // series, the errors panel).
@@ -591,7 +593,11 @@ var (
 		{name: "status_class", typ: "UInt8"},
 		{name: "error_type", typ: "String", class: lowCard},
 	}, values: requestsHourly.values}
-	requestsDaily = rollup{name: "requests_daily", grain: daily, dims: requestsHourly.dims, values: sumValues}
+	requestsDaily = rollup{name: "requests_daily", grain: daily, dims: []column{
+		{name: "provider", typ: "String", class: lowCard},
+		{name: "model", typ: "String", class: lowCard},
+		{name: "tenant", typ: "String", class: lowCard},
+	}, values: append(slices.Clip(sumValues), rateLimitedValue)}
 	latencyHourly = rollup{name: "latency_hourly", grain: hourly, dims: []column{
 		{name: "error_type", typ: "String", class: lowCard},
 	}, values: append([]rollupValue{sumValues[0], exampleValue}, histogramValues...)}
@@ -625,6 +631,15 @@ var quantileValues = []rollupValue{
 	{"ttfa", "AggregateFunction(quantilesIf(0.5, 0.9, 0.99), Int64, UInt8)", "quantilesIf", "(0.5, 0.9, 0.99)",
 		"ifNull(ttfa_ms, toInt64(0)), isNotNull(ttfa_ms)"},
 }
+
+// rateLimitedValue counts the requests answered 429 by a limit
+// (error_type rate_limited), for a rollup without the error type. Rolled
+// from requests_hourly, it is rateLimitedReroll.
+var rateLimitedValue = rollupValue{"rate_limited", "AggregateFunction(sum, UInt64)", "sum", "", "toUInt64(error_type = 'rate_limited')"}
+
+// rateLimitedReroll is rateLimitedValue's state from requests_hourly's
+// rows, which have the error type and a count.
+const rateLimitedReroll = "sumState(toUInt64(if(error_type = 'rate_limited', finalizeAggregation(requests), 0)))"
 
 // exampleValue is one request id of a rollup row's requests (the
 // greatest, as the rows' max(request_id) would be): a way into the

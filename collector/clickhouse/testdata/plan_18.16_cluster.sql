@@ -336,8 +336,6 @@ CREATE TABLE IF NOT EXISTS llmtap.requests_daily_local ON CLUSTER llmtap_cluster
     provider String,
     model String,
     tenant String,
-    status_class UInt8,
-    error_type String,
     rolled_ns UInt64,
     requests AggregateFunction(count),
     input AggregateFunction(sum, Int64),
@@ -346,11 +344,12 @@ CREATE TABLE IF NOT EXISTS llmtap.requests_daily_local ON CLUSTER llmtap_cluster
     cache_write AggregateFunction(sum, Int64),
     reasoning AggregateFunction(sum, Int64),
     spend_nanos AggregateFunction(sum, Int64),
-    unpriced AggregateFunction(sum, UInt64)
+    unpriced AggregateFunction(sum, UInt64),
+    rate_limited AggregateFunction(sum, UInt64)
 )
 ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/llmtap/requests_daily_local', '{replica}', rolled_ns)
 PARTITION BY toYYYYMM(day)
-ORDER BY (route, day, provider, model, tenant, status_class, error_type);
+ORDER BY (route, day, provider, model, tenant);
 
 CREATE TABLE IF NOT EXISTS llmtap.requests_daily ON CLUSTER llmtap_cluster
 (
@@ -359,8 +358,6 @@ CREATE TABLE IF NOT EXISTS llmtap.requests_daily ON CLUSTER llmtap_cluster
     provider String,
     model String,
     tenant String,
-    status_class UInt8,
-    error_type String,
     rolled_ns UInt64,
     requests AggregateFunction(count),
     input AggregateFunction(sum, Int64),
@@ -369,7 +366,8 @@ CREATE TABLE IF NOT EXISTS llmtap.requests_daily ON CLUSTER llmtap_cluster
     cache_write AggregateFunction(sum, Int64),
     reasoning AggregateFunction(sum, Int64),
     spend_nanos AggregateFunction(sum, Int64),
-    unpriced AggregateFunction(sum, UInt64)
+    unpriced AggregateFunction(sum, UInt64),
+    rate_limited AggregateFunction(sum, UInt64)
 )
 ENGINE = Distributed(llmtap_cluster, llmtap, requests_daily_local, toUInt32(day));
 

@@ -200,8 +200,6 @@ CREATE TABLE IF NOT EXISTS llmtap.requests_daily
     provider LowCardinality(String),
     model LowCardinality(String),
     tenant LowCardinality(String),
-    status_class UInt8,
-    error_type LowCardinality(String),
     rolled_ns UInt64,
     requests AggregateFunction(count),
     input AggregateFunction(sum, Int64),
@@ -210,11 +208,12 @@ CREATE TABLE IF NOT EXISTS llmtap.requests_daily
     cache_write AggregateFunction(sum, Int64),
     reasoning AggregateFunction(sum, Int64),
     spend_nanos AggregateFunction(sum, Int64),
-    unpriced AggregateFunction(sum, UInt64)
+    unpriced AggregateFunction(sum, UInt64),
+    rate_limited AggregateFunction(sum, UInt64)
 )
 ENGINE = ReplacingMergeTree(rolled_ns)
 PARTITION BY toYYYYMM(day)
-ORDER BY (route, day, provider, model, tenant, status_class, error_type);
+ORDER BY (route, day, provider, model, tenant);
 
 ALTER TABLE llmtap.requests_daily MODIFY TTL day + INTERVAL 90 DAY;
 

@@ -184,8 +184,6 @@ CREATE TABLE IF NOT EXISTS llmtap.requests_daily
     provider LowCardinality(String),
     model LowCardinality(String),
     tenant LowCardinality(String),
-    status_class UInt8,
-    error_type LowCardinality(String),
     rolled_ns UInt64,
     requests AggregateFunction(count),
     input AggregateFunction(sum, Int64),
@@ -194,11 +192,12 @@ CREATE TABLE IF NOT EXISTS llmtap.requests_daily
     cache_write AggregateFunction(sum, Int64),
     reasoning AggregateFunction(sum, Int64),
     spend_nanos AggregateFunction(sum, Int64),
-    unpriced AggregateFunction(sum, UInt64)
+    unpriced AggregateFunction(sum, UInt64),
+    rate_limited AggregateFunction(sum, UInt64)
 )
 ENGINE = ReplacingMergeTree(rolled_ns)
 PARTITION BY toYYYYMM(day)
-ORDER BY (route, day, provider, model, tenant, status_class, error_type);
+ORDER BY (route, day, provider, model, tenant);
 
 CREATE TABLE IF NOT EXISTS llmtap.latency_hourly
 (

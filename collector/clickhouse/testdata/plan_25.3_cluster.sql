@@ -340,8 +340,6 @@ CREATE TABLE IF NOT EXISTS obs.requests_daily_local ON CLUSTER main
     provider LowCardinality(String),
     model LowCardinality(String),
     tenant LowCardinality(String),
-    status_class UInt8,
-    error_type LowCardinality(String),
     rolled_ns UInt64,
     requests AggregateFunction(count),
     input AggregateFunction(sum, Int64),
@@ -350,11 +348,12 @@ CREATE TABLE IF NOT EXISTS obs.requests_daily_local ON CLUSTER main
     cache_write AggregateFunction(sum, Int64),
     reasoning AggregateFunction(sum, Int64),
     spend_nanos AggregateFunction(sum, Int64),
-    unpriced AggregateFunction(sum, UInt64)
+    unpriced AggregateFunction(sum, UInt64),
+    rate_limited AggregateFunction(sum, UInt64)
 )
 ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/obs/requests_daily_local', '{replica}', rolled_ns)
 PARTITION BY toYYYYMM(day)
-ORDER BY (route, day, provider, model, tenant, status_class, error_type);
+ORDER BY (route, day, provider, model, tenant);
 
 CREATE TABLE IF NOT EXISTS obs.requests_daily ON CLUSTER main
 (
@@ -363,8 +362,6 @@ CREATE TABLE IF NOT EXISTS obs.requests_daily ON CLUSTER main
     provider LowCardinality(String),
     model LowCardinality(String),
     tenant LowCardinality(String),
-    status_class UInt8,
-    error_type LowCardinality(String),
     rolled_ns UInt64,
     requests AggregateFunction(count),
     input AggregateFunction(sum, Int64),
@@ -373,7 +370,8 @@ CREATE TABLE IF NOT EXISTS obs.requests_daily ON CLUSTER main
     cache_write AggregateFunction(sum, Int64),
     reasoning AggregateFunction(sum, Int64),
     spend_nanos AggregateFunction(sum, Int64),
-    unpriced AggregateFunction(sum, UInt64)
+    unpriced AggregateFunction(sum, UInt64),
+    rate_limited AggregateFunction(sum, UInt64)
 )
 ENGINE = Distributed(main, obs, requests_daily_local, toUInt32(day));
 
