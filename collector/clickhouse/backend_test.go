@@ -158,12 +158,16 @@ func checkUpgrade(t *testing.T, conn driver.Conn, db string, keep func(*collecto
 			t.Fatal(err)
 		}
 		for _, r := range rollups {
+			want := uint64(1)
+			if r.rows != "" {
+				want = 0 // the old row did not fail
+			}
 			if got := count(t, conn, "SELECT countMerge(requests) FROM "+db+"."+r.name+" WHERE route = 'r' AND "+
-				r.latest(db, "toDateTime('2026-03-14 00:00:00', 'UTC')", "toDateTime('2026-03-15 00:00:00', 'UTC')")); got != 1 {
-				t.Errorf("%s: the row written before the rollups counts %d times in %s, want 1 (backfilled)", stage, got, r.name)
+				r.latest(db, "toDateTime('2026-03-14 00:00:00', 'UTC')", "toDateTime('2026-03-15 00:00:00', 'UTC')")); got != want {
+				t.Errorf("%s: the row written before the rollups counts %d times in %s, want %d (backfilled)", stage, got, r.name, want)
 			}
 		}
-		for _, r := range []rollup{requestsDaily, latencyHourly} {
+		for _, r := range []rollup{requestsDaily, latencyHourly, errorsHourly} {
 			if err := conn.Exec(ctx, "TRUNCATE TABLE "+db+"."+r.name); err != nil {
 				t.Fatal(err)
 			}
@@ -328,33 +332,42 @@ func checkSpend(t *testing.T, conn driver.Conn, db string) {
 		t.Fatal(err)
 	}
 	check("a late row rolled again", nil)
-	// Every rollup counts what the rows do, hour by hour or day by day;
-	// latency_hourly's histograms count every request once.
-	var wn, wOutput, wSpend int64
+	// Every rollup counts what the rows do, hour by hour or day by day:
+	// latency_hourly's histograms every request once, errors_hourly the
+	// failed ones.
+	var all, failed, output, spend int64
 	for _, f := range facts {
-		wn++
+		all++
+		if f.ErrorType != "" {
+			failed++
+		}
 		if f.Usage.Output != nil {
-			wOutput += *f.Usage.Output
+			output += *f.Usage.Output
 		}
 		if f.Cost != nil {
-			wSpend += int64(f.Cost.Total)
+			spend += int64(f.Cost.Total)
 		}
 	}
 	for _, r := range rollups {
-		sums := "sumMerge(output), sumMerge(spend_nanos)"
-		if r.name == latencyHourly.name {
-			sums = "toInt64(arraySum(sumMapMerge(duration_hist).2)), toInt64(0)"
-			wOutput, wSpend = wn, 0
+		sums, want := "sumMerge(output), sumMerge(spend_nanos)", [3]int64{all, output, spend}
+		switch r.name {
+		case latencyHourly.name:
+			sums, want = "toInt64(arraySum(sumMapMerge(duration_hist).2)), toInt64(0)", [3]int64{all, all, 0}
+		case errorsHourly.name:
+			sums, want = "toInt64(0), toInt64(0)", [3]int64{failed, 0, 0}
 		}
 		q := "SELECT countMerge(requests), " + sums + " FROM " + db + "." + r.name + " WHERE " + r.latest(db, "toDateTime(0)", "toDateTime(4000000000)")
 		var n uint64
-		var output, spend int64
-		if err := conn.QueryRow(ctx, q).Scan(&n, &output, &spend); err != nil {
+		var got [3]int64
+		if err := conn.QueryRow(ctx, q).Scan(&n, &got[1], &got[2]); err != nil {
 			t.Fatalf("%s: %v", r.name, err)
 		}
-		if int64(n) != wn || output != wOutput || spend != wSpend {
-			t.Errorf("%s: %d requests, %d output tokens (requests in the histogram), %d spent; want %d, %d, %d", r.name, n, output, spend, wn, wOutput, wSpend)
+		if got[0] = int64(n); got != want {
+			t.Errorf("%s: %d requests, %d output tokens (requests in the histogram), %d spent; want %v", r.name, got[0], got[1], got[2], want)
 		}
+	}
+	if failed == 0 {
+		t.Fatal("no failed request among the facts")
 	}
 	if _, err := store.Spend(ctx, collector.SpendQuery{From: from, To: to, GroupBy: []collector.SpendGroup{"path"}}); err == nil {
 		t.Error("a report grouped by an unknown dimension was answered")

@@ -88,6 +88,8 @@ func TestIntegrationCluster(t *testing.T) {
 			"requests_daily":        "Distributed",
 			"latency_hourly_local":  "ReplicatedReplacingMergeTree",
 			"latency_hourly":        "Distributed",
+			"errors_hourly_local":   "ReplicatedReplacingMergeTree",
+			"errors_hourly":         "Distributed",
 		}
 		if !reflect.DeepEqual(engines, want) {
 			t.Errorf("tables %v, want %v", engines, want)
@@ -113,6 +115,7 @@ func TestIntegrationCluster(t *testing.T) {
 			"routes_hourly_local":   "/clickhouse/tables/" + srv.Cluster.Shard + "/it_cluster/routes_hourly_local " + srv.Cluster.Replica,
 			"requests_daily_local":  "/clickhouse/tables/" + srv.Cluster.Shard + "/it_cluster/requests_daily_local " + srv.Cluster.Replica,
 			"latency_hourly_local":  "/clickhouse/tables/" + srv.Cluster.Shard + "/it_cluster/latency_hourly_local " + srv.Cluster.Replica,
+			"errors_hourly_local":   "/clickhouse/tables/" + srv.Cluster.Shard + "/it_cluster/errors_hourly_local " + srv.Cluster.Replica,
 		}
 		if !reflect.DeepEqual(replicas, wantReplicas) {
 			t.Errorf("replicas %v, want %v", replicas, wantReplicas)
@@ -172,9 +175,13 @@ func TestIntegrationCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, r := range rollups {
+			want := uint64(len(in))
+			if r.rows != "" {
+				want = count(t, conn, "SELECT count() FROM "+db+".requests FINAL WHERE "+r.rows)
+			}
 			if got := count(t, conn, "SELECT countMerge(requests) FROM "+db+"."+r.name+" WHERE "+
-				r.latest(db, "toDateTime(0)", "toDateTime(4000000000)")); got != uint64(len(in)) {
-				t.Errorf("%s counts %d requests, want %d", r.name, got, len(in))
+				r.latest(db, "toDateTime(0)", "toDateTime(4000000000)")); got != want {
+				t.Errorf("%s counts %d requests, want %d", r.name, got, want)
 			}
 		}
 	})

@@ -118,7 +118,7 @@
 // # Rollups
 //
 // Migration 8 adds the hourly rollups requests_hourly and routes_hourly,
-// migration 9 requests_daily and latency_hourly, which stay small however
+// migration 9 requests_daily, latency_hourly and errors_hourly, which stay small however
 // many requests there are (see rollups). The Roller fills them from the
 // rows read FINAL, an hour at a time once the hour has ended, so that
 // stored copies of a request count once, then each ended day from

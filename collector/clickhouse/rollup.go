@@ -183,6 +183,9 @@ func (r *Roller) resume(ctx context.Context, now time.Time) error {
 	r.checked = now
 	r.until, r.days = time.Time{}, start.Truncate(daily.length)
 	for _, t := range rollups {
+		if t.setsIn != "" {
+			continue // may be empty when all is rolled: it goes with setsIn
+		}
 		var rows, rolledNs uint64
 		var last time.Time
 		if err := r.conn.QueryRow(ctx, "SELECT count(), max("+t.grain.column+"), max(rolled_ns) FROM "+db+"."+t.name).Scan(&rows, &last, &rolledNs); err != nil {
@@ -206,11 +209,11 @@ func (r *Roller) resume(ctx context.Context, now time.Time) error {
 }
 
 // rollHour rolls the hour that starts at h up, as a set with rolledAt:
-// requests_hourly and latency_hourly from the rows, then routes_hourly
-// from requests_hourly's set.
+// requests_hourly, latency_hourly and errors_hourly from the rows, then
+// routes_hourly from requests_hourly's set.
 func (r *Roller) rollHour(ctx context.Context, h, rolledAt time.Time) error {
 	db, ns := r.schema.Database, uint64(rolledAt.UnixNano())
-	for _, to := range []rollup{requestsHourly, latencyHourly} {
+	for _, to := range []rollup{requestsHourly, latencyHourly, errorsHourly} {
 		if err := r.conn.Exec(ctx, rollSQL(db, to), ns, h, h.Add(time.Hour)); err != nil {
 			return fmt.Errorf("clickhouse: rollup: roll the hour of %s into %s: %w", h.Format(time.RFC3339), to.name, err)
 		}
@@ -253,7 +256,11 @@ func rollSQL(db string, to rollup) string {
 	for _, v := range to.values {
 		b.WriteString(",\n    " + v.state() + " AS " + v.name)
 	}
-	b.WriteString("\nFROM " + db + "." + requestsTable + " FINAL\nWHERE start >= ? AND start < ?\nGROUP BY hour, route")
+	b.WriteString("\nFROM " + db + "." + requestsTable + " FINAL\nWHERE start >= ? AND start < ?")
+	if to.rows != "" {
+		b.WriteString(" AND " + to.rows)
+	}
+	b.WriteString("\nGROUP BY hour, route")
 	for _, d := range to.dims {
 		b.WriteString(", " + d.name)
 	}
@@ -318,6 +325,9 @@ func bucketOf(g grain, expr string) string {
 // (SQL expressions of DateTime), only each hour's or day's latest roll.
 func (r rollup) latest(db, from, to string) string {
 	t, c := db+"."+r.name, r.grain.column
+	if r.setsIn != "" {
+		t = db + "." + r.setsIn
+	}
 	return c + " >= " + from + " AND " + c + " < " + to + " AND (" + c + ", rolled_ns) GLOBAL IN (SELECT " + c + ", max(rolled_ns) FROM " + t +
 		" WHERE " + c + " >= " + from + " AND " + c + " < " + to + " GROUP BY " + c + ")"
 }

@@ -164,7 +164,7 @@ const byIDSince = 7
 const hourlySince = 8
 
 // scaleSince is the migration that added the rollups that stay small
-// (requests_daily, latency_hourly).
+// (requests_daily, latency_hourly, errors_hourly).
 const scaleSince = 9
 
 // chunksAlias is the alias column chunks: every event's data, whichever
@@ -552,6 +552,10 @@ type rollup struct {
 	grain  grain
 	dims   []column // the sort key after route and the time bucket
 	values []rollupValue
+	rows   string // the rows it rolls up, when not all: a condition
+	// setsIn is the rollup whose sets (rolls) are this one's, when this
+	// one may have none for a rolled hour (rows).
+	setsIn string
 }
 
 // grain is a rollup's time bucket: its column and length.
@@ -575,10 +579,13 @@ var (
 // sums of requestsHourly by day without the status and error dimensions,
 // whose rare values would multiply its rows (the spend report and the
 // tenants panel read whole days from it; it counts the rate-limited
-// requests instead), and latencyHourly, one row per route and
-// hour and error type (a few rows an hour) with an example request id
-// and latency histograms of a bounded size (the requests panel's time
-// series, the errors panel).
+// requests instead); latencyHourly, one row per route and hour with
+// latency histograms of a bounded size (the requests panel's time
+// series); and errorsHourly, the failed requests per route, hour and
+// error type with an example request id (the errors panel). An hour's
+// roll writes latencyHourly and errorsHourly with one rolled_ns, and
+// latencyHourly has a row for every hour with requests: its latest set
+// tells errorsHourly's, which has none for an hour without errors.
 var (
 	requestsHourly = rollup{name: "requests_hourly", grain: hourly, dims: []column{
 		{name: "provider", typ: "String", class: lowCard},
@@ -598,10 +605,11 @@ var (
 		{name: "model", typ: "String", class: lowCard},
 		{name: "tenant", typ: "String", class: lowCard},
 	}, values: append(slices.Clip(sumValues), rateLimitedValue)}
-	latencyHourly = rollup{name: "latency_hourly", grain: hourly, dims: []column{
+	latencyHourly = rollup{name: "latency_hourly", grain: hourly, values: append([]rollupValue{sumValues[0]}, histogramValues...)}
+	errorsHourly  = rollup{name: "errors_hourly", grain: hourly, dims: []column{
 		{name: "error_type", typ: "String", class: lowCard},
-	}, values: append([]rollupValue{sumValues[0], exampleValue}, histogramValues...)}
-	rollups = []rollup{requestsHourly, routesHourly, requestsDaily, latencyHourly}
+	}, values: []rollupValue{sumValues[0], exampleValue}, rows: "error_type != ''", setsIn: "latency_hourly"}
+	rollups = []rollup{requestsHourly, routesHourly, requestsDaily, latencyHourly, errorsHourly}
 )
 
 // sumValues are the rollups' sums, each with the expression over a
@@ -703,9 +711,10 @@ func hourlyMigration(f Features, s Schema) Migration {
 }
 
 // scaleMigration creates the rollups whose size does not grow with the
-// requests (requestsDaily, latencyHourly), filled as hourlyMigration's.
+// requests (requestsDaily, latencyHourly, errorsHourly), filled as
+// hourlyMigration's.
 func scaleMigration(f Features, s Schema) Migration {
-	return rollupMigration(f, s, scaleSince, "rollups_at_scale", requestsDaily, latencyHourly)
+	return rollupMigration(f, s, scaleSince, "rollups_at_scale", requestsDaily, latencyHourly, errorsHourly)
 }
 
 // rollupMigration is the migration since, named name, that creates the

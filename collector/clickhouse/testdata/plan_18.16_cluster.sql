@@ -375,29 +375,49 @@ CREATE TABLE IF NOT EXISTS llmtap.latency_hourly_local ON CLUSTER llmtap_cluster
 (
     hour DateTime,
     route String,
-    error_type String,
     rolled_ns UInt64,
     requests AggregateFunction(count),
-    example AggregateFunction(max, String),
     duration_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64)),
     ttft_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64)),
     ttfa_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64))
 )
 ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/llmtap/latency_hourly_local', '{replica}', rolled_ns)
 PARTITION BY toYYYYMM(hour)
-ORDER BY (route, hour, error_type);
+ORDER BY (route, hour);
 
 CREATE TABLE IF NOT EXISTS llmtap.latency_hourly ON CLUSTER llmtap_cluster
+(
+    hour DateTime,
+    route String,
+    rolled_ns UInt64,
+    requests AggregateFunction(count),
+    duration_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64)),
+    ttft_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64)),
+    ttfa_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64))
+)
+ENGINE = Distributed(llmtap_cluster, llmtap, latency_hourly_local, toUInt32(hour));
+
+CREATE TABLE IF NOT EXISTS llmtap.errors_hourly_local ON CLUSTER llmtap_cluster
 (
     hour DateTime,
     route String,
     error_type String,
     rolled_ns UInt64,
     requests AggregateFunction(count),
-    example AggregateFunction(max, String),
-    duration_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64)),
-    ttft_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64)),
-    ttfa_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64))
+    example AggregateFunction(max, String)
 )
-ENGINE = Distributed(llmtap_cluster, llmtap, latency_hourly_local, toUInt32(hour));
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/llmtap/errors_hourly_local', '{replica}', rolled_ns)
+PARTITION BY toYYYYMM(hour)
+ORDER BY (route, hour, error_type);
+
+CREATE TABLE IF NOT EXISTS llmtap.errors_hourly ON CLUSTER llmtap_cluster
+(
+    hour DateTime,
+    route String,
+    error_type String,
+    rolled_ns UInt64,
+    requests AggregateFunction(count),
+    example AggregateFunction(max, String)
+)
+ENGINE = Distributed(llmtap_cluster, llmtap, errors_hourly_local, toUInt32(hour));
 

@@ -203,13 +203,24 @@ CREATE TABLE IF NOT EXISTS llmtap.latency_hourly
 (
     hour DateTime CODEC(DoubleDelta, ZSTD(1)),
     route LowCardinality(String),
-    error_type LowCardinality(String),
     rolled_ns UInt64,
     requests AggregateFunction(count),
-    example AggregateFunction(max, String),
     duration_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64)),
     ttft_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64)),
     ttfa_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64))
+)
+ENGINE = ReplacingMergeTree(rolled_ns)
+PARTITION BY toYYYYMM(hour)
+ORDER BY (route, hour);
+
+CREATE TABLE IF NOT EXISTS llmtap.errors_hourly
+(
+    hour DateTime CODEC(DoubleDelta, ZSTD(1)),
+    route LowCardinality(String),
+    error_type LowCardinality(String),
+    rolled_ns UInt64,
+    requests AggregateFunction(count),
+    example AggregateFunction(max, String)
 )
 ENGINE = ReplacingMergeTree(rolled_ns)
 PARTITION BY toYYYYMM(hour)

@@ -381,26 +381,22 @@ CREATE TABLE IF NOT EXISTS obs.latency_hourly_local ON CLUSTER main
 (
     hour DateTime CODEC(DoubleDelta, ZSTD(1)),
     route LowCardinality(String),
-    error_type LowCardinality(String),
     rolled_ns UInt64,
     requests AggregateFunction(count),
-    example AggregateFunction(max, String),
     duration_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64)),
     ttft_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64)),
     ttfa_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64))
 )
 ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/obs/latency_hourly_local', '{replica}', rolled_ns)
 PARTITION BY toYYYYMM(hour)
-ORDER BY (route, hour, error_type);
+ORDER BY (route, hour);
 
 CREATE TABLE IF NOT EXISTS obs.latency_hourly ON CLUSTER main
 (
     hour DateTime,
     route LowCardinality(String),
-    error_type LowCardinality(String),
     rolled_ns UInt64,
     requests AggregateFunction(count),
-    example AggregateFunction(max, String),
     duration_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64)),
     ttft_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64)),
     ttfa_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64))
@@ -408,4 +404,30 @@ CREATE TABLE IF NOT EXISTS obs.latency_hourly ON CLUSTER main
 ENGINE = Distributed(main, obs, latency_hourly_local, toUInt32(hour));
 
 ALTER TABLE obs.latency_hourly_local ON CLUSTER main MODIFY TTL hour + INTERVAL 90 DAY;
+
+CREATE TABLE IF NOT EXISTS obs.errors_hourly_local ON CLUSTER main
+(
+    hour DateTime CODEC(DoubleDelta, ZSTD(1)),
+    route LowCardinality(String),
+    error_type LowCardinality(String),
+    rolled_ns UInt64,
+    requests AggregateFunction(count),
+    example AggregateFunction(max, String)
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/obs/errors_hourly_local', '{replica}', rolled_ns)
+PARTITION BY toYYYYMM(hour)
+ORDER BY (route, hour, error_type);
+
+CREATE TABLE IF NOT EXISTS obs.errors_hourly ON CLUSTER main
+(
+    hour DateTime,
+    route LowCardinality(String),
+    error_type LowCardinality(String),
+    rolled_ns UInt64,
+    requests AggregateFunction(count),
+    example AggregateFunction(max, String)
+)
+ENGINE = Distributed(main, obs, errors_hourly_local, toUInt32(hour));
+
+ALTER TABLE obs.errors_hourly_local ON CLUSTER main MODIFY TTL hour + INTERVAL 90 DAY;
 
