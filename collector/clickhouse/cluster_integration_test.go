@@ -179,7 +179,7 @@ func TestIntegrationCluster(t *testing.T) {
 			if r.rows != "" {
 				want = count(t, conn, "SELECT count() FROM "+db+".requests FINAL WHERE "+r.rows)
 			}
-			if got := count(t, conn, "SELECT countMerge(requests) FROM "+db+"."+r.name+" WHERE "+
+			if got := count(t, conn, "SELECT "+requestsOf(r)+" FROM "+db+"."+r.name+" WHERE "+
 				r.latest(db, "toDateTime(0)", "toDateTime(4000000000)")); got != want {
 				t.Errorf("%s counts %d requests, want %d", r.name, got, want)
 			}

@@ -112,3 +112,12 @@ func stored(f *collector.Fact) *collector.Fact {
 	}
 	return &g
 }
+
+// requestsOf is the SQL of the requests a rollup's rows count: latency_hourly
+// counts them in its histogram.
+func requestsOf(r rollup) string {
+	if r.name == latencyHourly.name {
+		return "toUInt64(arraySum(sumForEachMerge(duration_hist)))"
+	}
+	return "countMerge(requests)"
+}

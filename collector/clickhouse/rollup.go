@@ -214,7 +214,11 @@ func (r *Roller) resume(ctx context.Context, now time.Time) error {
 func (r *Roller) rollHour(ctx context.Context, h, rolledAt time.Time) error {
 	db, ns := r.schema.Database, uint64(rolledAt.UnixNano())
 	for _, to := range []rollup{requestsHourly, latencyHourly, errorsHourly} {
-		if err := r.conn.Exec(ctx, rollSQL(db, to), ns, h, h.Add(time.Hour)); err != nil {
+		roll := rollSQL(db, to)
+		if to.name == latencyHourly.name {
+			roll = latencySQL(db)
+		}
+		if err := r.conn.Exec(ctx, roll, ns, h, h.Add(time.Hour)); err != nil {
 			return fmt.Errorf("clickhouse: rollup: roll the hour of %s into %s: %w", h.Format(time.RFC3339), to.name, err)
 		}
 	}
@@ -265,6 +269,16 @@ func rollSQL(db string, to rollup) string {
 		b.WriteString(", " + d.name)
 	}
 	return b.String()
+}
+
+// latencySQL is the statement that rolls one hour of rows up into
+// latency_hourly (rollSQL's arguments): the requests counted by route and
+// duration bucket first, then each route's counts made one array.
+func latencySQL(db string) string {
+	return "INSERT INTO " + db + "." + latencyHourly.name + " (hour, route, rolled_ns, " + durationHistogram.name + ")\n" +
+		"SELECT hour, route, toUInt64(?), sumForEachState(" + HistogramOf("b", "c") + ")\n" +
+		"FROM\n(\n    SELECT " + bucketOf(hourly, "start") + " AS hour, route, " + LatencyBucket("duration_ms") + " AS b, count() AS c\n" +
+		"    FROM " + db + "." + requestsTable + " FINAL\n    WHERE start >= ? AND start < ?\n    GROUP BY hour, route, b\n)\nGROUP BY hour, route"
 }
 
 // rerollSQL is the statement that rolls one set of requests_hourly (its

@@ -579,9 +579,9 @@ var (
 // sums of requestsHourly by day without the status and error dimensions,
 // whose rare values would multiply its rows (the spend report and the
 // tenants panel read whole days from it; it counts the rate-limited
-// requests instead); latencyHourly, one row per route and hour with
-// latency histograms of a bounded size (the requests panel's time
-// series); and errorsHourly, the failed requests per route, hour and
+// requests instead); latencyHourly, one row per route and hour with a
+// histogram of durations of a fixed size, which counts the requests too
+// (the requests panel's time series); and errorsHourly, the failed requests per route, hour and
 // error type with an example request id (the errors panel). An hour's
 // roll writes latencyHourly and errorsHourly with one rolled_ns, and
 // latencyHourly has a row for every hour with requests: its latest set
@@ -605,7 +605,7 @@ var (
 		{name: "model", typ: "String", class: lowCard},
 		{name: "tenant", typ: "String", class: lowCard},
 	}, values: append(slices.Clip(sumValues), rateLimitedValue)}
-	latencyHourly = rollup{name: "latency_hourly", grain: hourly, values: append([]rollupValue{sumValues[0]}, histogramValues...)}
+	latencyHourly = rollup{name: "latency_hourly", grain: hourly, values: []rollupValue{durationHistogram}}
 	errorsHourly  = rollup{name: "errors_hourly", grain: hourly, dims: []column{
 		{name: "error_type", typ: "String", class: lowCard},
 	}, values: []rollupValue{sumValues[0], exampleValue}, rows: "error_type != ''", setsIn: "latency_hourly"}
@@ -654,34 +654,34 @@ const rateLimitedReroll = "sumState(toUInt64(if(error_type = 'rate_limited', fin
 // drill-down from a count, such as a route's errors of one type.
 var exampleValue = rollupValue{"example", "AggregateFunction(max, String)", "max", "", "request_id"}
 
-// histogramValues are latency histograms of duration, TTFT and TTFA in ms,
-// as sumMap states of (bucket, count): a bucket is LatencyBucket's, so a
-// state holds at most one entry per bucket however many requests it
-// counts (see docs/collector.md for reading a quantile from it).
-var histogramValues = []rollupValue{
-	{"duration_hist", histogramType, "sumMap", "", "[" + LatencyBucket("duration_ms") + "], [toUInt64(1)]"},
-	nullableHistogram("ttft_hist", "ttft_ms"),
-	nullableHistogram("ttfa_hist", "ttfa_ms"),
-}
+// durationHistogram is latency_hourly's histogram of durations in ms: a
+// sumForEach state of an array of latencyBuckets counts, bucket i at
+// index i (LatencyBucket). A fixed array, not a map of the buckets seen:
+// its state has one size however many requests it counts, and merging it
+// adds arrays, several times faster than merging maps (docs/collector.md
+// reads a quantile from it). latencySQL rolls it.
+var durationHistogram = rollupValue{"duration_hist", "AggregateFunction(sumForEach, Array(UInt64))", "sumForEach", "", ""}
 
-// histogramType is a latency histogram's column type.
-const histogramType = "AggregateFunction(sumMap, Array(Int16), Array(UInt64))"
+// latencyBuckets is the length of a latency histogram: eight buckets to a
+// doubling from 1 ms, the last holding every latency from 2^(158/8) ms
+// (about 15 minutes) on.
+const latencyBuckets = 160
 
 // LatencyBucket is the SQL of the histogram bucket of a latency in ms
-// (an Int64 expression): bucket i holds the latencies in (2^((i-1)/8),
-// 2^(i/8)] ms, eight buckets to a doubling, as Prometheus's native
-// histograms at their default schema; a quantile read at a bucket's
-// geometric middle, 2^((i-0.5)/8), is within 4.4% of the latency.
+// (an Int64 expression), as a UInt64: bucket i holds the latencies in
+// (2^((i-1)/8), 2^(i/8)] ms, eight buckets to a doubling, as Prometheus's
+// native histograms at their default schema; a quantile read at a
+// bucket's geometric middle, 2^((i-0.5)/8), is within 4.4% of the
+// latency.
 func LatencyBucket(ms string) string {
-	return "toInt16(ceil(log2(greatest(" + ms + ", 1)) * 8))"
+	return "toUInt64(least(ceil(log2(greatest(" + ms + ", 1)) * 8), " + strconv.Itoa(latencyBuckets-1) + "))"
 }
 
-// nullableHistogram is the histogram value name of the nullable ms column
-// col: a request without it adds nothing.
-func nullableHistogram(name, col string) rollupValue {
-	return rollupValue{name, histogramType, "sumMap", "",
-		"if(isNull(" + col + "), emptyArrayInt16(), [" + LatencyBucket("assumeNotNull("+col+")") + "]), " +
-			"if(isNull(" + col + "), emptyArrayUInt64(), [toUInt64(1)])"}
+// HistogramOf is the SQL of a latency histogram (an Array(UInt64) of
+// latencyBuckets) with count at bucket, both UInt64 expressions: what
+// sumForEach adds up.
+func HistogramOf(bucket, count string) string {
+	return "arrayResize(arrayPushBack(arrayResize(emptyArrayUInt64(), " + bucket + "), " + count + "), " + strconv.Itoa(latencyBuckets) + ")"
 }
 
 // rollupValue is one aggregate state of the rollups: its column, type,

@@ -376,10 +376,7 @@ CREATE TABLE IF NOT EXISTS llmtap.latency_hourly_local ON CLUSTER llmtap_cluster
     hour DateTime,
     route String,
     rolled_ns UInt64,
-    requests AggregateFunction(count),
-    duration_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64)),
-    ttft_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64)),
-    ttfa_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64))
+    duration_hist AggregateFunction(sumForEach, Array(UInt64))
 )
 ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/llmtap/latency_hourly_local', '{replica}', rolled_ns)
 PARTITION BY toYYYYMM(hour)
@@ -390,10 +387,7 @@ CREATE TABLE IF NOT EXISTS llmtap.latency_hourly ON CLUSTER llmtap_cluster
     hour DateTime,
     route String,
     rolled_ns UInt64,
-    requests AggregateFunction(count),
-    duration_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64)),
-    ttft_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64)),
-    ttfa_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64))
+    duration_hist AggregateFunction(sumForEach, Array(UInt64))
 )
 ENGINE = Distributed(llmtap_cluster, llmtap, latency_hourly_local, toUInt32(hour));
 

@@ -222,10 +222,7 @@ CREATE TABLE IF NOT EXISTS llmtap.latency_hourly
     hour DateTime CODEC(DoubleDelta, ZSTD(1)),
     route LowCardinality(String),
     rolled_ns UInt64,
-    requests AggregateFunction(count),
-    duration_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64)),
-    ttft_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64)),
-    ttfa_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64))
+    duration_hist AggregateFunction(sumForEach, Array(UInt64))
 )
 ENGINE = ReplacingMergeTree(rolled_ns)
 PARTITION BY toYYYYMM(hour)

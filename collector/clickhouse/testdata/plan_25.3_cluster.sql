@@ -382,10 +382,7 @@ CREATE TABLE IF NOT EXISTS obs.latency_hourly_local ON CLUSTER main
     hour DateTime CODEC(DoubleDelta, ZSTD(1)),
     route LowCardinality(String),
     rolled_ns UInt64,
-    requests AggregateFunction(count),
-    duration_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64)),
-    ttft_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64)),
-    ttfa_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64))
+    duration_hist AggregateFunction(sumForEach, Array(UInt64))
 )
 ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/obs/latency_hourly_local', '{replica}', rolled_ns)
 PARTITION BY toYYYYMM(hour)
@@ -396,10 +393,7 @@ CREATE TABLE IF NOT EXISTS obs.latency_hourly ON CLUSTER main
     hour DateTime,
     route LowCardinality(String),
     rolled_ns UInt64,
-    requests AggregateFunction(count),
-    duration_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64)),
-    ttft_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64)),
-    ttfa_hist AggregateFunction(sumMap, Array(Int16), Array(UInt64))
+    duration_hist AggregateFunction(sumForEach, Array(UInt64))
 )
 ENGINE = Distributed(main, obs, latency_hourly_local, toUInt32(hour));
 
