@@ -86,12 +86,13 @@ func (r *Roller) Roll(ctx context.Context) error {
 			lateDays = append(lateDays, d)
 		}
 	}
-	r.checked = now
 	for _, d := range lateDays {
 		if err := r.rollDay(ctx, d, now); err != nil {
 			return err
 		}
 	}
+	// Only now: a round stopped before finds the same late rows again.
+	r.checked = now
 	// The hours that ended at least rollupLag ago and are not rolled yet:
 	// only those with rows need a statement.
 	closed := now.Add(-rollupLag).Truncate(time.Hour)
@@ -276,8 +277,8 @@ func rollSQL(db string, to rollup) string {
 // duration bucket first, then each route's counts made one array.
 func latencySQL(db string) string {
 	return "INSERT INTO " + db + "." + latencyHourly.name + " (hour, route, rolled_ns, " + durationHistogram.name + ")\n" +
-		"SELECT hour, route, toUInt64(?), sumForEachState(" + HistogramOf("b", "c") + ")\n" +
-		"FROM\n(\n    SELECT " + bucketOf(hourly, "start") + " AS hour, route, " + LatencyBucket("duration_ms") + " AS b, count() AS c\n" +
+		"SELECT hour, route, toUInt64(?), sumForEachState(" + histogramOf("b", "c") + ")\n" +
+		"FROM\n(\n    SELECT " + bucketOf(hourly, "start") + " AS hour, route, " + latencyBucket("duration_ms") + " AS b, count() AS c\n" +
 		"    FROM " + db + "." + requestsTable + " FINAL\n    WHERE start >= ? AND start < ?\n    GROUP BY hour, route, b\n)\nGROUP BY hour, route"
 }
 

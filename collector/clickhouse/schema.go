@@ -655,8 +655,8 @@ const rateLimitedReroll = "sumState(toUInt64(if(error_type = 'rate_limited', fin
 var exampleValue = rollupValue{"example", "AggregateFunction(max, String)", "max", "", "request_id"}
 
 // durationHistogram is latency_hourly's histogram of durations in ms: a
-// sumForEach state of an array of latencyBuckets counts, bucket i at
-// index i (LatencyBucket). A fixed array, not a map of the buckets seen:
+// sumForEach state of an array of latencyBuckets counts, bucket i
+// (latencyBucket) at SQL index i+1. A fixed array, not a map of the buckets seen:
 // its state has one size however many requests it counts, and merging it
 // adds arrays, several times faster than merging maps (docs/collector.md
 // reads a quantile from it). latencySQL rolls it.
@@ -667,20 +667,20 @@ var durationHistogram = rollupValue{"duration_hist", "AggregateFunction(sumForEa
 // (about 15 minutes) on.
 const latencyBuckets = 160
 
-// LatencyBucket is the SQL of the histogram bucket of a latency in ms
+// latencyBucket is the SQL of the histogram bucket of a latency in ms
 // (an Int64 expression), as a UInt64: bucket i holds the latencies in
 // (2^((i-1)/8), 2^(i/8)] ms, eight buckets to a doubling, as Prometheus's
 // native histograms at their default schema; a quantile read at a
 // bucket's geometric middle, 2^((i-0.5)/8), is within 4.4% of the
 // latency.
-func LatencyBucket(ms string) string {
+func latencyBucket(ms string) string {
 	return "toUInt64(least(ceil(log2(greatest(" + ms + ", 1)) * 8), " + strconv.Itoa(latencyBuckets-1) + "))"
 }
 
-// HistogramOf is the SQL of a latency histogram (an Array(UInt64) of
+// histogramOf is the SQL of a latency histogram (an Array(UInt64) of
 // latencyBuckets) with count at bucket, both UInt64 expressions: what
 // sumForEach adds up.
-func HistogramOf(bucket, count string) string {
+func histogramOf(bucket, count string) string {
 	return "arrayResize(arrayPushBack(arrayResize(emptyArrayUInt64(), " + bucket + "), " + count + "), " + strconv.Itoa(latencyBuckets) + ")"
 }
 
