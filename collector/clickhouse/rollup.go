@@ -214,13 +214,13 @@ func (r *Roller) resume(ctx context.Context, now time.Time) error {
 // routes_hourly from requests_hourly's set.
 func (r *Roller) rollHour(ctx context.Context, h, rolledAt time.Time) error {
 	db, ns := r.schema.Database, uint64(rolledAt.UnixNano())
-	for _, to := range []rollup{requestsHourly, latencyHourly, errorsHourly} {
-		roll := rollSQL(db, to)
-		if to.name == latencyHourly.name {
-			roll = latencySQL(db)
-		}
-		if err := r.conn.Exec(ctx, roll, ns, h, h.Add(time.Hour)); err != nil {
-			return fmt.Errorf("clickhouse: rollup: roll the hour of %s into %s: %w", h.Format(time.RFC3339), to.name, err)
+	for _, roll := range []struct{ table, sql string }{
+		{requestsHourly.name, rollSQL(db, requestsHourly)},
+		{latencyHourly.name, latencySQL(db)},
+		{errorsHourly.name, rollSQL(db, errorsHourly)},
+	} {
+		if err := r.conn.Exec(ctx, roll.sql, ns, h, h.Add(time.Hour)); err != nil {
+			return fmt.Errorf("clickhouse: rollup: roll the hour of %s into %s: %w", h.Format(time.RFC3339), roll.table, err)
 		}
 	}
 	if err := r.conn.Exec(ctx, rerollSQL(db, routesHourly), h, ns); err != nil {
