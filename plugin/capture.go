@@ -334,6 +334,9 @@ func record(c *captureWriter) *Record {
 	}
 	r.StartUnixNs = c.start.UnixNano()
 	r.Route = c.set.route
+	if r.Upstream != "" {
+		servedBy(r)
+	}
 	r.RequestBytes = int64(len(c.reqBody))
 
 	kind, known := commonKinds[r.RequestContentType]

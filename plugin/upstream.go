@@ -84,13 +84,18 @@ type BreakerConfig struct {
 type upstream struct {
 	name    string
 	base    *url.URL
-	headers map[string]string // canonical names
+	headers map[string]string // canonical names; nil when none
 	weight  int
-	// proxy makes the attempts on this upstream. Its director is net/http's
-	// own, compiled; its hooks are built once, each attempt's state riding
-	// in its request's context (see attemptOf): the interpreter makes a
-	// wrapper each time it hands a func to the standard library.
-	proxy *httputil.ReverseProxy
+	// proxy and careful make the attempts on this upstream. Their director
+	// is net/http's own, compiled; their hooks are set once, each
+	// attempt's state riding in its request's context (see attemptOf):
+	// the interpreter makes a wrapper each time it hands a func to the
+	// standard library. proxy passes any answer that is not a failure
+	// without a look at the attempt (passOrDecide), for attempts that
+	// have nothing to tell the breaker and no first byte to wait for;
+	// careful decides every answer (decideResponse).
+	proxy   *httputil.ReverseProxy
+	careful *httputil.ReverseProxy
 
 	current     int // smooth weighted round robin
 	failures    int // in a row
@@ -248,11 +253,9 @@ func newPool(s *settings) *pool {
 		},
 	}
 	var bp httputil.BufferPool = &buffers{}
-	decide := func(resp *http.Response) error { return attemptOf(resp.Request).decide(resp) }
-	failed := func(_ http.ResponseWriter, r *http.Request, err error) { attemptOf(r).failed(err) }
 	for i, cfg := range s.upstreams {
 		base, _ := url.Parse(cfg.URL) // checked by prepareUpstreams
-		u := &upstream{name: s.upstreamNames[i], base: base, weight: cfg.Weight, headers: map[string]string{}}
+		u := &upstream{name: s.upstreamNames[i], base: base, weight: cfg.Weight}
 		// The director joins the base's path and query with the request's
 		// and, with the proxy, appends the client to X-Forwarded-For; the
 		// other X-Forwarded headers are Traefik's, set on the way in.
@@ -260,8 +263,17 @@ func newPool(s *settings) *pool {
 		u.proxy.Transport = p.transport
 		u.proxy.FlushInterval = -1
 		u.proxy.BufferPool = bp
-		u.proxy.ModifyResponse = decide
-		u.proxy.ErrorHandler = failed
+		u.proxy.ModifyResponse = passOrDecide
+		u.proxy.ErrorHandler = attemptFailed
+		u.careful = httputil.NewSingleHostReverseProxy(base)
+		u.careful.Transport = p.transport
+		u.careful.FlushInterval = -1
+		u.careful.BufferPool = bp
+		u.careful.ModifyResponse = decideResponse
+		u.careful.ErrorHandler = attemptFailed
+		if len(cfg.Headers) > 0 {
+			u.headers = map[string]string{}
+		}
 		for k, v := range cfg.Headers {
 			u.headers[http.CanonicalHeaderKey(k)] = v
 		}
@@ -372,17 +384,16 @@ const (
 // report applies an attempt's verdict to its upstream's breaker, and keeps
 // the upstream out for a 429's Retry-After. It says whether the circuit
 // opened.
-func (p *pool) report(cd candidate, v verdict, retryAfter time.Duration) (opened bool) {
+func (p *pool) report(u *upstream, probe bool, v verdict, retryAfter time.Duration) (opened bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	u := cd.u
 	was := settled(u)
 	if was && v != verdictFailure && retryAfter == 0 {
 		return false // nothing on record, nothing to record
 	}
 	defer p.note(u, was)
 	now := p.now()
-	if cd.probe {
+	if probe {
 		u.probing = false
 	}
 	switch v {
@@ -396,7 +407,7 @@ func (p *pool) report(cd candidate, v verdict, retryAfter time.Duration) (opened
 			}
 			u.failures++
 			u.lastFailure = now
-			if cd.probe || u.failures >= p.failures {
+			if probe || u.failures >= p.failures {
 				u.openUntil = now.Add(p.cooldown)
 				u.failures = 0
 				opened = true
@@ -434,8 +445,22 @@ const (
 func retryable(status int) bool { return status == http.StatusTooManyRequests || status >= 500 }
 
 // serve proxies the request through the pool's upstreams, writing the
-// response to c and each attempt to c.rec.
+// response to c and each attempt to c.rec. The common case, a body read
+// whole (or none) and an unweighted pool with nothing on record, tries
+// every upstream in order without asking the breaker: under Yaegi each
+// call and each struct copied costs, so that path makes as few as it can.
 func (p *pool) serve(c *captureWriter, req *http.Request) {
+	body := c.reqBody
+	if (req.ContentLength == 0 || (body != nil && int64(len(body)) == req.ContentLength)) && !p.weighted && p.unsettled.Load() == 0 {
+		p.try(c, req, body, p.calm)
+		return
+	}
+	p.servePlanned(c, req)
+}
+
+// servePlanned is serve when the body is to be read, the pool weighted or
+// an upstream has something on record: the breaker plans the attempts.
+func (p *pool) servePlanned(c *captureWriter, req *http.Request) {
 	body, again := p.holdBody(c, req)
 	order, wait := p.plan(c.rec, c.start)
 	if len(order) == 0 {
@@ -446,12 +471,7 @@ func (p *pool) serve(c *captureWriter, req *http.Request) {
 		p.release(order[1:])
 		order = order[:1]
 	}
-	for i, cd := range order {
-		if p.attempt(c, req, body, cd, i == len(order)-1) || req.Context().Err() != nil {
-			p.release(order[i+1:])
-			return
-		}
-	}
+	p.try(c, req, body, order)
 }
 
 // release gives back the half-open probes of the upstreams left untried:
@@ -459,7 +479,7 @@ func (p *pool) serve(c *captureWriter, req *http.Request) {
 func (p *pool) release(rest []candidate) {
 	for _, cd := range rest {
 		if cd.probe {
-			p.report(cd, verdictNone, 0)
+			p.report(cd.u, true, verdictNone, 0)
 		}
 	}
 }
@@ -471,7 +491,7 @@ func (p *pool) holdBody(c *captureWriter, req *http.Request) ([]byte, bool) {
 	if req.Body == nil || req.Body == http.NoBody || req.ContentLength == 0 {
 		return nil, true
 	}
-	if c.reqBody != nil {
+	if c.reqBody != nil && (req.ContentLength < 0 || int64(len(c.reqBody)) == req.ContentLength) {
 		return c.reqBody, true
 	}
 	if req.ContentLength > p.maxBody {
@@ -499,42 +519,94 @@ type rejoined struct {
 func (b *rejoined) Read(p []byte) (int, error) { return b.r.Read(p) }
 func (b *rejoined) Close() error               { return b.c.Close() }
 
-// attempt tries one upstream through net/http's ReverseProxy, which runs
-// compiled: header copies, hop-by-hop headers, X-Forwarded-For, the body
-// copy and its flushes, upgrades, and the abort of a body that breaks
-// off. The interpreted part is one call per attempt, ModifyResponse (the
-// decision, before anything reaches the client), and on a failure a
-// second, ErrorHandler. It returns true when the response went to
-// the client (whatever its status), false when the next upstream should
-// be tried; the last attempt always answers.
-func (p *pool) attempt(c *captureWriter, req *http.Request, body []byte, cd candidate, last bool) bool {
-	a := &attemptRun{pool: p, c: c, cd: cd, last: last, rec: Attempt{Upstream: cd.u.name, StartNs: int64(time.Since(c.start))}}
-	ctx := req.Context()
-	if p.firstByte > 0 {
-		// The timer gives the attempt up by cancelling its request.
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithCancel(ctx)
-		defer cancel()
-		a.timer = time.AfterFunc(p.firstByte, cancel)
-	}
-	out := req.WithContext(context.WithValue(ctx, attemptKey{}, a))
-	if body != nil {
-		out.Body = io.NopCloser(bytes.NewReader(body))
-		out.ContentLength = int64(len(body))
-	}
-	u := cd.u
-	// The upstream's host, not the client's, and its own headers on a
-	// copy: the next attempt starts from the client's again.
-	out.Host = ""
-	if len(u.headers) > 0 {
-		out.Header = req.Header.Clone()
-		for k, v := range u.headers {
-			out.Header[k] = []string{v}
+// try makes the attempts of order in turn until one answers the client.
+// Each goes through net/http's ReverseProxy, which runs compiled: header
+// copies, hop-by-hop headers, X-Forwarded-For, the body copy and its
+// flushes, upgrades, and the abort of a body that breaks off. The
+// interpreted part is ModifyResponse (the decision, before anything
+// reaches the client), and on a failure ErrorHandler. An attempt that
+// has nothing to tell the breaker and no first byte to wait for goes
+// through the upstream's proxy, whose ModifyResponse passes any answer
+// that is not a failure without looking up the attempt; the others
+// through its careful proxy. The last attempt always answers.
+func (p *pool) try(c *captureWriter, req *http.Request, body []byte, order []candidate) {
+	r := c.rec
+	last := len(order) - 1
+	for i := 0; i <= last; i++ {
+		u := order[i].u
+		a := &attemptRun{pool: p, c: c, u: u, probe: order[i].probe, last: i == last}
+		// Recorded as the attempt that serves until it fails; the
+		// record takes its status and header time from the response's
+		// (record).
+		r.Attempts = append(r.Attempts, Attempt{Upstream: u.name, StartNs: int64(time.Since(c.start))})
+		r.Upstream = u.name
+		ctx := context.WithValue(req.Context(), attemptKey{}, a)
+		if p.firstByte > 0 {
+			ctx = a.arm(ctx)
+		}
+		out := req.WithContext(ctx)
+		if body != nil {
+			out.Body = io.NopCloser(bytes.NewReader(body))
+			out.ContentLength = int64(len(body))
+		}
+		// The upstream's host, not the client's, and its own headers
+		// on a copy: the next attempt starts from the client's again.
+		out.Host = ""
+		if u.headers != nil {
+			out.Header = withHeaders(req.Header, u.headers)
+		}
+		if a.probe || p.firstByte > 0 || p.unsettled.Load() != 0 {
+			u.careful.ServeHTTP(c, out)
+		} else {
+			u.proxy.ServeHTTP(c, out)
+		}
+		if a.cancel != nil {
+			a.cancel()
+		}
+		if !a.next || req.Context().Err() != nil {
+			if i < last && p.unsettled.Load() != 0 {
+				p.release(order[i+1:])
+			}
+			return
 		}
 	}
-	u.proxy.ServeHTTP(c, out)
-	return a.served || last
 }
+
+// servedBy completes, in a record whose response came from an upstream,
+// the attempt that served (the last): try leaves its status and header
+// time for here, where they are the response's, off the request path.
+func servedBy(r *Record) {
+	at := &r.Attempts[len(r.Attempts)-1]
+	if at.Status == 0 {
+		at.Status = r.Status
+		at.HeaderNs = r.HeaderNs
+	}
+}
+
+// withHeaders is a copy of h with an upstream's own headers set.
+func withHeaders(h http.Header, own map[string]string) http.Header {
+	h = h.Clone()
+	for k, v := range own {
+		h[k] = []string{v}
+	}
+	return h
+}
+
+// passOrDecide is the ModifyResponse of an upstream's proxy: an answer
+// that is not a failure is the client's as attempt recorded it; a failure
+// is decided.
+func passOrDecide(resp *http.Response) error {
+	if s := resp.StatusCode; s < 500 && s != http.StatusTooManyRequests {
+		return nil
+	}
+	return decideResponse(resp)
+}
+
+// decideResponse is the ModifyResponse of an upstream's careful proxy.
+func decideResponse(resp *http.Response) error { return attemptOf(resp.Request).decide(resp) }
+
+// attemptFailed is the proxies' ErrorHandler.
+func attemptFailed(_ http.ResponseWriter, r *http.Request, err error) { attemptOf(r).failed(err) }
 
 // attemptKey is the context key of an attempt's state.
 type attemptKey struct{}
@@ -544,19 +616,46 @@ func attemptOf(r *http.Request) *attemptRun {
 	return r.Context().Value(attemptKey{}).(*attemptRun)
 }
 
-// attemptRun is one attempt's state, shared by the proxy's hooks.
+// attemptRun is one attempt's state, shared by the proxy's hooks. Its
+// fields are scalars and pointers: under Yaegi an expression that reads a
+// struct-valued field copies the struct.
 type attemptRun struct {
 	pool   *pool
 	c      *captureWriter
-	cd     candidate
+	u      *upstream
+	probe  bool // the half-open probe of u's circuit
 	last   bool
-	timer  *time.Timer
-	rec    Attempt
-	served bool
+	timer  *time.Timer // the first-byte timer; nil when none
+	cancel context.CancelFunc
+	next   bool // given up: the next upstream is to be tried
+}
+
+// arm starts the first-byte timer, which gives the attempt up by
+// cancelling its request, and returns the request's context.
+func (a *attemptRun) arm(ctx context.Context) context.Context {
+	// Not a tuple assignment to a field: Yaegi gets those wrong.
+	ctx, cancel := context.WithCancel(ctx)
+	a.cancel = cancel
+	a.timer = time.AfterFunc(a.pool.firstByte, cancel)
+	return ctx
 }
 
 // timedOut stops the first-byte timer and says whether it had fired.
 func (a *attemptRun) timedOut() bool { return a.timer != nil && !a.timer.Stop() }
+
+// record completes the attempt in the request's record (the last one
+// there); one that failed served nothing.
+func (a *attemptRun) record(status int, headerNs int64, cause string, opened, failed bool) {
+	r := a.c.rec
+	at := &r.Attempts[len(r.Attempts)-1]
+	at.Status = status
+	at.HeaderNs = headerNs
+	at.Error = cause
+	at.Opened = opened
+	if failed {
+		r.Upstream = ""
+	}
+}
 
 // errNext tells ErrorHandler that ModifyResponse gave the attempt up and
 // recorded it.
@@ -568,29 +667,25 @@ var errNext = errors.New("llmtap: next upstream")
 // the response is the client's.
 func (a *attemptRun) decide(resp *http.Response) error {
 	status := resp.StatusCode
-	a.rec.Status = status
-	a.rec.HeaderNs = int64(time.Since(a.c.start))
+	headerNs := int64(time.Since(a.c.start))
 	failed := retryable(status)
 	if failed && !a.last {
 		a.timedOut()
-		a.rec.Opened = a.pool.report(a.cd, verdictFailure, retryAfter(resp.Header))
-		a.c.rec.Attempts = append(a.c.rec.Attempts, a.rec)
+		a.record(status, headerNs, "", a.pool.report(a.u, a.probe, verdictFailure, retryAfter(resp.Header)), true)
+		a.next = true
 		return errNext
 	}
-	if a.timer != nil && !a.awaitFirst(resp) {
+	if a.timer != nil && !a.awaitFirst(resp, status, headerNs) {
 		return errNext
 	}
 	// Committed: from here the response is the client's.
+	opened := false
 	if failed {
-		a.rec.Opened = a.pool.report(a.cd, verdictFailure, retryAfter(resp.Header))
-	} else if !a.cd.probe && a.pool.allSettled() {
-		// Nothing on record to clear: the breaker is not asked.
-	} else {
-		a.rec.Opened = a.pool.report(a.cd, verdictSuccess, 0)
+		opened = a.pool.report(a.u, a.probe, verdictFailure, retryAfter(resp.Header))
+	} else if a.probe || !a.pool.allSettled() {
+		opened = a.pool.report(a.u, a.probe, verdictSuccess, 0)
 	}
-	a.c.rec.Attempts = append(a.c.rec.Attempts, a.rec)
-	a.c.rec.Upstream = a.cd.u.name
-	a.served = true
+	a.record(status, headerNs, "", opened, false)
 	return nil
 }
 
@@ -598,7 +693,7 @@ func (a *attemptRun) decide(resp *http.Response) error {
 // first-byte timeout, and puts what it read back in front of the body. It
 // returns false, the attempt recorded as given up, when none came in time
 // or the body broke off first.
-func (a *attemptRun) awaitFirst(resp *http.Response) bool {
+func (a *attemptRun) awaitFirst(resp *http.Response, status int, headerNs int64) bool {
 	first := make([]byte, 4096)
 	n, rerr := resp.Body.Read(first)
 	for n == 0 && rerr == nil {
@@ -612,7 +707,7 @@ func (a *attemptRun) awaitFirst(resp *http.Response) bool {
 		case rerr != nil && !errors.Is(rerr, context.Canceled):
 			cause = AttemptReadError
 		}
-		a.end(cause)
+		a.end(status, headerNs, cause)
 		return false
 	}
 	if rerr != nil {
@@ -640,21 +735,22 @@ func (a *attemptRun) failed(err error) {
 	case a.timedOut():
 		cause = AttemptFirstByteTimeout
 	}
-	a.end(cause)
+	a.end(0, 0, cause)
 }
 
 // end records an attempt that got nothing to pass on; cause is one of the
 // Attempt* errors. The breaker hears of it (a client that left says
 // nothing of the upstream), and on the last attempt the client gets an
 // answer.
-func (a *attemptRun) end(cause string) {
-	a.rec.Error = cause
+func (a *attemptRun) end(status int, headerNs int64, cause string) {
+	opened := false
 	if cause == AttemptCancelled {
-		a.pool.report(a.cd, verdictNone, 0)
+		a.pool.report(a.u, a.probe, verdictNone, 0)
 	} else {
-		a.rec.Opened = a.pool.report(a.cd, verdictFailure, 0)
+		opened = a.pool.report(a.u, a.probe, verdictFailure, 0)
 	}
-	a.c.rec.Attempts = append(a.c.rec.Attempts, a.rec)
+	a.record(status, headerNs, cause, opened, true)
+	a.next = true
 	if a.last && cause != AttemptCancelled {
 		gatewayError(a.c, cause)
 	}

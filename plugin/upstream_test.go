@@ -178,6 +178,57 @@ func TestFallbackBeforeFirstByte(t *testing.T) {
 	}
 }
 
+// TestAttemptsWithoutTimeout: without a first-byte timeout, a pool with
+// nothing on record passes a good answer without looking up its attempt
+// (passOrDecide); the record still names the upstream that served and
+// gives its attempt the response's status and header time.
+func TestAttemptsWithoutTimeout(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		first    http.HandlerFunc
+		method   string
+		attempts string
+		upstream string
+	}{
+		{"the first answers a POST", sseUpstream(nil, nil), http.MethodPost, "a:200", "a"},
+		{"the first answers a GET", sseUpstream(nil, nil), http.MethodGet, "a:200", "a"},
+		{"the first fails", status(503), http.MethodPost, "a:503 b:200", "b"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got := &sync.Map{}
+			rig := newFallbackRig(t, []string{upstreamServer(t, tt.first), upstreamServer(t, sseUpstream(nil, got))}, nil)
+			var body io.Reader
+			if tt.method == http.MethodPost {
+				body = strings.NewReader(`{"model":"m"}`)
+			}
+			req, err := http.NewRequest(tt.method, rig.srv+"/v1/chat/completions", body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || string(b) != streamBody {
+				t.Fatalf("client got %d %q, want 200 and the stream", resp.StatusCode, b)
+			}
+			r := rig.col.records(t, 1)[0]
+			if a := attemptsOf(r); a != tt.attempts || r.Upstream != tt.upstream {
+				t.Fatalf("record: attempts %q, upstream %q; want %q, %s", a, r.Upstream, tt.attempts, tt.upstream)
+			}
+			served := r.Attempts[len(r.Attempts)-1]
+			if served.HeaderNs > r.HeaderNs || served.HeaderNs < served.StartNs || served.StartNs <= 0 {
+				t.Errorf("serving attempt began at %d ns, headers at %d; the response's headers at %d", served.StartNs, served.HeaderNs, r.HeaderNs)
+			}
+			if v, ok := got.Load(int64(0)); tt.upstream == "b" && (!ok || !strings.HasPrefix(v.(string), `{"model":"m"}|`)) {
+				t.Errorf("the second upstream got %q, want the request body again", v)
+			}
+		})
+	}
+}
+
 // TestAttemptRequest: each upstream gets the request as its own: its host
 // in Host, its base path and query joined with the request's, its own
 // headers and not those of an upstream tried before, and the client

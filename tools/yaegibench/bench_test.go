@@ -16,6 +16,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,8 +27,21 @@ import (
 
 const jsonBody = `{"id":"chatcmpl-bench","object":"chat.completion","model":"bench","choices":[{"index":0,"message":{"role":"assistant","content":"Hello there!"},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":3,"total_tokens":12}}`
 
-// load interprets a plugin from a GOPATH laid out as Traefik's plugins-local.
+// load interprets a plugin from a GOPATH laid out as Traefik's plugins-local,
+// in front of a handler that answers jsonBody.
 func load(b *testing.B, gopath, imp, pkg string, config map[string]any) http.Handler {
+	b.Helper()
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", strconv.Itoa(len(jsonBody)))
+		w.WriteHeader(http.StatusOK)
+		_, _ = io.WriteString(w, jsonBody)
+	})
+	return loadBefore(b, gopath, imp, pkg, config, next)
+}
+
+// loadBefore is load in front of next.
+func loadBefore(b *testing.B, gopath, imp, pkg string, config map[string]any, next http.Handler) http.Handler {
 	b.Helper()
 	i := interp.New(interp.Options{GoPath: gopath})
 	if err := i.Use(stdlib.Symbols); err != nil {
@@ -63,12 +77,6 @@ func load(b *testing.B, gopath, imp, pkg string, config map[string]any) http.Han
 		}
 		f.Set(reflect.ValueOf(v))
 	}
-	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Content-Length", strconv.Itoa(len(jsonBody)))
-		w.WriteHeader(http.StatusOK)
-		_, _ = io.WriteString(w, jsonBody)
-	})
 	out := newFn.Call([]reflect.Value{reflect.ValueOf(context.Background()), reflect.ValueOf(next), cfg, reflect.ValueOf("bench")})
 	if e := out[1].Interface(); e != nil {
 		b.Fatal(e)
@@ -241,21 +249,49 @@ func BenchmarkLLMTapFallback(b *testing.B) {
 	}), chatBody)
 }
 
+// BenchmarkLLMTapProxied is BenchmarkLLMTapChat in front of a compiled
+// proxy to the upstream, as Traefik's service proxies a route without
+// upstreams: the baseline of BenchmarkLLMTapFallback, whose difference to
+// it is what the plugin's own proxying costs.
+func BenchmarkLLMTapProxied(b *testing.B) {
+	serveBody(b, loadBefore(b, gopath(b), "github.com/llmtap/llmtap/plugin", "llmtap", map[string]any{
+		"CollectorURL": sink(b),
+		"QueueSize":    1 << 20,
+	}, compiledProxy(b)), chatBody)
+}
+
 // BenchmarkProxyCompiled proxies chatBody to an upstream through a compiled
 // httputil.ReverseProxy: the floor of BenchmarkLLMTapFallback's round trip.
 func BenchmarkProxyCompiled(b *testing.B) {
+	serveBody(b, compiledProxy(b), chatBody)
+}
+
+// compiledProxy is a compiled reverse proxy to an upstream, with a pool
+// of copy buffers as Traefik's.
+func compiledProxy(b *testing.B) http.Handler {
 	u, err := url.Parse(upstream(b))
 	if err != nil {
 		b.Fatal(err)
 	}
 	tr := &http.Transport{MaxIdleConnsPerHost: 64}
 	b.Cleanup(tr.CloseIdleConnections)
-	rp := &httputil.ReverseProxy{Transport: tr, FlushInterval: -1, Rewrite: func(pr *httputil.ProxyRequest) {
+	return &httputil.ReverseProxy{Transport: tr, FlushInterval: -1, BufferPool: &bufferPool{}, Rewrite: func(pr *httputil.ProxyRequest) {
 		pr.SetURL(u)
 		pr.SetXForwarded()
 	}}
-	serveBody(b, rp, chatBody)
 }
+
+// bufferPool lends a proxy its copy buffers.
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if v, ok := b.p.Get().(*[]byte); ok {
+		return *v
+	}
+	return make([]byte, 32<<10)
+}
+
+func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
 
 // BenchmarkCheckCompiled makes the limit check's round trip from compiled
 // code: a JSON POST on a kept connection to the same in-process collector.
