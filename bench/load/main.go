@@ -6,6 +6,11 @@
 //	load -url http://127.0.0.1:8080/json -host tap.test -rate 1000 -duration 5s
 //	load -url http://127.0.0.1:7480/v1/limits/check -body '{"tenant":"t"}' -header 'Authorization: Bearer x'
 //
+// With -host a.test,b.test the requests take the hosts in turn, one each,
+// so that every host meets the same moments of the machine (what else runs,
+// the collector's pauses), and the output has one line per host, its name
+// first: the way to compare routes whose difference is smaller than what
+// the machine varies from one run to the next.
 // With -body the requests are POSTs of that body (as JSON). With -workers N
 // the loop is closed instead: N workers each send their next request as
 // soon as the last one is read, for the duration, which measures what the
@@ -29,7 +34,7 @@ import (
 
 func main() {
 	url := flag.String("url", "", "target URL (loopback only)")
-	host := flag.String("host", "", "Host header")
+	host := flag.String("host", "", "Host header; several, comma-separated, take turns")
 	rate := flag.Int("rate", 1000, "requests per second")
 	duration := flag.Duration("duration", 5*time.Second, "how long to send")
 	maxInflight := flag.Int("max-inflight", 512, "requests in flight at most; past it a tick counts as an error")
@@ -47,57 +52,56 @@ func main() {
 		Transport: &http.Transport{MaxIdleConnsPerHost: *maxInflight, DisableCompression: true},
 	}
 
+	hosts := strings.Split(*host, ",")
 	var (
 		mu        sync.Mutex
-		latencies []time.Duration
-		errors    int
-		unsent    int
+		latencies = make([][]time.Duration, len(hosts))
+		errors    = make([]int, len(hosts))
+		unsent    = make([]int, len(hosts))
 		wg        sync.WaitGroup
 	)
+	// done records the outcome of a request to hosts[h].
+	done := func(h int, d time.Duration, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			errors[h]++
+			return
+		}
+		latencies[h] = append(latencies[h], d)
+	}
 	inflight := make(chan struct{}, *maxInflight)
-	send := func() {
+	send := func(h int) {
 		select {
 		case inflight <- struct{}{}:
 		default:
 			mu.Lock()
-			errors++
-			unsent++
+			errors[h]++
+			unsent[h]++
 			mu.Unlock()
 			return
 		}
 		wg.Add(1)
 		go func() {
 			defer func() { <-inflight; wg.Done() }()
-			d, err := one(client, *url, *host, *body, headers)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				errors++
-				return
-			}
-			latencies = append(latencies, d)
+			d, err := one(client, *url, hosts[h], *body, headers)
+			done(h, d, err)
 		}()
 	}
 	if *workers > 0 {
 		stop := time.Now().Add(*duration)
 		for i := 0; i < *workers; i++ {
 			wg.Add(1)
-			go func() {
+			go func(h int) {
 				defer wg.Done()
-				for time.Now().Before(stop) {
-					d, err := one(client, *url, *host, *body, headers)
-					mu.Lock()
-					if err != nil {
-						errors++
-					} else {
-						latencies = append(latencies, d)
-					}
-					mu.Unlock()
+				for ; time.Now().Before(stop); h = (h + 1) % len(hosts) {
+					d, err := one(client, *url, hosts[h], *body, headers)
+					done(h, d, err)
 				}
-			}()
+			}(i % len(hosts))
 		}
 		wg.Wait()
-		report(latencies, errors, 0)
+		report(hosts, latencies, errors, unsent)
 		return
 	}
 	// A ticker drops ticks when the machine is busy, which would lower
@@ -117,24 +121,30 @@ func main() {
 			due = total
 		}
 		for ; sent < due; sent++ {
-			send()
+			send(sent % len(hosts))
 		}
 	}
 	wg.Wait()
-	report(latencies, errors, unsent)
+	report(hosts, latencies, errors, unsent)
 }
 
-// report prints the output line; no request succeeding is a failure.
-func report(latencies []time.Duration, errors, unsent int) {
-	if len(latencies) == 0 {
-		fmt.Fprintln(os.Stderr, "load: no request succeeded")
-		os.Exit(1)
+// report prints the output lines, the host first when there are several;
+// a host with no request succeeding is a failure.
+func report(hosts []string, latencies [][]time.Duration, errors, unsent []int) {
+	for h, l := range latencies {
+		if len(l) == 0 {
+			fmt.Fprintf(os.Stderr, "load: no request to %q succeeded\n", hosts[h])
+			os.Exit(1)
+		}
+		sort.Slice(l, func(i, j int) bool { return l[i] < l[j] })
+		pct := func(p float64) float64 {
+			return float64(l[int(p*float64(len(l)-1))]) / 1e6
+		}
+		if len(hosts) > 1 {
+			fmt.Printf("%s ", hosts[h])
+		}
+		fmt.Printf("%d %d %.3f %.3f %.3f %.3f %d\n", len(l), errors[h], pct(0.50), pct(0.90), pct(0.99), pct(1), unsent[h])
 	}
-	sort.Slice(latencies, func(i, j int) bool { return latencies[i] < latencies[j] })
-	pct := func(p float64) float64 {
-		return float64(latencies[int(p*float64(len(latencies)-1))]) / 1e6
-	}
-	fmt.Printf("%d %d %.3f %.3f %.3f %.3f %d\n", len(latencies), errors, pct(0.50), pct(0.90), pct(0.99), pct(1), unsent)
 }
 
 // headerFlags collects -header values.

@@ -194,6 +194,33 @@ func (b *bench) runLoad(what string, args ...string) loadResult {
 	return r
 }
 
+// runLoadTurns runs bench/load with its hosts taking turns (-host a,b,...)
+// and returns each host's result; any error fails the benchmark.
+func (b *bench) runLoadTurns(what string, args ...string) map[string]loadResult {
+	out, err := exec.Command(b.load, args...).Output()
+	if err != nil {
+		b.fail("bench/load (%s): %v", what, err)
+	}
+	rs := map[string]loadResult{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 7 {
+			b.fail("bench/load (%s): %q", what, out)
+		}
+		var r loadResult
+		r.n, _ = strconv.Atoi(f[1])
+		r.errors, _ = strconv.Atoi(f[2])
+		for i, p := range []*float64{&r.p50, &r.p90, &r.p99, &r.max} {
+			*p, _ = strconv.ParseFloat(f[3+i], 64)
+		}
+		if r.errors != 0 {
+			b.fail("%d errors on %s (%s)", r.errors, f[0], what)
+		}
+		rs[f[0]] = r
+	}
+	return rs
+}
+
 // waitRoute waits until GET base+path for host answers 200.
 func (b *bench) waitRoute(base, host, path string) {
 	deadline := time.Now().Add(30 * time.Second)

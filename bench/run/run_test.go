@@ -16,6 +16,17 @@ func TestToMS(t *testing.T) {
 	}
 }
 
+func TestMedian(t *testing.T) {
+	for _, tc := range []struct {
+		in   []float64
+		want float64
+	}{{nil, 0}, {[]float64{3}, 3}, {[]float64{5, 1, 3}, 3}, {[]float64{4, 1, 3, 2}, 2.5}, {[]float64{-1, 2}, 0.5}} {
+		if got := median(tc.in); got != tc.want {
+			t.Errorf("median(%v) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+}
+
 func TestServerSide(t *testing.T) {
 	inf := math.Inf(1)
 	before := []bucket{{0.0005, 10}, {0.001, 20}, {0.0025, 20}, {inf, 20}}
