@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -161,8 +164,11 @@ func (b *bench) proxy() {
 		}
 	}
 
+	// What the throughput runs left in the plugins' queues goes to the
+	// sink first, or it would weigh on the first latency runs.
+	b.waitSink(up)
 	if env("BENCH_FIXED", "1") == "1" {
-		b.fixedRate(base, routes, paths, rate, rateDuration, rounds)
+		b.fixedRate(tr.Process().Pid(), base, routes, paths, rate, rateDuration, rounds)
 	}
 	b.turns(base, paths, rate, rounds)
 	// The plugin's sender flushes every second.
@@ -174,38 +180,84 @@ func (b *bench) proxy() {
 	}
 }
 
-// fixedRate measures latency below saturation: each route in turn at a
-// fixed rate, open loop.
-func (b *bench) fixedRate(base string, routes, paths []string, rate int, rateDuration string, rounds int) {
+// fixedRate measures latency below saturation, each route in turn at a
+// fixed rate, open loop, and the CPU time Traefik (pid) spends per
+// request meanwhile: unlike latency, little moved by what else the
+// machine runs.
+func (b *bench) fixedRate(pid int, base string, routes, paths []string, rate int, rateDuration string, rounds int) {
 	fixed := map[routeKey]*loadResult{}
+	cpu := map[routeKey]float64{} // µs per request
 	for _, path := range paths {
 		for round := 1; round <= rounds; round++ {
 			for _, route := range routes {
+				before := b.cpuOf(pid)
 				r := b.runLoad(fmt.Sprintf("%d req/s on %s %s", rate, route, path),
 					"-url", base+path, "-host", route+".test", "-rate", fmt.Sprint(rate), "-duration", rateDuration)
-				b.log("%s %s round %d at %d req/s: %d requests, p50 %.3f ms, p99 %.3f ms", path, route, round, rate, r.n, r.p50, r.p99)
+				used := float64(b.cpuOf(pid)-before) / 1e3 / float64(r.n)
+				b.log("%s %s round %d at %d req/s: %d requests, p50 %.3f ms, p99 %.3f ms, Traefik CPU %.0f µs per request", path, route, round, rate, r.n, r.p50, r.p99, used)
 				k := routeKey{path, route}
 				if fixed[k] == nil {
 					fixed[k] = &loadResult{}
 				}
 				fixed[k].p50 += r.p50 / float64(rounds)
 				fixed[k].p99 += r.p99 / float64(rounds)
+				cpu[k] += used / float64(rounds)
 			}
 		}
 	}
-	fmt.Printf("\nLatency at a fixed %d req/s for %s (open loop), mean of %d rounds\n", rate, rateDuration, rounds)
-	fmt.Printf("%-7s %-8s %9s %9s\n", "path", "route", "p50_ms", "p99_ms")
+	fmt.Printf("\nLatency at a fixed %d req/s for %s (open loop), and Traefik's CPU time per request, mean of %d rounds\n", rate, rateDuration, rounds)
+	fmt.Printf("%-7s %-8s %9s %9s %11s\n", "path", "route", "p50_ms", "p99_ms", "cpu_us/req")
 	for _, path := range paths {
 		for _, route := range routes {
 			r := fixed[routeKey{path, route}]
-			fmt.Printf("%-7s %-8s %9.3f %9.3f\n", path, route, r.p50, r.p99)
+			fmt.Printf("%-7s %-8s %9.3f %9.3f %11.0f\n", path, route, r.p50, r.p99, cpu[routeKey{path, route}])
 		}
+		fmt.Printf("%-7s CPU per request: llmtap adds %+.0f µs vs bare (%+.0f vs noop), fallback %+.0f µs vs llmtap\n", path,
+			cpu[routeKey{path, "tap"}]-cpu[routeKey{path, "bare"}], cpu[routeKey{path, "tap"}]-cpu[routeKey{path, "noop"}],
+			cpu[routeKey{path, "fallback"}]-cpu[routeKey{path, "tap"}])
 		bare, noop, tap := fixed[routeKey{path, "bare"}], fixed[routeKey{path, "noop"}], fixed[routeKey{path, "tap"}]
 		fmt.Printf("%-7s llmtap adds p50 %+.3f ms, p99 %+.3f ms vs bare (%+.3f ms vs noop); goal: p99 <= +0.3 ms\n", path, tap.p50-bare.p50, tap.p99-bare.p99, tap.p99-noop.p99)
 		fb := fixed[routeKey{path, "fallback"}]
 		fmt.Printf("%-7s fallback adds p50 %+.3f ms, p99 %+.3f ms vs llmtap (%+.3f ms vs bare, %+.3f ms vs noop)\n",
 			path, fb.p50-tap.p50, fb.p99-tap.p99, fb.p99-bare.p99, fb.p99-noop.p99)
 	}
+}
+
+// cpuOf is the CPU time process pid has used, user and system, from
+// /proc/pid/stat (in clock ticks, which Linux's interface fixes at 100
+// a second).
+func (b *bench) cpuOf(pid int) time.Duration {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.fail("Traefik's CPU time: %v", err)
+	}
+	// The fields after the command, which is in parentheses and may hold
+	// spaces: state is the first, utime the 12th, stime the 13th.
+	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	if len(f) < 13 {
+		b.fail("/proc/%d/stat: %q", pid, stat)
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		b.fail("/proc/%d/stat: %q", pid, stat)
+	}
+	return time.Duration(utime+stime) * (time.Second / 100)
+}
+
+// waitSink waits until the records the plugins send to the bench
+// upstream's sink stop coming (the plugins' senders flush every second).
+func (b *bench) waitSink(up string) {
+	last := ""
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); {
+		_, counts := b.get(up+"/v1/records/count", "", "")
+		if counts != "" && counts == last {
+			return
+		}
+		last = counts
+		time.Sleep(1500 * time.Millisecond)
+	}
+	b.fail("the plugins' records still coming after 2 minutes (%s)", last)
 }
 
 // turns measures what each route adds to a request, the routes taking
