@@ -471,7 +471,7 @@ func (p *pool) servePlanned(c *captureWriter, req *http.Request) {
 		p.release(order[1:])
 		order = order[:1]
 	}
-	p.try(c, req, body, order)
+	p.release(order[p.try(c, req, body, order)+1:])
 }
 
 // release gives back the half-open probes of the upstreams left untried:
@@ -528,8 +528,9 @@ func (b *rejoined) Close() error               { return b.c.Close() }
 // has nothing to tell the breaker and no first byte to wait for goes
 // through the upstream's proxy, whose ModifyResponse passes any answer
 // that is not a failure without looking up the attempt; the others
-// through its careful proxy. The last attempt always answers.
-func (p *pool) try(c *captureWriter, req *http.Request, body []byte, order []candidate) {
+// through its careful proxy. The last attempt always answers. It returns
+// the index of the attempt that ended the request.
+func (p *pool) try(c *captureWriter, req *http.Request, body []byte, order []candidate) int {
 	r := c.rec
 	last := len(order) - 1
 	for i := 0; i <= last; i++ {
@@ -540,11 +541,7 @@ func (p *pool) try(c *captureWriter, req *http.Request, body []byte, order []can
 		// (record).
 		r.Attempts = append(r.Attempts, Attempt{Upstream: u.name, StartNs: int64(time.Since(c.start))})
 		r.Upstream = u.name
-		ctx := context.WithValue(req.Context(), attemptKey{}, a)
-		if p.firstByte > 0 {
-			ctx = a.arm(ctx)
-		}
-		out := req.WithContext(ctx)
+		out := req.WithContext(context.WithValue(req.Context(), attemptKey{}, a))
 		if body != nil {
 			out.Body = io.NopCloser(bytes.NewReader(body))
 			out.ContentLength = int64(len(body))
@@ -556,20 +553,28 @@ func (p *pool) try(c *captureWriter, req *http.Request, body []byte, order []can
 			out.Header = withHeaders(req.Header, u.headers)
 		}
 		if a.probe || p.firstByte > 0 || p.unsettled.Load() != 0 {
-			u.careful.ServeHTTP(c, out)
+			a.carefully(out)
 		} else {
 			u.proxy.ServeHTTP(c, out)
 		}
-		if a.cancel != nil {
-			a.cancel()
-		}
 		if !a.next || req.Context().Err() != nil {
-			if i < last && p.unsettled.Load() != 0 {
-				p.release(order[i+1:])
-			}
-			return
+			return i
 		}
 	}
+	return last
+}
+
+// carefully makes the attempt through its upstream's careful proxy, with
+// the first-byte timer when there is one.
+func (a *attemptRun) carefully(out *http.Request) {
+	if a.pool.firstByte > 0 {
+		ctx, cancel := context.WithCancel(out.Context())
+		defer cancel()
+		// The timer gives the attempt up by cancelling its request.
+		a.timer = time.AfterFunc(a.pool.firstByte, cancel)
+		out = out.WithContext(ctx)
+	}
+	a.u.careful.ServeHTTP(a.c, out)
 }
 
 // servedBy completes, in a record whose response came from an upstream,
@@ -620,24 +625,13 @@ func attemptOf(r *http.Request) *attemptRun {
 // fields are scalars and pointers: under Yaegi an expression that reads a
 // struct-valued field copies the struct.
 type attemptRun struct {
-	pool   *pool
-	c      *captureWriter
-	u      *upstream
-	probe  bool // the half-open probe of u's circuit
-	last   bool
-	timer  *time.Timer // the first-byte timer; nil when none
-	cancel context.CancelFunc
-	next   bool // given up: the next upstream is to be tried
-}
-
-// arm starts the first-byte timer, which gives the attempt up by
-// cancelling its request, and returns the request's context.
-func (a *attemptRun) arm(ctx context.Context) context.Context {
-	// Not a tuple assignment to a field: Yaegi gets those wrong.
-	ctx, cancel := context.WithCancel(ctx)
-	a.cancel = cancel
-	a.timer = time.AfterFunc(a.pool.firstByte, cancel)
-	return ctx
+	pool  *pool
+	c     *captureWriter
+	u     *upstream
+	probe bool // the half-open probe of u's circuit
+	last  bool
+	timer *time.Timer // the first-byte timer; nil when none
+	next  bool        // given up: the next upstream is to be tried
 }
 
 // timedOut stops the first-byte timer and says whether it had fired.
