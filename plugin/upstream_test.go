@@ -436,6 +436,32 @@ func TestBreaker(t *testing.T) {
 	}
 }
 
+// TestUntriedProbeGivenBack: a half-open probe planned after an upstream
+// that then serves is given back, so that a later request probes it.
+func TestUntriedProbeGivenBack(t *testing.T) {
+	rig := newFallbackRig(t, []string{upstreamServer(t, sseUpstream(nil, nil)), upstreamServer(t, sseUpstream(nil, nil))}, nil)
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	p := rig.pool
+	p.now = func() time.Time { return clock }
+	b := p.ups[1]
+	p.mu.Lock()
+	was := settled(b)
+	b.openUntil = clock.Add(-time.Second) // its cool-down over: the next plan probes it
+	p.note(b, was)
+	p.mu.Unlock()
+	if resp, body := post(t, rig.srv, `{}`); resp.StatusCode != http.StatusOK || body != streamBody {
+		t.Fatalf("client got %d %q", resp.StatusCode, body)
+	}
+	if r := rig.col.records(t, 1)[0]; attemptsOf(r) != "a:200" || r.Upstream != "a" {
+		t.Fatalf("record: attempts %q, upstream %q; want a:200, a", attemptsOf(r), r.Upstream)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if b.probing {
+		t.Errorf("b's probe was not given back: no later request can probe it")
+	}
+}
+
 // TestAllCircuitsOpen: with every circuit open the plugin answers 503 with
 // the time until the first reopens, and tries nothing.
 func TestAllCircuitsOpen(t *testing.T) {
