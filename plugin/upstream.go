@@ -486,13 +486,20 @@ func (p *pool) release(rest []candidate) {
 
 // holdBody reads the request body whole when it may need sending again:
 // it returns the bytes and true, or nil and false with req.Body left to be
-// sent once (too long, or its length unknown and past the bound).
+// sent once (too long, its length unknown and past the bound, or cut
+// short by a read error).
 func (p *pool) holdBody(c *captureWriter, req *http.Request) ([]byte, bool) {
 	if req.Body == nil || req.Body == http.NoBody || req.ContentLength == 0 {
 		return nil, true
 	}
-	if c.reqBody != nil && (req.ContentLength < 0 || int64(len(c.reqBody)) == req.ContentLength) {
-		return c.reqBody, true
+	if c.reqBody != nil {
+		if req.ContentLength < 0 || int64(len(c.reqBody)) == req.ContentLength {
+			return c.reqBody, true
+		}
+		// Short of its length: sent once as it is, so that the upstream
+		// request fails as it would have without us, never as a whole
+		// body of the shorter length.
+		return nil, false
 	}
 	if req.ContentLength > p.maxBody {
 		return nil, false

@@ -15,7 +15,8 @@ import (
 
 // fallbackRig is a middleware with upstreams in front of test servers.
 type fallbackRig struct {
-	srv  string // the middleware's URL
+	h    http.Handler // the middleware
+	srv  string       // its URL
 	col  *collectorStub
 	pool *pool
 }
@@ -39,7 +40,7 @@ func newFallbackRig(t *testing.T, urls []string, change func(c *Config)) *fallba
 	var h http.Handler = &Middleware{next: http.NotFoundHandler(), set: s, sender: sd, pending: sd.pending, pool: p}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return &fallbackRig{srv: srv.URL, col: col, pool: p}
+	return &fallbackRig{h: h, srv: srv.URL, col: col, pool: p}
 }
 
 // upstreamServer serves h and returns its URL.
@@ -434,6 +435,47 @@ func TestBreaker(t *testing.T) {
 			t.Errorf("step %d: attempts %q opened %v, want %q opened %v", i, got, opened, st.attempts, st.opened)
 		}
 	}
+}
+
+// TestShortBodyNotResent: a body cut short of its Content-Length by a
+// read error is never sent upstream as a whole body of the shorter length:
+// the upstream request fails as it would have without us.
+func TestShortBodyNotResent(t *testing.T) {
+	complete := make(chan int, 4)
+	up := func(w http.ResponseWriter, r *http.Request) {
+		if b, err := io.ReadAll(r.Body); err == nil {
+			complete <- len(b)
+		}
+		status(200)(w, r)
+	}
+	rig := newFallbackRig(t, []string{upstreamServer(t, up), upstreamServer(t, up)}, nil)
+	// In-process: over a connection, a client whose body breaks off is
+	// gone, and its request's context ends before any attempt.
+	req := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", &shortBody{left: 50})
+	req.ContentLength = 100
+	rec := httptest.NewRecorder()
+	rig.h.ServeHTTP(rec, req)
+	r := rig.col.records(t, 1)[0]
+	select {
+	case n := <-complete:
+		t.Fatalf("an upstream got a whole body of %d bytes; the client got %d; record attempts %q", n, rec.Code, attemptsOf(r))
+	default:
+	}
+	if rec.Code != http.StatusBadGateway || attemptsOf(r) != "a:connect_error" {
+		t.Errorf("client got %d, record attempts %q; want 502 and a:connect_error (sent once)", rec.Code, attemptsOf(r))
+	}
+}
+
+// shortBody gives left bytes, then a read error.
+type shortBody struct{ left int }
+
+func (b *shortBody) Read(p []byte) (int, error) {
+	if b.left == 0 {
+		return 0, io.ErrUnexpectedEOF
+	}
+	n := copy(p, strings.Repeat("x", b.left))
+	b.left -= n
+	return n, nil
 }
 
 // TestUntriedProbeGivenBack: a half-open probe planned after an upstream
