@@ -259,18 +259,8 @@ func newPool(s *settings) *pool {
 		// The director joins the base's path and query with the request's
 		// and, with the proxy, appends the client to X-Forwarded-For; the
 		// other X-Forwarded headers are Traefik's, set on the way in.
-		u.proxy = httputil.NewSingleHostReverseProxy(base)
-		u.proxy.Transport = p.transport
-		u.proxy.FlushInterval = -1
-		u.proxy.BufferPool = bp
-		u.proxy.ModifyResponse = passOrDecide
-		u.proxy.ErrorHandler = attemptFailed
-		u.careful = httputil.NewSingleHostReverseProxy(base)
-		u.careful.Transport = p.transport
-		u.careful.FlushInterval = -1
-		u.careful.BufferPool = bp
-		u.careful.ModifyResponse = decideResponse
-		u.careful.ErrorHandler = attemptFailed
+		u.proxy = p.proxyTo(base, bp, passOrDecide)
+		u.careful = p.proxyTo(base, bp, decideResponse)
 		if len(cfg.Headers) > 0 {
 			u.headers = map[string]string{}
 		}
@@ -285,6 +275,18 @@ func newPool(s *settings) *pool {
 		p.calm = append(p.calm, candidate{u: u})
 	}
 	return p
+}
+
+// proxyTo makes a proxy to base through the pool's transport, whose
+// ModifyResponse is modify.
+func (p *pool) proxyTo(base *url.URL, bp httputil.BufferPool, modify func(*http.Response) error) *httputil.ReverseProxy {
+	rp := httputil.NewSingleHostReverseProxy(base)
+	rp.Transport = p.transport
+	rp.FlushInterval = -1
+	rp.BufferPool = bp
+	rp.ModifyResponse = modify
+	rp.ErrorHandler = attemptFailed
+	return rp
 }
 
 // settled says whether an upstream has nothing on record. p.mu is held.

@@ -173,14 +173,38 @@ type loadResult struct {
 
 // runLoad runs bench/load with args and fails the benchmark on any error.
 func (b *bench) runLoad(what string, args ...string) loadResult {
+	lines := b.loadLines(what, args...)
+	return b.loadResultOf(what, strings.Fields(lines[len(lines)-1]))
+}
+
+// runLoadTurns runs bench/load with its hosts taking turns (-host a,b,...)
+// and returns each host's result; any error fails the benchmark.
+func (b *bench) runLoadTurns(what string, args ...string) map[string]loadResult {
+	rs := map[string]loadResult{}
+	for _, line := range b.loadLines(what, args...) {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			b.fail("bench/load (%s): an empty line", what)
+		}
+		rs[f[0]] = b.loadResultOf(what+" on "+f[0], f[1:])
+	}
+	return rs
+}
+
+// loadLines runs bench/load with args and returns its output's lines.
+func (b *bench) loadLines(what string, args ...string) []string {
 	out, err := exec.Command(b.load, args...).Output()
 	if err != nil {
 		b.fail("bench/load (%s): %v", what, err)
 	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	f := strings.Fields(lines[len(lines)-1])
+	return strings.Split(strings.TrimSpace(string(out)), "\n")
+}
+
+// loadResultOf reads the fields of a bench/load line; errors fail the
+// benchmark.
+func (b *bench) loadResultOf(what string, f []string) loadResult {
 	if len(f) < 6 {
-		b.fail("bench/load (%s): %q", what, out)
+		b.fail("bench/load (%s): %q", what, f)
 	}
 	var r loadResult
 	r.n, _ = strconv.Atoi(f[0])
@@ -192,33 +216,6 @@ func (b *bench) runLoad(what string, args ...string) loadResult {
 		b.fail("%d errors (%s)", r.errors, what)
 	}
 	return r
-}
-
-// runLoadTurns runs bench/load with its hosts taking turns (-host a,b,...)
-// and returns each host's result; any error fails the benchmark.
-func (b *bench) runLoadTurns(what string, args ...string) map[string]loadResult {
-	out, err := exec.Command(b.load, args...).Output()
-	if err != nil {
-		b.fail("bench/load (%s): %v", what, err)
-	}
-	rs := map[string]loadResult{}
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 7 {
-			b.fail("bench/load (%s): %q", what, out)
-		}
-		var r loadResult
-		r.n, _ = strconv.Atoi(f[1])
-		r.errors, _ = strconv.Atoi(f[2])
-		for i, p := range []*float64{&r.p50, &r.p90, &r.p99, &r.max} {
-			*p, _ = strconv.ParseFloat(f[3+i], 64)
-		}
-		if r.errors != 0 {
-			b.fail("%d errors on %s (%s)", r.errors, f[0], what)
-		}
-		rs[f[0]] = r
-	}
-	return rs
 }
 
 // waitRoute waits until GET base+path for host answers 200.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -42,7 +43,11 @@ func TestRealRedisCluster(t *testing.T) {
 	var addrs []string
 	for i := 0; i < 3; i++ {
 		node := s.Redis(func(r *stack.Redis) {
-			r.Args = []string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"}
+			// The cluster bus on a free port of its own: by default it
+			// is the node's port plus 10,000, which another process may
+			// hold.
+			r.Args = []string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000",
+				"--cluster-port", strconv.Itoa(s.Port())}
 		})
 		addrs = append(addrs, node.Addr())
 	}
