@@ -537,8 +537,11 @@ func (b *rejoined) Close() error               { return b.c.Close() }
 // has nothing to tell the breaker and no first byte to wait for goes
 // through the upstream's proxy, whose ModifyResponse passes any answer
 // that is not a failure without looking up the attempt; the others
-// through its careful proxy. The last attempt always answers. It returns
-// the index of the attempt that ended the request.
+// through its careful proxy. (Whether the breaker has something to hear
+// is read as the attempt starts: a success while another request's
+// failure is being recorded goes unheard, and the run of failures goes
+// on.) The last attempt always answers. It returns the index of the
+// attempt that ended the request.
 func (p *pool) try(c *captureWriter, req *http.Request, body []byte, order []candidate) int {
 	r := c.rec
 	last := len(order) - 1
