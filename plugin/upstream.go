@@ -550,7 +550,7 @@ func (p *pool) try(c *captureWriter, req *http.Request, body []byte, order []can
 		a := &attemptRun{pool: p, c: c, u: u, probe: order[i].probe, last: i == last}
 		// Recorded as the attempt that serves until it fails; the
 		// record takes its status and header time from the response's
-		// (record).
+		// (servedBy).
 		r.Attempts = append(r.Attempts, Attempt{Upstream: u.name, StartNs: int64(time.Since(c.start))})
 		r.Upstream = u.name
 		out := req.WithContext(context.WithValue(req.Context(), attemptKey{}, a))
@@ -610,8 +610,8 @@ func withHeaders(h http.Header, own map[string]string) http.Header {
 }
 
 // passOrDecide is the ModifyResponse of an upstream's proxy: an answer
-// that is not a failure is the client's as attempt recorded it; a failure
-// is decided.
+// that is not a failure is the client's as try recorded it; a failure is
+// decided.
 func passOrDecide(resp *http.Response) error {
 	if s := resp.StatusCode; s < 500 && s != http.StatusTooManyRequests {
 		return nil
