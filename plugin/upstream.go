@@ -610,10 +610,10 @@ func withHeaders(h http.Header, own map[string]string) http.Header {
 }
 
 // passOrDecide is the ModifyResponse of an upstream's proxy: an answer
-// that is not a failure is the client's as try recorded it; a failure is
-// decided.
+// that is not a failure (retryable) is the client's as try recorded it; a
+// failure is decided.
 func passOrDecide(resp *http.Response) error {
-	if s := resp.StatusCode; s < 500 && s != http.StatusTooManyRequests {
+	if !retryable(resp.StatusCode) {
 		return nil
 	}
 	return decideResponse(resp)
@@ -650,7 +650,8 @@ type attemptRun struct {
 func (a *attemptRun) timedOut() bool { return a.timer != nil && !a.timer.Stop() }
 
 // record completes the attempt in the request's record (the last one
-// there); one that failed served nothing.
+// there); one that failed served nothing, and the next upstream is to be
+// tried.
 func (a *attemptRun) record(status int, headerNs int64, cause string, opened, failed bool) {
 	r := a.c.rec
 	at := &r.Attempts[len(r.Attempts)-1]
@@ -660,6 +661,7 @@ func (a *attemptRun) record(status int, headerNs int64, cause string, opened, fa
 	at.Opened = opened
 	if failed {
 		r.Upstream = ""
+		a.next = true
 	}
 }
 
@@ -678,7 +680,6 @@ func (a *attemptRun) decide(resp *http.Response) error {
 	if failed && !a.last {
 		a.timedOut()
 		a.record(status, headerNs, "", a.pool.report(a.u, a.probe, verdictFailure, retryAfter(resp.Header)), true)
-		a.next = true
 		return errNext
 	}
 	if a.timer != nil && !a.awaitFirst(resp, status, headerNs) {
@@ -756,7 +757,6 @@ func (a *attemptRun) end(status int, headerNs int64, cause string) {
 		opened = a.pool.report(a.u, a.probe, verdictFailure, 0)
 	}
 	a.record(status, headerNs, cause, opened, true)
-	a.next = true
 	if a.last && cause != AttemptCancelled {
 		gatewayError(a.c, cause)
 	}

@@ -171,10 +171,7 @@ func (b *bench) proxy() {
 		b.fixedRate(tr.Process().Pid(), base, routes, paths, rate, rateDuration, rounds)
 	}
 	b.turns(base, paths, rate, rounds)
-	// The plugin's sender flushes every second.
-	time.Sleep(2 * time.Second)
-	_, counts := b.get(up+"/v1/records/count", "", "")
-	f := strings.Fields(counts)
+	f := strings.Fields(b.waitSink(up))
 	if len(f) == 2 {
 		fmt.Printf("\nrecords received by the collector sink: %s (reported dropped: %s)\n", f[0], f[1])
 	}
@@ -246,18 +243,20 @@ func (b *bench) cpuOf(pid int) time.Duration {
 }
 
 // waitSink waits until the records the plugins send to the bench
-// upstream's sink stop coming (the plugins' senders flush every second).
-func (b *bench) waitSink(up string) {
+// upstream's sink stop coming (the plugins' senders flush every second),
+// and returns the sink's counts: "received dropped".
+func (b *bench) waitSink(up string) string {
 	last := ""
 	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); {
 		_, counts := b.get(up+"/v1/records/count", "", "")
 		if counts != "" && counts == last {
-			return
+			return counts
 		}
 		last = counts
 		time.Sleep(1500 * time.Millisecond)
 	}
 	b.fail("the plugins' records still coming after 2 minutes (%s)", last)
+	return last
 }
 
 // turns measures what each route adds to a request, the routes taking
