@@ -310,9 +310,7 @@ type Attempt struct {
 	// Error is one of the Attempt* constants, empty when the attempt got
 	// a response whose first byte came in time.
 	Error string `json:"error,omitempty"`
-	// StartNs is when the attempt began; HeaderNs when its response
-	// headers came (0: none).
-	StartNs  int64 `json:"start_ns"`
+	// HeaderNs is when its response headers came (0: none).
 	HeaderNs int64 `json:"header_ns,omitempty"`
 	// Opened says this attempt opened the upstream's circuit.
 	Opened bool `json:"opened,omitempty"`

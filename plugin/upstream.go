@@ -317,7 +317,7 @@ type candidate struct {
 // plan returns the upstreams to try, in order, and lists in rec the ones
 // skipped because their circuit is open. retryAfter is, when every one is
 // skipped, how long until the first reopens.
-func (p *pool) plan(rec *Record, start time.Time) (order []candidate, retryAfter time.Duration) {
+func (p *pool) plan(rec *Record) (order []candidate, retryAfter time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !p.weighted && p.allSettled() {
@@ -347,7 +347,7 @@ func (p *pool) plan(rec *Record, start time.Time) (order []candidate, retryAfter
 			p.note(u, was)
 			order = append(order, candidate{u: u, probe: true})
 		default:
-			rec.Attempts = append(rec.Attempts, Attempt{Upstream: u.name, Error: AttemptCircuitOpen, StartNs: int64(time.Since(start))})
+			rec.Attempts = append(rec.Attempts, Attempt{Upstream: u.name, Error: AttemptCircuitOpen})
 			if wait := u.openUntil.Sub(now); soonest < 0 || wait < soonest {
 				soonest = wait
 			}
@@ -452,9 +452,9 @@ func retryable(status int) bool { return status == http.StatusTooManyRequests ||
 // every upstream in order without asking the breaker: under Yaegi each
 // call and each struct copied costs, so that path makes as few as it can.
 func (p *pool) serve(c *captureWriter, req *http.Request) {
-	body := c.reqBody
-	if (req.ContentLength == 0 || (body != nil && int64(len(body)) == req.ContentLength)) && !p.weighted && p.unsettled.Load() == 0 {
-		p.try(c, req, body, p.calm)
+	// A body read whole, or none (a known length of 0 and nothing read).
+	if int64(len(c.reqBody)) == req.ContentLength && !p.weighted && p.unsettled.Load() == 0 {
+		p.try(c, req, c.reqBody, p.calm, p.firstByte > 0)
 		return
 	}
 	p.servePlanned(c, req)
@@ -464,7 +464,7 @@ func (p *pool) serve(c *captureWriter, req *http.Request) {
 // an upstream has something on record: the breaker plans the attempts.
 func (p *pool) servePlanned(c *captureWriter, req *http.Request) {
 	body, again := p.holdBody(c, req)
-	order, wait := p.plan(c.rec, c.start)
+	order, wait := p.plan(c.rec)
 	if len(order) == 0 {
 		allOpen(c, wait)
 		return
@@ -473,7 +473,7 @@ func (p *pool) servePlanned(c *captureWriter, req *http.Request) {
 		p.release(order[1:])
 		order = order[:1]
 	}
-	p.release(order[p.try(c, req, body, order)+1:])
+	p.release(order[p.try(c, req, body, order, p.firstByte > 0 || p.unsettled.Load() != 0)+1:])
 }
 
 // release gives back the half-open probes of the upstreams left untried:
@@ -533,25 +533,31 @@ func (b *rejoined) Close() error               { return b.c.Close() }
 // copies, hop-by-hop headers, X-Forwarded-For, the body copy and its
 // flushes, upgrades, and the abort of a body that breaks off. The
 // interpreted part is ModifyResponse (the decision, before anything
-// reaches the client), and on a failure ErrorHandler. An attempt that
-// has nothing to tell the breaker and no first byte to wait for goes
-// through the upstream's proxy, whose ModifyResponse passes any answer
-// that is not a failure without looking up the attempt; the others
-// through its careful proxy. (Whether the breaker has something to hear
-// is read as the attempt starts: a success while another request's
+// reaches the client), and on a failure ErrorHandler. careful sends every
+// attempt through its upstream's careful proxy: there is a first byte to
+// wait for, or the breaker has something to hear of a success. Otherwise
+// only a probe goes there, and the others through the upstream's proxy,
+// whose ModifyResponse passes any answer that is not a failure without
+// looking up the attempt. (Whether the breaker has something to hear is
+// read once, as the request starts: a success while another request's
 // failure is being recorded goes unheard, and the run of failures goes
 // on.) The last attempt always answers. It returns the index of the
 // attempt that ended the request.
-func (p *pool) try(c *captureWriter, req *http.Request, body []byte, order []candidate) int {
+//
+// Under Yaegi every call allocates every value its function names,
+// whichever branch runs: what only a failure needs lives in other
+// functions.
+func (p *pool) try(c *captureWriter, req *http.Request, body []byte, order []candidate, careful bool) int {
 	r := c.rec
 	last := len(order) - 1
-	for i := 0; i <= last; i++ {
-		u := order[i].u
-		a := &attemptRun{pool: p, c: c, u: u, probe: order[i].probe, last: i == last}
+	for i := range order {
+		cd := &order[i]
+		u := cd.u
+		a := &attemptRun{pool: p, c: c, u: u, probe: cd.probe, last: i == last}
 		// Recorded as the attempt that serves until it fails; the
 		// record takes its status and header time from the response's
 		// (servedBy).
-		r.Attempts = append(r.Attempts, Attempt{Upstream: u.name, StartNs: int64(time.Since(c.start))})
+		r.Attempts = append(r.Attempts, Attempt{Upstream: u.name})
 		r.Upstream = u.name
 		out := req.WithContext(context.WithValue(req.Context(), attemptKey{}, a))
 		if body != nil {
@@ -564,7 +570,7 @@ func (p *pool) try(c *captureWriter, req *http.Request, body []byte, order []can
 		if u.headers != nil {
 			out.Header = withHeaders(req.Header, u.headers)
 		}
-		if a.probe || p.firstByte > 0 || p.unsettled.Load() != 0 {
+		if careful || cd.probe {
 			a.carefully(out)
 		} else {
 			u.proxy.ServeHTTP(c, out)
