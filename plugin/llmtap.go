@@ -79,7 +79,7 @@ func (m *Middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 		return
 	}
 	if m.pool != nil {
-		m.pool.serve(c, req)
+		serve(m.pool, c, req)
 	} else {
 		m.next.ServeHTTP(c, req)
 	}

@@ -32,6 +32,10 @@ import (
 // recorded so. Each upstream has a circuit breaker: failures in a row open
 // it, an open upstream gets no attempt for a cool-down, then one request
 // probes it (half-open) and its result closes or reopens it.
+//
+// What runs per request is written as functions, not methods: under Yaegi
+// a call to a method of an interpreted type costs about twice a call to a
+// function (docs/plugin.md).
 
 // UpstreamConfig is one upstream of a route (Config.Upstreams).
 type UpstreamConfig struct {
@@ -294,7 +298,7 @@ func settled(u *upstream) bool { return u.failures == 0 && u.openUntil.IsZero() 
 
 // note keeps unsettled right once u changed, given whether it was
 // settled before. p.mu is held.
-func (p *pool) note(u *upstream, was bool) {
+func note(p *pool, u *upstream, was bool) {
 	switch now := settled(u); {
 	case was && !now:
 		p.unsettled.Add(1)
@@ -305,7 +309,7 @@ func (p *pool) note(u *upstream, was bool) {
 
 // allSettled reports whether no upstream has a failure on record, an open
 // circuit or a probe out.
-func (p *pool) allSettled() bool { return p.unsettled.Load() == 0 }
+func allSettled(p *pool) bool { return p.unsettled.Load() == 0 }
 
 // candidate is an upstream chosen for an attempt; probe says it is the
 // half-open probe of its circuit.
@@ -315,18 +319,22 @@ type candidate struct {
 }
 
 // plan returns the upstreams to try, in order, and lists in rec the ones
-// skipped because their circuit is open. retryAfter is, when every one is
-// skipped, how long until the first reopens.
-func (p *pool) plan(rec *Record) (order []candidate, retryAfter time.Duration) {
+// skipped because their circuit is open; and, when every one is skipped,
+// how long until the first reopens.
+//
+// Its results are unnamed: under Yaegi a function's named result starts
+// as the caller's variable it is assigned to (docs/plugin.md).
+func plan(p *pool, rec *Record) ([]candidate, time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if !p.weighted && p.allSettled() {
+	if !p.weighted && allSettled(p) {
 		return p.calm, -1 // the common case: shared, never written to
 	}
+	var order []candidate
 	now := p.now()
 	first := 0
 	if p.weighted {
-		first = p.pickWeighted()
+		first = pickWeighted(p)
 	}
 	soonest := time.Duration(-1)
 	for i := -1; i < len(p.ups); i++ {
@@ -344,7 +352,7 @@ func (p *pool) plan(rec *Record) (order []candidate, retryAfter time.Duration) {
 		case !now.Before(u.openUntil) && !u.probing:
 			was := settled(u)
 			u.probing = true
-			p.note(u, was)
+			note(p, u, was)
 			order = append(order, candidate{u: u, probe: true})
 		default:
 			rec.Attempts = append(rec.Attempts, Attempt{Upstream: u.name, Error: AttemptCircuitOpen})
@@ -359,7 +367,7 @@ func (p *pool) plan(rec *Record) (order []candidate, retryAfter time.Duration) {
 // pickWeighted is smooth weighted round robin (as nginx does it): exact
 // shares over any run of totalWeight picks, the heavy upstream's picks
 // spread out. p.mu is held.
-func (p *pool) pickWeighted() int {
+func pickWeighted(p *pool) int {
 	best := -1
 	for i, u := range p.ups {
 		if u.weight == 0 {
@@ -386,15 +394,16 @@ const (
 // report applies an attempt's verdict to its upstream's breaker, and keeps
 // the upstream out for a 429's Retry-After. It says whether the circuit
 // opened.
-func (p *pool) report(u *upstream, probe bool, v verdict, retryAfter time.Duration) (opened bool) {
+func report(p *pool, u *upstream, probe bool, v verdict, retryAfter time.Duration) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	was := settled(u)
 	if was && v != verdictFailure && retryAfter == 0 {
 		return false // nothing on record, nothing to record
 	}
-	defer p.note(u, was)
+	defer note(p, u, was)
 	now := p.now()
+	opened := false
 	if probe {
 		u.probing = false
 	}
@@ -451,37 +460,37 @@ func retryable(status int) bool { return status == http.StatusTooManyRequests ||
 // whole (or none) and an unweighted pool with nothing on record, tries
 // every upstream in order without asking the breaker: under Yaegi each
 // call and each struct copied costs, so that path makes as few as it can.
-func (p *pool) serve(c *captureWriter, req *http.Request) {
+func serve(p *pool, c *captureWriter, req *http.Request) {
 	// A body read whole, or none (a known length of 0 and nothing read).
 	if int64(len(c.reqBody)) == req.ContentLength && !p.weighted && p.unsettled.Load() == 0 {
-		p.try(c, req, c.reqBody, p.calm, p.firstByte > 0)
+		try(p, c, req, c.reqBody, p.calm, p.firstByte > 0)
 		return
 	}
-	p.servePlanned(c, req)
+	servePlanned(p, c, req)
 }
 
 // servePlanned is serve when the body is to be read, the pool weighted or
 // an upstream has something on record: the breaker plans the attempts.
-func (p *pool) servePlanned(c *captureWriter, req *http.Request) {
-	body, again := p.holdBody(c, req)
-	order, wait := p.plan(c.rec)
+func servePlanned(p *pool, c *captureWriter, req *http.Request) {
+	body, again := holdBody(p, c, req)
+	order, wait := plan(p, c.rec)
 	if len(order) == 0 {
 		allOpen(c, wait)
 		return
 	}
 	if !again {
-		p.release(order[1:])
+		release(p, order[1:])
 		order = order[:1]
 	}
-	p.release(order[p.try(c, req, body, order, p.firstByte > 0 || p.unsettled.Load() != 0)+1:])
+	release(p, order[try(p, c, req, body, order, p.firstByte > 0 || p.unsettled.Load() != 0)+1:])
 }
 
 // release gives back the half-open probes of the upstreams left untried:
 // their circuits may be probed again by the next request.
-func (p *pool) release(rest []candidate) {
+func release(p *pool, rest []candidate) {
 	for _, cd := range rest {
 		if cd.probe {
-			p.report(cd.u, true, verdictNone, 0)
+			report(p, cd.u, true, verdictNone, 0)
 		}
 	}
 }
@@ -490,7 +499,7 @@ func (p *pool) release(rest []candidate) {
 // it returns the bytes and true, or nil and false with req.Body left to be
 // sent once (too long, its length unknown and past the bound, or cut
 // short by a read error).
-func (p *pool) holdBody(c *captureWriter, req *http.Request) ([]byte, bool) {
+func holdBody(p *pool, c *captureWriter, req *http.Request) ([]byte, bool) {
 	if req.Body == nil || req.Body == http.NoBody || req.ContentLength == 0 {
 		return nil, true
 	}
@@ -547,7 +556,7 @@ func (b *rejoined) Close() error               { return b.c.Close() }
 // Under Yaegi every call allocates every value its function names,
 // whichever branch runs: what only a failure needs lives in other
 // functions.
-func (p *pool) try(c *captureWriter, req *http.Request, body []byte, order []candidate, careful bool) int {
+func try(p *pool, c *captureWriter, req *http.Request, body []byte, order []candidate, careful bool) int {
 	r := c.rec
 	last := len(order) - 1
 	for i := range order {
@@ -571,7 +580,7 @@ func (p *pool) try(c *captureWriter, req *http.Request, body []byte, order []can
 			out.Header = withHeaders(req.Header, u.headers)
 		}
 		if careful || cd.probe {
-			a.carefully(out)
+			carefully(a, out)
 		} else {
 			u.proxy.ServeHTTP(c, out)
 		}
@@ -584,7 +593,7 @@ func (p *pool) try(c *captureWriter, req *http.Request, body []byte, order []can
 
 // carefully makes the attempt through its upstream's careful proxy, with
 // the first-byte timer when there is one.
-func (a *attemptRun) carefully(out *http.Request) {
+func carefully(a *attemptRun, out *http.Request) {
 	if a.pool.firstByte > 0 {
 		ctx, cancel := context.WithCancel(out.Context())
 		defer cancel()
@@ -626,10 +635,10 @@ func passOrDecide(resp *http.Response) error {
 }
 
 // decideResponse is the ModifyResponse of an upstream's careful proxy.
-func decideResponse(resp *http.Response) error { return attemptOf(resp.Request).decide(resp) }
+func decideResponse(resp *http.Response) error { return decide(attemptOf(resp.Request), resp) }
 
 // attemptFailed is the proxies' ErrorHandler.
-func attemptFailed(_ http.ResponseWriter, r *http.Request, err error) { attemptOf(r).failed(err) }
+func attemptFailed(_ http.ResponseWriter, r *http.Request, err error) { noResponse(attemptOf(r), err) }
 
 // attemptKey is the context key of an attempt's state.
 type attemptKey struct{}
@@ -653,12 +662,12 @@ type attemptRun struct {
 }
 
 // timedOut stops the first-byte timer and says whether it had fired.
-func (a *attemptRun) timedOut() bool { return a.timer != nil && !a.timer.Stop() }
+func timedOut(a *attemptRun) bool { return a.timer != nil && !a.timer.Stop() }
 
-// record completes the attempt in the request's record (the last one
-// there); one that failed served nothing, and the next upstream is to be
-// tried.
-func (a *attemptRun) record(status int, headerNs int64, cause string, opened, failed bool) {
+// recordAttempt completes the attempt in the request's record (the last
+// one there); one that failed served nothing, and the next upstream is to
+// be tried.
+func recordAttempt(a *attemptRun, status int, headerNs int64, cause string, opened, failed bool) {
 	r := a.c.rec
 	at := &r.Attempts[len(r.Attempts)-1]
 	at.Status = status
@@ -679,26 +688,26 @@ var errNext = errors.New("llmtap: next upstream")
 // a 429 or 5xx, when another upstream is left, sends the request on;
 // otherwise the first body byte is awaited (within firstByteTimeout), and
 // the response is the client's.
-func (a *attemptRun) decide(resp *http.Response) error {
+func decide(a *attemptRun, resp *http.Response) error {
 	status := resp.StatusCode
 	headerNs := int64(time.Since(a.c.start))
 	failed := retryable(status)
 	if failed && !a.last {
-		a.timedOut()
-		a.record(status, headerNs, "", a.pool.report(a.u, a.probe, verdictFailure, retryAfter(resp.Header)), true)
+		timedOut(a)
+		recordAttempt(a, status, headerNs, "", report(a.pool, a.u, a.probe, verdictFailure, retryAfter(resp.Header)), true)
 		return errNext
 	}
-	if a.timer != nil && !a.awaitFirst(resp, status, headerNs) {
+	if a.timer != nil && !awaitFirst(a, resp, status, headerNs) {
 		return errNext
 	}
 	// Committed: from here the response is the client's.
 	opened := false
 	if failed {
-		opened = a.pool.report(a.u, a.probe, verdictFailure, retryAfter(resp.Header))
-	} else if a.probe || !a.pool.allSettled() {
-		opened = a.pool.report(a.u, a.probe, verdictSuccess, 0)
+		opened = report(a.pool, a.u, a.probe, verdictFailure, retryAfter(resp.Header))
+	} else if a.probe || !allSettled(a.pool) {
+		opened = report(a.pool, a.u, a.probe, verdictSuccess, 0)
 	}
-	a.record(status, headerNs, "", opened, false)
+	recordAttempt(a, status, headerNs, "", opened, false)
 	return nil
 }
 
@@ -706,13 +715,13 @@ func (a *attemptRun) decide(resp *http.Response) error {
 // first-byte timeout, and puts what it read back in front of the body. It
 // returns false, the attempt recorded as given up, when none came in time
 // or the body broke off first.
-func (a *attemptRun) awaitFirst(resp *http.Response, status int, headerNs int64) bool {
+func awaitFirst(a *attemptRun, resp *http.Response, status int, headerNs int64) bool {
 	first := make([]byte, 4096)
 	n, rerr := resp.Body.Read(first)
 	for n == 0 && rerr == nil {
 		n, rerr = resp.Body.Read(first)
 	}
-	if a.timedOut() || (rerr != nil && rerr != io.EOF) {
+	if timedOut(a) || (rerr != nil && rerr != io.EOF) {
 		cause := AttemptFirstByteTimeout
 		switch {
 		case a.c.req.Context().Err() != nil:
@@ -720,7 +729,7 @@ func (a *attemptRun) awaitFirst(resp *http.Response, status int, headerNs int64)
 		case rerr != nil && !errors.Is(rerr, context.Canceled):
 			cause = AttemptReadError
 		}
-		a.end(status, headerNs, cause)
+		endAttempt(a, status, headerNs, cause)
 		return false
 	}
 	if rerr != nil {
@@ -734,10 +743,11 @@ func (a *attemptRun) awaitFirst(resp *http.Response, status int, headerNs int64)
 	return true
 }
 
-// failed is the proxy's ErrorHandler: a response decide gave up (already
-// recorded), or no response at all (connection refused, no headers before
-// the first-byte timeout, the client gone).
-func (a *attemptRun) failed(err error) {
+// noResponse ends an attempt the proxy's ErrorHandler was called for: a
+// response decide gave up (already recorded), or no response at all
+// (connection refused, no headers before the first-byte timeout, the
+// client gone).
+func noResponse(a *attemptRun, err error) {
 	if errors.Is(err, errNext) {
 		return
 	}
@@ -745,24 +755,24 @@ func (a *attemptRun) failed(err error) {
 	switch {
 	case a.c.req.Context().Err() != nil:
 		cause = AttemptCancelled
-	case a.timedOut():
+	case timedOut(a):
 		cause = AttemptFirstByteTimeout
 	}
-	a.end(0, 0, cause)
+	endAttempt(a, 0, 0, cause)
 }
 
-// end records an attempt that got nothing to pass on; cause is one of the
-// Attempt* errors. The breaker hears of it (a client that left says
-// nothing of the upstream), and on the last attempt the client gets an
-// answer.
-func (a *attemptRun) end(status int, headerNs int64, cause string) {
+// endAttempt records an attempt that got nothing to pass on; cause is one
+// of the Attempt* errors. The breaker hears of it (a client that left
+// says nothing of the upstream), and on the last attempt the client gets
+// an answer.
+func endAttempt(a *attemptRun, status int, headerNs int64, cause string) {
 	opened := false
 	if cause == AttemptCancelled {
-		a.pool.report(a.u, a.probe, verdictNone, 0)
+		report(a.pool, a.u, a.probe, verdictNone, 0)
 	} else {
-		opened = a.pool.report(a.u, a.probe, verdictFailure, 0)
+		opened = report(a.pool, a.u, a.probe, verdictFailure, 0)
 	}
-	a.record(status, headerNs, cause, opened, true)
+	recordAttempt(a, status, headerNs, cause, opened, true)
 	if a.last && cause != AttemptCancelled {
 		gatewayError(a.c, cause)
 	}

@@ -493,7 +493,7 @@ func TestUntriedProbeGivenBack(t *testing.T) {
 	p.mu.Lock()
 	was := settled(b)
 	b.openUntil = clock.Add(-time.Second) // its cool-down over: the next plan probes it
-	p.note(b, was)
+	note(p, b, was)
 	p.mu.Unlock()
 	if resp, body := post(t, rig.srv, `{}`); resp.StatusCode != http.StatusOK || body != streamBody {
 		t.Fatalf("client got %d %q", resp.StatusCode, body)
@@ -562,7 +562,7 @@ func TestWeightedFirstAttempts(t *testing.T) {
 	p := newPool(s)
 	counts := map[string]int{}
 	for i := 0; i < 1000; i++ {
-		order, _ := p.plan(&Record{})
+		order, _ := plan(p, &Record{})
 		var names []string
 		for _, cd := range order {
 			names = append(names, cd.u.name)

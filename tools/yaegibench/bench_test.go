@@ -60,6 +60,9 @@ func loadBefore(b *testing.B, gopath, imp, pkg string, config map[string]any, ne
 	}
 	cfg := cfgFn.Call(nil)[0]
 	for k, v := range config {
+		if k == "Weights" {
+			continue // below, once the upstreams are in
+		}
 		if urls, ok := v.([]string); ok && k == "Upstreams" {
 			// A slice of the plugin's own (interpreted) struct type.
 			f := cfg.Elem().FieldByName(k)
@@ -76,6 +79,12 @@ func loadBefore(b *testing.B, gopath, imp, pkg string, config map[string]any, ne
 			f = f.FieldByName(name)
 		}
 		f.Set(reflect.ValueOf(v))
+	}
+	if w, ok := config["Weights"].([]int); ok {
+		ups := cfg.Elem().FieldByName("Upstreams")
+		for i, n := range w {
+			ups.Index(i).FieldByName("Weight").SetInt(int64(n))
+		}
 	}
 	out := newFn.Call([]reflect.Value{reflect.ValueOf(context.Background()), reflect.ValueOf(next), cfg, reflect.ValueOf("bench")})
 	if e := out[1].Interface(); e != nil {
@@ -246,6 +255,29 @@ func BenchmarkLLMTapFallback(b *testing.B) {
 		"CollectorURL": sink(b),
 		"QueueSize":    1 << 20,
 		"Upstreams":    []string{upstream(b), upstream(b)},
+	}), chatBody)
+}
+
+// BenchmarkLLMTapFallbackTimed is BenchmarkLLMTapFallback with a
+// first-byte timeout: every attempt goes through the careful proxy, whose
+// ModifyResponse decides each answer and waits for its first byte.
+func BenchmarkLLMTapFallbackTimed(b *testing.B) {
+	serveBody(b, load(b, gopath(b), "github.com/llmtap/llmtap/plugin", "llmtap", map[string]any{
+		"CollectorURL":              sink(b),
+		"QueueSize":                 1 << 20,
+		"Upstreams":                 []string{upstream(b), upstream(b)},
+		"Fallback.FirstByteTimeout": "10s",
+	}), chatBody)
+}
+
+// BenchmarkLLMTapWeighted is BenchmarkLLMTapFallback on a weighted pool:
+// every request asks the breaker for its plan.
+func BenchmarkLLMTapWeighted(b *testing.B) {
+	serveBody(b, load(b, gopath(b), "github.com/llmtap/llmtap/plugin", "llmtap", map[string]any{
+		"CollectorURL": sink(b),
+		"QueueSize":    1 << 20,
+		"Upstreams":    []string{upstream(b), upstream(b)},
+		"Weights":      []int{90, 10},
 	}), chatBody)
 }
 
