@@ -34,7 +34,7 @@ import (
 // probes it (half-open) and its result closes or reopens it.
 //
 // What runs per request is written as functions, not methods: under Yaegi
-// a call to a method of an interpreted type costs about twice a call to a
+// a call to a method of an interpreted type costs several times a call to a
 // function (docs/plugin.md).
 
 // UpstreamConfig is one upstream of a route (Config.Upstreams).
