@@ -286,7 +286,12 @@ func newPool(s *settings) *pool {
 func (p *pool) proxyTo(base *url.URL, bp httputil.BufferPool, modify func(*http.Response) error) *httputil.ReverseProxy {
 	rp := httputil.NewSingleHostReverseProxy(base)
 	rp.Transport = p.transport
-	rp.FlushInterval = -1
+	// Traefik's own default (a service's responseForwarding): event
+	// streams and bodies of unknown length are flushed at each write
+	// whatever it is, others within 100 ms. A negative interval would
+	// also start a timer that fires at once, in a goroutine of its own,
+	// for every response with a Content-Length.
+	rp.FlushInterval = 100 * time.Millisecond
 	rp.BufferPool = bp
 	rp.ModifyResponse = modify
 	rp.ErrorHandler = attemptFailed
