@@ -17,7 +17,10 @@
 // server carries at most (its capacity), not its latency.
 // Output, one line: requests errors p50_ms p90_ms p99_ms max_ms unsent,
 // where errors counts the failed requests and the unsent ones (ticks past
-// -max-inflight), and unsent those alone.
+// -max-inflight), and unsent those alone. With -samples FILE every
+// successful request is also written there, one line each: host, when it
+// was sent (µs from the start) and its latency (µs), for statistics over
+// several runs that percentiles cannot be combined into.
 package main
 
 import (
@@ -40,6 +43,7 @@ func main() {
 	maxInflight := flag.Int("max-inflight", 512, "requests in flight at most; past it a tick counts as an error")
 	body := flag.String("body", "", "POST this body (JSON) instead of a GET")
 	workers := flag.Int("workers", 0, "closed loop: this many workers sending back to back (-rate is then ignored)")
+	samplesFile := flag.String("samples", "", "also write each successful request here: host, sent at (µs), latency (µs)")
 	var headers headerFlags
 	flag.Var(&headers, "header", `a request header, "Name: value" (repeatable)`)
 	flag.Parse()
@@ -54,21 +58,31 @@ func main() {
 
 	hosts := strings.Split(*host, ",")
 	var (
-		mu        sync.Mutex
-		latencies = make([][]time.Duration, len(hosts))
-		errors    = make([]int, len(hosts))
-		unsent    = make([]int, len(hosts))
-		wg        sync.WaitGroup
+		mu      sync.Mutex
+		samples = make([][]sample, len(hosts))
+		errors  = make([]int, len(hosts))
+		unsent  = make([]int, len(hosts))
+		wg      sync.WaitGroup
+		began   = time.Now()
 	)
-	// done records the outcome of a request to hosts[h].
-	done := func(h int, d time.Duration, err error) {
+	// done records the outcome of a request to hosts[h] sent at at.
+	done := func(h int, at, d time.Duration, err error) {
 		mu.Lock()
 		defer mu.Unlock()
 		if err != nil {
 			errors[h]++
 			return
 		}
-		latencies[h] = append(latencies[h], d)
+		samples[h] = append(samples[h], sample{at, d})
+	}
+	finish := func() {
+		if *samplesFile != "" {
+			if err := writeSamples(*samplesFile, hosts, samples); err != nil {
+				fmt.Fprintf(os.Stderr, "load: %v\n", err)
+				os.Exit(1)
+			}
+		}
+		report(hosts, samples, errors, unsent)
 	}
 	inflight := make(chan struct{}, *maxInflight)
 	send := func(h int) {
@@ -84,8 +98,9 @@ func main() {
 		wg.Add(1)
 		go func() {
 			defer func() { <-inflight; wg.Done() }()
+			at := time.Since(began)
 			d, err := one(client, *url, hosts[h], *body, headers)
-			done(h, d, err)
+			done(h, at, d, err)
 		}()
 	}
 	if *workers > 0 {
@@ -95,13 +110,14 @@ func main() {
 			go func(h int) {
 				defer wg.Done()
 				for ; time.Now().Before(stop); h = (h + 1) % len(hosts) {
+					at := time.Since(began)
 					d, err := one(client, *url, hosts[h], *body, headers)
-					done(h, d, err)
+					done(h, at, d, err)
 				}
 			}(i % len(hosts))
 		}
 		wg.Wait()
-		report(hosts, latencies, errors, unsent)
+		finish()
 		return
 	}
 	// A ticker drops ticks when the machine is busy, which would lower
@@ -112,7 +128,7 @@ func main() {
 	}
 	tick := time.NewTicker(period)
 	defer tick.Stop()
-	began := time.Now()
+	began = time.Now()
 	total := int(duration.Seconds() * float64(*rate))
 	for sent := 0; sent < total; {
 		<-tick.C
@@ -125,16 +141,38 @@ func main() {
 		}
 	}
 	wg.Wait()
-	report(hosts, latencies, errors, unsent)
+	finish()
+}
+
+// sample is one successful request: when it was sent, from the start of
+// the run, and how long its response took.
+type sample struct{ at, latency time.Duration }
+
+// writeSamples writes every host's samples to path, one line each.
+func writeSamples(path string, hosts []string, samples [][]sample) error {
+	var b strings.Builder
+	for h, ss := range samples {
+		for _, s := range ss {
+			fmt.Fprintf(&b, "%s %d %d\n", hosts[h], s.at.Microseconds(), s.latency.Microseconds())
+		}
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		return fmt.Errorf("-samples: %w", err)
+	}
+	return nil
 }
 
 // report prints the output lines, the host first when there are several;
 // a host with no request succeeding is a failure.
-func report(hosts []string, latencies [][]time.Duration, errors, unsent []int) {
-	for h, l := range latencies {
-		if len(l) == 0 {
+func report(hosts []string, samples [][]sample, errors, unsent []int) {
+	for h, ss := range samples {
+		if len(ss) == 0 {
 			fmt.Fprintf(os.Stderr, "load: no request to %q succeeded\n", hosts[h])
 			os.Exit(1)
+		}
+		l := make([]time.Duration, len(ss))
+		for i, s := range ss {
+			l[i] = s.latency
 		}
 		sort.Slice(l, func(i, j int) bool { return l[i] < l[j] })
 		pct := func(p float64) float64 {

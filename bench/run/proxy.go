@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -265,7 +264,9 @@ func (b *bench) waitSink(up string) string {
 // milliseconds from one run to the next, far more than the differences
 // sought. The routes share rate req/s (Traefik carries that many in all);
 // the differences to the baselines are taken per round, and the median
-// round's is printed.
+// round's is printed; then the difference at p99 over all rounds'
+// requests, with a 90% interval from resampling seconds of the runs
+// (addedAt): what the goal is to be read against.
 //
 //	BENCH_TURNS_ROUTES (bare,noop,tap,fallback)  BENCH_TURNS_DURATION (10s)
 func (b *bench) turns(base string, paths []string, rate, rounds int) {
@@ -279,14 +280,21 @@ func (b *bench) turns(base string, paths []string, rate, rounds int) {
 	}
 	fmt.Printf("\nLatency with the routes taking turns request by request, %d req/s in all (%d each) for %s (open loop), %d rounds\n", rate, rate/len(routes), rateDuration, rounds)
 	fmt.Printf("%-7s %-8s %9s %9s   %s\n", "path", "route", "p50_ms", "p99_ms", "p99 of each round")
+	samples := filepath.Join(b.tb.TempDir(), "samples")
 	for _, path := range paths {
 		byRoute := map[string][]loadResult{}
+		var blocks []block
 		for round := 1; round <= rounds; round++ {
 			rs := b.runLoadTurns(fmt.Sprintf("%s taking turns on %s", strings.Join(routes, ", "), path),
-				"-url", base+path, "-host", strings.Join(hosts, ","), "-rate", fmt.Sprint(rate), "-duration", rateDuration)
+				"-url", base+path, "-host", strings.Join(hosts, ","), "-rate", fmt.Sprint(rate), "-duration", rateDuration, "-samples", samples)
 			for i, route := range routes {
 				byRoute[route] = append(byRoute[route], rs[hosts[i]])
 			}
+			bs, err := readBlocks(samples)
+			if err != nil {
+				b.fail("bench/load's samples: %v", err)
+			}
+			blocks = append(blocks, bs...)
 		}
 		for _, route := range routes {
 			var p99s []string
@@ -302,34 +310,17 @@ func (b *bench) turns(base string, paths []string, rate, rounds int) {
 			}
 			return median(d)
 		}
+		pooled := func(route, base string) string {
+			est, lo, hi := addedAt(blocks, route+".test", base+".test", 0.99, 500)
+			return fmt.Sprintf("over all rounds %+.3f ms (90%% interval %+.3f to %+.3f)", est, lo, hi)
+		}
 		if byRoute["tap"] != nil && byRoute["bare"] != nil {
 			fmt.Printf("%-7s llmtap adds p50 %+.3f ms, p99 %+.3f ms vs bare; goal: p99 <= +0.3 ms\n", path, added("tap", "bare", p50), added("tap", "bare", p99))
+			fmt.Printf("%-7s llmtap adds p99 %s vs bare\n", path, pooled("tap", "bare"))
 		}
 		if byRoute["fallback"] != nil && byRoute["tap"] != nil {
 			fmt.Printf("%-7s fallback adds p50 %+.3f ms, p99 %+.3f ms vs llmtap; goal: p99 <= +0.1 ms\n", path, added("fallback", "tap", p50), added("fallback", "tap", p99))
+			fmt.Printf("%-7s fallback adds p99 %s vs llmtap\n", path, pooled("fallback", "tap"))
 		}
 	}
-}
-
-// medianOf is the median of pick over rs.
-func medianOf(rs []loadResult, pick func(loadResult) float64) float64 {
-	v := make([]float64, len(rs))
-	for i, r := range rs {
-		v[i] = pick(r)
-	}
-	return median(v)
-}
-
-// median of v (the mean of the middle two when their number is even).
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	n := len(s)
-	if n%2 == 0 {
-		return (s[n/2-1] + s[n/2]) / 2
-	}
-	return s[n/2]
 }
