@@ -128,6 +128,7 @@ func (b *bench) interleaved(base string, routes, paths []string, conns int, dura
 //	BENCH_CONNECTIONS (32)  BENCH_ROUNDS (2)  BENCH_THROUGHPUT (1; 0 skips wrk)
 //	BENCH_FIXED (1; 0 skips the routes' separate fixed-rate runs)
 //	BENCH_PLUGIN_BATCH (64): the plugin's batchSize
+//	BENCH_TRAEFIK_GOGC (Go's default, 100): Traefik's GOGC
 func (b *bench) proxy() {
 	duration := env("BENCH_DURATION", "8s")
 	rate := b.envInt("BENCH_RATE", 1000)
@@ -136,8 +137,12 @@ func (b *bench) proxy() {
 	rounds := b.envInt("BENCH_ROUNDS", 2)
 	up := b.startUpstream()
 	// The upstream is also the sink the plugin sends its records to.
+	gogc := env("BENCH_TRAEFIK_GOGC", "")
 	tr := b.s.Traefik(fmt.Sprintf(proxyRouters, up, up, b.envInt("BENCH_PLUGIN_BATCH", 64)), func(t *stack.Traefik) {
 		t.ReadyHosts, t.ReadyPath = []string{"bare.test", "noop.test", "tap.test", "fallback.test"}, "/json"
+		if gogc != "" {
+			t.Env = []string{"GOGC=" + gogc}
+		}
 	})
 	base := tr.URL()
 	routes, paths := []string{"bare", "noop", "tap", "fallback"}, []string{"/json", "/sse"}
@@ -174,6 +179,26 @@ func (b *bench) proxy() {
 	if len(f) == 2 {
 		fmt.Printf("\nrecords received by the collector sink: %s (reported dropped: %s)\n", f[0], f[1])
 	}
+	if gogc == "" {
+		gogc = "Go's default"
+	}
+	fmt.Printf("Traefik's resident memory at its peak: %s (GOGC %s)\n", b.peakRSS(tr.Process().Pid()), gogc)
+}
+
+// peakRSS is the most resident memory process pid has held (VmHWM in
+// /proc/pid/status).
+func (b *bench) peakRSS(pid int) string {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.fail("Traefik's memory: %v", err)
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	b.fail("/proc/%d/status: no VmHWM", pid)
+	return ""
 }
 
 // fixedRate measures latency below saturation, each route in turn at a

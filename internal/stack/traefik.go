@@ -41,6 +41,8 @@ type Traefik struct {
 	// (go_goroutines, process_resident_memory_bytes, ...) at /metrics on
 	// an entrypoint of their own.
 	MetricsPort int
+	// Env is added to Traefik's environment (KEY=value), e.g. GOGC.
+	Env []string
 }
 
 // metricsConfig is the static configuration's part for MetricsPort:
@@ -117,6 +119,7 @@ experimental:
 		Path: t.Bin,
 		Args: []string{"--configFile=" + static},
 		Dir:  t.Dir,
+		Env:  append(os.Environ(), t.Env...),
 		Log:  filepath.Join(t.Dir, "traefik.log"),
 	}, t.Ready)
 }
