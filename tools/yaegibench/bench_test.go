@@ -260,35 +260,33 @@ func upstream(b *testing.B) string {
 // upstreams, the first of which answers: the plugin proxies the request
 // itself, over loopback (see BenchmarkProxyCompiled for the same round
 // trip made by compiled code).
-func BenchmarkLLMTapFallback(b *testing.B) {
-	serveBody(b, load(b, gopath(b), "github.com/llmtap/llmtap/plugin", "llmtap", map[string]any{
-		"CollectorURL": sink(b),
-		"QueueSize":    1 << 20,
-		"Upstreams":    []string{upstream(b), upstream(b)},
-	}), chatBody)
-}
+func BenchmarkLLMTapFallback(b *testing.B) { serveFallback(b, nil) }
 
 // BenchmarkLLMTapFallbackTimed is BenchmarkLLMTapFallback with a
 // first-byte timeout: every attempt goes through the careful proxy, whose
 // ModifyResponse decides each answer and waits for its first byte.
 func BenchmarkLLMTapFallbackTimed(b *testing.B) {
-	serveBody(b, load(b, gopath(b), "github.com/llmtap/llmtap/plugin", "llmtap", map[string]any{
-		"CollectorURL":              sink(b),
-		"QueueSize":                 1 << 20,
-		"Upstreams":                 []string{upstream(b), upstream(b)},
-		"Fallback.FirstByteTimeout": "10s",
-	}), chatBody)
+	serveFallback(b, map[string]any{"Fallback.FirstByteTimeout": "10s"})
 }
 
 // BenchmarkLLMTapWeighted is BenchmarkLLMTapFallback on a weighted pool:
 // every request asks the breaker for its plan.
 func BenchmarkLLMTapWeighted(b *testing.B) {
-	serveBody(b, load(b, gopath(b), "github.com/llmtap/llmtap/plugin", "llmtap", map[string]any{
+	serveFallback(b, map[string]any{"Weights": []int{90, 10}})
+}
+
+// serveFallback serves chatBody on a route with two upstreams and the
+// settings of more besides.
+func serveFallback(b *testing.B, more map[string]any) {
+	config := map[string]any{
 		"CollectorURL": sink(b),
 		"QueueSize":    1 << 20,
 		"Upstreams":    []string{upstream(b), upstream(b)},
-		"Weights":      []int{90, 10},
-	}), chatBody)
+	}
+	for k, v := range more {
+		config[k] = v
+	}
+	serveBody(b, load(b, gopath(b), "github.com/llmtap/llmtap/plugin", "llmtap", config), chatBody)
 }
 
 // BenchmarkLLMTapProxied is BenchmarkLLMTapChat in front of a compiled
