@@ -61,15 +61,15 @@ func loadBefore(b *testing.B, gopath, imp, pkg string, config map[string]any, ne
 	}
 	cfg := cfgFn.Call(nil)[0]
 	for k, v := range config {
-		if k == "Weights" {
-			continue // below, once the upstreams are in
-		}
-		if urls, ok := v.([]string); ok && k == "Upstreams" {
-			// A slice of the plugin's own (interpreted) struct type.
+		if ups, ok := v.([]map[string]any); ok {
+			// A slice of the plugin's own (interpreted) struct type,
+			// each element's fields by name.
 			f := cfg.Elem().FieldByName(k)
-			for _, u := range urls {
+			for _, fields := range ups {
 				e := reflect.New(f.Type().Elem()).Elem()
-				e.FieldByName("URL").SetString(u)
+				for name, fv := range fields {
+					e.FieldByName(name).Set(reflect.ValueOf(fv))
+				}
 				f.Set(reflect.Append(f, e))
 			}
 			continue
@@ -80,12 +80,6 @@ func loadBefore(b *testing.B, gopath, imp, pkg string, config map[string]any, ne
 			f = f.FieldByName(name)
 		}
 		f.Set(reflect.ValueOf(v))
-	}
-	if w, ok := config["Weights"].([]int); ok {
-		ups := cfg.Elem().FieldByName("Upstreams")
-		for i, n := range w {
-			ups.Index(i).FieldByName("Weight").SetInt(int64(n))
-		}
 	}
 	out := newFn.Call([]reflect.Value{reflect.ValueOf(context.Background()), reflect.ValueOf(next), cfg, reflect.ValueOf("bench")})
 	if e := out[1].Interface(); e != nil {
@@ -260,28 +254,30 @@ func upstream(b *testing.B) string {
 // upstreams, the first of which answers: the plugin proxies the request
 // itself, over loopback (see BenchmarkProxyCompiled for the same round
 // trip made by compiled code).
-func BenchmarkLLMTapFallback(b *testing.B) { serveFallback(b, nil) }
+func BenchmarkLLMTapFallback(b *testing.B) {
+	serveFallback(b, []map[string]any{{"URL": upstream(b)}, {"URL": upstream(b)}}, nil)
+}
 
 // BenchmarkLLMTapFallbackTimed is BenchmarkLLMTapFallback with a
 // first-byte timeout: every attempt goes through the careful proxy, whose
 // ModifyResponse decides each answer and waits for its first byte.
 func BenchmarkLLMTapFallbackTimed(b *testing.B) {
-	serveFallback(b, map[string]any{"Fallback.FirstByteTimeout": "10s"})
+	serveFallback(b, []map[string]any{{"URL": upstream(b)}, {"URL": upstream(b)}}, map[string]any{"Fallback.FirstByteTimeout": "10s"})
 }
 
 // BenchmarkLLMTapWeighted is BenchmarkLLMTapFallback on a weighted pool:
 // every request asks the breaker for its plan.
 func BenchmarkLLMTapWeighted(b *testing.B) {
-	serveFallback(b, map[string]any{"Weights": []int{90, 10}})
+	serveFallback(b, []map[string]any{{"URL": upstream(b), "Weight": 90}, {"URL": upstream(b), "Weight": 10}}, nil)
 }
 
-// serveFallback serves chatBody on a route with two upstreams and the
+// serveFallback serves chatBody on a route with these upstreams and the
 // settings of more besides.
-func serveFallback(b *testing.B, more map[string]any) {
+func serveFallback(b *testing.B, upstreams []map[string]any, more map[string]any) {
 	config := map[string]any{
 		"CollectorURL": sink(b),
 		"QueueSize":    1 << 20,
-		"Upstreams":    []string{upstream(b), upstream(b)},
+		"Upstreams":    upstreams,
 	}
 	for k, v := range more {
 		config[k] = v
