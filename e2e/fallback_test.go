@@ -155,7 +155,7 @@ func postThrough(t *testing.T, tr *stack.Traefik, host, id, body string) (*http.
 
 func attemptList(r llmtap.Record) string {
 	var parts []string
-	for _, a := range r.Attempts {
+	for _, a := range r.AllAttempts() {
 		s := a.Upstream + ":"
 		if a.Status != 0 {
 			s += fmt.Sprint(a.Status)

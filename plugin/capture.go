@@ -57,6 +57,10 @@ type captureWriter struct {
 	// size is what the queued observation holds (observationBytes), set
 	// by finish and given back by the sender.
 	size int64
+
+	// failed is the error of an attempt through an upstream's quick
+	// proxy, left by its ErrorHandler for try (upstream.go).
+	failed error
 }
 
 func (c *captureWriter) Header() http.Header { return c.h }
@@ -334,9 +338,6 @@ func record(c *captureWriter) *Record {
 	}
 	r.StartUnixNs = c.start.UnixNano()
 	r.Route = c.set.route
-	if r.Upstream != "" {
-		servedBy(r)
-	}
 	r.RequestBytes = int64(len(c.reqBody))
 
 	kind, known := commonKinds[r.RequestContentType]

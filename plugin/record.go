@@ -289,8 +289,28 @@ type Record struct {
 	// route with upstreams (Config.Upstreams); empty on others.
 	Upstream string `json:"upstream,omitempty"`
 	// Attempts lists, in order, each upstream tried or skipped for the
-	// request on a route with upstreams.
+	// request on a route with upstreams; the one that served (Upstream)
+	// only when it has more to say than the record: AllAttempts has them
+	// all.
 	Attempts []Attempt `json:"attempts,omitempty"`
+}
+
+// AllAttempts returns the record's attempts, the one that served among
+// them: when Attempts leaves it out, it is the last, with the record's
+// status and header time. The plugin leaves it out on the request path,
+// where each value it makes costs every request; the collector completes
+// it.
+func (r *Record) AllAttempts() []Attempt {
+	if r.Upstream == "" {
+		return r.Attempts
+	}
+	for _, a := range r.Attempts {
+		if a.Upstream == r.Upstream {
+			return r.Attempts
+		}
+	}
+	n := len(r.Attempts)
+	return append(r.Attempts[:n:n], Attempt{Upstream: r.Upstream, Status: r.Status, HeaderNs: r.HeaderNs})
 }
 
 // TraceparentLen is the length of a W3C traceparent of version 00, the

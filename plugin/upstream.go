@@ -90,15 +90,17 @@ type upstream struct {
 	base    *url.URL
 	headers map[string]string // canonical names; nil when none
 	weight  int
-	// proxy and careful make the attempts on this upstream. Their director
-	// is net/http's own, compiled; their hooks are set once, each
-	// attempt's state riding in its request's context (see attemptOf):
-	// the interpreter makes a wrapper each time it hands a func to the
-	// standard library. proxy passes any answer that is not a failure
-	// without a look at the attempt (passOrDecide), for attempts that
-	// have nothing to tell the breaker and no first byte to wait for;
-	// careful decides every answer (decideResponse).
-	proxy   *httputil.ReverseProxy
+	// quick and careful make the attempts on this upstream. Their
+	// director is net/http's own, compiled; their hooks are set once (the
+	// interpreter makes a wrapper each time it hands a func to the
+	// standard library). quick makes an attempt that is not the last and
+	// has neither a first byte to wait for nor a success to tell the
+	// breaker of: its hooks need no state of the attempt, so it has none.
+	// It passes any answer that is not a failure (passOrGiveUp) and hands
+	// a failure to try through the writer (gaveUp). careful makes the
+	// others: each attempt's state rides in its request's context
+	// (attemptOf), and it decides every answer (decideResponse).
+	quick   *httputil.ReverseProxy
 	careful *httputil.ReverseProxy
 
 	current     int // smooth weighted round robin
@@ -122,6 +124,11 @@ type pool struct {
 	window        time.Duration
 	cooldown      time.Duration
 	now           func() time.Time
+
+	// quick: the first attempt of a calm plan may go through the quick
+	// proxy (serve): the pool is not weighted, waits for no first byte,
+	// and has a second upstream.
+	quick bool
 
 	mu sync.Mutex
 	// calm is every upstream in order, none a probe: the plan of an
@@ -263,8 +270,8 @@ func newPool(s *settings) *pool {
 		// The director joins the base's path and query with the request's
 		// and, with the proxy, appends the client to X-Forwarded-For; the
 		// other X-Forwarded headers are Traefik's, set on the way in.
-		u.proxy = p.proxyTo(base, bp, passOrDecide)
-		u.careful = p.proxyTo(base, bp, decideResponse)
+		u.quick = p.proxyTo(base, bp, passOrGiveUp, gaveUp)
+		u.careful = p.proxyTo(base, bp, decideResponse, attemptFailed)
 		if len(cfg.Headers) > 0 {
 			u.headers = map[string]string{}
 		}
@@ -278,12 +285,13 @@ func newPool(s *settings) *pool {
 		p.ups = append(p.ups, u)
 		p.calm = append(p.calm, candidate{u: u})
 	}
+	p.quick = !p.weighted && p.firstByte == 0 && len(p.ups) > 1
 	return p
 }
 
-// proxyTo makes a proxy to base through the pool's transport, whose
-// ModifyResponse is modify.
-func (p *pool) proxyTo(base *url.URL, bp httputil.BufferPool, modify func(*http.Response) error) *httputil.ReverseProxy {
+// proxyTo makes a proxy to base through the pool's transport with these
+// hooks.
+func (p *pool) proxyTo(base *url.URL, bp httputil.BufferPool, modify func(*http.Response) error, failed func(http.ResponseWriter, *http.Request, error)) *httputil.ReverseProxy {
 	rp := httputil.NewSingleHostReverseProxy(base)
 	rp.Transport = p.transport
 	// Traefik's own default (a service's responseForwarding): event
@@ -294,7 +302,7 @@ func (p *pool) proxyTo(base *url.URL, bp httputil.BufferPool, modify func(*http.
 	rp.FlushInterval = 100 * time.Millisecond
 	rp.BufferPool = bp
 	rp.ModifyResponse = modify
-	rp.ErrorHandler = attemptFailed
+	rp.ErrorHandler = failed
 	return rp
 }
 
@@ -463,10 +471,36 @@ func retryable(status int) bool { return status == http.StatusTooManyRequests ||
 // serve proxies the request through the pool's upstreams, writing the
 // response to c and each attempt to c.rec. The common case, a body read
 // whole (or none) and an unweighted pool with nothing on record, tries
-// every upstream in order without asking the breaker: under Yaegi each
-// call and each struct copied costs, so that path makes as few as it can.
+// every upstream in order without asking the breaker; and, when the pool
+// waits for no first byte, it makes the first attempt here, through the
+// quick proxy, and calls no function of its own unless that attempt
+// fails: under Yaegi each call and each value costs, so that path makes
+// as few as it can.
 func serve(p *pool, c *captureWriter, req *http.Request) {
 	// A body read whole, or none (a known length of 0 and nothing read).
+	if !p.quick || int64(len(c.reqBody)) != req.ContentLength || p.unsettled.Load() != 0 {
+		serveAll(p, c, req)
+		return
+	}
+	u := p.calm[0].u
+	c.rec.Upstream = u.name // until the attempt fails
+	u.quick.ServeHTTP(c, outgoing(req, u))
+	if c.failed != nil {
+		fellBack(p, c, req, u)
+	}
+}
+
+// fellBack goes on from serve's first attempt, which failed.
+func fellBack(p *pool, c *captureWriter, req *http.Request, u *upstream) {
+	quickFailed(p, c, u)
+	if req.Context().Err() == nil {
+		try(p, c, req, c.reqBody, p.calm[1:], false)
+	}
+}
+
+// serveAll is serve when the pool waits for a first byte, is weighted, or
+// has something on record, or the body is still to be read.
+func serveAll(p *pool, c *captureWriter, req *http.Request) {
 	if int64(len(c.reqBody)) == req.ContentLength && !p.weighted && p.unsettled.Load() == 0 {
 		try(p, c, req, c.reqBody, p.calm, p.firstByte > 0)
 		return
@@ -542,82 +576,99 @@ type rejoined struct {
 func (b *rejoined) Read(p []byte) (int, error) { return b.r.Read(p) }
 func (b *rejoined) Close() error               { return b.c.Close() }
 
-// try makes the attempts of order in turn until one answers the client.
-// Each goes through net/http's ReverseProxy, which runs compiled: header
-// copies, hop-by-hop headers, X-Forwarded-For, the body copy and its
-// flushes, upgrades, and the abort of a body that breaks off. The
-// interpreted part is ModifyResponse (the decision, before anything
-// reaches the client), and on a failure ErrorHandler. careful sends every
-// attempt through its upstream's careful proxy: there is a first byte to
-// wait for, or the breaker has something to hear of a success. Otherwise
-// only a probe goes there, and the others through the upstream's proxy,
-// whose ModifyResponse passes any answer that is not a failure without
-// looking up the attempt. (Whether the breaker has something to hear is
-// read once, as the request starts: a success while another request's
-// failure is being recorded goes unheard, and the run of failures goes
-// on.) The last attempt always answers. It returns the index of the
+// try makes the attempts of order in turn until one answers the client;
+// body is what each sends, afresh (nil: req.Body as it is). Each goes
+// through net/http's ReverseProxy, which runs compiled: header copies,
+// hop-by-hop headers, X-Forwarded-For, the body copy and its flushes,
+// upgrades, and the abort of a body that breaks off. The interpreted parts
+// are the hooks: ModifyResponse, on every answer, and ErrorHandler, on a
+// failure.
+//
+// An attempt that is not the last goes through its upstream's quick proxy,
+// which makes no state for it, unless careful: there is a first byte to
+// wait for, or the breaker has something to hear of a success. (Whether it
+// has is read once, as the request starts: a success while another
+// request's failure is being recorded goes unheard, and the run of
+// failures goes on.) A half-open probe and the last attempt go through the
+// careful proxy too: the one tells the breaker of its success, and the
+// other answers the client whatever it gets. It returns the index of the
 // attempt that ended the request.
 //
-// Under Yaegi every call allocates every value its function names,
-// whichever branch runs: what only a failure needs lives in other
-// functions.
+// The attempt that serves is named in the record (Upstream), and listed in
+// its attempts only when it has more to say than the record's status and
+// header time (Record.AllAttempts). Under Yaegi every call allocates every
+// value its function names, whichever branch runs: what only a failure
+// needs lives in other functions.
 func try(p *pool, c *captureWriter, req *http.Request, body []byte, order []candidate, careful bool) int {
-	r := c.rec
 	last := len(order) - 1
 	for i := range order {
 		cd := &order[i]
 		u := cd.u
-		a := &attemptRun{pool: p, c: c, u: u, probe: cd.probe, last: i == last}
-		// Recorded as the attempt that serves until it fails; the
-		// record takes its status and header time from the response's
-		// (servedBy).
-		r.Attempts = append(r.Attempts, Attempt{Upstream: u.name})
-		r.Upstream = u.name
-		out := req.WithContext(context.WithValue(req.Context(), attemptKey{}, a))
+		c.rec.Upstream = u.name // until the attempt fails
+		out := outgoing(req, u)
 		if body != nil {
 			out.Body = io.NopCloser(bytes.NewReader(body))
 			out.ContentLength = int64(len(body))
 		}
-		// The upstream's host, not the client's, and its own headers
-		// on a copy: the next attempt starts from the client's again.
-		out.Host = ""
-		if u.headers != nil {
-			out.Header = withHeaders(req.Header, u.headers)
-		}
-		if careful || cd.probe {
-			carefully(a, out)
+		if careful || cd.probe || i == last {
+			if carefully(&attemptRun{pool: p, c: c, u: u, probe: cd.probe, last: i == last}, out) {
+				return i
+			}
 		} else {
-			u.proxy.ServeHTTP(c, out)
+			u.quick.ServeHTTP(c, out)
+			if c.failed == nil {
+				return i
+			}
+			quickFailed(p, c, u)
 		}
-		if !a.next || req.Context().Err() != nil {
+		if req.Context().Err() != nil {
 			return i
 		}
 	}
 	return last
 }
 
+// outgoing is the request of an attempt on u: the client's, with the
+// upstream's host instead of the client's and its own headers on a copy
+// (the next attempt starts from the client's again).
+func outgoing(req *http.Request, u *upstream) *http.Request {
+	out := req.WithContext(req.Context())
+	out.Host = ""
+	if u.headers != nil {
+		out.Header = withHeaders(req.Header, u.headers)
+	}
+	return out
+}
+
 // carefully makes the attempt through its upstream's careful proxy, with
-// the first-byte timer when there is one.
-func carefully(a *attemptRun, out *http.Request) {
+// the first-byte timer when there is one. It says whether the attempt
+// ended the request.
+func carefully(a *attemptRun, out *http.Request) bool {
+	ctx := context.WithValue(out.Context(), attemptKey{}, a)
 	if a.pool.firstByte > 0 {
-		ctx, cancel := context.WithCancel(out.Context())
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
 		defer cancel()
 		// The timer gives the attempt up by cancelling its request.
 		a.timer = time.AfterFunc(a.pool.firstByte, cancel)
-		out = out.WithContext(ctx)
 	}
-	a.u.careful.ServeHTTP(a.c, out)
+	a.u.careful.ServeHTTP(a.c, out.WithContext(ctx))
+	return !a.next
 }
 
-// servedBy completes, in a record whose response came from an upstream,
-// the attempt that served (the last): try leaves its status and header
-// time for here, where they are the response's, off the request path.
-func servedBy(r *Record) {
-	at := &r.Attempts[len(r.Attempts)-1]
-	if at.Status == 0 {
-		at.Status = r.Status
-		at.HeaderNs = r.HeaderNs
+// quickFailed ends an attempt of the quick proxy that failed, whose error
+// gaveUp left in the writer.
+func quickFailed(p *pool, c *captureWriter, u *upstream) {
+	a := &attemptRun{pool: p, c: c, u: u}
+	err := c.failed
+	c.failed = nil
+	// Not errors.As: under Yaegi it panics on a pointer to an
+	// interpreted type. The proxy hands the error over unwrapped.
+	if f, ok := err.(*failedAnswer); ok { //nolint:errorlint // see above
+		gaveUpOn(a, f.resp, int64(f.at.Sub(c.start)))
+		return
 	}
+	noResponse(a, err)
 }
 
 // withHeaders is a copy of h with an upstream's own headers set.
@@ -629,14 +680,35 @@ func withHeaders(h http.Header, own map[string]string) http.Header {
 	return h
 }
 
-// passOrDecide is the ModifyResponse of an upstream's proxy: an answer
-// that is not a failure (retryable) is the client's as try recorded it; a
-// failure is decided.
-func passOrDecide(resp *http.Response) error {
+// passOrGiveUp is the ModifyResponse of an upstream's quick proxy: an
+// answer that is not a failure (retryable) is the client's, and the
+// attempt is given up on a failure.
+func passOrGiveUp(resp *http.Response) error {
 	if !retryable(resp.StatusCode) {
 		return nil
 	}
-	return decideResponse(resp)
+	return giveUp(resp)
+}
+
+// giveUp is the error that gives a quick attempt up on resp.
+func giveUp(resp *http.Response) error { return &failedAnswer{resp: resp, at: time.Now()} }
+
+// failedAnswer is the error of a quick attempt given up on its answer: a
+// 429 or 5xx, which came at at.
+type failedAnswer struct {
+	resp *http.Response
+	at   time.Time
+}
+
+func (f *failedAnswer) Error() string { return "llmtap: upstream answered " + f.resp.Status }
+
+// gaveUp is the ErrorHandler of an upstream's quick proxy: it leaves the
+// error in the writer, which is the request's own, for try
+// (quickFailed).
+func gaveUp(w http.ResponseWriter, _ *http.Request, err error) {
+	if c, ok := w.(*captureWriter); ok {
+		c.failed = err
+	}
 }
 
 // decideResponse is the ModifyResponse of an upstream's careful proxy.
@@ -669,16 +741,11 @@ type attemptRun struct {
 // timedOut stops the first-byte timer and says whether it had fired.
 func timedOut(a *attemptRun) bool { return a.timer != nil && !a.timer.Stop() }
 
-// recordAttempt completes the attempt in the request's record (the last
-// one there); one that failed served nothing, and the next upstream is to
-// be tried.
+// recordAttempt lists the attempt in the request's record; one that
+// failed served nothing, and the next upstream is to be tried.
 func recordAttempt(a *attemptRun, status int, headerNs int64, cause string, opened, failed bool) {
 	r := a.c.rec
-	at := &r.Attempts[len(r.Attempts)-1]
-	at.Status = status
-	at.HeaderNs = headerNs
-	at.Error = cause
-	at.Opened = opened
+	r.Attempts = append(r.Attempts, Attempt{Upstream: a.u.name, Status: status, HeaderNs: headerNs, Error: cause, Opened: opened})
 	if failed {
 		r.Upstream = ""
 		a.next = true
@@ -698,8 +765,7 @@ func decide(a *attemptRun, resp *http.Response) error {
 	headerNs := int64(time.Since(a.c.start))
 	failed := retryable(status)
 	if failed && !a.last {
-		timedOut(a)
-		recordAttempt(a, status, headerNs, "", report(a.pool, a.u, a.probe, verdictFailure, retryAfter(resp.Header)), true)
+		gaveUpOn(a, resp, headerNs)
 		return errNext
 	}
 	if a.timer != nil && !awaitFirst(a, resp, status, headerNs) {
@@ -714,6 +780,13 @@ func decide(a *attemptRun, resp *http.Response) error {
 	}
 	recordAttempt(a, status, headerNs, "", opened, false)
 	return nil
+}
+
+// gaveUpOn records an attempt given up on its answer, a failure, and
+// tells the breaker.
+func gaveUpOn(a *attemptRun, resp *http.Response, headerNs int64) {
+	timedOut(a)
+	recordAttempt(a, resp.StatusCode, headerNs, "", report(a.pool, a.u, a.probe, verdictFailure, retryAfter(resp.Header)), true)
 }
 
 // awaitFirst waits for the response's first body byte within the

@@ -1,6 +1,7 @@
 package llmtap
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -126,7 +127,7 @@ func post(t *testing.T, url, body string) (*http.Response, string) {
 
 func attemptsOf(r Record) string {
 	var parts []string
-	for _, a := range r.Attempts {
+	for _, a := range r.AllAttempts() {
 		s := a.Upstream + ":"
 		if a.Status != 0 {
 			s += fmt.Sprint(a.Status)
@@ -175,7 +176,8 @@ func TestFallbackBeforeFirstByte(t *testing.T) {
 			}
 			// Times are from the client's request: the serving attempt's
 			// include the first one's.
-			first, served := r.Attempts[0], r.Attempts[1]
+			all := r.AllAttempts()
+			first, served := all[0], all[1]
 			if len(r.WriteNs) == 0 || r.WriteNs[0] < served.HeaderNs || served.HeaderNs < first.HeaderNs || served.HeaderNs < int64(tt.after) {
 				t.Errorf("first write at %v ns, headers of the attempts at %d and %d ns: want them in that order, the second's past %v", r.WriteNs, first.HeaderNs, served.HeaderNs, tt.after)
 			}
@@ -184,13 +186,14 @@ func TestFallbackBeforeFirstByte(t *testing.T) {
 }
 
 // TestAttemptsWithoutTimeout: without a first-byte timeout, a pool with
-// nothing on record passes a good answer without looking up its attempt
-// (passOrDecide); the record still names the upstream that served and
-// gives its attempt the response's status and header time.
+// nothing on record makes its attempts that are not the last through the
+// quick proxy, which has no state of the attempt; the record still names
+// the upstream that served and gives its attempt the response's status and
+// header time.
 func TestAttemptsWithoutTimeout(t *testing.T) {
 	for _, tt := range []struct {
 		name     string
-		first    http.HandlerFunc
+		first    http.HandlerFunc // nil: nothing listens
 		method   string
 		attempts string
 		upstream string
@@ -198,10 +201,15 @@ func TestAttemptsWithoutTimeout(t *testing.T) {
 		{"the first answers a POST", sseUpstream(nil, nil), http.MethodPost, "a:200", "a"},
 		{"the first answers a GET", sseUpstream(nil, nil), http.MethodGet, "a:200", "a"},
 		{"the first fails", status(503), http.MethodPost, "a:503 b:200", "b"},
+		{"the first refuses", nil, http.MethodPost, "a:connect_error b:200", "b"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			got := &sync.Map{}
-			rig := newFallbackRig(t, []string{upstreamServer(t, tt.first), upstreamServer(t, sseUpstream(nil, got))}, nil)
+			first := refusing(t)
+			if tt.first != nil {
+				first = upstreamServer(t, tt.first)
+			}
+			rig := newFallbackRig(t, []string{first, upstreamServer(t, sseUpstream(nil, got))}, nil)
 			var body io.Reader
 			if tt.method == http.MethodPost {
 				body = strings.NewReader(`{"model":"m"}`)
@@ -223,12 +231,63 @@ func TestAttemptsWithoutTimeout(t *testing.T) {
 			if a := attemptsOf(r); a != tt.attempts || r.Upstream != tt.upstream {
 				t.Fatalf("record: attempts %q, upstream %q; want %q, %s", a, r.Upstream, tt.attempts, tt.upstream)
 			}
-			served := r.Attempts[len(r.Attempts)-1]
+			all := r.AllAttempts()
+			served := all[len(all)-1]
 			if served.HeaderNs > r.HeaderNs || served.HeaderNs <= 0 {
 				t.Errorf("serving attempt's headers at %d ns, the response's at %d: want them set, and no later", served.HeaderNs, r.HeaderNs)
 			}
 			if v, ok := got.Load(int64(0)); tt.upstream == "b" && (!ok || !strings.HasPrefix(v.(string), `{"model":"m"}|`)) {
 				t.Errorf("the second upstream got %q, want the request body again", v)
+			}
+		})
+	}
+}
+
+// TestClientLeaves: a client that leaves during an attempt ends the
+// request there: the next upstream is not tried, and the attempt is
+// recorded as cancelled, which the breaker does not count against the
+// upstream.
+func TestClientLeaves(t *testing.T) {
+	for _, timeout := range []string{"", "10s"} {
+		t.Run("firstByteTimeout "+timeout, func(t *testing.T) {
+			var hits int64
+			arrived := make(chan struct{}, 1)
+			hanging := func(w http.ResponseWriter, r *http.Request) {
+				// Read whole, so that the server notices the connection
+				// closing and ends the request's context.
+				_, _ = io.Copy(io.Discard, r.Body)
+				arrived <- struct{}{}
+				<-r.Context().Done()
+			}
+			rig := newFallbackRig(t, []string{upstreamServer(t, hanging), upstreamServer(t, sseUpstream(&hits, nil))}, func(c *Config) {
+				c.Fallback.FirstByteTimeout = timeout
+				c.Fallback.Breaker.Failures = 1
+			})
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, rig.srv+"/v1/chat/completions", strings.NewReader(`{}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				if resp, err := http.DefaultClient.Do(req); err == nil {
+					_ = resp.Body.Close()
+				}
+			}()
+			<-arrived
+			cancel()
+			<-done
+			r := rig.col.records(t, 1)[0]
+			if a := attemptsOf(r); a != "a:cancelled" || r.Outcome != OutcomeClientCancelled || r.Upstream != "" {
+				t.Errorf("record: attempts %q, outcome %q, upstream %q; want a:cancelled, %s, none", a, r.Outcome, r.Upstream, OutcomeClientCancelled)
+			}
+			if n := atomic.LoadInt64(&hits); n != 0 {
+				t.Errorf("the second upstream got %d requests, want none", n)
+			}
+			if !allSettled(rig.pool) {
+				t.Error("the breaker counted the client's leaving against the upstream")
 			}
 		})
 	}
@@ -311,7 +370,7 @@ func TestFallbackLastAnswers(t *testing.T) {
 			if resp.StatusCode != tt.status || !strings.Contains(body, tt.body) {
 				t.Errorf("client got %d %s, want %d with %s", resp.StatusCode, body, tt.status, tt.body)
 			}
-			if r := rig.col.records(t, 1)[0]; len(r.Attempts) != 2 || r.Status != tt.status {
+			if r := rig.col.records(t, 1)[0]; len(r.AllAttempts()) != 2 || r.Status != tt.status {
 				t.Errorf("record: status %d, attempts %q", r.Status, attemptsOf(r))
 			}
 		})

@@ -61,7 +61,7 @@ func fact(r *llmtap.Record) (*collector.Fact, []stream.Event) {
 	}
 	f.ErrorType = Classify(r.Status, r.Outcome)
 	f.Upstream = r.Upstream
-	for _, a := range r.Attempts {
+	for _, a := range r.AllAttempts() {
 		at := collector.Attempt{Upstream: a.Upstream, Result: a.Error, HeaderMs: collector.NoHeader, Opened: a.Opened}
 		if a.Error == "" {
 			at.Result = strconv.Itoa(a.Status)

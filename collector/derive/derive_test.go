@@ -145,24 +145,38 @@ func TestJSONCompletion(t *testing.T) {
 }
 
 // TestAttempts: a record's attempts become the fact's, each with its
-// status or error as result, and no header time when none came.
+// status or error as result, and no header time when none came. The one
+// that served, when the record leaves it out, is the last, with the
+// record's status and header time.
 func TestAttempts(t *testing.T) {
-	r := &llmtap.Record{
-		V: 1, RequestID: "a", StartUnixNs: 1, Status: 200, Upstream: "c",
-		Attempts: []llmtap.Attempt{
-			{Upstream: "a", Error: llmtap.AttemptCircuitOpen},
-			{Upstream: "b", Status: 503, HeaderNs: 40 * msNs, Opened: true},
-			{Upstream: "c", Status: 200, HeaderNs: 90 * msNs},
-		},
+	failed := []llmtap.Attempt{
+		{Upstream: "a", Error: llmtap.AttemptCircuitOpen},
+		{Upstream: "b", Status: 503, HeaderNs: 40 * msNs, Opened: true},
 	}
-	f := Fact(r)
-	want := []collector.Attempt{
+	wantFailed := []collector.Attempt{
 		{Upstream: "a", Result: "circuit_open", HeaderMs: collector.NoHeader},
 		{Upstream: "b", Result: "503", HeaderMs: 40, Opened: true},
-		{Upstream: "c", Result: "200", HeaderMs: 90},
 	}
-	if f.Upstream != "c" || !reflect.DeepEqual(f.Attempts, want) || f.Tries() != 2 {
-		t.Errorf("upstream %q, attempts %+v (tries %d); want c, %+v, 2", f.Upstream, f.Attempts, f.Tries(), want)
+	served := collector.Attempt{Upstream: "c", Result: "200", HeaderMs: 90}
+	for _, tt := range []struct {
+		name     string
+		upstream string
+		attempts []llmtap.Attempt
+		want     []collector.Attempt
+	}{
+		{"the served one listed", "c", append(failed, llmtap.Attempt{Upstream: "c", Status: 200, HeaderNs: 90 * msNs}), append(wantFailed, served)},
+		{"the served one left out", "c", failed, append(wantFailed, served)},
+		{"the first served", "c", nil, []collector.Attempt{served}},
+		{"none served", "", failed, wantFailed},
+		{"no upstreams", "", nil, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &llmtap.Record{V: 1, RequestID: "a", StartUnixNs: 1, Status: 200, HeaderNs: 90 * msNs, Upstream: tt.upstream, Attempts: tt.attempts}
+			f := Fact(r)
+			if f.Upstream != tt.upstream || !reflect.DeepEqual(f.Attempts, tt.want) {
+				t.Errorf("upstream %q, attempts %+v; want %q, %+v", f.Upstream, f.Attempts, tt.upstream, tt.want)
+			}
+		})
 	}
 }
 
