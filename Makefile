@@ -13,7 +13,7 @@ YAEGIFLAGS ?=
 # The parts of make test, in the order they run.
 TEST_PARTS := test-unit test-yaegi test-infra test-alerts test-integration test-chdb test-e2e test-stack test-soak test-gray
 
-.PHONY: bench-storage all build test test-repeat test-parts test-unit test-yaegi test-infra test-alerts test-integration test-chdb test-e2e test-stack test-soak test-gray test-fault soak lint bench demo up down prices-missing clean
+.PHONY: frames bench-storage all build test test-repeat test-parts test-unit test-yaegi test-infra test-alerts test-integration test-chdb test-e2e test-stack test-soak test-gray test-fault soak lint bench demo up down prices-missing clean
 
 all: build
 
@@ -133,6 +133,13 @@ bench:
 	$(GO) run ./bench/run ingest
 	$(GO) run ./bench/run limits
 	$(GO) run ./bench/run stack
+
+## frames: what each interpreted function's frames allocate per request
+## under Yaegi, for the yaegibench benchmarks matching BENCH (a Yaegi copy
+## that counts them; see docs/plugin.md)
+BENCH ?= LLMTapFallback$$|LLMTapProxied
+frames:
+	scripts/yaegi-frames.sh '$(BENCH)'
 
 ## bench-storage: ClickHouse filled to each of ROWS rows (realistic rows
 ## over 30 days; at 10M about 30 GB of disk on 18.16), then the lookup by

@@ -482,7 +482,7 @@ func serve(p *pool, c *captureWriter, req *http.Request) {
 		serveAll(p, c, req)
 		return
 	}
-	u := p.calm[0].u
+	u := p.ups[0]
 	c.rec.Upstream = u.name // until the attempt fails
 	u.quick.ServeHTTP(c, outgoing(req, u))
 	if c.failed != nil {
