@@ -492,8 +492,7 @@ func serve(p *pool, c *captureWriter, req *http.Request) {
 
 // fellBack goes on from serve's first attempt, which failed.
 func fellBack(p *pool, c *captureWriter, req *http.Request, u *upstream) {
-	quickFailed(p, c, u)
-	if req.Context().Err() == nil {
+	if !quickFailed(p, c, u) {
 		try(p, c, req, c.reqBody, p.calm[1:], false)
 	}
 }
@@ -616,13 +615,9 @@ func try(p *pool, c *captureWriter, req *http.Request, body []byte, order []cand
 			}
 		} else {
 			u.quick.ServeHTTP(c, out)
-			if c.failed == nil {
+			if c.failed == nil || quickFailed(p, c, u) {
 				return i
 			}
-			quickFailed(p, c, u)
-		}
-		if req.Context().Err() != nil {
-			return i
 		}
 	}
 	return last
@@ -657,8 +652,8 @@ func carefully(a *attemptRun, out *http.Request) bool {
 }
 
 // quickFailed ends an attempt of the quick proxy that failed, whose error
-// gaveUp left in the writer.
-func quickFailed(p *pool, c *captureWriter, u *upstream) {
+// gaveUp left in the writer. It says whether the request is over.
+func quickFailed(p *pool, c *captureWriter, u *upstream) bool {
 	a := &attemptRun{pool: p, c: c, u: u}
 	err := c.failed
 	c.failed = nil
@@ -666,9 +661,10 @@ func quickFailed(p *pool, c *captureWriter, u *upstream) {
 	// interpreted type. The proxy hands the error over unwrapped.
 	if f, ok := err.(*failedAnswer); ok { //nolint:errorlint // see above
 		gaveUpOn(a, f.resp, int64(f.at.Sub(c.start)))
-		return
+	} else {
+		noResponse(a, err)
 	}
-	noResponse(a, err)
+	return !a.next
 }
 
 // withHeaders is a copy of h with an upstream's own headers set.
@@ -735,20 +731,22 @@ type attemptRun struct {
 	probe bool // the half-open probe of u's circuit
 	last  bool
 	timer *time.Timer // the first-byte timer; nil when none
-	next  bool        // given up: the next upstream is to be tried
+	next  bool        // failed: the next upstream is to be tried
 }
 
 // timedOut stops the first-byte timer and says whether it had fired.
 func timedOut(a *attemptRun) bool { return a.timer != nil && !a.timer.Stop() }
 
-// recordAttempt lists the attempt in the request's record; one that
-// failed served nothing, and the next upstream is to be tried.
+// recordAttempt lists the attempt in the request's record. One that
+// failed served nothing, and the next upstream is to be tried, unless the
+// client left or something already reached it (an upgrade whose response
+// the proxy could not write once it had the connection).
 func recordAttempt(a *attemptRun, status int, headerNs int64, cause string, opened, failed bool) {
 	r := a.c.rec
 	r.Attempts = append(r.Attempts, Attempt{Upstream: a.u.name, Status: status, HeaderNs: headerNs, Error: cause, Opened: opened})
 	if failed {
 		r.Upstream = ""
-		a.next = true
+		a.next = r.Status == 0 && a.c.req.Context().Err() == nil
 	}
 }
 

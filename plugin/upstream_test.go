@@ -673,3 +673,33 @@ func TestUpstreamsConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestFailedAttemptGoesOn: a failed attempt sends the request to the next
+// upstream unless the client left or something already reached it.
+func TestFailedAttemptGoesOn(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		status int // already written to the client
+		left   bool
+		next   bool
+	}{
+		{"nothing sent yet", 0, false, true},
+		{"the client left", 0, true, false},
+		{"an upgrade went through", http.StatusSwitchingProtocols, false, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if tt.left {
+				cancel()
+			}
+			req := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", nil).WithContext(ctx)
+			c := &captureWriter{req: req, rec: &Record{Status: tt.status, Upstream: "a"}}
+			a := &attemptRun{c: c, u: &upstream{name: "a"}}
+			recordAttempt(a, 0, 0, AttemptConnectError, false, true)
+			if a.next != tt.next || c.rec.Upstream != "" || attemptsOf(*c.rec) != "a:connect_error" {
+				t.Errorf("next %v, upstream %q, attempts %q; want next %v, no upstream, a:connect_error", a.next, c.rec.Upstream, attemptsOf(*c.rec), tt.next)
+			}
+		})
+	}
+}
