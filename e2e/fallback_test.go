@@ -171,7 +171,9 @@ const streamChat = `{"model":"m","stream":true,"messages":[{"role":"user","conte
 // refuses connections, or hangs before its first byte; the client gets the
 // second upstream's stream, byte for byte, its first byte timed from the
 // client's request; the record names both attempts. A first upstream that
-// breaks off mid-stream is not retried, and recorded as aborted.
+// breaks off mid-stream is not retried, and recorded as aborted. The fb-
+// routes wait for a first byte, so every attempt takes the careful proxy;
+// the fbq- routes do not, and their first attempt takes the quick one.
 func TestFallbackInTraefik(t *testing.T) {
 	s := stack.New(t)
 	b := newBehaving(t, "ok")
@@ -179,7 +181,11 @@ func TestFallbackInTraefik(t *testing.T) {
 	var routes []fallbackRoute
 	for _, mode := range []string{"429", "500", "503", "hang", "break"} {
 		firsts[mode] = newBehaving(t, mode)
-		routes = append(routes, fallbackRoute{name: "fb-" + mode, ups: []string{"a=" + firsts[mode].srv.URL, "b=" + b.srv.URL}, fallback: "{firstByteTimeout: 300ms}"})
+		ups := []string{"a=" + firsts[mode].srv.URL, "b=" + b.srv.URL}
+		routes = append(routes, fallbackRoute{name: "fb-" + mode, ups: ups, fallback: "{firstByteTimeout: 300ms}"})
+		if mode != "hang" {
+			routes = append(routes, fallbackRoute{name: "fbq-" + mode, ups: ups})
+		}
 	}
 	routes = append(routes, fallbackRoute{name: "fb-refused", ups: []string{fmt.Sprintf("a=http://127.0.0.1:%d", s.Port()), "b=" + b.srv.URL}})
 	tr := fallbackTraefik(t, s, routes)
@@ -192,6 +198,9 @@ func TestFallbackInTraefik(t *testing.T) {
 		{"fb-503", "a:503 b:200"},
 		{"fb-refused", "a:connect_error b:200"},
 		{"fb-hang", "a:200first_byte_timeout b:200"},
+		{"fbq-429", "a:429 b:200"},
+		{"fbq-500", "a:500 b:200"},
+		{"fbq-503", "a:503 b:200"},
 	} {
 		t.Run(tt.route, func(t *testing.T) {
 			id := "e2e-" + tt.route
@@ -213,18 +222,20 @@ func TestFallbackInTraefik(t *testing.T) {
 		})
 	}
 
-	t.Run("broken mid-stream", func(t *testing.T) {
-		before := b.hits.Load()
-		resp, body, _, err := postThrough(t, tr, "fb-break.test", "e2e-fb-break", streamChat)
-		if err == nil {
-			t.Errorf("client read %d %q to a clean end: a stream broken upstream must break for the client too", resp.StatusCode, body)
-		}
-		rec := env.collector.record(t, "e2e-fb-break")
-		if got := attemptList(rec); got != "a:200" || rec.Upstream != "a" || rec.Outcome != llmtap.OutcomeAborted || b.hits.Load() != before {
-			t.Errorf("record: attempts %q upstream %q outcome %q, second upstream hit %d times; want a:200, a, aborted, not hit",
-				got, rec.Upstream, rec.Outcome, b.hits.Load()-before)
-		}
-	})
+	for _, route := range []string{"fb-break", "fbq-break"} {
+		t.Run(route, func(t *testing.T) {
+			before := b.hits.Load()
+			resp, body, _, err := postThrough(t, tr, route+".test", "e2e-"+route, streamChat)
+			if err == nil {
+				t.Errorf("client read %d %q to a clean end: a stream broken upstream must break for the client too", resp.StatusCode, body)
+			}
+			rec := env.collector.record(t, "e2e-"+route)
+			if got := attemptList(rec); got != "a:200" || rec.Upstream != "a" || rec.Outcome != llmtap.OutcomeAborted || b.hits.Load() != before {
+				t.Errorf("record: attempts %q upstream %q outcome %q, second upstream hit %d times; want a:200, a, aborted, not hit",
+					got, rec.Upstream, rec.Outcome, b.hits.Load()-before)
+			}
+		})
+	}
 }
 
 // TestBreakerInTraefik: two failures open the first upstream's circuit;

@@ -125,9 +125,7 @@ func serveBody(b *testing.B, h http.Handler, body string) {
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
-	if frames != nil {
-		frames(0)
-	}
+	frames(0)
 	cpu0, g0 := cpuTime(), goroutinesCreated()
 	for n := 0; n < b.N; n++ {
 		if body != "" {
@@ -143,15 +141,8 @@ func serveBody(b *testing.B, h http.Handler, body string) {
 	time.Sleep(1500 * time.Millisecond) // the sender's last batch
 	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
 	b.ReportMetric(float64(goroutinesCreated()-g0)/float64(b.N), "goroutines/op")
-	if frames != nil {
-		frames(b.N)
-	}
+	frames(b.N)
 }
-
-// frames, set by scripts/yaegi-frames.sh's build only (frames_test.go),
-// prints what each interpreted function's frames allocated per request
-// over n requests; n == 0 starts the count.
-var frames func(n int)
 
 // goroutinesCreated is how many goroutines the process has started: each
 // is a hand-off to the scheduler, which shows in the latency's tail.

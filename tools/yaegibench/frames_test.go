@@ -11,11 +11,11 @@ import (
 
 // Built by scripts/yaegi-frames.sh only, against a copy of Yaegi that
 // counts frames (testdata/frameprof.go.txt).
-func init() { frames = printFrames }
 
-// printFrames prints what the interpreted functions' frames allocated per
-// request since the last call, the dearest first; n == 0 only resets.
-func printFrames(n int) {
+// frames prints what the interpreted functions' frames allocated per
+// request since the last call, the dearest first; n == 0 only starts the
+// count.
+func frames(n int) {
 	prof := interp.FrameProfile()
 	if n == 0 {
 		return
