@@ -237,15 +237,7 @@ func finish(sd *sender, c *captureWriter) {
 	// nothing. So the context is read only when the request may have
 	// been cut short: two calls spared on every successful response.
 	if !c.returned || r.Status >= 400 || r.Status == 0 {
-		switch {
-		case c.req.Context().Err() != nil:
-			r.Outcome = OutcomeClientCancelled
-		case !c.returned:
-			r.Outcome = OutcomeAborted
-		case r.Status >= 400 && r.Outcome == "":
-			// Not when the plugin answered itself (OutcomeLimited).
-			r.Outcome = OutcomeUpstreamError
-		}
+		cutShort(c)
 	}
 	// What the record needs of the request is taken now; the request,
 	// its headers and the response writer are let go. Separate
@@ -272,6 +264,27 @@ func finish(sd *sender, c *captureWriter) {
 		}
 		atomic.AddInt64(&sd.queued, -1)
 	}
+	drop(sd, size)
+}
+
+// cutShort sets the outcome of a request that may have been cut short:
+// one whose handler panicked, or whose status is an error or none.
+func cutShort(c *captureWriter) {
+	r := c.rec
+	switch {
+	case c.req.Context().Err() != nil:
+		r.Outcome = OutcomeClientCancelled
+	case !c.returned:
+		r.Outcome = OutcomeAborted
+	case r.Status >= 400 && r.Outcome == "":
+		// Not when the plugin answered itself (OutcomeLimited).
+		r.Outcome = OutcomeUpstreamError
+	}
+}
+
+// drop counts an observation of size bytes that the queue had no room
+// for, and gives back what finish reserved.
+func drop(sd *sender, size int64) {
 	atomic.AddInt64(&sd.queuedBytes, -size)
 	atomic.AddInt64(&sd.dropped, 1)
 	atomic.AddInt64(sd.pending, -1) // it will never be taken

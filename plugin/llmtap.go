@@ -56,9 +56,8 @@ func (m *Middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 		req.Header[HeaderRequestID] = []string{c.rec.RequestID}
 	}
 	if h := m.set.omitHeader; h != "" {
-		if v, ok := req.Header[h]; ok {
-			delete(req.Header, h)
-			c.rec.BodiesOmitted = len(v) == 1 && (v[0] == "1" || strings.EqualFold(v[0], "true"))
+		if _, ok := req.Header[h]; ok {
+			omitBodies(c, req, h)
 		}
 	}
 	if req.ContentLength != 0 && req.Body != nil {
@@ -88,6 +87,14 @@ func (m *Middleware) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 		// Nothing was written: the server sends the response after we return.
 		c.h[HeaderRequestID] = []string{c.rec.RequestID}
 	}
+}
+
+// omitBodies takes the omit header h off the request, and notes whether
+// the client asked that the bodies be left out of what is stored.
+func omitBodies(c *captureWriter, req *http.Request, h string) {
+	v := req.Header[h]
+	delete(req.Header, h)
+	c.rec.BodiesOmitted = len(v) == 1 && (v[0] == "1" || strings.EqualFold(v[0], "true"))
 }
 
 // randomID makes a request id: 128 random bits in hex.
