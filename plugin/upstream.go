@@ -484,7 +484,7 @@ func serve(p *pool, c *captureWriter, req *http.Request) {
 	}
 	u := p.ups[0]
 	c.rec.Upstream = u.name // until the attempt fails
-	u.quick.ServeHTTP(c, outgoing(req, u))
+	u.quick.ServeHTTP(c, outgoing(req.Context(), req, u))
 	if c.failed != nil {
 		fellBack(p, c, req, u)
 	}
@@ -604,17 +604,12 @@ func try(p *pool, c *captureWriter, req *http.Request, body []byte, order []cand
 		cd := &order[i]
 		u := cd.u
 		c.rec.Upstream = u.name // until the attempt fails
-		out := outgoing(req, u)
-		if body != nil {
-			out.Body = io.NopCloser(bytes.NewReader(body))
-			out.ContentLength = int64(len(body))
-		}
 		if careful || cd.probe || i == last {
-			if carefully(&attemptRun{pool: p, c: c, u: u, probe: cd.probe, last: i == last}, out) {
+			if carefully(&attemptRun{pool: p, c: c, u: u, probe: cd.probe, last: i == last}, req, body) {
 				return i
 			}
 		} else {
-			u.quick.ServeHTTP(c, out)
+			u.quick.ServeHTTP(c, withBody(outgoing(req.Context(), req, u), body))
 			if c.failed == nil || quickFailed(p, c, u) {
 				return i
 			}
@@ -623,11 +618,11 @@ func try(p *pool, c *captureWriter, req *http.Request, body []byte, order []cand
 	return last
 }
 
-// outgoing is the request of an attempt on u: the client's, with the
-// upstream's host instead of the client's and its own headers on a copy
-// (the next attempt starts from the client's again).
-func outgoing(req *http.Request, u *upstream) *http.Request {
-	out := req.WithContext(req.Context())
+// outgoing is the request of an attempt on u: the client's with ctx,
+// the upstream's host instead of the client's, and its own headers on a
+// copy (the next attempt starts from the client's again).
+func outgoing(ctx context.Context, req *http.Request, u *upstream) *http.Request {
+	out := req.WithContext(ctx)
 	out.Host = ""
 	if u.headers != nil {
 		out.Header = withHeaders(req.Header, u.headers)
@@ -635,11 +630,20 @@ func outgoing(req *http.Request, u *upstream) *http.Request {
 	return out
 }
 
-// carefully makes the attempt through its upstream's careful proxy, with
-// the first-byte timer when there is one. It says whether the attempt
-// ended the request.
-func carefully(a *attemptRun, out *http.Request) bool {
-	ctx := context.WithValue(out.Context(), attemptKey{}, a)
+// withBody gives out a fresh reader of body, unless nil.
+func withBody(out *http.Request, body []byte) *http.Request {
+	if body != nil {
+		out.Body = io.NopCloser(bytes.NewReader(body))
+		out.ContentLength = int64(len(body))
+	}
+	return out
+}
+
+// carefully makes the attempt, sending body (nil: req.Body as it is),
+// through its upstream's careful proxy, with the first-byte timer when
+// there is one. It says whether the attempt ended the request.
+func carefully(a *attemptRun, req *http.Request, body []byte) bool {
+	ctx := context.WithValue(req.Context(), attemptKey{}, a)
 	if a.pool.firstByte > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithCancel(ctx)
@@ -647,7 +651,7 @@ func carefully(a *attemptRun, out *http.Request) bool {
 		// The timer gives the attempt up by cancelling its request.
 		a.timer = time.AfterFunc(a.pool.firstByte, cancel)
 	}
-	a.u.careful.ServeHTTP(a.c, out.WithContext(ctx))
+	a.u.careful.ServeHTTP(a.c, withBody(outgoing(ctx, req, a.u), body))
 	return !a.next
 }
 
