@@ -163,18 +163,19 @@ func TestAttempts(t *testing.T) {
 		upstream string
 		attempts []llmtap.Attempt
 		want     []collector.Attempt
+		tries    int // attempts made, the skipped one aside
 	}{
-		{"the served one listed", "c", append(failed, llmtap.Attempt{Upstream: "c", Status: 200, HeaderNs: 90 * msNs}), append(wantFailed, served)},
-		{"the served one left out", "c", failed, append(wantFailed, served)},
-		{"the first served", "c", nil, []collector.Attempt{served}},
-		{"none served", "", failed, wantFailed},
-		{"no upstreams", "", nil, nil},
+		{"the served one listed", "c", append(failed, llmtap.Attempt{Upstream: "c", Status: 200, HeaderNs: 90 * msNs}), append(wantFailed, served), 2},
+		{"the served one left out", "c", failed, append(wantFailed, served), 2},
+		{"the first served", "c", nil, []collector.Attempt{served}, 1},
+		{"none served", "", failed, wantFailed, 1},
+		{"no upstreams", "", nil, nil, 0},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			r := &llmtap.Record{V: 1, RequestID: "a", StartUnixNs: 1, Status: 200, HeaderNs: 90 * msNs, Upstream: tt.upstream, Attempts: tt.attempts}
 			f := Fact(r)
-			if f.Upstream != tt.upstream || !reflect.DeepEqual(f.Attempts, tt.want) {
-				t.Errorf("upstream %q, attempts %+v; want %q, %+v", f.Upstream, f.Attempts, tt.upstream, tt.want)
+			if f.Upstream != tt.upstream || !reflect.DeepEqual(f.Attempts, tt.want) || f.Tries() != tt.tries {
+				t.Errorf("upstream %q, attempts %+v (tries %d); want %q, %+v, %d", f.Upstream, f.Attempts, f.Tries(), tt.upstream, tt.want, tt.tries)
 			}
 		})
 	}
